@@ -1,0 +1,122 @@
+//! Stable error codes. A code, once published, never changes meaning; clients and scripts match
+//! on it. The HTTP status for each code is chosen in one place, the gateway.
+
+use serde::{Deserialize, Serialize};
+
+/// Every user-facing failure carries exactly one of these codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No route matches the request's host and path.
+    RouteNotFound,
+    /// A route matches the path but not the method.
+    MethodNotAllowed,
+    /// The request body is larger than the gateway accepts.
+    PayloadTooLarge,
+    /// The function is at its concurrency limit and its wait queue is full.
+    TooManyRequests,
+    /// The function ran past its timeout and was stopped.
+    FunctionTimeout,
+    /// The function tried to use more memory than its limit.
+    FunctionMemoryExceeded,
+    /// The function trapped (panicked, hit `unreachable`, …).
+    FunctionTrapped,
+    /// The function finished without producing a valid response.
+    FunctionBadResponse,
+    /// An instance of the function could not be created.
+    FunctionStartFailed,
+    /// The admin request has no valid bearer token.
+    Unauthorized,
+    /// The admin request is malformed.
+    BadRequest,
+    /// The manifest is not valid.
+    InvalidManifest,
+    /// An uploaded component is not valid WebAssembly or not a component.
+    InvalidComponent,
+    /// The component does not export `wasi:http/incoming-handler`, or imports something nimbus
+    /// does not provide.
+    IncompatibleComponent,
+    /// A deploy references an artifact that was never uploaded.
+    ArtifactNotFound,
+    /// An uploaded artifact does not hash to the digest it was uploaded under.
+    DigestMismatch,
+    /// Two routes of the deployed apps claim the same host, path and method.
+    RouteConflict,
+    /// No app by that name.
+    AppNotFound,
+    /// No function by that name.
+    FunctionNotFound,
+    /// `rollback` was asked for but there is no earlier version.
+    NoPreviousVersion,
+    /// Something inside nimbus failed; the logs have the detail.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears in JSON bodies, logs and CLI output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::RouteNotFound => "route_not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::FunctionTimeout => "function_timeout",
+            ErrorCode::FunctionMemoryExceeded => "function_memory_exceeded",
+            ErrorCode::FunctionTrapped => "function_trapped",
+            ErrorCode::FunctionBadResponse => "function_bad_response",
+            ErrorCode::FunctionStartFailed => "function_start_failed",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidManifest => "invalid_manifest",
+            ErrorCode::InvalidComponent => "invalid_component",
+            ErrorCode::IncompatibleComponent => "incompatible_component",
+            ErrorCode::ArtifactNotFound => "artifact_not_found",
+            ErrorCode::DigestMismatch => "digest_mismatch",
+            ErrorCode::RouteConflict => "route_conflict",
+            ErrorCode::AppNotFound => "app_not_found",
+            ErrorCode::FunctionNotFound => "function_not_found",
+            ErrorCode::NoPreviousVersion => "no_previous_version",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure that leaves nimbus: a code plus a message that says what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_form_matches_as_str() {
+        for code in [
+            ErrorCode::RouteNotFound,
+            ErrorCode::FunctionMemoryExceeded,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The vocabulary every nimbus crate shares: names, function and route specs, outbound-host
+//! rules, invocation records and the stable error codes users see.
+//!
+//! This crate does no I/O and knows nothing of tokio, wasmtime or HTTP status codes (only the
+//! gateway maps codes to statuses). Everything here is plain data plus pure functions, so it can
+//! be tested exhaustively and depended on by every layer without dragging anything in.
+
+pub mod error;
+pub mod name;
+pub mod outbound;
+pub mod record;
+pub mod spec;
+
+pub use error::ErrorCode;
+pub use name::{Name, NameError};
+pub use outbound::OutboundRule;
+pub use record::{InvocationRecord, Outcome};
+pub use spec::{AppSpec, FunctionSpec, InstanceMode, RouteSpec};

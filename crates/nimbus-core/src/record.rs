@@ -1,0 +1,41 @@
+//! The invocation record: one per invocation, whatever the trigger or executor. Logs, `nimbus
+//! logs`, and later metrics, traces and metering all derive from it.
+
+use serde::{Deserialize, Serialize};
+
+/// How an invocation ended, from the platform's point of view (a guest that answers 500 on
+/// purpose still ended `Ok`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Timeout,
+    MemoryExceeded,
+    Trap,
+    BadResponse,
+    StartFailed,
+    /// The client went away before the function finished.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// Position in the function's record log; assigned by the store.
+    #[serde(default)]
+    pub seq: u64,
+    pub request_id: String,
+    pub app: String,
+    pub function: String,
+    pub version: u64,
+    /// Start time, milliseconds since the Unix epoch.
+    pub start_ms: u64,
+    /// Wall-clock duration of the invocation in microseconds (until the response body ended).
+    pub duration_us: u64,
+    /// Whether a new instance had to be created for this invocation.
+    pub cold: bool,
+    pub outcome: Outcome,
+    /// HTTP status returned to the client.
+    pub status: u16,
+    /// What the guest wrote to stdout and stderr during this invocation (truncated).
+    pub logs: String,
+}

@@ -1,0 +1,87 @@
+//! Validated specs of apps, functions and routes: what the manifest means, independent of how
+//! it was written. The manifest crate is the only producer; everything else consumes these.
+
+use crate::{Name, OutboundRule};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Whether an instance serves one request and is discarded, or is kept for the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceMode {
+    /// Serial reuse, as Lambda does: globals survive between invocations. A trap, timeout or
+    /// memory fault always discards the instance.
+    #[default]
+    Reuse,
+    /// A fresh instance per request: strict isolation between requests.
+    Fresh,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    pub name: Name,
+    /// Maximum linear memory per instance, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock limit per invocation.
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// Maximum invocations running at once.
+    pub max_concurrency: u32,
+    /// The only environment variables the guest sees.
+    pub env: BTreeMap<String, String>,
+    pub allowed_outbound_hosts: Vec<OutboundRule>,
+    pub instance: InstanceMode,
+}
+
+impl FunctionSpec {
+    pub const DEFAULT_MEMORY_BYTES: u64 = 128 << 20;
+    pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+    pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
+
+    /// A spec with every default, for tests and programmatic deploys.
+    pub fn with_defaults(name: Name) -> FunctionSpec {
+        FunctionSpec {
+            name,
+            memory_bytes: Self::DEFAULT_MEMORY_BYTES,
+            timeout: Self::DEFAULT_TIMEOUT,
+            max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
+            env: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            instance: InstanceMode::Reuse,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    /// `/literal/{param}/{*rest}`.
+    pub path: String,
+    /// Upper-case methods; empty means any method.
+    pub methods: Vec<String>,
+    /// Exact host (without port) the route answers on; `None` means any host.
+    pub host: Option<String>,
+    pub function: Name,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: Name,
+    pub functions: BTreeMap<Name, FunctionSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}

@@ -1,0 +1,387 @@
+//! `nimbus.toml` → validated [`AppSpec`]: the only parser of the manifest format.
+//!
+//! Parsing has two layers. Serde maps the TOML onto raw structs that mirror the file (unknown
+//! keys are errors, so typos never pass silently); then validation turns raw values into specs
+//! (sizes, durations, names, outbound rules, route shapes, references between sections). Every
+//! error names the file, the line and column, and the dotted key, and says what was expected.
+//! The manifest's own paths (component, build) are kept beside the spec in [`Manifest`] because
+//! only the CLI, which builds and uploads, needs them; the server deploys from artifacts.
+
+use nimbus_core::{AppSpec, FunctionSpec, InstanceMode, Name, OutboundRule, RouteSpec};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use toml::Spanned;
+
+pub mod route_path;
+
+/// A parsed manifest: the app spec plus what the CLI needs to build and upload it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub app: AppSpec,
+    /// Per function: the component path (relative to the manifest) and optional build command.
+    pub sources: BTreeMap<Name, FunctionSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSource {
+    pub component: String,
+    pub build: Option<String>,
+}
+
+/// A manifest error: where it is and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {key}{sep}{message}", sep = if key.is_empty() { "" } else { ": " })]
+pub struct ManifestError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, e.g. `function.hello.memory`; empty when the error is not about a key.
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: Spanned<String>,
+    #[serde(default)]
+    function: BTreeMap<Spanned<String>, RawFunction>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunction {
+    component: Spanned<String>,
+    build: Option<String>,
+    memory: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    max_concurrency: Option<Spanned<i64>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
+    instance: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: Spanned<String>,
+    #[serde(default)]
+    methods: Vec<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    function: Spanned<String>,
+}
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+];
+
+/// Parse and validate manifest `text`; `file` is only used in error messages.
+pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
+    let at = |span: Option<Range<usize>>, key: String, message: String| {
+        let offset = span.map(|s| s.start).unwrap_or(0).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        ManifestError {
+            file: file.to_owned(),
+            line,
+            column,
+            key,
+            message,
+        }
+    };
+
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|e| at(e.span(), String::new(), e.message().to_owned()))?;
+    let raw: RawManifest = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let inner = e.into_inner();
+        at(inner.span(), key, inner.message().trim().to_owned())
+    })?;
+
+    let app_name = Name::new(raw.name.get_ref())
+        .map_err(|e| at(Some(raw.name.span()), "name".into(), e.to_string()))?;
+
+    let mut functions = BTreeMap::new();
+    let mut sources = BTreeMap::new();
+    for (raw_name, f) in raw.function {
+        let key = |field: &str| format!("function.{}.{field}", raw_name.get_ref());
+        let name = Name::new(raw_name.get_ref()).map_err(|e| {
+            at(
+                Some(raw_name.span()),
+                format!("function.{}", raw_name.get_ref()),
+                e.to_string(),
+            )
+        })?;
+        let mut spec = FunctionSpec::with_defaults(name.clone());
+        if let Some(memory) = &f.memory {
+            let parsed: bytesize::ByteSize = memory.get_ref().parse().map_err(|_| {
+                at(
+                    Some(memory.span()),
+                    key("memory"),
+                    format!(
+                        "expected a size like \"128MiB\", got {:?}",
+                        memory.get_ref()
+                    ),
+                )
+            })?;
+            if parsed.as_u64() < (1 << 20) || parsed.as_u64() > FunctionSpec::MAX_MEMORY_BYTES {
+                return Err(at(
+                    Some(memory.span()),
+                    key("memory"),
+                    "expected a size between 1MiB and 4GiB".into(),
+                ));
+            }
+            spec.memory_bytes = parsed.as_u64();
+        }
+        if let Some(timeout) = &f.timeout {
+            let parsed = humantime::parse_duration(timeout.get_ref()).map_err(|_| {
+                at(
+                    Some(timeout.span()),
+                    key("timeout"),
+                    format!(
+                        "expected a duration like \"5s\" or \"250ms\", got {:?}",
+                        timeout.get_ref()
+                    ),
+                )
+            })?;
+            if parsed.is_zero() || parsed > FunctionSpec::MAX_TIMEOUT {
+                return Err(at(
+                    Some(timeout.span()),
+                    key("timeout"),
+                    "expected a duration above 0 and at most 15m".into(),
+                ));
+            }
+            spec.timeout = parsed;
+        }
+        if let Some(max) = &f.max_concurrency {
+            let value = *max.get_ref();
+            if !(1..=10_000).contains(&value) {
+                return Err(at(
+                    Some(max.span()),
+                    key("max_concurrency"),
+                    format!("expected a number from 1 to 10000, got {value}"),
+                ));
+            }
+            spec.max_concurrency = value as u32;
+        }
+        for (env_key, value) in f.env {
+            let valid = !env_key.get_ref().is_empty()
+                && !env_key.get_ref().contains(['=', '\0'])
+                && !value.contains('\0');
+            if !valid {
+                return Err(at(
+                    Some(env_key.span()),
+                    key("env"),
+                    format!("invalid environment variable name {:?}", env_key.get_ref()),
+                ));
+            }
+            spec.env.insert(env_key.into_inner(), value);
+        }
+        for host in &f.allowed_outbound_hosts {
+            let rule = OutboundRule::parse(host.get_ref()).map_err(|e| {
+                at(
+                    Some(host.span()),
+                    key("allowed_outbound_hosts"),
+                    e.to_string(),
+                )
+            })?;
+            spec.allowed_outbound_hosts.push(rule);
+        }
+        if let Some(instance) = &f.instance {
+            spec.instance = match instance.get_ref().as_str() {
+                "reuse" => InstanceMode::Reuse,
+                "fresh" => InstanceMode::Fresh,
+                other => {
+                    return Err(at(
+                        Some(instance.span()),
+                        key("instance"),
+                        format!("expected \"reuse\" or \"fresh\", got {other:?}"),
+                    ));
+                }
+            };
+        }
+        if f.component.get_ref().trim().is_empty() {
+            return Err(at(
+                Some(f.component.span()),
+                key("component"),
+                "expected the path of a .wasm component".into(),
+            ));
+        }
+        sources.insert(
+            name.clone(),
+            FunctionSource {
+                component: f.component.into_inner(),
+                build: f.build,
+            },
+        );
+        functions.insert(name, spec);
+    }
+
+    let mut routes = Vec::new();
+    for (index, route) in raw.route.iter().enumerate() {
+        let key = |field: &str| format!("route[{index}].{field}");
+        let r = route.get_ref();
+        route_path::RoutePath::parse(r.path.get_ref())
+            .map_err(|e| at(Some(r.path.span()), key("path"), e.to_string()))?;
+        let function = Name::new(r.function.get_ref())
+            .ok()
+            .filter(|n| functions.contains_key(n))
+            .ok_or_else(|| {
+                let known: Vec<&str> = functions.keys().map(Name::as_str).collect();
+                at(
+                    Some(r.function.span()),
+                    key("function"),
+                    format!(
+                        "no function {:?} in this manifest (declared: {})",
+                        r.function.get_ref(),
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
+            })?;
+        let mut methods = Vec::new();
+        for method in &r.methods {
+            let upper = method.get_ref().to_ascii_uppercase();
+            if !METHODS.contains(&upper.as_str()) {
+                return Err(at(
+                    Some(method.span()),
+                    key("methods"),
+                    format!(
+                        "expected one of {}, got {:?}",
+                        METHODS.join(", "),
+                        method.get_ref()
+                    ),
+                ));
+            }
+            if !methods.contains(&upper) {
+                methods.push(upper);
+            }
+        }
+        let host = match &r.host {
+            Some(host) => {
+                let h = host.get_ref().to_ascii_lowercase();
+                if h.is_empty() || h.contains(['/', ':', ' ']) {
+                    return Err(at(
+                        Some(host.span()),
+                        key("host"),
+                        format!(
+                            "expected a host name without scheme or port, got {:?}",
+                            host.get_ref()
+                        ),
+                    ));
+                }
+                Some(h)
+            }
+            None => None,
+        };
+        routes.push(RouteSpec {
+            path: r.path.get_ref().clone(),
+            methods,
+            host,
+            function,
+        });
+    }
+
+    Ok(Manifest {
+        app: AppSpec {
+            name: app_name,
+            functions,
+            routes,
+        },
+        sources,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "shop"
+
+[function.hello]
+component = "hello.wasm"
+build = "cargo build"
+memory = "64MiB"
+timeout = "250ms"
+max_concurrency = 8
+env = { GREETING = "hi" }
+allowed_outbound_hosts = ["https://api.example.com"]
+instance = "fresh"
+
+[[route]]
+path = "/hello/{name}"
+methods = ["get", "POST"]
+function = "hello"
+"#;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let manifest = parse("nimbus.toml", GOOD).unwrap();
+        let hello = &manifest.app.functions[&Name::new("hello").unwrap()];
+        assert_eq!(hello.memory_bytes, 64 << 20);
+        assert_eq!(hello.timeout.as_millis(), 250);
+        assert_eq!(hello.max_concurrency, 8);
+        assert_eq!(hello.env["GREETING"], "hi");
+        assert_eq!(hello.instance, InstanceMode::Fresh);
+        assert_eq!(manifest.app.routes[0].methods, vec!["GET", "POST"]);
+        assert_eq!(
+            manifest.sources[&Name::new("hello").unwrap()]
+                .build
+                .as_deref(),
+            Some("cargo build")
+        );
+    }
+
+    fn error(text: &str) -> ManifestError {
+        parse("nimbus.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e = error(&GOOD.replace("\"64MiB\"", "\"lots\""));
+        assert_eq!((e.line, e.key.as_str()), (7, "function.hello.memory"));
+        assert!(e.message.contains("128MiB"), "{e}");
+        assert!(e.to_string().starts_with("nimbus.toml:7:"), "{e}");
+
+        let e = error(&GOOD.replace("timeout = \"250ms\"", "timeout = \"soon\""));
+        assert_eq!((e.line, e.key.as_str()), (8, "function.hello.timeout"));
+
+        let e = error(&GOOD.replace("function = \"hello\"", "function = \"nope\""));
+        assert_eq!((e.line, e.key.as_str()), (17, "route[0].function"));
+        assert!(e.message.contains("declared: hello"), "{e}");
+
+        let e = error(&GOOD.replace("memory =", "memroy ="));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.key.starts_with("function"), "{e}");
+        assert!(e.message.contains("memroy"), "{e}");
+
+        let e = error(&GOOD.replace("\"/hello/{name}\"", "\"hello/{name\""));
+        assert_eq!(e.key, "route[0].path");
+
+        let e = error(&GOOD.replace("[\"get\", \"POST\"]", "[\"FETCH\"]"));
+        assert_eq!(e.key, "route[0].methods");
+
+        let e = error("name = \"Bad Name\"\n");
+        assert_eq!((e.line, e.key.as_str()), (1, "name"));
+
+        let e = error("name = \"ok\"\n[function.a\n");
+        assert_eq!(e.line, 2, "{e}");
+
+        let e = error(&GOOD.replace("https://api.example.com", "api.example.com"));
+        assert_eq!(e.key, "function.hello.allowed_outbound_hosts");
+
+        let e = error(&GOOD.replace("max_concurrency = 8", "max_concurrency = 0"));
+        assert_eq!(e.key, "function.hello.max_concurrency");
+    }
+}
