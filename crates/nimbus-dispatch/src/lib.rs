@@ -1,1 +1,307 @@
-//! nimbus-dispatch
+//! The dispatcher: one [`Pool`] of instances per deployed function version.
+//!
+//! # Instance lifecycle
+//!
+//! A pool starts empty (scaled to zero). An invocation first takes a concurrency permit, then an
+//! idle instance if there is one (warm) or creates one (cold). The instance is consumed by
+//! `invoke`; when the guest finishes, the completion hands it back and it goes onto the idle
+//! stack (last in, first out, so the hottest instance is reused and the rest can age out) — or
+//! it is dropped, after a failure or in fresh-instance mode. [`Pool::reap_idle`] drops instances
+//! idle longer than the idle timeout; the server calls it periodically, which is how a pool
+//! returns to zero.
+//!
+//! # Back-pressure
+//!
+//! At most `max_concurrency` invocations run at once. Beyond that, up to `max_waiting` callers
+//! wait (at most `wait_timeout`) for a permit; everyone else is refused at once with
+//! [`DispatchError::Busy`], which the gateway turns into 429 with `Retry-After`. One function
+//! at its limit therefore never holds resources another function needs.
+//!
+//! # Cancellation
+//!
+//! The guest runs on its own task: a client that goes away does not stop it mid-flight (its
+//! deadline still does). The permit is released only when the guest has finished, so the
+//! concurrency limit counts real work, not open connections.
+//!
+//! Decisions ([`admit`], [`is_expired`]) are pure functions; the async code only drives them.
+
+use nimbus_core::{InvocationRecord, Outcome};
+use nimbus_runtime::{Instance, InvocationContext, InvokeError, LoadedFunction, Request, Response};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+
+/// Receives one record per invocation. Must not block: implementations queue and return.
+pub trait RecordSink: Send + Sync {
+    fn record(&self, record: InvocationRecord);
+}
+
+/// Identity and limits of the function version a pool serves.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub app: String,
+    pub function: String,
+    pub version: u64,
+    pub timeout: Duration,
+    pub max_concurrency: u32,
+    /// Callers allowed to wait for a permit before new ones are refused.
+    pub max_waiting: usize,
+    /// Longest a caller waits for a permit.
+    pub wait_timeout: Duration,
+    /// Idle instances older than this are dropped by [`Pool::reap_idle`].
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    #[error(
+        "the function is at its concurrency limit of {max_concurrency}; retry after {retry_after:?}"
+    )]
+    Busy {
+        max_concurrency: u32,
+        retry_after: Duration,
+    },
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+}
+
+/// What to do with a caller when no permit is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Run,
+    Wait,
+    Reject,
+}
+
+/// Admission decision: run now if a permit is free, wait if the wait queue has room, else reject.
+pub fn admit(permit_free: bool, waiting: usize, max_waiting: usize) -> Admission {
+    if permit_free {
+        Admission::Run
+    } else if waiting < max_waiting {
+        Admission::Wait
+    } else {
+        Admission::Reject
+    }
+}
+
+/// Has an instance idle since `idle_since` outlived `idle_timeout` at `now`?
+pub fn is_expired(idle_since: Instant, now: Instant, idle_timeout: Duration) -> bool {
+    now.saturating_duration_since(idle_since) >= idle_timeout
+}
+
+struct IdleInstance {
+    instance: Box<dyn Instance>,
+    since: Instant,
+}
+
+pub struct Pool {
+    function: Arc<dyn LoadedFunction>,
+    config: PoolConfig,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    idle: Mutex<Vec<IdleInstance>>,
+    records: Arc<dyn RecordSink>,
+}
+
+impl Pool {
+    pub fn new(
+        function: Arc<dyn LoadedFunction>,
+        config: PoolConfig,
+        records: Arc<dyn RecordSink>,
+    ) -> Arc<Pool> {
+        Arc::new(Pool {
+            function,
+            permits: Arc::new(Semaphore::new(config.max_concurrency as usize)),
+            config,
+            waiting: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+            records,
+        })
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Instances currently idle (warm).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+
+    /// Invocations currently running.
+    pub fn busy_count(&self) -> usize {
+        self.config.max_concurrency as usize - self.permits.available_permits()
+    }
+
+    /// Run one invocation; returns when the response head is ready.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        request: Request,
+        request_id: Arc<str>,
+    ) -> Result<Response, DispatchError> {
+        let busy = || DispatchError::Busy {
+            max_concurrency: self.config.max_concurrency,
+            retry_after: Duration::from_secs(1),
+        };
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match admit(
+                false,
+                self.waiting.load(Ordering::Relaxed),
+                self.config.max_waiting,
+            ) {
+                Admission::Run | Admission::Wait => {
+                    self.waiting.fetch_add(1, Ordering::Relaxed);
+                    let acquired = tokio::time::timeout(
+                        self.config.wait_timeout,
+                        self.permits.clone().acquire_owned(),
+                    )
+                    .await;
+                    self.waiting.fetch_sub(1, Ordering::Relaxed);
+                    match acquired {
+                        Ok(Ok(permit)) => permit,
+                        _ => return Err(busy()),
+                    }
+                }
+                Admission::Reject => return Err(busy()),
+            },
+        };
+
+        let start = Instant::now();
+        let start_wall = SystemTime::now();
+        let warm = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let (instance, cold) = match warm {
+            Some(idle) => (idle.instance, false),
+            None => match self.function.instantiate().await {
+                Ok(instance) => (instance, true),
+                Err(error) => {
+                    self.emit(
+                        &request_id,
+                        start,
+                        start_wall,
+                        true,
+                        error.outcome(),
+                        0,
+                        String::new(),
+                    );
+                    return Err(error.into());
+                }
+            },
+        };
+
+        let context = InvocationContext {
+            request_id: request_id.clone(),
+            deadline: start + self.config.timeout,
+            timeout: self.config.timeout,
+        };
+        let invoked = instance.invoke(request, context).await;
+        let status = invoked
+            .response
+            .as_ref()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+
+        let pool = self.clone();
+        let completion = invoked.completion;
+        tokio::spawn(async move {
+            let completion = completion.await;
+            let outcome = match &completion.result {
+                Ok(()) => Outcome::Ok,
+                Err(error) => error.outcome(),
+            };
+            if let Some(instance) = completion.instance
+                && let Ok(mut idle) = pool.idle.lock()
+            {
+                idle.push(IdleInstance {
+                    instance,
+                    since: Instant::now(),
+                });
+            }
+            drop(permit);
+            pool.emit(
+                &request_id,
+                start,
+                start_wall,
+                cold,
+                outcome,
+                status,
+                completion.logs,
+            );
+        });
+
+        invoked.response.map_err(DispatchError::Invoke)
+    }
+
+    /// Drop instances idle longer than the idle timeout; returns how many were dropped.
+    pub fn reap_idle(&self, now: Instant) -> usize {
+        let expired: Vec<IdleInstance> = match self.idle.lock() {
+            Ok(mut idle) => {
+                let (expired, kept) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|i| is_expired(i.since, now, self.config.idle_timeout));
+                *idle = kept;
+                expired
+            }
+            Err(_) => Vec::new(),
+        };
+        // Instances are dropped outside the lock: tearing down a store is not free.
+        expired.len()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        request_id: &str,
+        start: Instant,
+        start_wall: SystemTime,
+        cold: bool,
+        outcome: Outcome,
+        status: u16,
+        logs: String,
+    ) {
+        self.records.record(InvocationRecord {
+            seq: 0,
+            request_id: request_id.to_owned(),
+            app: self.config.app.clone(),
+            function: self.config.function.clone(),
+            version: self.config.version,
+            start_ms: start_wall
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            duration_us: start.elapsed().as_micros() as u64,
+            cold,
+            outcome,
+            status,
+            logs,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_table() {
+        assert_eq!(admit(true, 0, 0), Admission::Run);
+        assert_eq!(admit(true, 100, 10), Admission::Run);
+        assert_eq!(admit(false, 0, 10), Admission::Wait);
+        assert_eq!(admit(false, 9, 10), Admission::Wait);
+        assert_eq!(admit(false, 10, 10), Admission::Reject);
+        assert_eq!(admit(false, 0, 0), Admission::Reject);
+    }
+
+    #[test]
+    fn expiry() {
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert!(!is_expired(now, now, minute));
+        assert!(is_expired(now, now + minute, minute));
+        assert!(
+            !is_expired(now + minute, now, minute),
+            "clock order must not panic or expire"
+        );
+    }
+}

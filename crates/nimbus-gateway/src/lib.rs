@@ -1,1 +1,14 @@
-//! nimbus-gateway
+//! HTTP ingress: accept, route, limit, hand to the dispatcher, answer.
+//!
+//! The gateway is the only crate that knows HTTP status codes ([`error::status_for`]); every
+//! failure leaves as a JSON body `{"error":{"code","message","request_id"}}` with the request id
+//! also in `x-request-id`. Route matching is the pure [`router`] module; the table is swapped
+//! atomically on deploy ([`Gateway::set_routes`]), so a request sees either the old or the new
+//! table, never a mix.
+
+pub mod error;
+pub mod router;
+mod server;
+
+pub use error::{GatewayError, status_for};
+pub use server::{Gateway, GatewayConfig, RouteTarget, serve};

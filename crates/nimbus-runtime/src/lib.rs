@@ -1,1 +1,150 @@
-//! nimbus-runtime
+//! The executor contract: what the dispatcher needs from anything that runs functions.
+//!
+//! An [`Executor`] turns an uploaded artifact into a [`LoadedFunction`] once per deployed
+//! version (compile, link, type-check — the slow part, done at deploy). A loaded function makes
+//! [`Instance`]s (a cold start). An instance serves one invocation at a time:
+//! [`Instance::invoke`] consumes the instance and yields the response head as soon as the guest
+//! produces it, plus a completion future that resolves when the guest has finished (the response
+//! body may still be streaming until then). The completion hands the instance back if it is fit
+//! for reuse — never after a trap, timeout or memory fault — so the dispatcher decides about
+//! pooling without knowing how instances work.
+//!
+//! This crate must not depend on wasmtime or on any process machinery: executors depend on it,
+//! never the other way (`cargo tree -p nimbus-runtime -i wasmtime` finds nothing; a test checks).
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::combinators::UnsyncBoxBody;
+use nimbus_core::{ErrorCode, FunctionSpec, Outcome};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Errors inside request and response bodies.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+/// A streaming HTTP body as it crosses the gateway ↔ executor boundary.
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
+pub type Request = http::Request<Body>;
+pub type Response = http::Response<Body>;
+
+/// Per-invocation facts passed explicitly to the executor.
+#[derive(Debug, Clone)]
+pub struct InvocationContext {
+    /// The request id the client sees in `x-request-id`.
+    pub request_id: Arc<str>,
+    /// When the invocation must be over (start + the function's timeout).
+    pub deadline: Instant,
+    /// The function's timeout, for messages.
+    pub timeout: Duration,
+}
+
+/// Why an invocation failed, as the executor saw it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    #[error(
+        "the function ran longer than its timeout of {0:?} and was stopped; raise `timeout` in the manifest or make the handler faster"
+    )]
+    Timeout(Duration),
+    #[error(
+        "the function tried to use more than its memory limit of {limit_mib} MiB and was stopped; raise `memory` in the manifest"
+    )]
+    MemoryExceeded { limit_mib: u64 },
+    #[error("the function trapped: {0}")]
+    Trap(String),
+    #[error("the function did not produce a valid response: {0}")]
+    BadResponse(String),
+    #[error("an instance of the function could not be started: {0}")]
+    StartFailed(String),
+}
+
+impl InvokeError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            InvokeError::Timeout(_) => Outcome::Timeout,
+            InvokeError::MemoryExceeded { .. } => Outcome::MemoryExceeded,
+            InvokeError::Trap(_) => Outcome::Trap,
+            InvokeError::BadResponse(_) => Outcome::BadResponse,
+            InvokeError::StartFailed(_) => Outcome::StartFailed,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            InvokeError::Timeout(_) => ErrorCode::FunctionTimeout,
+            InvokeError::MemoryExceeded { .. } => ErrorCode::FunctionMemoryExceeded,
+            InvokeError::Trap(_) => ErrorCode::FunctionTrapped,
+            InvokeError::BadResponse(_) => ErrorCode::FunctionBadResponse,
+            InvokeError::StartFailed(_) => ErrorCode::FunctionStartFailed,
+        }
+    }
+}
+
+/// What [`Instance::invoke`] yields.
+pub struct Invoked {
+    /// The response head (and streaming body), or why there is none.
+    pub response: Result<Response, InvokeError>,
+    /// Resolves when the guest has completely finished with this invocation.
+    pub completion: BoxFuture<'static, Completion>,
+}
+
+/// The end of one invocation.
+pub struct Completion {
+    /// `Err` if the guest failed at any point, including after the response head was sent.
+    pub result: Result<(), InvokeError>,
+    /// What the guest wrote to stdout/stderr during this invocation.
+    pub logs: String,
+    /// The instance, if it may serve another invocation.
+    pub instance: Option<Box<dyn Instance>>,
+}
+
+/// A function version ready to make instances. Created once per deployed version and shared by
+/// all its instances; dropped when the version is no longer active and its instances are gone.
+#[async_trait::async_trait]
+pub trait LoadedFunction: Send + Sync {
+    /// Create a new instance (a cold start). Called by the dispatcher when no idle instance is
+    /// available; may be called concurrently.
+    async fn instantiate(&self) -> Result<Box<dyn Instance>, InvokeError>;
+}
+
+/// One live instance. Serves a single invocation at a time; `invoke` consumes it and the
+/// completion hands it back when it may be reused.
+#[async_trait::async_trait]
+pub trait Instance: Send {
+    async fn invoke(self: Box<Self>, request: Request, context: InvocationContext) -> Invoked;
+}
+
+/// An artifact to load: content-addressed bytes.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Lower-case hex SHA-256 of `bytes`.
+    pub digest: String,
+    pub bytes: Arc<[u8]>,
+}
+
+/// Why an artifact could not be loaded for a function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LoadError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// What loading cost, for status reporting and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Compiled now (and written to the cache).
+    Compiled,
+    /// Taken from the on-disk compiled-artifact cache.
+    Cache,
+}
+
+/// Loads artifacts into runnable functions. One executor per kind (wasm, process), shared.
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    /// Validate and prepare `artifact` for `spec`. Called at deploy and at startup for each
+    /// active version; may be slow (compilation), must not block the async runtime.
+    async fn load(
+        &self,
+        spec: &FunctionSpec,
+        artifact: &Artifact,
+    ) -> Result<(Arc<dyn LoadedFunction>, LoadSource), LoadError>;
+}

@@ -1,0 +1,327 @@
+//! The gateway's HTTP server and per-request path.
+//!
+//! Per request: take or mint the request id; match the route; refuse bodies over the limit
+//! (413, by `content-length` up front, or mid-stream for chunked bodies); strip any client-sent
+//! `x-nimbus-*` headers and add the trusted ones (`x-nimbus-param-<name>`, `x-nimbus-route`,
+//! `x-nimbus-path-info`, `x-request-id`); hand the request to the function's pool; stream the
+//! response back with `x-request-id` set. HTTP/1.1 and h2c are served on the same port.
+
+use crate::error::GatewayError;
+use crate::router::{Match, RouteTable};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use nimbus_core::ErrorCode;
+use nimbus_dispatch::{DispatchError, Pool};
+use nimbus_runtime::{Body, BodyError, Response};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What a route points at.
+pub struct RouteTarget {
+    pub app: String,
+    pub function: String,
+    pub pool: Arc<Pool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// How long a client may take to send the request head.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            max_body_bytes: 16 << 20,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Gateway {
+    routes: ArcSwap<RouteTable<Arc<RouteTarget>>>,
+    config: GatewayConfig,
+    id_prefix: u64,
+    id_counter: AtomicU64,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            routes: ArcSwap::from_pointee(RouteTable::default()),
+            config,
+            id_prefix: rand::random(),
+            id_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Atomically replace the routing table.
+    pub fn set_routes(&self, table: RouteTable<Arc<RouteTarget>>) {
+        self.routes.store(Arc::new(table));
+    }
+
+    pub fn routes(&self) -> Arc<RouteTable<Arc<RouteTarget>>> {
+        self.routes.load_full()
+    }
+
+    fn request_id(&self, request: &http::Request<Incoming>) -> Arc<str> {
+        if let Some(given) = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            && !given.is_empty()
+            && given.len() <= 128
+            && given.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Arc::from(given);
+        }
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        Arc::from(format!("{:016x}{:016x}", self.id_prefix, n))
+    }
+
+    /// Handle one request end to end; never fails (errors become responses).
+    pub async fn handle(self: Arc<Self>, request: http::Request<Incoming>) -> Response {
+        let request_id = self.request_id(&request);
+        let mut response = match self.route(request, request_id.clone()).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(request_id = %request_id, code = %error.code, message = %error.message, "request failed");
+                error.into_response(&request_id)
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(X_REQUEST_ID, value);
+        }
+        response
+    }
+
+    async fn route(
+        &self,
+        request: http::Request<Incoming>,
+        request_id: Arc<str>,
+    ) -> Result<Response, GatewayError> {
+        let table = self.routes.load();
+        let host = request.uri().host().map(str::to_owned).or_else(|| {
+            request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(strip_port)
+        });
+        let path = request.uri().path().to_owned();
+        let (target, route, params, rest) =
+            match table.lookup(host.as_deref(), request.method().as_str(), &path) {
+                Match::Found {
+                    target,
+                    route,
+                    params,
+                    rest,
+                } => (target.clone(), route.to_owned(), params, rest),
+                Match::MethodNotAllowed { allow } => {
+                    let mut error = GatewayError::new(
+                        ErrorCode::MethodNotAllowed,
+                        format!(
+                            "{} is not allowed on {path}; allowed: {}",
+                            request.method(),
+                            allow.join(", ")
+                        ),
+                    );
+                    error.allow = Some(allow.join(", "));
+                    return Err(error);
+                }
+                Match::NotFound => {
+                    return Err(GatewayError::new(
+                        ErrorCode::RouteNotFound,
+                        format!("no route matches {path}; `nimbus routes` lists them"),
+                    ));
+                }
+            };
+
+        let limit = self.config.max_body_bytes;
+        let too_large = || {
+            GatewayError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the request body is larger than the limit of {limit} bytes"),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+
+        let (mut parts, body) = request.into_parts();
+        // Only nimbus may speak in x-nimbus-* headers.
+        let spoofed: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-nimbus-"))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            parts.headers.remove(name);
+        }
+        for (name, value) in &params {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(
+                    format!("x-nimbus-param-{}", name.to_ascii_lowercase()).as_bytes(),
+                ),
+                HeaderValue::from_str(value),
+            ) {
+                parts.headers.insert(name, value);
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(&route) {
+            parts.headers.insert(X_NIMBUS_ROUTE, value);
+        }
+        if let Some(value) = rest.and_then(|r| HeaderValue::from_str(&format!("/{r}")).ok()) {
+            parts.headers.insert(X_NIMBUS_PATH_INFO, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            parts.headers.insert(X_REQUEST_ID, value);
+        }
+        if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
+            parts
+                .headers
+                .insert(http::header::HOST, HeaderValue::from_static("localhost"));
+        }
+        drop(params);
+        drop(table);
+
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body: Body = LimitedBody {
+            inner: body,
+            remaining: limit,
+            exceeded: exceeded.clone(),
+        }
+        .boxed_unsync();
+        let request = http::Request::from_parts(parts, body);
+
+        let result = target.pool.invoke(request, request_id).await;
+        if exceeded.load(Ordering::Relaxed) {
+            return Err(too_large());
+        }
+        result.map_err(|error| match error {
+            DispatchError::Busy { retry_after, .. } => {
+                let mut e = GatewayError::new(ErrorCode::TooManyRequests, error.to_string());
+                e.retry_after = Some(retry_after);
+                e
+            }
+            DispatchError::Invoke(invoke) => {
+                tracing::warn!(app = %target.app, function = %target.function, error = %invoke, "invocation failed");
+                GatewayError::new(invoke.code(), invoke.to_string())
+            }
+        })
+    }
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_NIMBUS_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
+const X_NIMBUS_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");
+
+fn strip_port(host: &str) -> String {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map(|(h, _)| format!("{h}]"))
+            .unwrap_or_else(|| host.to_owned());
+    }
+    host.split(':').next().unwrap_or(host).to_ascii_lowercase()
+}
+
+/// A request body that stops at `remaining` bytes and records that the client sent more.
+struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > self.remaining {
+                        self.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(
+                            "request body exceeds the gateway's limit".into()
+                        )));
+                    }
+                    self.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(Box::new(error)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serve HTTP/1.1 and h2c on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(gateway.config.header_read_timeout);
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %error, "accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
