@@ -1,1 +1,129 @@
-//! nimbus-api
+//! The admin API's wire types and the typed client the CLI and tests use.
+//!
+//! The API is versioned by path (`/v1/...`), JSON in and out (artifacts are raw bytes), and
+//! requires `Authorization: Bearer <token>`. docs/api.md documents every endpoint. The CLI
+//! talks to nimbus only through this client, so anything the CLI can do a script can do too.
+
+use nimbus_core::{ErrorCode, InvocationRecord};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+mod client;
+pub use client::{ApiError, Client};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    /// The manifest text.
+    pub manifest: String,
+    /// Where the manifest came from, for error messages (e.g. `examples/hello/nimbus.toml`).
+    pub manifest_path: String,
+    /// Function name → SHA-256 of its uploaded component.
+    pub artifacts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployResponse {
+    pub app: String,
+    pub version: u64,
+    pub digest: String,
+    pub functions: Vec<LoadedInfo>,
+    pub routes: Vec<RouteInfo>,
+}
+
+/// How a function's component was made ready.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadedInfo {
+    pub function: String,
+    /// `compiled` or `cache`.
+    pub source: String,
+    pub load_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub name: String,
+    pub active_version: Option<u64>,
+    pub latest_version: u64,
+    pub functions: Vec<String>,
+    pub routes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    pub app: String,
+    pub name: String,
+    pub version: u64,
+    pub artifact: String,
+    pub memory_bytes: u64,
+    pub timeout_ms: u64,
+    pub max_concurrency: u32,
+    pub instance: String,
+    pub idle_instances: usize,
+    pub busy_instances: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteInfo {
+    pub app: String,
+    pub function: String,
+    pub path: String,
+    pub methods: Vec<String>,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub gateway_url: String,
+    pub apps: usize,
+    pub functions: usize,
+    /// Components compiled since this server started.
+    pub compiled: u64,
+    /// Components loaded from the compiled-artifact cache since this server started.
+    pub cache_hits: u64,
+    pub pooling_allocator: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InvokeRequest {
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvokeResponse {
+    pub request_id: String,
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    /// The body, when it is UTF-8.
+    pub body: Option<String>,
+    /// The body base64-encoded, when it is not UTF-8.
+    pub body_base64: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsResponse {
+    pub records: Vec<InvocationRecord>,
+}
+
+/// `app/function` or just `function`.
+pub fn split_function_ref(reference: &str) -> (Option<&str>, &str) {
+    match reference.split_once('/') {
+        Some((app, function)) => (Some(app), function),
+        None => (None, reference),
+    }
+}

@@ -1,1 +1,165 @@
-//! nimbus-server
+//! Server assembly: the composition root that picks the concrete store (redb), executor
+//! (wasmtime) and wires them to the dispatcher, the gateway and the admin API.
+//!
+//! Start order: open the store; create the executor; load every app's active version (from the
+//! compiled cache — a restart never recompiles); bind both listeners; publish the admin token
+//! and addresses in the data directory; then serve. Shutdown cancels one token that both
+//! servers and the background tasks watch.
+
+mod admin;
+mod platform;
+mod records;
+
+use anyhow::Context as _;
+use nimbus_gateway::{Gateway, GatewayConfig};
+use nimbus_runtime_wasm::{WasmConfig, WasmExecutor};
+use nimbus_store_redb::RedbStore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use platform::Platform;
+
+/// File in the data directory holding the admin bearer token (mode 0600).
+pub const TOKEN_FILE: &str = "admin.token";
+/// File in the data directory holding the admin API's URL.
+pub const ADMIN_URL_FILE: &str = "admin.url";
+/// File in the data directory holding the gateway's URL.
+pub const GATEWAY_URL_FILE: &str = "gateway.url";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// Where the gateway listens (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where the admin API listens; loopback unless you mean otherwise.
+    pub admin_listen: SocketAddr,
+    pub gateway: GatewayConfig,
+    /// Idle instances older than this are dropped (scale to zero).
+    pub idle_timeout: Duration,
+    /// Instance slots reserved by the pooling allocator, across all functions.
+    pub max_instances: u32,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8089)),
+            gateway: GatewayConfig::default(),
+            idle_timeout: Duration::from_secs(300),
+            max_instances: 1000,
+        }
+    }
+}
+
+/// A running server.
+pub struct RunningServer {
+    pub gateway_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub token: String,
+    pub platform: Arc<Platform>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.gateway_addr)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    /// A token that, when cancelled, stops the server.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stop serving and wait for the servers to close.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.platform.flush_records().await;
+    }
+
+    /// Wait until the shutdown token is cancelled, then shut down.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        self.shutdown().await;
+    }
+}
+
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create data directory {}", config.data_dir.display()))?;
+    let token = load_or_create_token(&config.data_dir).context("prepare admin token")?;
+
+    let store_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || RedbStore::open(&store_dir))
+        .await
+        .context("open store")?
+        .context("open store")?;
+    let store = Arc::new(store);
+    let executor = WasmExecutor::new(WasmConfig { cache_dir: config.data_dir.join("cache"), max_instances: config.max_instances })
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("start wasm executor")?;
+    let gateway = Gateway::new(config.gateway.clone());
+    let shutdown = CancellationToken::new();
+
+    let platform = Platform::new(store, Arc::new(executor), gateway.clone(), config.idle_timeout, shutdown.clone());
+    platform.restore().await.context("restore deployed apps")?;
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("bind gateway to {}", config.listen))?;
+    let admin_listener =
+        TcpListener::bind(config.admin_listen).await.with_context(|| format!("bind admin API to {}", config.admin_listen))?;
+    let gateway_addr = listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    platform.set_gateway_url(format!("http://{gateway_addr}"));
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(nimbus_gateway::serve(listener, gateway, shutdown.clone())));
+    let router = admin::router(platform.clone(), token.clone());
+    let admin_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let served = axum::serve(admin_listener, router).with_graceful_shutdown(admin_shutdown.cancelled_owned()).await;
+        if let Err(error) = served {
+            tracing::error!(error = %error, "admin API stopped");
+        }
+    }));
+    tasks.push(tokio::spawn(platform.clone().reap_idle_forever()));
+
+    write_file(&config.data_dir.join(ADMIN_URL_FILE), &format!("http://{admin_addr}\n"))?;
+    write_file(&config.data_dir.join(GATEWAY_URL_FILE), &format!("http://{gateway_addr}\n"))?;
+    tracing::info!(gateway = %gateway_addr, admin = %admin_addr, data_dir = %config.data_dir.display(), "nimbus serving");
+
+    Ok(RunningServer { gateway_addr, admin_addr, token, platform, shutdown, tasks })
+}
+
+fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("write {}", path.display()))
+}
+
+/// Read the admin token, creating it (32 random bytes, hex, mode 0600) on first start.
+fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(TOKEN_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    Ok(token)
+}

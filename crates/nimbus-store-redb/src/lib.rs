@@ -1,1 +1,301 @@
-//! nimbus-store-redb
+//! The embedded store: redb for the registry and records, plain files for artifacts.
+//!
+//! Layout of a data directory:
+//! - `nimbus.redb`: tables `apps` (name → JSON [`AppRecord`]), `versions` ((app, number) →
+//!   JSON [`VersionRecord`]), `records` ((app/function, seq) → JSON record) and `seqs`
+//!   (app/function → last seq).
+//! - `artifacts/<sha256>.wasm`: written to a temporary file, fsynced, renamed, directory fsynced.
+//!
+//! Crash safety: redb commits are atomic and durable (registry writes use the default, fully
+//! durable commit); artifacts are written before the version that references them, so a crash
+//! leaves at worst an unreferenced artifact. Records use eventual durability: a crash may lose
+//! the last few records, never corrupt the registry.
+
+use nimbus_core::InvocationRecord;
+use nimbus_store::{AppRecord, NewVersion, RecordStore, Registry, Result, StoreError, VersionRecord, sha256_hex};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
+const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
+const RECORDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("records");
+const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
+
+/// Records kept per function; older ones are dropped as new ones arrive.
+pub const RECORDS_PER_FUNCTION: u64 = 1000;
+
+pub struct RedbStore {
+    db: Database,
+    artifacts: PathBuf,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(backend)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(backend)
+}
+
+fn is_digest(digest: &str) -> bool {
+    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl RedbStore {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<RedbStore> {
+        let artifacts = dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts).map_err(backend)?;
+        let db = Database::create(dir.join("nimbus.redb")).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(APPS).map_err(backend)?;
+            txn.open_table(VERSIONS).map_err(backend)?;
+            txn.open_table(RECORDS).map_err(backend)?;
+            txn.open_table(SEQS).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(RedbStore { db, artifacts })
+    }
+
+    fn artifact_path(&self, digest: &str) -> Result<PathBuf> {
+        if !is_digest(digest) {
+            return Err(StoreError::ArtifactNotFound(digest.to_owned()));
+        }
+        Ok(self.artifacts.join(format!("{digest}.wasm")))
+    }
+
+    fn read_app(&self, name: &str) -> Result<AppRecord> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let apps = txn.open_table(APPS).map_err(backend)?;
+        let value = apps.get(name).map_err(backend)?.ok_or_else(|| StoreError::AppNotFound(name.to_owned()))?;
+        from_json(value.value())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Registry for RedbStore {
+    fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.artifact_path(digest)?;
+        let actual = sha256_hex(bytes);
+        if actual != digest {
+            return Err(StoreError::DigestMismatch { expected: digest.to_owned(), actual });
+        }
+        if path.exists() {
+            return Ok(());
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.artifacts).map_err(backend)?;
+        tmp.write_all(bytes).map_err(backend)?;
+        tmp.as_file().sync_all().map_err(backend)?;
+        tmp.persist(&path).map_err(backend)?;
+        std::fs::File::open(&self.artifacts).and_then(|dir| dir.sync_all()).map_err(backend)?;
+        Ok(())
+    }
+
+    fn get_artifact(&self, digest: &str) -> Result<Arc<[u8]>> {
+        let path = self.artifact_path(digest)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(bytes.into()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(StoreError::ArtifactNotFound(digest.to_owned())),
+            Err(error) => Err(backend(error)),
+        }
+    }
+
+    fn has_artifact(&self, digest: &str) -> Result<bool> {
+        Ok(is_digest(digest) && self.artifact_path(digest)?.exists())
+    }
+
+    fn deploy(&self, app: &str, version: NewVersion) -> Result<VersionRecord> {
+        for digest in version.functions.values() {
+            if !self.has_artifact(digest)? {
+                return Err(StoreError::ArtifactNotFound(digest.clone()));
+            }
+        }
+        let txn = self.db.begin_write().map_err(backend)?;
+        let record = {
+            let mut apps = txn.open_table(APPS).map_err(backend)?;
+            let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
+            let mut record: AppRecord = match apps.get(app).map_err(backend)? {
+                Some(value) => from_json(value.value())?,
+                None => AppRecord { name: app.to_owned(), active: None, history: Vec::new(), latest: 0 },
+            };
+            let number = record.latest + 1;
+            let stored = VersionRecord {
+                app: app.to_owned(),
+                number,
+                digest: version.digest(),
+                manifest: version.manifest,
+                functions: version.functions,
+                created_ms: now_ms(),
+            };
+            versions.insert((app, number), to_json(&stored)?.as_slice()).map_err(backend)?;
+            record.latest = number;
+            record.active = Some(number);
+            record.history.push(number);
+            apps.insert(app, to_json(&record)?.as_slice()).map_err(backend)?;
+            stored
+        };
+        txn.commit().map_err(backend)?;
+        Ok(record)
+    }
+
+    fn rollback(&self, app: &str) -> Result<VersionRecord> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let version = {
+            let mut apps = txn.open_table(APPS).map_err(backend)?;
+            let versions = txn.open_table(VERSIONS).map_err(backend)?;
+            let mut record: AppRecord = match apps.get(app).map_err(backend)? {
+                Some(value) => from_json(value.value())?,
+                None => return Err(StoreError::AppNotFound(app.to_owned())),
+            };
+            if record.history.len() < 2 {
+                return Err(StoreError::NoPreviousVersion(app.to_owned()));
+            }
+            record.history.pop();
+            let previous = *record.history.last().ok_or_else(|| StoreError::NoPreviousVersion(app.to_owned()))?;
+            record.active = Some(previous);
+            let version: VersionRecord = match versions.get((app, previous)).map_err(backend)? {
+                Some(value) => from_json(value.value())?,
+                None => return Err(backend(format!("version {previous} of {app} is missing"))),
+            };
+            apps.insert(app, to_json(&record)?.as_slice()).map_err(backend)?;
+            version
+        };
+        txn.commit().map_err(backend)?;
+        Ok(version)
+    }
+
+    fn remove_app(&self, app: &str) -> Result<()> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut apps = txn.open_table(APPS).map_err(backend)?;
+            if apps.remove(app).map_err(backend)?.is_none() {
+                return Err(StoreError::AppNotFound(app.to_owned()));
+            }
+            let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
+            versions.retain_in((app, 0)..=(app, u64::MAX), |_, _| false).map_err(backend)?;
+            let prefix = format!("{app}/");
+            let mut seqs = txn.open_table(SEQS).map_err(backend)?;
+            let keys: Vec<String> = seqs
+                .iter()
+                .map_err(backend)?
+                .filter_map(|entry| entry.ok().map(|(k, _)| k.value().to_owned()))
+                .filter(|k| k.starts_with(&prefix))
+                .collect();
+            let mut records = txn.open_table(RECORDS).map_err(backend)?;
+            for key in keys {
+                seqs.remove(key.as_str()).map_err(backend)?;
+                records.retain_in((key.as_str(), 0)..=(key.as_str(), u64::MAX), |_, _| false).map_err(backend)?;
+            }
+        }
+        txn.commit().map_err(backend)
+    }
+
+    fn apps(&self) -> Result<Vec<AppRecord>> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let apps = txn.open_table(APPS).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in apps.iter().map_err(backend)? {
+            let (_, value) = entry.map_err(backend)?;
+            out.push(from_json(value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn app(&self, app: &str) -> Result<AppRecord> {
+        self.read_app(app)
+    }
+
+    fn version(&self, app: &str, number: u64) -> Result<VersionRecord> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let versions = txn.open_table(VERSIONS).map_err(backend)?;
+        let value = versions
+            .get((app, number))
+            .map_err(backend)?
+            .ok_or_else(|| backend(format!("version {number} of {app} is missing")))?;
+        from_json(value.value())
+    }
+}
+
+impl RecordStore for RedbStore {
+    fn append_records(&self, batch: Vec<InvocationRecord>) -> Result<()> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        txn.set_durability(Durability::Eventual);
+        {
+            let mut seqs = txn.open_table(SEQS).map_err(backend)?;
+            let mut records = txn.open_table(RECORDS).map_err(backend)?;
+            for mut record in batch {
+                let key = format!("{}/{}", record.app, record.function);
+                let seq = seqs.get(key.as_str()).map_err(backend)?.map(|v| v.value()).unwrap_or(0) + 1;
+                seqs.insert(key.as_str(), seq).map_err(backend)?;
+                record.seq = seq;
+                records.insert((key.as_str(), seq), to_json(&record)?.as_slice()).map_err(backend)?;
+                if seq > RECORDS_PER_FUNCTION {
+                    records.remove((key.as_str(), seq - RECORDS_PER_FUNCTION)).map_err(backend)?;
+                }
+            }
+        }
+        txn.commit().map_err(backend)
+    }
+
+    fn records(&self, app: &str, function: &str, after: u64, limit: usize) -> Result<Vec<InvocationRecord>> {
+        let key = format!("{app}/{function}");
+        let txn = self.db.begin_read().map_err(backend)?;
+        let records = txn.open_table(RECORDS).map_err(backend)?;
+        let mut out = Vec::new();
+        let start = after.saturating_add(1);
+        for entry in records.range((key.as_str(), start)..=(key.as_str(), u64::MAX)).map_err(backend)?.take(limit) {
+            let (_, value) = entry.map_err(backend)?;
+            out.push(from_json(value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn last_seq(&self, app: &str, function: &str) -> Result<u64> {
+        let key = format!("{app}/{function}");
+        let txn = self.db.begin_read().map_err(backend)?;
+        let seqs = txn.open_table(SEQS).map_err(backend)?;
+        Ok(seqs.get(key.as_str()).map_err(backend)?.map(|v| v.value()).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        let dirs = std::sync::Mutex::new(Vec::new());
+        nimbus_store::conformance::run_all(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = RedbStore::open(dir.path()).unwrap();
+            dirs.lock().unwrap().push(dir);
+            store
+        });
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = RedbStore::open(dir.path()).unwrap();
+            let digest = sha256_hex(b"x");
+            store.put_artifact(&digest, b"x").unwrap();
+            store
+                .deploy("a", NewVersion { manifest: "m".into(), functions: [("f".to_owned(), digest)].into() })
+                .unwrap();
+        }
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(store.app("a").unwrap().active, Some(1));
+    }
+}

@@ -1,1 +1,116 @@
-//! nimbus-store
+//! Storage traits: the registry (apps, immutable versions, artifacts) and invocation records.
+//!
+//! Implementations live in their own crates (`nimbus-store-redb` today, a NATS JetStream one
+//! for clusters later) and must pass the shared [`conformance`] suite. Methods are synchronous
+//! and may block on disk: async callers use `spawn_blocking`.
+//!
+//! Guarantees every backend gives:
+//! - a deploy is atomic: after a crash either the new version is active or the old one is;
+//! - versions are immutable once written; numbers increase per app and are never reused;
+//! - artifacts are content-addressed: stored under the SHA-256 of their bytes, verified on write.
+
+use nimbus_core::InvocationRecord;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub mod conformance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no app named {0:?}")]
+    AppNotFound(String),
+    #[error("app {0:?} has no earlier version to roll back to")]
+    NoPreviousVersion(String),
+    #[error("artifact {0} has not been uploaded")]
+    ArtifactNotFound(String),
+    #[error("artifact bytes hash to {actual}, not {expected}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub name: String,
+    /// The version serving traffic, if any.
+    pub active: Option<u64>,
+    /// Versions in the order they were activated (deploys and rollbacks); the last is active.
+    pub history: Vec<u64>,
+    /// Highest version number ever assigned.
+    pub latest: u64,
+}
+
+/// What a deploy writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewVersion {
+    /// The manifest text, stored verbatim.
+    pub manifest: String,
+    /// Function name → artifact digest.
+    pub functions: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub app: String,
+    pub number: u64,
+    /// SHA-256 over the manifest and the function → artifact map: equal content, equal digest.
+    pub digest: String,
+    pub manifest: String,
+    pub functions: BTreeMap<String, String>,
+    pub created_ms: u64,
+}
+
+impl NewVersion {
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(self.manifest.as_bytes());
+        for (function, artifact) in &self.functions {
+            hasher.update([0]);
+            hasher.update(function.as_bytes());
+            hasher.update([0]);
+            hasher.update(artifact.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Apps, versions and artifacts.
+pub trait Registry: Send + Sync {
+    /// Store `bytes` under `digest` after checking that they hash to it. Idempotent.
+    fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<()>;
+    fn get_artifact(&self, digest: &str) -> Result<Arc<[u8]>>;
+    fn has_artifact(&self, digest: &str) -> Result<bool>;
+
+    /// Record a new version of `app` and make it active, atomically. Every referenced artifact
+    /// must already be stored.
+    fn deploy(&self, app: &str, version: NewVersion) -> Result<VersionRecord>;
+    /// Re-activate the version that was active before the current one.
+    fn rollback(&self, app: &str) -> Result<VersionRecord>;
+    /// Remove an app, its versions and its records.
+    fn remove_app(&self, app: &str) -> Result<()>;
+
+    fn apps(&self) -> Result<Vec<AppRecord>>;
+    fn app(&self, app: &str) -> Result<AppRecord>;
+    fn version(&self, app: &str, number: u64) -> Result<VersionRecord>;
+}
+
+/// Invocation records, kept per function with a bounded history.
+pub trait RecordStore: Send + Sync {
+    /// Append records, assigning each a per-function sequence number. May trade durability for
+    /// speed: records are telemetry, not state.
+    fn append_records(&self, records: Vec<InvocationRecord>) -> Result<()>;
+    /// Records of `app`/`function` with `seq > after`, oldest first, at most `limit`.
+    fn records(&self, app: &str, function: &str, after: u64, limit: usize) -> Result<Vec<InvocationRecord>>;
+    /// The highest sequence number assigned for `app`/`function` (0 if none).
+    fn last_seq(&self, app: &str, function: &str) -> Result<u64>;
+}

@@ -1,0 +1,132 @@
+//! The typed admin API client.
+
+use crate::*;
+use nimbus_core::ErrorCode;
+
+/// A failed API call: either nimbus answered with an error, or it could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message} [{code}, request {request_id}]")]
+    Api { status: u16, code: ErrorCode, message: String, request_id: String },
+    #[error("cannot reach nimbus at {url}: {detail} (is `nimbus serve` or `nimbus up` running?)")]
+    Unreachable { url: String, detail: String },
+    #[error("unexpected answer from nimbus: {0}")]
+    Protocol(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ApiError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `base` is the admin URL, e.g. `http://127.0.0.1:8089`.
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Client {
+        let base = base.into().trim_end_matches('/').to_owned();
+        Client { base, token: token.into(), http: reqwest::Client::new() }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ApiError> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable { url: self.base.clone(), detail: e.to_string() })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ApiError::Protocol(e.to_string()))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ApiError::Protocol(e.to_string()));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ApiError::Api {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: body.error.message,
+                request_id: body.error.request_id,
+            }),
+            Err(_) => Err(ApiError::Protocol(format!("{status}: {}", String::from_utf8_lossy(&bytes)))),
+        }
+    }
+
+    pub async fn status(&self) -> Result<Status, ApiError> {
+        self.send(self.http.get(self.url("/v1/status"))).await
+    }
+
+    /// Upload a component; returns its digest. Uploading the same bytes twice is free.
+    pub async fn upload_artifact(&self, bytes: Vec<u8>) -> Result<String, ApiError> {
+        let digest = digest_hex(&bytes);
+        #[derive(Deserialize)]
+        struct Uploaded {
+            digest: String,
+        }
+        let uploaded: Uploaded = self.send(self.http.put(self.url(&format!("/v1/artifacts/{digest}"))).body(bytes)).await?;
+        Ok(uploaded.digest)
+    }
+
+    pub async fn deploy(&self, request: &DeployRequest) -> Result<DeployResponse, ApiError> {
+        self.send(self.http.post(self.url("/v1/deploy")).json(request)).await
+    }
+
+    pub async fn apps(&self) -> Result<Vec<AppInfo>, ApiError> {
+        self.send(self.http.get(self.url("/v1/apps"))).await
+    }
+
+    pub async fn functions(&self) -> Result<Vec<FunctionInfo>, ApiError> {
+        self.send(self.http.get(self.url("/v1/functions"))).await
+    }
+
+    pub async fn routes(&self) -> Result<Vec<RouteInfo>, ApiError> {
+        self.send(self.http.get(self.url("/v1/routes"))).await
+    }
+
+    pub async fn rollback(&self, app: &str) -> Result<DeployResponse, ApiError> {
+        self.send(self.http.post(self.url(&format!("/v1/apps/{app}/rollback")))).await
+    }
+
+    pub async fn remove(&self, app: &str) -> Result<AppInfo, ApiError> {
+        self.send(self.http.delete(self.url(&format!("/v1/apps/{app}")))).await
+    }
+
+    pub async fn invoke(&self, app: &str, function: &str, request: &InvokeRequest, body: Vec<u8>) -> Result<InvokeResponse, ApiError> {
+        let mut query = vec![("method", request.method.clone()), ("path", request.path.clone())];
+        for (name, value) in &request.headers {
+            query.push(("header", format!("{name}:{value}")));
+        }
+        self.send(self.http.post(self.url(&format!("/v1/apps/{app}/functions/{function}/invoke"))).query(&query).body(body))
+            .await
+    }
+
+    /// Records after `after`, or the last `tail` records when `tail` is set.
+    pub async fn logs(&self, app: &str, function: &str, after: u64, tail: Option<usize>) -> Result<LogsResponse, ApiError> {
+        let mut query = vec![("after", after.to_string())];
+        if let Some(tail) = tail {
+            query.push(("tail", tail.to_string()));
+        }
+        self.send(self.http.get(self.url(&format!("/v1/apps/{app}/functions/{function}/logs"))).query(&query)).await
+    }
+}
+
+/// SHA-256 hex of `bytes`: the artifact's address.
+fn digest_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

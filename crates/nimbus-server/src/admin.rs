@@ -1,0 +1,276 @@
+//! The admin REST API (`/v1/...`) on its own listener, behind a bearer token.
+//!
+//! Handlers are thin: they parse, call the [`Platform`], and turn errors into the standard JSON
+//! error body through [`ApiFailure`], the single place admin errors become responses (statuses
+//! come from the gateway's `status_for`). Every failure is logged with its request id.
+
+use crate::platform::Platform;
+use axum::body::Body as AxumBody;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use nimbus_api::{InvokeResponse, LogsResponse, Status};
+use nimbus_core::ErrorCode;
+use nimbus_core::error::Error;
+use nimbus_dispatch::DispatchError;
+use nimbus_runtime::BodyError;
+use nimbus_store::Registry;
+
+fn box_body_error(error: axum::Error) -> BodyError {
+    Box::new(error)
+}
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest artifact accepted by upload.
+const MAX_ARTIFACT_BYTES: usize = 256 << 20;
+/// Largest response body `invoke` returns (Lambda's synchronous payload limit).
+const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
+
+#[derive(Clone)]
+struct AdminState {
+    platform: Arc<Platform>,
+    token: Arc<str>,
+}
+
+pub(crate) fn router(platform: Arc<Platform>, token: String) -> Router {
+    let state = AdminState { platform, token: Arc::from(token) };
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/artifacts/{digest}", put(upload_artifact))
+        .route("/v1/deploy", post(deploy))
+        .route("/v1/apps", get(apps))
+        .route("/v1/apps/{app}", axum::routing::delete(remove_app))
+        .route("/v1/apps/{app}/rollback", post(rollback))
+        .route("/v1/functions", get(functions))
+        .route("/v1/routes", get(routes))
+        .route("/v1/apps/{app}/functions/{function}/invoke", post(invoke))
+        .route("/v1/apps/{app}/functions/{function}/logs", get(logs))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_ARTIFACT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// An admin API failure; becomes `{"error":{...}}` with the mapped status.
+struct ApiFailure(Error);
+
+impl From<Error> for ApiFailure {
+    fn from(error: Error) -> Self {
+        ApiFailure(error)
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let status = nimbus_gateway::status_for(self.0.code);
+        if status.is_server_error() {
+            tracing::error!(request_id, code = %self.0.code, message = %self.0.message, "admin request failed");
+        } else {
+            tracing::info!(request_id, code = %self.0.code, message = %self.0.message, "admin request refused");
+        }
+        let body = serde_json::json!({"error": {"code": self.0.code, "message": self.0.message, "request_id": request_id}});
+        let mut response = (status, Json(body)).into_response();
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiFailure>;
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authenticate(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if constant_time_eq(token.trim().as_bytes(), state.token.as_bytes()) => next.run(request).await,
+        _ => ApiFailure(Error::new(
+            ErrorCode::Unauthorized,
+            "missing or wrong bearer token; the token is in admin.token in the server's data directory",
+        ))
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiFailure {
+    ApiFailure(Error::new(ErrorCode::RouteNotFound, "no such admin endpoint; see docs/api.md"))
+}
+
+async fn status(State(state): State<AdminState>) -> ApiResult<Status> {
+    let platform = &state.platform;
+    Ok(Json(Status {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        gateway_url: platform.gateway_url(),
+        apps: platform.app_infos().len(),
+        functions: platform.function_infos().len(),
+        compiled: platform.compiled.load(std::sync::atomic::Ordering::Relaxed),
+        cache_hits: platform.cache_hits.load(std::sync::atomic::Ordering::Relaxed),
+        pooling_allocator: platform.pooling,
+    }))
+}
+
+async fn upload_artifact(
+    State(state): State<AdminState>,
+    Path(digest): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<serde_json::Value> {
+    let store = state.platform.store();
+    let key = digest.clone();
+    let stored = tokio::task::spawn_blocking(move || store.put_artifact(&key, &body)).await;
+    match stored {
+        Ok(Ok(())) => Ok(Json(serde_json::json!({"digest": digest}))),
+        Ok(Err(nimbus_store::StoreError::ArtifactNotFound(_))) => Err(Error::new(
+            ErrorCode::BadRequest,
+            "the artifact address must be the lower-case hex SHA-256 of the bytes",
+        )
+        .into()),
+        Ok(Err(nimbus_store::StoreError::DigestMismatch { expected, actual })) => {
+            Err(Error::new(ErrorCode::DigestMismatch, format!("uploaded bytes hash to {actual}, not {expected}")).into())
+        }
+        Ok(Err(error)) => Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into()),
+        Err(error) => Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into()),
+    }
+}
+
+async fn deploy(State(state): State<AdminState>, body: axum::body::Bytes) -> ApiResult<nimbus_api::DeployResponse> {
+    let request: nimbus_api::DeployRequest = serde_json::from_slice(&body)
+        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("the deploy request is not valid JSON of the documented shape: {e}")))?;
+    Ok(Json(state.platform.deploy(request).await?))
+}
+
+async fn apps(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::AppInfo>> {
+    Ok(Json(state.platform.app_infos_with_latest().await?))
+}
+
+async fn remove_app(State(state): State<AdminState>, Path(app): Path<String>) -> ApiResult<nimbus_api::AppInfo> {
+    Ok(Json(state.platform.remove(&app).await?))
+}
+
+async fn rollback(State(state): State<AdminState>, Path(app): Path<String>) -> ApiResult<nimbus_api::DeployResponse> {
+    Ok(Json(state.platform.rollback(&app).await?))
+}
+
+async fn functions(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::FunctionInfo>> {
+    Ok(Json(state.platform.function_infos()))
+}
+
+async fn routes(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::RouteInfo>> {
+    Ok(Json(state.platform.route_infos()))
+}
+
+async fn invoke(
+    State(state): State<AdminState>,
+    Path((app, function)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    body: AxumBody,
+) -> ApiResult<InvokeResponse> {
+    let pool = state.platform.pool(Some(&app), &function)?;
+    let mut method = "POST".to_owned();
+    let mut path = "/".to_owned();
+    let mut headers = HeaderMap::new();
+    for (key, value) in query {
+        match key.as_str() {
+            "method" => method = value.to_ascii_uppercase(),
+            "path" => path = value,
+            "header" => {
+                let (name, value) = value
+                    .split_once(':')
+                    .ok_or_else(|| Error::new(ErrorCode::BadRequest, format!("header {value:?} is not NAME:VALUE")))?;
+                let name = axum::http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| Error::new(ErrorCode::BadRequest, format!("invalid header name {name:?}")))?;
+                let value = HeaderValue::from_str(value.trim())
+                    .map_err(|_| Error::new(ErrorCode::BadRequest, format!("invalid value for header {name}")))?;
+                headers.append(name, value);
+            }
+            _ => {}
+        }
+    }
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let request_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
+    let mut request = axum::http::Request::builder()
+        .method(method.as_str())
+        .uri(path.as_str())
+        .header("host", "localhost")
+        .header("x-request-id", &*request_id)
+        .body(body.map_err(box_body_error).boxed_unsync())
+        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("invalid method or path: {e}")))?;
+    request.headers_mut().extend(headers);
+
+    let response = pool.invoke(request, request_id.clone()).await.map_err(|error| match error {
+        DispatchError::Busy { .. } => Error::new(ErrorCode::TooManyRequests, error.to_string()),
+        DispatchError::Invoke(invoke) => Error::new(invoke.code(), invoke.to_string()),
+    })?;
+    let (parts, body) = response.into_parts();
+    let collected = collect_limited(body, MAX_INVOKE_RESPONSE_BYTES)
+        .await
+        .map_err(|e| Error::new(ErrorCode::FunctionBadResponse, format!("reading the function's response failed: {e}")))?;
+    let headers: BTreeMap<String, String> =
+        parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let (body, body_base64) = match std::str::from_utf8(&collected) {
+        Ok(text) => (Some(text.to_owned()), None),
+        Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&collected))),
+    };
+    Ok(Json(InvokeResponse { request_id: request_id.to_string(), status: parts.status.as_u16(), headers, body, body_base64 }))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    after: u64,
+    tail: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn logs(
+    State(state): State<AdminState>,
+    Path((app, function)): Path<(String, String)>,
+    Query(query): Query<LogsQuery>,
+) -> ApiResult<LogsResponse> {
+    // Validate the function exists, so a typo is an error rather than an empty log.
+    state.platform.pool(Some(&app), &function)?;
+    let store = state.platform.record_store();
+    let records = tokio::task::spawn_blocking(move || {
+        let after = match query.tail {
+            Some(tail) => store.last_seq(&app, &function)?.saturating_sub(tail as u64).max(query.after),
+            None => query.after,
+        };
+        store.records(&app, &function, after, query.limit.unwrap_or(1000).min(1000))
+    })
+    .await
+    .map_err(|e| Error::new(ErrorCode::Internal, format!("read records: {e}")))?
+    .map_err(|e| Error::new(ErrorCode::Internal, format!("read records: {e}")))?;
+    Ok(Json(LogsResponse { records }))
+}
+
+
+/// Read a whole body, refusing more than `limit` bytes.
+async fn collect_limited(mut body: nimbus_runtime::Body, limit: usize) -> Result<bytes::Bytes, String> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(format!("the response is larger than {limit} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}

@@ -1,0 +1,441 @@
+//! The platform: deployed apps, their pools, and the operations of the admin API.
+//!
+//! Deploys, rollbacks and removals are serialized by one lock and follow the same order:
+//! prepare everything that can fail (parse the manifest, load and link every component, build
+//! the new routing table and check it for conflicts) *before* committing anything; then commit
+//! the version to the store; then swap the in-memory state and the gateway's table. A refused
+//! deploy therefore changes nothing, and the previous version keeps serving throughout.
+
+use crate::records::RecordWriter;
+use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInfo, RouteInfo};
+use nimbus_core::error::Error;
+use nimbus_core::{AppSpec, ErrorCode, InstanceMode, Name};
+use nimbus_dispatch::{Pool, PoolConfig};
+use nimbus_gateway::router::{RouteEntry, RouteTable};
+use nimbus_gateway::{Gateway, RouteTarget};
+use nimbus_runtime::{Artifact, Executor, LoadSource};
+use nimbus_store::{NewVersion, RecordStore, Registry, StoreError, VersionRecord};
+use nimbus_store_redb::RedbStore;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) struct DeployedApp {
+    version: VersionRecord,
+    spec: AppSpec,
+    pools: BTreeMap<String, Arc<Pool>>,
+}
+
+pub struct Platform {
+    store: Arc<RedbStore>,
+    executor: Arc<dyn Executor>,
+    gateway: Arc<Gateway>,
+    records: Arc<RecordWriter>,
+    apps: RwLock<BTreeMap<String, Arc<DeployedApp>>>,
+    deploy_lock: tokio::sync::Mutex<()>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+    gateway_url: Mutex<String>,
+    pub(crate) compiled: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) pooling: bool,
+}
+
+fn store_error(error: StoreError) -> Error {
+    match error {
+        StoreError::AppNotFound(app) => Error::new(ErrorCode::AppNotFound, format!("no app named {app:?}; `nimbus apps` lists them")),
+        StoreError::NoPreviousVersion(app) => {
+            Error::new(ErrorCode::NoPreviousVersion, format!("app {app:?} has no earlier version to roll back to"))
+        }
+        StoreError::ArtifactNotFound(digest) => {
+            Error::new(ErrorCode::ArtifactNotFound, format!("artifact {digest} was never uploaded; PUT it to /v1/artifacts/{digest} first"))
+        }
+        StoreError::DigestMismatch { expected, actual } => {
+            Error::new(ErrorCode::DigestMismatch, format!("uploaded bytes hash to {actual}, not {expected}"))
+        }
+        StoreError::Backend(message) => {
+            tracing::error!(error = %message, "store failure");
+            Error::new(ErrorCode::Internal, "storage failure; see the server log")
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, Error> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(store_error),
+        Err(error) => Err(Error::new(ErrorCode::Internal, format!("storage task failed: {error}"))),
+    }
+}
+
+impl Platform {
+    pub(crate) fn new(
+        store: Arc<RedbStore>,
+        executor: Arc<nimbus_runtime_wasm::WasmExecutor>,
+        gateway: Arc<Gateway>,
+        idle_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Arc<Platform> {
+        let pooling = executor.is_pooling();
+        let records = RecordWriter::start(store.clone());
+        Arc::new(Platform {
+            store,
+            executor,
+            gateway,
+            records,
+            apps: RwLock::new(BTreeMap::new()),
+            deploy_lock: tokio::sync::Mutex::new(()),
+            idle_timeout,
+            shutdown,
+            gateway_url: Mutex::new(String::new()),
+            compiled: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            pooling,
+        })
+    }
+
+    pub(crate) fn set_gateway_url(&self, url: String) {
+        if let Ok(mut slot) = self.gateway_url.lock() {
+            *slot = url;
+        }
+    }
+
+    pub(crate) fn gateway_url(&self) -> String {
+        self.gateway_url.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    pub(crate) async fn flush_records(&self) {
+        self.records.flush().await;
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, Arc<DeployedApp>> {
+        self.apps.read().map(|apps| apps.clone()).unwrap_or_default()
+    }
+
+    /// Load every app's active version; used at startup.
+    pub(crate) async fn restore(&self) -> anyhow::Result<()> {
+        let _guard = self.deploy_lock.lock().await;
+        let store = self.store.clone();
+        let apps = blocking(move || store.apps()).await?;
+        let mut loaded = BTreeMap::new();
+        for app in apps {
+            let Some(active) = app.active else { continue };
+            let store = self.store.clone();
+            let name = app.name.clone();
+            let version = blocking(move || store.version(&name, active)).await?;
+            match self.prepare(version).await {
+                Ok((deployed, _)) => {
+                    loaded.insert(app.name.clone(), Arc::new(deployed));
+                }
+                // One broken app must not keep the others from serving.
+                Err(error) => tracing::error!(app = %app.name, error = %error, "could not restore app"),
+            }
+        }
+        let table = build_routes(&loaded).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        self.install(loaded, table);
+        Ok(())
+    }
+
+    /// Parse, load and pool one stored version, without touching live state.
+    async fn prepare(&self, version: VersionRecord) -> Result<(DeployedApp, Vec<LoadedInfo>), Error> {
+        let manifest = nimbus_manifest::parse(&format!("{} (version {})", version.app, version.number), &version.manifest)
+            .map_err(|e| Error::new(ErrorCode::InvalidManifest, e.to_string()))?;
+        self.prepare_parsed(version, manifest.app).await
+    }
+
+    async fn prepare_parsed(&self, version: VersionRecord, spec: AppSpec) -> Result<(DeployedApp, Vec<LoadedInfo>), Error> {
+        let mut pools = BTreeMap::new();
+        let mut infos = Vec::new();
+        for (name, function) in &spec.functions {
+            let digest = version.functions.get(name.as_str()).cloned().ok_or_else(|| {
+                Error::new(ErrorCode::BadRequest, format!("no artifact was given for function {name:?}"))
+            })?;
+            let store = self.store.clone();
+            let key = digest.clone();
+            let bytes = blocking(move || store.get_artifact(&key)).await?;
+            let started = Instant::now();
+            let (loaded, source) = self
+                .executor
+                .load(function, &Artifact { digest, bytes })
+                .await
+                .map_err(|e| Error::new(e.code, format!("function {name:?}: {}", e.message)))?;
+            match source {
+                LoadSource::Compiled => self.compiled.fetch_add(1, Ordering::Relaxed),
+                LoadSource::Cache => self.cache_hits.fetch_add(1, Ordering::Relaxed),
+            };
+            infos.push(LoadedInfo {
+                function: name.to_string(),
+                source: match source {
+                    LoadSource::Compiled => "compiled".into(),
+                    LoadSource::Cache => "cache".into(),
+                },
+                load_ms: started.elapsed().as_millis() as u64,
+            });
+            let config = PoolConfig {
+                app: spec.name.to_string(),
+                function: name.to_string(),
+                version: version.number,
+                timeout: function.timeout,
+                max_concurrency: function.max_concurrency,
+                max_waiting: function.max_concurrency as usize,
+                wait_timeout: function.timeout.min(Duration::from_secs(10)),
+                idle_timeout: self.idle_timeout,
+            };
+            pools.insert(name.to_string(), Pool::new(loaded, config, self.records.clone()));
+        }
+        Ok((DeployedApp { version, spec, pools }, infos))
+    }
+
+    fn install(&self, apps: BTreeMap<String, Arc<DeployedApp>>, table: RouteTable<Arc<RouteTarget>>) {
+        if let Ok(mut slot) = self.apps.write() {
+            *slot = apps;
+        }
+        self.gateway.set_routes(table);
+    }
+
+    pub async fn deploy(&self, request: DeployRequest) -> Result<DeployResponse, Error> {
+        let manifest = nimbus_manifest::parse(&request.manifest_path, &request.manifest)
+            .map_err(|e| Error::new(ErrorCode::InvalidManifest, e.to_string()))?;
+        let declared: Vec<&str> = manifest.app.functions.keys().map(Name::as_str).collect();
+        for name in &declared {
+            if !request.artifacts.contains_key(*name) {
+                return Err(Error::new(ErrorCode::BadRequest, format!("no artifact was given for function {name:?}")));
+            }
+        }
+        if let Some(extra) = request.artifacts.keys().find(|k| !declared.contains(&k.as_str())) {
+            return Err(Error::new(ErrorCode::BadRequest, format!("artifact given for {extra:?}, which the manifest does not declare")));
+        }
+
+        let _guard = self.deploy_lock.lock().await;
+        let app_name = manifest.app.name.to_string();
+        let new_version = NewVersion { manifest: request.manifest.clone(), functions: request.artifacts.clone() };
+        // Deploys are serialized by the lock, so the store will assign exactly latest + 1.
+        let store = self.store.clone();
+        let name = app_name.clone();
+        let latest = match blocking(move || store.app(&name)).await {
+            Ok(record) => record.latest,
+            Err(error) if error.code == ErrorCode::AppNotFound => 0,
+            Err(error) => return Err(error),
+        };
+        let pending = VersionRecord {
+            app: app_name.clone(),
+            number: latest + 1,
+            digest: new_version.digest(),
+            manifest: new_version.manifest.clone(),
+            functions: new_version.functions.clone(),
+            created_ms: 0,
+        };
+        let (deployed, infos) = self.prepare_parsed(pending, manifest.app).await?;
+        let mut apps = self.snapshot();
+        apps.insert(app_name.clone(), Arc::new(deployed));
+        let table = build_routes(&apps)?;
+
+        let store = self.store.clone();
+        let name = app_name.clone();
+        let committed = blocking(move || store.deploy(&name, new_version)).await?;
+        if committed.number != latest + 1 {
+            tracing::error!(app = %app_name, expected = latest + 1, got = committed.number, "version numbering raced");
+        }
+        let response = describe(&apps[&app_name], infos);
+        self.install(apps, table);
+        tracing::info!(app = %app_name, version = committed.number, "deployed");
+        Ok(response)
+    }
+
+    pub async fn rollback(&self, app: &str) -> Result<DeployResponse, Error> {
+        let _guard = self.deploy_lock.lock().await;
+        let store = self.store.clone();
+        let name = app.to_owned();
+        let record = blocking(move || store.app(&name)).await?;
+        if record.history.len() < 2 {
+            return Err(store_error(StoreError::NoPreviousVersion(app.to_owned())));
+        }
+        let previous = record.history[record.history.len() - 2];
+        let store = self.store.clone();
+        let name = app.to_owned();
+        let version = blocking(move || store.version(&name, previous)).await?;
+        let (deployed, infos) = self.prepare(version).await?;
+        let mut apps = self.snapshot();
+        apps.insert(app.to_owned(), Arc::new(deployed));
+        let table = build_routes(&apps)?;
+        let store = self.store.clone();
+        let name = app.to_owned();
+        blocking(move || store.rollback(&name)).await?;
+        let response = describe(&apps[app], infos);
+        self.install(apps, table);
+        tracing::info!(app, version = previous, "rolled back");
+        Ok(response)
+    }
+
+    pub async fn remove(&self, app: &str) -> Result<AppInfo, Error> {
+        let _guard = self.deploy_lock.lock().await;
+        let info = self.app_infos().into_iter().find(|a| a.name == app);
+        let store = self.store.clone();
+        let name = app.to_owned();
+        blocking(move || store.remove_app(&name)).await?;
+        let mut apps = self.snapshot();
+        apps.remove(app);
+        let table = build_routes(&apps)?;
+        self.install(apps, table);
+        tracing::info!(app, "removed");
+        Ok(info.unwrap_or(AppInfo { name: app.to_owned(), active_version: None, latest_version: 0, functions: vec![], routes: 0 }))
+    }
+
+    pub fn app_infos(&self) -> Vec<AppInfo> {
+        self.snapshot()
+            .values()
+            .map(|app| AppInfo {
+                name: app.spec.name.to_string(),
+                active_version: Some(app.version.number),
+                latest_version: app.version.number,
+                functions: app.spec.functions.keys().map(|n| n.to_string()).collect(),
+                routes: app.spec.routes.len(),
+            })
+            .collect()
+    }
+
+    pub(crate) async fn app_infos_with_latest(&self) -> Result<Vec<AppInfo>, Error> {
+        let store = self.store.clone();
+        let records = blocking(move || store.apps()).await?;
+        let mut infos = self.app_infos();
+        for info in &mut infos {
+            if let Some(record) = records.iter().find(|r| r.name == info.name) {
+                info.latest_version = record.latest;
+            }
+        }
+        Ok(infos)
+    }
+
+    pub fn function_infos(&self) -> Vec<FunctionInfo> {
+        let mut out = Vec::new();
+        for app in self.snapshot().values() {
+            for (name, spec) in &app.spec.functions {
+                let pool = app.pools.get(name.as_str());
+                out.push(FunctionInfo {
+                    app: app.spec.name.to_string(),
+                    name: name.to_string(),
+                    version: app.version.number,
+                    artifact: app.version.functions.get(name.as_str()).cloned().unwrap_or_default(),
+                    memory_bytes: spec.memory_bytes,
+                    timeout_ms: spec.timeout.as_millis() as u64,
+                    max_concurrency: spec.max_concurrency,
+                    instance: match spec.instance {
+                        InstanceMode::Reuse => "reuse".into(),
+                        InstanceMode::Fresh => "fresh".into(),
+                    },
+                    idle_instances: pool.map(|p| p.idle_count()).unwrap_or(0),
+                    busy_instances: pool.map(|p| p.busy_count()).unwrap_or(0),
+                });
+            }
+        }
+        out
+    }
+
+    pub fn route_infos(&self) -> Vec<RouteInfo> {
+        self.gateway
+            .routes()
+            .entries()
+            .map(|entry| RouteInfo {
+                app: entry.target.app.clone(),
+                function: entry.target.function.clone(),
+                path: entry.path.clone(),
+                methods: entry.methods.clone(),
+                host: entry.host.clone(),
+            })
+            .collect()
+    }
+
+    /// The pool of `app`/`function`; with no app, the only function of that name.
+    pub fn pool(&self, app: Option<&str>, function: &str) -> Result<Arc<Pool>, Error> {
+        let apps = self.snapshot();
+        let mut found: Vec<(&String, Arc<Pool>)> = apps
+            .iter()
+            .filter(|(name, _)| app.is_none_or(|a| a == name.as_str()))
+            .filter_map(|(name, deployed)| deployed.pools.get(function).map(|p| (name, p.clone())))
+            .collect();
+        match found.len() {
+            0 => {
+                if let Some(app) = app
+                    && !apps.contains_key(app)
+                {
+                    return Err(store_error(StoreError::AppNotFound(app.to_owned())));
+                }
+                Err(Error::new(ErrorCode::FunctionNotFound, format!("no function named {function:?}; `nimbus functions` lists them")))
+            }
+            1 => Ok(found.remove(0).1),
+            _ => Err(Error::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "function {function:?} exists in several apps ({}); name it as APP/{function}",
+                    found.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    pub(crate) fn store(&self) -> Arc<RedbStore> {
+        self.store.clone()
+    }
+
+    pub(crate) fn record_store(&self) -> Arc<dyn RecordStore> {
+        self.store.clone()
+    }
+
+    /// Periodically drop instances idle past the idle timeout (scale to zero).
+    pub(crate) async fn reap_idle_forever(self: Arc<Self>) {
+        let period = (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let now = Instant::now();
+            for app in self.snapshot().values() {
+                for pool in app.pools.values() {
+                    pool.reap_idle(now);
+                }
+            }
+        }
+    }
+}
+
+fn describe(app: &DeployedApp, functions: Vec<LoadedInfo>) -> DeployResponse {
+    DeployResponse {
+        app: app.spec.name.to_string(),
+        version: app.version.number,
+        digest: app.version.digest.clone(),
+        functions,
+        routes: app
+            .spec
+            .routes
+            .iter()
+            .map(|r| RouteInfo {
+                app: app.spec.name.to_string(),
+                function: r.function.to_string(),
+                path: r.path.clone(),
+                methods: r.methods.clone(),
+                host: r.host.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The gateway table for a set of deployed apps; conflicts between apps are refused here.
+fn build_routes(apps: &BTreeMap<String, Arc<DeployedApp>>) -> Result<RouteTable<Arc<RouteTarget>>, Error> {
+    let mut entries = Vec::new();
+    for (name, app) in apps {
+        for route in &app.spec.routes {
+            let function = route.function.to_string();
+            let Some(pool) = app.pools.get(&function) else { continue };
+            entries.push(RouteEntry {
+                host: route.host.clone(),
+                path: route.path.clone(),
+                methods: route.methods.clone(),
+                owner: format!("app {name:?} (function {function:?})"),
+                target: Arc::new(RouteTarget { app: name.clone(), function, pool: pool.clone() }),
+            });
+        }
+    }
+    RouteTable::build(entries).map_err(|e| Error::new(ErrorCode::RouteConflict, e.to_string()))
+}

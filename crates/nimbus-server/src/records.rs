@@ -1,0 +1,82 @@
+//! Invocation records leave the hot path through a bounded channel and are written to the
+//! store in batches by one task (one redb commit per batch, not per invocation). If the channel
+//! is full the record is dropped and counted rather than slowing invocations down.
+
+use nimbus_core::InvocationRecord;
+use nimbus_dispatch::RecordSink;
+use nimbus_store::RecordStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+const CHANNEL: usize = 16 * 1024;
+const BATCH: usize = 1024;
+
+pub(crate) struct RecordWriter {
+    sender: mpsc::Sender<Message>,
+    dropped: AtomicU64,
+}
+
+enum Message {
+    Record(InvocationRecord),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+impl RecordWriter {
+    pub(crate) fn start(store: Arc<dyn RecordStore>) -> Arc<RecordWriter> {
+        let (sender, mut receiver) = mpsc::channel(CHANNEL);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut waiters = Vec::new();
+            while let Some(first) = receiver.recv().await {
+                let mut next = Some(first);
+                while let Some(message) = next.take() {
+                    match message {
+                        Message::Record(record) => batch.push(record),
+                        Message::Flush(done) => waiters.push(done),
+                    }
+                    if batch.len() < BATCH {
+                        next = receiver.try_recv().ok();
+                    }
+                }
+                if !batch.is_empty() {
+                    let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    let store = store.clone();
+                    match tokio::task::spawn_blocking(move || store.append_records(records)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => tracing::warn!(error = %error, "write invocation records"),
+                        Err(error) => tracing::warn!(error = %error, "record writer task"),
+                    }
+                }
+                for done in waiters.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Arc::new(RecordWriter { sender, dropped: AtomicU64::new(0) })
+    }
+
+    /// Wait until every record sent so far is written.
+    pub(crate) async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.sender.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+impl RecordSink for RecordWriter {
+    fn record(&self, record: InvocationRecord) {
+        tracing::debug!(
+            request_id = %record.request_id, app = %record.app, function = %record.function,
+            outcome = ?record.outcome, status = record.status, duration_us = record.duration_us, cold = record.cold,
+            "invocation"
+        );
+        if self.sender.try_send(Message::Record(record)).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "invocation record channel full; records dropped");
+            }
+        }
+    }
+}
