@@ -1,1 +1,165 @@
-fn main() {}
+//! The `nimbus` command: a server (`serve`, `up`) and a client of the admin API for everything
+//! else. The client side never touches the data directory except to find the admin URL and
+//! token a server published there.
+//!
+//! Exit codes: 0 success; 1 the server refused the request (the error code is printed);
+//! 2 bad command-line usage; 3 the server could not be reached; 4 a build or local manifest
+//! error; 5 `invoke` got an error status (4xx/5xx) from the function.
+
+mod client;
+mod commands;
+mod output;
+mod project;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// nimbus — a self-hosted serverless platform in one binary.
+///
+/// Functions are WebAssembly components (wasi:http/proxy) declared in a nimbus.toml manifest.
+/// `nimbus up` builds, deploys and serves an app for development; `nimbus serve` runs the
+/// server; the other commands talk to a running server through its admin API.
+#[derive(Parser, Debug)]
+#[command(name = "nimbus", version, propagate_version = true, after_help = EXAMPLES)]
+struct Cli {
+    /// Print machine-readable JSON instead of human output.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// The server's data directory (where `serve` keeps state and publishes the admin URL and
+    /// token). Default: ./.nimbus if it exists, else ~/.local/share/nimbus.
+    #[arg(long, global = true, env = "NIMBUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Admin API URL, overriding the one published in the data directory.
+    #[arg(long, global = true, env = "NIMBUS_ADMIN_URL")]
+    admin_url: Option<String>,
+
+    /// Admin bearer token, overriding the data directory's admin.token.
+    #[arg(long, global = true, env = "NIMBUS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  nimbus up examples/hello           build, deploy and serve an app; redeploy on change
+  nimbus serve                       run the server (gateway :8080, admin API 127.0.0.1:8089)
+  nimbus deploy ./my-app             build and deploy to a running server
+  nimbus invoke hello --path /hello  call a function directly
+  nimbus logs hello -f               follow a function's invocations and output
+  nimbus rollback my-app             go back to the previous version";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: the HTTP gateway and the admin API.
+    Serve(ServeArgs),
+    /// Development loop: build the app in DIR, serve it with its data under DIR/.nimbus, deploy,
+    /// print the URLs, and rebuild + redeploy when sources change.
+    Up {
+        /// The app's directory (containing nimbus.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Do not watch for changes; deploy once and keep serving.
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Build the app in DIR and deploy it to the running server (atomically: a refused deploy
+    /// leaves the current version serving).
+    Deploy {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// List deployed apps.
+    Apps,
+    /// List deployed functions with their limits and instances.
+    Functions,
+    /// List the gateway's routes.
+    Routes,
+    /// Invoke a function directly (bypassing routes) and print its response.
+    Invoke(InvokeArgs),
+    /// Show a function's invocations and what it printed, with request ids.
+    Logs {
+        /// FUNCTION or APP/FUNCTION.
+        function: String,
+        /// Keep printing new invocations as they happen.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many recent invocations to show first.
+        #[arg(long, default_value_t = 20)]
+        tail: usize,
+    },
+    /// Re-activate an app's previous version.
+    Rollback {
+        app: String,
+    },
+    /// Remove an app: its routes stop answering at once.
+    Rm {
+        app: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Where the gateway listens.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "NIMBUS_LISTEN")]
+    listen: SocketAddr,
+    /// Where the admin API listens (keep it on loopback unless you front it with TLS).
+    #[arg(long, default_value = "127.0.0.1:8089", env = "NIMBUS_ADMIN_LISTEN")]
+    admin_listen: SocketAddr,
+    /// Drop instances idle for this long (scale to zero), e.g. "5m", "30s".
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Largest request body the gateway accepts, e.g. "16MiB".
+    #[arg(long, default_value = "16MiB")]
+    max_body: bytesize::ByteSize,
+}
+
+#[derive(clap::Args, Debug)]
+struct InvokeArgs {
+    /// FUNCTION or APP/FUNCTION.
+    function: String,
+    /// Request path the function sees.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// HTTP method (default: POST with a body, GET without).
+    #[arg(short = 'X', long)]
+    method: Option<String>,
+    /// Request body; "-" reads standard input.
+    #[arg(short, long, conflicts_with = "data_file")]
+    data: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long)]
+    data_file: Option<PathBuf>,
+    /// Extra request header, NAME:VALUE (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("NIMBUS_LOG").unwrap_or_else(|_| match cli.command {
+        Command::Serve(_) | Command::Up { .. } => "info".into(),
+        _ => "warn".into(),
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match commands::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            failure.print();
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! One function per command. Each returns a [`Failure`] that knows its exit code and message.
+
+use crate::project::Project;
+use crate::{Cli, Command, InvokeArgs, ServeArgs, client, output};
+use base64::Engine as _;
+use nimbus_api::{ApiError, Client, InvokeRequest, split_function_ref};
+use nimbus_server::ServerConfig;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a command failed, and so which exit code it returns.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The server answered with an error.
+    Api(ApiError),
+    /// The server could not be reached.
+    Unreachable(String),
+    /// A local problem: manifest, build, files.
+    Local(String),
+    /// Bad usage the argument parser could not catch.
+    Usage(String),
+    /// The function answered with an error status.
+    FunctionStatus,
+    /// The server itself failed to start or run.
+    Server(String),
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Unreachable { .. } => Failure::Unreachable(error.to_string()),
+            other => Failure::Api(other),
+        }
+    }
+}
+
+impl Failure {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Api(_) | Failure::Server(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unreachable(_) => 3,
+            Failure::Local(_) => 4,
+            Failure::FunctionStatus => 5,
+        }
+    }
+
+    pub(crate) fn print(&self) {
+        match self {
+            Failure::Api(error) => eprintln!("error: {error}"),
+            Failure::Unreachable(message) | Failure::Local(message) | Failure::Usage(message) | Failure::Server(message) => {
+                eprintln!("error: {message}")
+            }
+            Failure::FunctionStatus => {}
+        }
+    }
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Serve(args) => serve(&cli, args).await,
+        Command::Up { dir, listen, no_watch } => up(&cli, dir, *listen, *no_watch).await,
+        Command::Deploy { dir } => {
+            let client = client::connect(&cli)?;
+            let project = Project::load(dir)?;
+            project.build(cli.json)?;
+            let result = project.deploy(&client, cli.json).await?;
+            if cli.json {
+                output::json(&result);
+            } else {
+                let gateway = client.status().await.map(|s| s.gateway_url).unwrap_or_default();
+                output::deployed(&result, &gateway);
+            }
+            Ok(())
+        }
+        Command::Apps => {
+            let apps = client::connect(&cli)?.apps().await?;
+            if cli.json { output::json(&apps) } else { output::apps(&apps) }
+            Ok(())
+        }
+        Command::Functions => {
+            let functions = client::connect(&cli)?.functions().await?;
+            if cli.json { output::json(&functions) } else { output::functions(&functions) }
+            Ok(())
+        }
+        Command::Routes => {
+            let routes = client::connect(&cli)?.routes().await?;
+            if cli.json { output::json(&routes) } else { output::routes(&routes) }
+            Ok(())
+        }
+        Command::Invoke(args) => invoke(&cli, args).await,
+        Command::Logs { function, follow, tail } => logs(&cli, function, *follow, *tail).await,
+        Command::Rollback { app } => {
+            let client = client::connect(&cli)?;
+            let result = client.rollback(app).await?;
+            if cli.json {
+                output::json(&result);
+            } else {
+                println!("{} now serves version {}", result.app, result.version);
+            }
+            Ok(())
+        }
+        Command::Rm { app } => {
+            let removed = client::connect(&cli)?.remove(app).await?;
+            if cli.json { output::json(&removed) } else { println!("removed {}", removed.name) }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
+    let mut config = ServerConfig::new(cli.data_dir.clone().unwrap_or_else(client::default_data_dir));
+    config.listen = args.listen;
+    config.admin_listen = args.admin_listen;
+    config.idle_timeout = args.idle_timeout;
+    config.gateway.max_body_bytes = args.max_body.as_u64();
+    let server = nimbus_server::start(config).await.map_err(|e| Failure::Server(format!("{e:#}")))?;
+    println!("nimbus serving on {} (admin API {})", server.gateway_url(), server.admin_url());
+    let stop = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    server.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(term) => { term.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn up(cli: &Cli, dir: &Path, listen: std::net::SocketAddr, no_watch: bool) -> Result<(), Failure> {
+    let project = Project::load(dir)?;
+    project.build(false)?;
+    let data_dir = dir.join(".nimbus");
+    let mut config = ServerConfig::new(&data_dir);
+    config.listen = listen;
+    config.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = nimbus_server::start(config).await.map_err(|e| Failure::Server(format!("{e:#}")))?;
+    let client = Client::new(server.admin_url(), server.token.clone());
+    let gateway_url = server.gateway_url();
+    let result = project.deploy(&client, cli.json).await?;
+    if cli.json {
+        output::json(&result);
+    } else {
+        output::deployed(&result, &gateway_url);
+        println!();
+        println!("serving {} at {gateway_url}; data in {}", result.app, data_dir.display());
+        println!("other commands: nimbus --data-dir {} <command>", data_dir.display());
+        if !no_watch {
+            println!("watching {} for changes; Ctrl-C stops", dir.display());
+        }
+    }
+
+    let stop = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    if !no_watch {
+        let dir = dir.to_owned();
+        let token = server.shutdown_token();
+        let json = cli.json;
+        tokio::spawn(async move {
+            if let Err(error) = watch(&dir, &client, &gateway_url, json, token).await {
+                eprintln!("error: watching stopped: {error}");
+            }
+        });
+    }
+    server.wait().await;
+    Ok(())
+}
+
+/// Rebuild and redeploy whenever a source file under `dir` changes.
+async fn watch(
+    dir: &Path,
+    client: &Client,
+    gateway_url: &str,
+    json: bool,
+    stop: tokio_util::sync::CancellationToken,
+) -> notify::Result<()> {
+    use notify::Watcher;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && event.paths.iter().any(|p| is_source(p))
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
+            let _ = sender.send(());
+        }
+    })?;
+    watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            changed = receiver.recv() => if changed.is_none() { return Ok(()) },
+        }
+        // Let a burst of saves settle.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while receiver.try_recv().is_ok() {}
+        eprintln!("change detected; rebuilding");
+        let outcome = async {
+            let project = Project::load(dir)?;
+            project.build(json)?;
+            project.deploy(client, json).await
+        }
+        .await;
+        match outcome {
+            Ok(result) if json => output::json(&result),
+            Ok(result) => output::deployed(&result, gateway_url),
+            Err(failure) => {
+                failure.print();
+                eprintln!("the previous version keeps serving");
+            }
+        }
+        // Our own build writes files; drop the events it caused.
+        while receiver.try_recv().is_ok() {}
+    }
+}
+
+/// Changes under build output or nimbus's own data do not trigger a rebuild.
+fn is_source(path: &Path) -> bool {
+    !path.components().any(|c| {
+        let c = c.as_os_str();
+        c == "target" || c == ".nimbus" || c == ".git"
+    })
+}
+
+
+async fn invoke(cli: &Cli, args: &InvokeArgs) -> Result<(), Failure> {
+    let client = client::connect(cli)?;
+    let body = match (&args.data, &args.data_file) {
+        (Some(data), _) if data == "-" => {
+            let mut buffer = Vec::new();
+            std::io::stdin().read_to_end(&mut buffer).map_err(|e| Failure::Local(format!("read standard input: {e}")))?;
+            buffer
+        }
+        (Some(data), _) => data.clone().into_bytes(),
+        (None, Some(path)) => std::fs::read(path).map_err(|e| Failure::Local(format!("read {}: {e}", path.display())))?,
+        (None, None) => Vec::new(),
+    };
+    let method = args.method.clone().unwrap_or_else(|| if body.is_empty() { "GET".into() } else { "POST".into() });
+    let mut request = InvokeRequest { method, path: args.path.clone(), ..Default::default() };
+    for header in &args.headers {
+        let (name, value) =
+            header.split_once(':').ok_or_else(|| Failure::Usage(format!("header {header:?} must be NAME:VALUE")))?;
+        request.headers.insert(name.trim().to_owned(), value.trim().to_owned());
+    }
+    let (app, function) = resolve_function(&client, &args.function).await?;
+    let response = client.invoke(&app, &function, &request, body).await?;
+    if cli.json {
+        output::json(&response);
+    } else {
+        if let Some(text) = &response.body {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+        } else if let Some(encoded) = &response.body_base64 {
+            use std::io::Write;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
+            let _ = std::io::stdout().write_all(&bytes);
+        }
+        eprintln!("status {} · request {}", response.status, response.request_id);
+    }
+    if response.status >= 400 { Err(Failure::FunctionStatus) } else { Ok(()) }
+}
+
+/// `APP/FUNCTION`, or a function name unique across apps.
+async fn resolve_function(client: &Client, reference: &str) -> Result<(String, String), Failure> {
+    if let (Some(app), function) = split_function_ref(reference) {
+        return Ok((app.to_owned(), function.to_owned()));
+    }
+    let functions = client.functions().await?;
+    let matching: Vec<_> = functions.iter().filter(|f| f.name == reference).collect();
+    match matching.as_slice() {
+        [one] => Ok((one.app.clone(), one.name.clone())),
+        [] => Err(Failure::Usage(format!("no function named {reference:?}; `nimbus functions` lists them"))),
+        several => Err(Failure::Usage(format!(
+            "function {reference:?} exists in several apps ({}); write APP/{reference}",
+            several.iter().map(|f| f.app.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+async fn logs(cli: &Cli, reference: &str, follow: bool, tail: usize) -> Result<(), Failure> {
+    let client = client::connect(cli)?;
+    let (app, function) = resolve_function(&client, reference).await?;
+    let mut after = 0;
+    let mut first = true;
+    loop {
+        let page = client.logs(&app, &function, after, if first { Some(tail) } else { None }).await?;
+        first = false;
+        for record in &page.records {
+            after = after.max(record.seq);
+            if cli.json {
+                match serde_json::to_string(record) {
+                    Ok(line) => println!("{line}"),
+                    Err(error) => eprintln!("error: {error}"),
+                }
+            } else {
+                output::record(record);
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,118 @@
+//! Human and JSON output. Tables are plain aligned columns so they read well in a terminal and
+//! survive `grep`; `--json` prints the API's own shapes.
+
+use nimbus_api::{AppInfo, DeployResponse, FunctionInfo, RouteInfo};
+
+pub(crate) fn json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(error) => eprintln!("error: cannot encode output: {error}"),
+    }
+}
+
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = widths[i])).collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+pub(crate) fn deployed(result: &DeployResponse, gateway_url: &str) {
+    println!("deployed {} version {}", result.app, result.version);
+    for function in &result.functions {
+        let how = if function.source == "cache" { "from cache" } else { "compiled" };
+        println!("  function {:<20} {how} in {} ms", function.function, function.load_ms);
+    }
+    for route in &result.routes {
+        let methods = if route.methods.is_empty() { "ANY".to_owned() } else { route.methods.join(",") };
+        let base = match &route.host {
+            Some(host) => format!("http://{host}"),
+            None => gateway_url.to_owned(),
+        };
+        println!("  {methods:<10} {base}{}  → {}", route.path, route.function);
+    }
+}
+
+pub(crate) fn apps(apps: &[AppInfo]) {
+    table(
+        &["APP", "VERSION", "LATEST", "FUNCTIONS", "ROUTES"],
+        apps.iter()
+            .map(|a| {
+                vec![
+                    a.name.clone(),
+                    a.active_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    a.latest_version.to_string(),
+                    a.functions.join(","),
+                    a.routes.to_string(),
+                ]
+            })
+            .collect(),
+    );
+}
+
+pub(crate) fn functions(functions: &[FunctionInfo]) {
+    table(
+        &["APP", "FUNCTION", "VERSION", "MEMORY", "TIMEOUT", "CONCURRENCY", "INSTANCE", "IDLE", "BUSY"],
+        functions
+            .iter()
+            .map(|f| {
+                vec![
+                    f.app.clone(),
+                    f.name.clone(),
+                    f.version.to_string(),
+                    format!("{}MiB", f.memory_bytes >> 20),
+                    format!("{}ms", f.timeout_ms),
+                    f.max_concurrency.to_string(),
+                    f.instance.clone(),
+                    f.idle_instances.to_string(),
+                    f.busy_instances.to_string(),
+                ]
+            })
+            .collect(),
+    );
+}
+
+pub(crate) fn routes(routes: &[RouteInfo]) {
+    table(
+        &["METHODS", "HOST", "PATH", "APP", "FUNCTION"],
+        routes
+            .iter()
+            .map(|r| {
+                vec![
+                    if r.methods.is_empty() { "ANY".into() } else { r.methods.join(",") },
+                    r.host.clone().unwrap_or_else(|| "*".into()),
+                    r.path.clone(),
+                    r.app.clone(),
+                    r.function.clone(),
+                ]
+            })
+            .collect(),
+    );
+}
+
+pub(crate) fn record(record: &nimbus_core::InvocationRecord) {
+    let start = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.start_ms));
+    let status = if record.status == 0 { "-".to_owned() } else { record.status.to_string() };
+    println!(
+        "{start} {} v{} {:?} status={status} duration={:.3}ms{} request_id={}",
+        record.function,
+        record.version,
+        record.outcome,
+        record.duration_us as f64 / 1000.0,
+        if record.cold { " cold" } else { "" },
+        record.request_id
+    );
+    for line in record.logs.lines() {
+        println!("  | {line}");
+    }
+}
