@@ -7,7 +7,12 @@ use nimbus_core::ErrorCode;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message} [{code}, request {request_id}]")]
-    Api { status: u16, code: ErrorCode, message: String, request_id: String },
+    Api {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+        request_id: String,
+    },
     #[error("cannot reach nimbus at {url}: {detail} (is `nimbus serve` or `nimbus up` running?)")]
     Unreachable { url: String, detail: String },
     #[error("unexpected answer from nimbus: {0}")]
@@ -34,7 +39,11 @@ impl Client {
     /// `base` is the admin URL, e.g. `http://127.0.0.1:8089`.
     pub fn new(base: impl Into<String>, token: impl Into<String>) -> Client {
         let base = base.into().trim_end_matches('/').to_owned();
-        Client { base, token: token.into(), http: reqwest::Client::new() }
+        Client {
+            base,
+            token: token.into(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -45,14 +54,24 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    async fn send<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ApiError> {
-        let response = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| ApiError::Unreachable { url: self.base.clone(), detail: e.to_string() })?;
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ApiError> {
+        let response =
+            request
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| ApiError::Unreachable {
+                    url: self.base.clone(),
+                    detail: e.to_string(),
+                })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ApiError::Protocol(e.to_string()))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ApiError::Protocol(e.to_string()));
         }
@@ -63,7 +82,10 @@ impl Client {
                 message: body.error.message,
                 request_id: body.error.request_id,
             }),
-            Err(_) => Err(ApiError::Protocol(format!("{status}: {}", String::from_utf8_lossy(&bytes)))),
+            Err(_) => Err(ApiError::Protocol(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ))),
         }
     }
 
@@ -78,12 +100,19 @@ impl Client {
         struct Uploaded {
             digest: String,
         }
-        let uploaded: Uploaded = self.send(self.http.put(self.url(&format!("/v1/artifacts/{digest}"))).body(bytes)).await?;
+        let uploaded: Uploaded = self
+            .send(
+                self.http
+                    .put(self.url(&format!("/v1/artifacts/{digest}")))
+                    .body(bytes),
+            )
+            .await?;
         Ok(uploaded.digest)
     }
 
     pub async fn deploy(&self, request: &DeployRequest) -> Result<DeployResponse, ApiError> {
-        self.send(self.http.post(self.url("/v1/deploy")).json(request)).await
+        self.send(self.http.post(self.url("/v1/deploy")).json(request))
+            .await
     }
 
     pub async fn apps(&self) -> Result<Vec<AppInfo>, ApiError> {
@@ -99,29 +128,59 @@ impl Client {
     }
 
     pub async fn rollback(&self, app: &str) -> Result<DeployResponse, ApiError> {
-        self.send(self.http.post(self.url(&format!("/v1/apps/{app}/rollback")))).await
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/rollback"))),
+        )
+        .await
     }
 
     pub async fn remove(&self, app: &str) -> Result<AppInfo, ApiError> {
-        self.send(self.http.delete(self.url(&format!("/v1/apps/{app}")))).await
-    }
-
-    pub async fn invoke(&self, app: &str, function: &str, request: &InvokeRequest, body: Vec<u8>) -> Result<InvokeResponse, ApiError> {
-        let mut query = vec![("method", request.method.clone()), ("path", request.path.clone())];
-        for (name, value) in &request.headers {
-            query.push(("header", format!("{name}:{value}")));
-        }
-        self.send(self.http.post(self.url(&format!("/v1/apps/{app}/functions/{function}/invoke"))).query(&query).body(body))
+        self.send(self.http.delete(self.url(&format!("/v1/apps/{app}"))))
             .await
     }
 
+    pub async fn invoke(
+        &self,
+        app: &str,
+        function: &str,
+        request: &InvokeRequest,
+        body: Vec<u8>,
+    ) -> Result<InvokeResponse, ApiError> {
+        let mut query = vec![
+            ("method", request.method.clone()),
+            ("path", request.path.clone()),
+        ];
+        for (name, value) in &request.headers {
+            query.push(("header", format!("{name}:{value}")));
+        }
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/functions/{function}/invoke")))
+                .query(&query)
+                .body(body),
+        )
+        .await
+    }
+
     /// Records after `after`, or the last `tail` records when `tail` is set.
-    pub async fn logs(&self, app: &str, function: &str, after: u64, tail: Option<usize>) -> Result<LogsResponse, ApiError> {
+    pub async fn logs(
+        &self,
+        app: &str,
+        function: &str,
+        after: u64,
+        tail: Option<usize>,
+    ) -> Result<LogsResponse, ApiError> {
         let mut query = vec![("after", after.to_string())];
         if let Some(tail) = tail {
             query.push(("tail", tail.to_string()));
         }
-        self.send(self.http.get(self.url(&format!("/v1/apps/{app}/functions/{function}/logs"))).query(&query)).await
+        self.send(
+            self.http
+                .get(self.url(&format!("/v1/apps/{app}/functions/{function}/logs")))
+                .query(&query),
+        )
+        .await
     }
 }
 

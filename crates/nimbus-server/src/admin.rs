@@ -40,7 +40,10 @@ struct AdminState {
 }
 
 pub(crate) fn router(platform: Arc<Platform>, token: String) -> Router {
-    let state = AdminState { platform, token: Arc::from(token) };
+    let state = AdminState {
+        platform,
+        token: Arc::from(token),
+    };
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
@@ -54,7 +57,10 @@ pub(crate) fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/apps/{app}/functions/{function}/logs", get(logs))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_ARTIFACT_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .with_state(state)
 }
 
@@ -108,7 +114,10 @@ async fn authenticate(State(state): State<AdminState>, request: Request, next: N
 }
 
 async fn not_found() -> ApiFailure {
-    ApiFailure(Error::new(ErrorCode::RouteNotFound, "no such admin endpoint; see docs/api.md"))
+    ApiFailure(Error::new(
+        ErrorCode::RouteNotFound,
+        "no such admin endpoint; see docs/api.md",
+    ))
 }
 
 async fn status(State(state): State<AdminState>) -> ApiResult<Status> {
@@ -119,7 +128,9 @@ async fn status(State(state): State<AdminState>) -> ApiResult<Status> {
         apps: platform.app_infos().len(),
         functions: platform.function_infos().len(),
         compiled: platform.compiled.load(std::sync::atomic::Ordering::Relaxed),
-        cache_hits: platform.cache_hits.load(std::sync::atomic::Ordering::Relaxed),
+        cache_hits: platform
+            .cache_hits
+            .load(std::sync::atomic::Ordering::Relaxed),
         pooling_allocator: platform.pooling,
     }))
 }
@@ -139,17 +150,30 @@ async fn upload_artifact(
             "the artifact address must be the lower-case hex SHA-256 of the bytes",
         )
         .into()),
-        Ok(Err(nimbus_store::StoreError::DigestMismatch { expected, actual })) => {
-            Err(Error::new(ErrorCode::DigestMismatch, format!("uploaded bytes hash to {actual}, not {expected}")).into())
+        Ok(Err(nimbus_store::StoreError::DigestMismatch { expected, actual })) => Err(Error::new(
+            ErrorCode::DigestMismatch,
+            format!("uploaded bytes hash to {actual}, not {expected}"),
+        )
+        .into()),
+        Ok(Err(error)) => {
+            Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into())
         }
-        Ok(Err(error)) => Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into()),
-        Err(error) => Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into()),
+        Err(error) => {
+            Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into())
+        }
     }
 }
 
-async fn deploy(State(state): State<AdminState>, body: axum::body::Bytes) -> ApiResult<nimbus_api::DeployResponse> {
-    let request: nimbus_api::DeployRequest = serde_json::from_slice(&body)
-        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("the deploy request is not valid JSON of the documented shape: {e}")))?;
+async fn deploy(
+    State(state): State<AdminState>,
+    body: axum::body::Bytes,
+) -> ApiResult<nimbus_api::DeployResponse> {
+    let request: nimbus_api::DeployRequest = serde_json::from_slice(&body).map_err(|e| {
+        Error::new(
+            ErrorCode::BadRequest,
+            format!("the deploy request is not valid JSON of the documented shape: {e}"),
+        )
+    })?;
     Ok(Json(state.platform.deploy(request).await?))
 }
 
@@ -157,11 +181,17 @@ async fn apps(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::AppI
     Ok(Json(state.platform.app_infos_with_latest().await?))
 }
 
-async fn remove_app(State(state): State<AdminState>, Path(app): Path<String>) -> ApiResult<nimbus_api::AppInfo> {
+async fn remove_app(
+    State(state): State<AdminState>,
+    Path(app): Path<String>,
+) -> ApiResult<nimbus_api::AppInfo> {
     Ok(Json(state.platform.remove(&app).await?))
 }
 
-async fn rollback(State(state): State<AdminState>, Path(app): Path<String>) -> ApiResult<nimbus_api::DeployResponse> {
+async fn rollback(
+    State(state): State<AdminState>,
+    Path(app): Path<String>,
+) -> ApiResult<nimbus_api::DeployResponse> {
     Ok(Json(state.platform.rollback(&app).await?))
 }
 
@@ -188,13 +218,25 @@ async fn invoke(
             "method" => method = value.to_ascii_uppercase(),
             "path" => path = value,
             "header" => {
-                let (name, value) = value
-                    .split_once(':')
-                    .ok_or_else(|| Error::new(ErrorCode::BadRequest, format!("header {value:?} is not NAME:VALUE")))?;
-                let name = axum::http::HeaderName::from_bytes(name.trim().as_bytes())
-                    .map_err(|_| Error::new(ErrorCode::BadRequest, format!("invalid header name {name:?}")))?;
-                let value = HeaderValue::from_str(value.trim())
-                    .map_err(|_| Error::new(ErrorCode::BadRequest, format!("invalid value for header {name}")))?;
+                let (name, value) = value.split_once(':').ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::BadRequest,
+                        format!("header {value:?} is not NAME:VALUE"),
+                    )
+                })?;
+                let name =
+                    axum::http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                        Error::new(
+                            ErrorCode::BadRequest,
+                            format!("invalid header name {name:?}"),
+                        )
+                    })?;
+                let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+                    Error::new(
+                        ErrorCode::BadRequest,
+                        format!("invalid value for header {name}"),
+                    )
+                })?;
                 headers.append(name, value);
             }
             _ => {}
@@ -210,24 +252,54 @@ async fn invoke(
         .header("host", "localhost")
         .header("x-request-id", &*request_id)
         .body(body.map_err(box_body_error).boxed_unsync())
-        .map_err(|e| Error::new(ErrorCode::BadRequest, format!("invalid method or path: {e}")))?;
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::BadRequest,
+                format!("invalid method or path: {e}"),
+            )
+        })?;
     request.headers_mut().extend(headers);
 
-    let response = pool.invoke(request, request_id.clone()).await.map_err(|error| match error {
-        DispatchError::Busy { .. } => Error::new(ErrorCode::TooManyRequests, error.to_string()),
-        DispatchError::Invoke(invoke) => Error::new(invoke.code(), invoke.to_string()),
-    })?;
+    let response = pool
+        .invoke(request, request_id.clone())
+        .await
+        .map_err(|error| match error {
+            DispatchError::Busy { .. } => Error::new(ErrorCode::TooManyRequests, error.to_string()),
+            DispatchError::Invoke(invoke) => Error::new(invoke.code(), invoke.to_string()),
+        })?;
     let (parts, body) = response.into_parts();
     let collected = collect_limited(body, MAX_INVOKE_RESPONSE_BYTES)
         .await
-        .map_err(|e| Error::new(ErrorCode::FunctionBadResponse, format!("reading the function's response failed: {e}")))?;
-    let headers: BTreeMap<String, String> =
-        parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::FunctionBadResponse,
+                format!("reading the function's response failed: {e}"),
+            )
+        })?;
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let (body, body_base64) = match std::str::from_utf8(&collected) {
         Ok(text) => (Some(text.to_owned()), None),
-        Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&collected))),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(&collected)),
+        ),
     };
-    Ok(Json(InvokeResponse { request_id: request_id.to_string(), status: parts.status.as_u16(), headers, body, body_base64 }))
+    Ok(Json(InvokeResponse {
+        request_id: request_id.to_string(),
+        status: parts.status.as_u16(),
+        headers,
+        body,
+        body_base64,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -248,10 +320,18 @@ async fn logs(
     let store = state.platform.record_store();
     let records = tokio::task::spawn_blocking(move || {
         let after = match query.tail {
-            Some(tail) => store.last_seq(&app, &function)?.saturating_sub(tail as u64).max(query.after),
+            Some(tail) => store
+                .last_seq(&app, &function)?
+                .saturating_sub(tail as u64)
+                .max(query.after),
             None => query.after,
         };
-        store.records(&app, &function, after, query.limit.unwrap_or(1000).min(1000))
+        store.records(
+            &app,
+            &function,
+            after,
+            query.limit.unwrap_or(1000).min(1000),
+        )
     })
     .await
     .map_err(|e| Error::new(ErrorCode::Internal, format!("read records: {e}")))?
@@ -259,9 +339,11 @@ async fn logs(
     Ok(Json(LogsResponse { records }))
 }
 
-
 /// Read a whole body, refusing more than `limit` bytes.
-async fn collect_limited(mut body: nimbus_runtime::Body, limit: usize) -> Result<bytes::Bytes, String> {
+async fn collect_limited(
+    mut body: nimbus_runtime::Body,
+    limit: usize,
+) -> Result<bytes::Bytes, String> {
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;

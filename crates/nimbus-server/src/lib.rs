@@ -83,11 +83,12 @@ impl RunningServer {
 
     /// Stop serving and wait for the servers to close.
     pub async fn shutdown(self) {
+        self.platform.flush_records().await;
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
         }
-        self.platform.flush_records().await;
+        self.platform.records_stopped().await;
     }
 
     /// Wait until the shutdown token is cancelled, then shut down.
@@ -98,7 +99,8 @@ impl RunningServer {
 }
 
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("create data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create data directory {}", config.data_dir.display()))?;
     let token = load_or_create_token(&config.data_dir).context("prepare admin token")?;
 
     let store_dir = config.data_dir.clone();
@@ -107,39 +109,70 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("open store")?
         .context("open store")?;
     let store = Arc::new(store);
-    let executor = WasmExecutor::new(WasmConfig { cache_dir: config.data_dir.join("cache"), max_instances: config.max_instances })
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .context("start wasm executor")?;
+    let executor = WasmExecutor::new(WasmConfig {
+        cache_dir: config.data_dir.join("cache"),
+        max_instances: config.max_instances,
+    })
+    .map_err(|e| anyhow::anyhow!("{e:#}"))
+    .context("start wasm executor")?;
     let gateway = Gateway::new(config.gateway.clone());
     let shutdown = CancellationToken::new();
 
-    let platform = Platform::new(store, Arc::new(executor), gateway.clone(), config.idle_timeout, shutdown.clone());
+    let platform = Platform::new(
+        store,
+        Arc::new(executor),
+        gateway.clone(),
+        config.idle_timeout,
+        shutdown.clone(),
+    );
     platform.restore().await.context("restore deployed apps")?;
 
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("bind gateway to {}", config.listen))?;
-    let admin_listener =
-        TcpListener::bind(config.admin_listen).await.with_context(|| format!("bind admin API to {}", config.admin_listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("bind gateway to {}", config.listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("bind admin API to {}", config.admin_listen))?;
     let gateway_addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     platform.set_gateway_url(format!("http://{gateway_addr}"));
 
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(nimbus_gateway::serve(listener, gateway, shutdown.clone())));
+    tasks.push(tokio::spawn(nimbus_gateway::serve(
+        listener,
+        gateway,
+        shutdown.clone(),
+    )));
     let router = admin::router(platform.clone(), token.clone());
     let admin_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {
-        let served = axum::serve(admin_listener, router).with_graceful_shutdown(admin_shutdown.cancelled_owned()).await;
+        let served = axum::serve(admin_listener, router)
+            .with_graceful_shutdown(admin_shutdown.cancelled_owned())
+            .await;
         if let Err(error) = served {
             tracing::error!(error = %error, "admin API stopped");
         }
     }));
     tasks.push(tokio::spawn(platform.clone().reap_idle_forever()));
 
-    write_file(&config.data_dir.join(ADMIN_URL_FILE), &format!("http://{admin_addr}\n"))?;
-    write_file(&config.data_dir.join(GATEWAY_URL_FILE), &format!("http://{gateway_addr}\n"))?;
+    write_file(
+        &config.data_dir.join(ADMIN_URL_FILE),
+        &format!("http://{admin_addr}\n"),
+    )?;
+    write_file(
+        &config.data_dir.join(GATEWAY_URL_FILE),
+        &format!("http://{gateway_addr}\n"),
+    )?;
     tracing::info!(gateway = %gateway_addr, admin = %admin_addr, data_dir = %config.data_dir.display(), "nimbus serving");
 
-    Ok(RunningServer { gateway_addr, admin_addr, token, platform, shutdown, tasks })
+    Ok(RunningServer {
+        gateway_addr,
+        admin_addr,
+        token,
+        platform,
+        shutdown,
+        tasks,
+    })
 }
 
 fn write_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -158,7 +191,12 @@ fn load_or_create_token(dir: &Path) -> anyhow::Result<String> {
         }
     }
     let token = hex::encode(rand::random::<[u8; 32]>());
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
     Ok(token)

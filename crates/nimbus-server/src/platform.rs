@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// Callers allowed to wait for a permit, per unit of `max_concurrency`.
+pub const WAIT_QUEUE_FACTOR: usize = 4;
+
 pub(crate) struct DeployedApp {
     version: VersionRecord,
     spec: AppSpec,
@@ -45,16 +48,22 @@ pub struct Platform {
 
 fn store_error(error: StoreError) -> Error {
     match error {
-        StoreError::AppNotFound(app) => Error::new(ErrorCode::AppNotFound, format!("no app named {app:?}; `nimbus apps` lists them")),
-        StoreError::NoPreviousVersion(app) => {
-            Error::new(ErrorCode::NoPreviousVersion, format!("app {app:?} has no earlier version to roll back to"))
-        }
-        StoreError::ArtifactNotFound(digest) => {
-            Error::new(ErrorCode::ArtifactNotFound, format!("artifact {digest} was never uploaded; PUT it to /v1/artifacts/{digest} first"))
-        }
-        StoreError::DigestMismatch { expected, actual } => {
-            Error::new(ErrorCode::DigestMismatch, format!("uploaded bytes hash to {actual}, not {expected}"))
-        }
+        StoreError::AppNotFound(app) => Error::new(
+            ErrorCode::AppNotFound,
+            format!("no app named {app:?}; `nimbus apps` lists them"),
+        ),
+        StoreError::NoPreviousVersion(app) => Error::new(
+            ErrorCode::NoPreviousVersion,
+            format!("app {app:?} has no earlier version to roll back to"),
+        ),
+        StoreError::ArtifactNotFound(digest) => Error::new(
+            ErrorCode::ArtifactNotFound,
+            format!("artifact {digest} was never uploaded; PUT it to /v1/artifacts/{digest} first"),
+        ),
+        StoreError::DigestMismatch { expected, actual } => Error::new(
+            ErrorCode::DigestMismatch,
+            format!("uploaded bytes hash to {actual}, not {expected}"),
+        ),
         StoreError::Backend(message) => {
             tracing::error!(error = %message, "store failure");
             Error::new(ErrorCode::Internal, "storage failure; see the server log")
@@ -62,10 +71,15 @@ fn store_error(error: StoreError) -> Error {
     }
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, Error> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Error> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(store_error),
-        Err(error) => Err(Error::new(ErrorCode::Internal, format!("storage task failed: {error}"))),
+        Err(error) => Err(Error::new(
+            ErrorCode::Internal,
+            format!("storage task failed: {error}"),
+        )),
     }
 }
 
@@ -78,7 +92,7 @@ impl Platform {
         shutdown: CancellationToken,
     ) -> Arc<Platform> {
         let pooling = executor.is_pooling();
-        let records = RecordWriter::start(store.clone());
+        let records = RecordWriter::start(store.clone(), shutdown.clone());
         Arc::new(Platform {
             store,
             executor,
@@ -102,15 +116,26 @@ impl Platform {
     }
 
     pub(crate) fn gateway_url(&self) -> String {
-        self.gateway_url.lock().map(|u| u.clone()).unwrap_or_default()
+        self.gateway_url
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) async fn flush_records(&self) {
         self.records.flush().await;
     }
 
+    /// Wait for the record writer to drain and stop (after shutdown was signalled).
+    pub(crate) async fn records_stopped(&self) {
+        self.records.stopped().await;
+    }
+
     fn snapshot(&self) -> BTreeMap<String, Arc<DeployedApp>> {
-        self.apps.read().map(|apps| apps.clone()).unwrap_or_default()
+        self.apps
+            .read()
+            .map(|apps| apps.clone())
+            .unwrap_or_default()
     }
 
     /// Load every app's active version; used at startup.
@@ -129,7 +154,9 @@ impl Platform {
                     loaded.insert(app.name.clone(), Arc::new(deployed));
                 }
                 // One broken app must not keep the others from serving.
-                Err(error) => tracing::error!(app = %app.name, error = %error, "could not restore app"),
+                Err(error) => {
+                    tracing::error!(app = %app.name, error = %error, "could not restore app")
+                }
             }
         }
         let table = build_routes(&loaded).map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -138,19 +165,36 @@ impl Platform {
     }
 
     /// Parse, load and pool one stored version, without touching live state.
-    async fn prepare(&self, version: VersionRecord) -> Result<(DeployedApp, Vec<LoadedInfo>), Error> {
-        let manifest = nimbus_manifest::parse(&format!("{} (version {})", version.app, version.number), &version.manifest)
-            .map_err(|e| Error::new(ErrorCode::InvalidManifest, e.to_string()))?;
+    async fn prepare(
+        &self,
+        version: VersionRecord,
+    ) -> Result<(DeployedApp, Vec<LoadedInfo>), Error> {
+        let manifest = nimbus_manifest::parse(
+            &format!("{} (version {})", version.app, version.number),
+            &version.manifest,
+        )
+        .map_err(|e| Error::new(ErrorCode::InvalidManifest, e.to_string()))?;
         self.prepare_parsed(version, manifest.app).await
     }
 
-    async fn prepare_parsed(&self, version: VersionRecord, spec: AppSpec) -> Result<(DeployedApp, Vec<LoadedInfo>), Error> {
+    async fn prepare_parsed(
+        &self,
+        version: VersionRecord,
+        spec: AppSpec,
+    ) -> Result<(DeployedApp, Vec<LoadedInfo>), Error> {
         let mut pools = BTreeMap::new();
         let mut infos = Vec::new();
         for (name, function) in &spec.functions {
-            let digest = version.functions.get(name.as_str()).cloned().ok_or_else(|| {
-                Error::new(ErrorCode::BadRequest, format!("no artifact was given for function {name:?}"))
-            })?;
+            let digest = version
+                .functions
+                .get(name.as_str())
+                .cloned()
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::BadRequest,
+                        format!("no artifact was given for function {name:?}"),
+                    )
+                })?;
             let store = self.store.clone();
             let key = digest.clone();
             let bytes = blocking(move || store.get_artifact(&key)).await?;
@@ -178,16 +222,30 @@ impl Platform {
                 version: version.number,
                 timeout: function.timeout,
                 max_concurrency: function.max_concurrency,
-                max_waiting: function.max_concurrency as usize,
+                max_waiting: function.max_concurrency as usize * WAIT_QUEUE_FACTOR,
                 wait_timeout: function.timeout.min(Duration::from_secs(10)),
                 idle_timeout: self.idle_timeout,
             };
-            pools.insert(name.to_string(), Pool::new(loaded, config, self.records.clone()));
+            pools.insert(
+                name.to_string(),
+                Pool::new(loaded, config, self.records.clone()),
+            );
         }
-        Ok((DeployedApp { version, spec, pools }, infos))
+        Ok((
+            DeployedApp {
+                version,
+                spec,
+                pools,
+            },
+            infos,
+        ))
     }
 
-    fn install(&self, apps: BTreeMap<String, Arc<DeployedApp>>, table: RouteTable<Arc<RouteTarget>>) {
+    fn install(
+        &self,
+        apps: BTreeMap<String, Arc<DeployedApp>>,
+        table: RouteTable<Arc<RouteTarget>>,
+    ) {
         if let Ok(mut slot) = self.apps.write() {
             *slot = apps;
         }
@@ -200,16 +258,29 @@ impl Platform {
         let declared: Vec<&str> = manifest.app.functions.keys().map(Name::as_str).collect();
         for name in &declared {
             if !request.artifacts.contains_key(*name) {
-                return Err(Error::new(ErrorCode::BadRequest, format!("no artifact was given for function {name:?}")));
+                return Err(Error::new(
+                    ErrorCode::BadRequest,
+                    format!("no artifact was given for function {name:?}"),
+                ));
             }
         }
-        if let Some(extra) = request.artifacts.keys().find(|k| !declared.contains(&k.as_str())) {
-            return Err(Error::new(ErrorCode::BadRequest, format!("artifact given for {extra:?}, which the manifest does not declare")));
+        if let Some(extra) = request
+            .artifacts
+            .keys()
+            .find(|k| !declared.contains(&k.as_str()))
+        {
+            return Err(Error::new(
+                ErrorCode::BadRequest,
+                format!("artifact given for {extra:?}, which the manifest does not declare"),
+            ));
         }
 
         let _guard = self.deploy_lock.lock().await;
         let app_name = manifest.app.name.to_string();
-        let new_version = NewVersion { manifest: request.manifest.clone(), functions: request.artifacts.clone() };
+        let new_version = NewVersion {
+            manifest: request.manifest.clone(),
+            functions: request.artifacts.clone(),
+        };
         // Deploys are serialized by the lock, so the store will assign exactly latest + 1.
         let store = self.store.clone();
         let name = app_name.clone();
@@ -279,7 +350,13 @@ impl Platform {
         let table = build_routes(&apps)?;
         self.install(apps, table);
         tracing::info!(app, "removed");
-        Ok(info.unwrap_or(AppInfo { name: app.to_owned(), active_version: None, latest_version: 0, functions: vec![], routes: 0 }))
+        Ok(info.unwrap_or(AppInfo {
+            name: app.to_owned(),
+            active_version: None,
+            latest_version: 0,
+            functions: vec![],
+            routes: 0,
+        }))
     }
 
     pub fn app_infos(&self) -> Vec<AppInfo> {
@@ -316,7 +393,12 @@ impl Platform {
                     app: app.spec.name.to_string(),
                     name: name.to_string(),
                     version: app.version.number,
-                    artifact: app.version.functions.get(name.as_str()).cloned().unwrap_or_default(),
+                    artifact: app
+                        .version
+                        .functions
+                        .get(name.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
                     memory_bytes: spec.memory_bytes,
                     timeout_ms: spec.timeout.as_millis() as u64,
                     max_concurrency: spec.max_concurrency,
@@ -361,14 +443,21 @@ impl Platform {
                 {
                     return Err(store_error(StoreError::AppNotFound(app.to_owned())));
                 }
-                Err(Error::new(ErrorCode::FunctionNotFound, format!("no function named {function:?}; `nimbus functions` lists them")))
+                Err(Error::new(
+                    ErrorCode::FunctionNotFound,
+                    format!("no function named {function:?}; `nimbus functions` lists them"),
+                ))
             }
             1 => Ok(found.remove(0).1),
             _ => Err(Error::new(
                 ErrorCode::BadRequest,
                 format!(
                     "function {function:?} exists in several apps ({}); name it as APP/{function}",
-                    found.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(", ")
+                    found
+                        .iter()
+                        .map(|(a, _)| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
@@ -384,7 +473,8 @@ impl Platform {
 
     /// Periodically drop instances idle past the idle timeout (scale to zero).
     pub(crate) async fn reap_idle_forever(self: Arc<Self>) {
-        let period = (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
+        let period =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10));
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -422,18 +512,26 @@ fn describe(app: &DeployedApp, functions: Vec<LoadedInfo>) -> DeployResponse {
 }
 
 /// The gateway table for a set of deployed apps; conflicts between apps are refused here.
-fn build_routes(apps: &BTreeMap<String, Arc<DeployedApp>>) -> Result<RouteTable<Arc<RouteTarget>>, Error> {
+fn build_routes(
+    apps: &BTreeMap<String, Arc<DeployedApp>>,
+) -> Result<RouteTable<Arc<RouteTarget>>, Error> {
     let mut entries = Vec::new();
     for (name, app) in apps {
         for route in &app.spec.routes {
             let function = route.function.to_string();
-            let Some(pool) = app.pools.get(&function) else { continue };
+            let Some(pool) = app.pools.get(&function) else {
+                continue;
+            };
             entries.push(RouteEntry {
                 host: route.host.clone(),
                 path: route.path.clone(),
                 methods: route.methods.clone(),
                 owner: format!("app {name:?} (function {function:?})"),
-                target: Arc::new(RouteTarget { app: name.clone(), function, pool: pool.clone() }),
+                target: Arc::new(RouteTarget {
+                    app: name.clone(),
+                    function,
+                    pool: pool.clone(),
+                }),
             });
         }
     }

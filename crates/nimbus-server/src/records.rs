@@ -8,6 +8,7 @@ use nimbus_store::RecordStore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 const CHANNEL: usize = 16 * 1024;
 const BATCH: usize = 1024;
@@ -15,6 +16,8 @@ const BATCH: usize = 1024;
 pub(crate) struct RecordWriter {
     sender: mpsc::Sender<Message>,
     dropped: AtomicU64,
+    /// Closed when the writer task has exited (and released the store).
+    done: tokio::sync::watch::Receiver<bool>,
 }
 
 enum Message {
@@ -23,12 +26,22 @@ enum Message {
 }
 
 impl RecordWriter {
-    pub(crate) fn start(store: Arc<dyn RecordStore>) -> Arc<RecordWriter> {
+    pub(crate) fn start(
+        store: Arc<dyn RecordStore>,
+        shutdown: CancellationToken,
+    ) -> Arc<RecordWriter> {
         let (sender, mut receiver) = mpsc::channel(CHANNEL);
+        let (done_tx, done) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             let mut waiters = Vec::new();
-            while let Some(first) = receiver.recv().await {
+            loop {
+                let first = tokio::select! {
+                    message = receiver.recv() => message,
+                    // On shutdown, write what is queued and stop, releasing the store.
+                    _ = shutdown.cancelled() => receiver.try_recv().ok(),
+                };
+                let Some(first) = first else { break };
                 let mut next = Some(first);
                 while let Some(message) = next.take() {
                     match message {
@@ -44,7 +57,9 @@ impl RecordWriter {
                     let store = store.clone();
                     match tokio::task::spawn_blocking(move || store.append_records(records)).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(error)) => tracing::warn!(error = %error, "write invocation records"),
+                        Ok(Err(error)) => {
+                            tracing::warn!(error = %error, "write invocation records")
+                        }
                         Err(error) => tracing::warn!(error = %error, "record writer task"),
                     }
                 }
@@ -52,8 +67,20 @@ impl RecordWriter {
                     let _ = done.send(());
                 }
             }
+            drop(store);
+            let _ = done_tx.send(true);
         });
-        Arc::new(RecordWriter { sender, dropped: AtomicU64::new(0) })
+        Arc::new(RecordWriter {
+            sender,
+            dropped: AtomicU64::new(0),
+            done,
+        })
+    }
+
+    /// Resolves once the writer task has exited.
+    pub(crate) async fn stopped(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|finished| *finished).await;
     }
 
     /// Wait until every record sent so far is written.

@@ -12,7 +12,9 @@
 //! the last few records, never corrupt the registry.
 
 use nimbus_core::InvocationRecord;
-use nimbus_store::{AppRecord, NewVersion, RecordStore, Registry, Result, StoreError, VersionRecord, sha256_hex};
+use nimbus_store::{
+    AppRecord, NewVersion, RecordStore, Registry, Result, StoreError, VersionRecord, sha256_hex,
+};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,7 +47,10 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 fn is_digest(digest: &str) -> bool {
-    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl RedbStore {
@@ -75,13 +80,19 @@ impl RedbStore {
     fn read_app(&self, name: &str) -> Result<AppRecord> {
         let txn = self.db.begin_read().map_err(backend)?;
         let apps = txn.open_table(APPS).map_err(backend)?;
-        let value = apps.get(name).map_err(backend)?.ok_or_else(|| StoreError::AppNotFound(name.to_owned()))?;
+        let value = apps
+            .get(name)
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::AppNotFound(name.to_owned()))?;
         from_json(value.value())
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Registry for RedbStore {
@@ -89,7 +100,10 @@ impl Registry for RedbStore {
         let path = self.artifact_path(digest)?;
         let actual = sha256_hex(bytes);
         if actual != digest {
-            return Err(StoreError::DigestMismatch { expected: digest.to_owned(), actual });
+            return Err(StoreError::DigestMismatch {
+                expected: digest.to_owned(),
+                actual,
+            });
         }
         if path.exists() {
             return Ok(());
@@ -98,7 +112,9 @@ impl Registry for RedbStore {
         tmp.write_all(bytes).map_err(backend)?;
         tmp.as_file().sync_all().map_err(backend)?;
         tmp.persist(&path).map_err(backend)?;
-        std::fs::File::open(&self.artifacts).and_then(|dir| dir.sync_all()).map_err(backend)?;
+        std::fs::File::open(&self.artifacts)
+            .and_then(|dir| dir.sync_all())
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -106,7 +122,9 @@ impl Registry for RedbStore {
         let path = self.artifact_path(digest)?;
         match std::fs::read(&path) {
             Ok(bytes) => Ok(bytes.into()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(StoreError::ArtifactNotFound(digest.to_owned())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::ArtifactNotFound(digest.to_owned()))
+            }
             Err(error) => Err(backend(error)),
         }
     }
@@ -127,7 +145,12 @@ impl Registry for RedbStore {
             let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
             let mut record: AppRecord = match apps.get(app).map_err(backend)? {
                 Some(value) => from_json(value.value())?,
-                None => AppRecord { name: app.to_owned(), active: None, history: Vec::new(), latest: 0 },
+                None => AppRecord {
+                    name: app.to_owned(),
+                    active: None,
+                    history: Vec::new(),
+                    latest: 0,
+                },
             };
             let number = record.latest + 1;
             let stored = VersionRecord {
@@ -138,11 +161,14 @@ impl Registry for RedbStore {
                 functions: version.functions,
                 created_ms: now_ms(),
             };
-            versions.insert((app, number), to_json(&stored)?.as_slice()).map_err(backend)?;
+            versions
+                .insert((app, number), to_json(&stored)?.as_slice())
+                .map_err(backend)?;
             record.latest = number;
             record.active = Some(number);
             record.history.push(number);
-            apps.insert(app, to_json(&record)?.as_slice()).map_err(backend)?;
+            apps.insert(app, to_json(&record)?.as_slice())
+                .map_err(backend)?;
             stored
         };
         txn.commit().map_err(backend)?;
@@ -162,13 +188,17 @@ impl Registry for RedbStore {
                 return Err(StoreError::NoPreviousVersion(app.to_owned()));
             }
             record.history.pop();
-            let previous = *record.history.last().ok_or_else(|| StoreError::NoPreviousVersion(app.to_owned()))?;
+            let previous = *record
+                .history
+                .last()
+                .ok_or_else(|| StoreError::NoPreviousVersion(app.to_owned()))?;
             record.active = Some(previous);
             let version: VersionRecord = match versions.get((app, previous)).map_err(backend)? {
                 Some(value) => from_json(value.value())?,
                 None => return Err(backend(format!("version {previous} of {app} is missing"))),
             };
-            apps.insert(app, to_json(&record)?.as_slice()).map_err(backend)?;
+            apps.insert(app, to_json(&record)?.as_slice())
+                .map_err(backend)?;
             version
         };
         txn.commit().map_err(backend)?;
@@ -183,7 +213,9 @@ impl Registry for RedbStore {
                 return Err(StoreError::AppNotFound(app.to_owned()));
             }
             let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
-            versions.retain_in((app, 0)..=(app, u64::MAX), |_, _| false).map_err(backend)?;
+            versions
+                .retain_in((app, 0)..=(app, u64::MAX), |_, _| false)
+                .map_err(backend)?;
             let prefix = format!("{app}/");
             let mut seqs = txn.open_table(SEQS).map_err(backend)?;
             let keys: Vec<String> = seqs
@@ -195,7 +227,9 @@ impl Registry for RedbStore {
             let mut records = txn.open_table(RECORDS).map_err(backend)?;
             for key in keys {
                 seqs.remove(key.as_str()).map_err(backend)?;
-                records.retain_in((key.as_str(), 0)..=(key.as_str(), u64::MAX), |_, _| false).map_err(backend)?;
+                records
+                    .retain_in((key.as_str(), 0)..=(key.as_str(), u64::MAX), |_, _| false)
+                    .map_err(backend)?;
             }
         }
         txn.commit().map_err(backend)
@@ -236,25 +270,44 @@ impl RecordStore for RedbStore {
             let mut records = txn.open_table(RECORDS).map_err(backend)?;
             for mut record in batch {
                 let key = format!("{}/{}", record.app, record.function);
-                let seq = seqs.get(key.as_str()).map_err(backend)?.map(|v| v.value()).unwrap_or(0) + 1;
+                let seq = seqs
+                    .get(key.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value())
+                    .unwrap_or(0)
+                    + 1;
                 seqs.insert(key.as_str(), seq).map_err(backend)?;
                 record.seq = seq;
-                records.insert((key.as_str(), seq), to_json(&record)?.as_slice()).map_err(backend)?;
+                records
+                    .insert((key.as_str(), seq), to_json(&record)?.as_slice())
+                    .map_err(backend)?;
                 if seq > RECORDS_PER_FUNCTION {
-                    records.remove((key.as_str(), seq - RECORDS_PER_FUNCTION)).map_err(backend)?;
+                    records
+                        .remove((key.as_str(), seq - RECORDS_PER_FUNCTION))
+                        .map_err(backend)?;
                 }
             }
         }
         txn.commit().map_err(backend)
     }
 
-    fn records(&self, app: &str, function: &str, after: u64, limit: usize) -> Result<Vec<InvocationRecord>> {
+    fn records(
+        &self,
+        app: &str,
+        function: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>> {
         let key = format!("{app}/{function}");
         let txn = self.db.begin_read().map_err(backend)?;
         let records = txn.open_table(RECORDS).map_err(backend)?;
         let mut out = Vec::new();
         let start = after.saturating_add(1);
-        for entry in records.range((key.as_str(), start)..=(key.as_str(), u64::MAX)).map_err(backend)?.take(limit) {
+        for entry in records
+            .range((key.as_str(), start)..=(key.as_str(), u64::MAX))
+            .map_err(backend)?
+            .take(limit)
+        {
             let (_, value) = entry.map_err(backend)?;
             out.push(from_json(value.value())?);
         }
@@ -265,7 +318,11 @@ impl RecordStore for RedbStore {
         let key = format!("{app}/{function}");
         let txn = self.db.begin_read().map_err(backend)?;
         let seqs = txn.open_table(SEQS).map_err(backend)?;
-        Ok(seqs.get(key.as_str()).map_err(backend)?.map(|v| v.value()).unwrap_or(0))
+        Ok(seqs
+            .get(key.as_str())
+            .map_err(backend)?
+            .map(|v| v.value())
+            .unwrap_or(0))
     }
 }
 
@@ -292,7 +349,13 @@ mod tests {
             let digest = sha256_hex(b"x");
             store.put_artifact(&digest, b"x").unwrap();
             store
-                .deploy("a", NewVersion { manifest: "m".into(), functions: [("f".to_owned(), digest)].into() })
+                .deploy(
+                    "a",
+                    NewVersion {
+                        manifest: "m".into(),
+                        functions: [("f".to_owned(), digest)].into(),
+                    },
+                )
                 .unwrap();
         }
         let store = RedbStore::open(dir.path()).unwrap();

@@ -22,17 +22,28 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
 fn version(store: &impl Store, manifest: &str) -> NewVersion {
     let bytes = format!("wasm for {manifest}");
     let digest = sha256_hex(bytes.as_bytes());
-    store.put_artifact(&digest, bytes.as_bytes()).expect("put artifact");
-    NewVersion { manifest: manifest.to_owned(), functions: BTreeMap::from([("f".to_owned(), digest)]) }
+    store
+        .put_artifact(&digest, bytes.as_bytes())
+        .expect("put artifact");
+    NewVersion {
+        manifest: manifest.to_owned(),
+        functions: BTreeMap::from([("f".to_owned(), digest)]),
+    }
 }
 
 pub fn artifacts_are_content_addressed(store: &impl Store) {
     let bytes = b"\0asm not really";
     let digest = sha256_hex(bytes);
     assert!(!store.has_artifact(&digest).unwrap());
-    assert!(matches!(store.get_artifact(&digest), Err(StoreError::ArtifactNotFound(_))));
+    assert!(matches!(
+        store.get_artifact(&digest),
+        Err(StoreError::ArtifactNotFound(_))
+    ));
     let wrong = sha256_hex(b"other");
-    assert!(matches!(store.put_artifact(&wrong, bytes), Err(StoreError::DigestMismatch { .. })));
+    assert!(matches!(
+        store.put_artifact(&wrong, bytes),
+        Err(StoreError::DigestMismatch { .. })
+    ));
     store.put_artifact(&digest, bytes).unwrap();
     store.put_artifact(&digest, bytes).unwrap();
     assert_eq!(&*store.get_artifact(&digest).unwrap(), bytes);
@@ -42,13 +53,25 @@ pub fn artifacts_are_content_addressed(store: &impl Store) {
 
 pub fn deploy_activates_and_rollback_restores(store: &impl Store) {
     assert!(matches!(store.app("shop"), Err(StoreError::AppNotFound(_))));
-    let missing = NewVersion { manifest: "m".into(), functions: BTreeMap::from([("f".into(), sha256_hex(b"never"))]) };
-    assert!(matches!(store.deploy("shop", missing), Err(StoreError::ArtifactNotFound(_))));
-    assert!(matches!(store.app("shop"), Err(StoreError::AppNotFound(_))), "a failed deploy leaves nothing");
+    let missing = NewVersion {
+        manifest: "m".into(),
+        functions: BTreeMap::from([("f".into(), sha256_hex(b"never"))]),
+    };
+    assert!(matches!(
+        store.deploy("shop", missing),
+        Err(StoreError::ArtifactNotFound(_))
+    ));
+    assert!(
+        matches!(store.app("shop"), Err(StoreError::AppNotFound(_))),
+        "a failed deploy leaves nothing"
+    );
 
     let v1 = store.deploy("shop", version(store, "one")).unwrap();
     assert_eq!(v1.number, 1);
-    assert!(matches!(store.rollback("shop"), Err(StoreError::NoPreviousVersion(_))));
+    assert!(matches!(
+        store.rollback("shop"),
+        Err(StoreError::NoPreviousVersion(_))
+    ));
     let v2 = store.deploy("shop", version(store, "two")).unwrap();
     assert_eq!(v2.number, 2);
     assert_ne!(v1.digest, v2.digest);
@@ -58,32 +81,55 @@ pub fn deploy_activates_and_rollback_restores(store: &impl Store) {
     assert_eq!(back.number, 1);
     assert_eq!(back.manifest, "one");
     assert_eq!(store.app("shop").unwrap().active, Some(1));
-    assert!(matches!(store.rollback("shop"), Err(StoreError::NoPreviousVersion(_))));
+    assert!(matches!(
+        store.rollback("shop"),
+        Err(StoreError::NoPreviousVersion(_))
+    ));
 
     let v3 = store.deploy("shop", version(store, "three")).unwrap();
     assert_eq!(v3.number, 3, "numbers are never reused");
-    assert_eq!(store.version("shop", 2).unwrap().manifest, "two", "versions are immutable and kept");
+    assert_eq!(
+        store.version("shop", 2).unwrap().manifest,
+        "two",
+        "versions are immutable and kept"
+    );
     assert_eq!(store.apps().unwrap().len(), 1);
 }
 
 pub fn remove_app_forgets_everything(store: &impl Store) {
     store.deploy("gone", version(store, "x")).unwrap();
-    store.append_records(vec![record("gone", "f", "r1")]).unwrap();
+    store
+        .append_records(vec![record("gone", "f", "r1")])
+        .unwrap();
     store.remove_app("gone").unwrap();
     assert!(matches!(store.app("gone"), Err(StoreError::AppNotFound(_))));
     assert!(store.records("gone", "f", 0, 10).unwrap().is_empty());
-    assert!(matches!(store.remove_app("gone"), Err(StoreError::AppNotFound(_))));
+    assert!(matches!(
+        store.remove_app("gone"),
+        Err(StoreError::AppNotFound(_))
+    ));
 }
 
 pub fn records_are_sequenced_and_bounded(store: &impl Store) {
     let batch: Vec<_> = (0..5).map(|i| record("a", "f", &format!("r{i}"))).collect();
     store.append_records(batch).unwrap();
-    store.append_records(vec![record("a", "g", "other")]).unwrap();
+    store
+        .append_records(vec![record("a", "g", "other")])
+        .unwrap();
     let all = store.records("a", "f", 0, 100).unwrap();
-    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     assert_eq!(all[0].request_id, "r0");
     let after = store.records("a", "f", 3, 100).unwrap();
-    assert_eq!(after.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), vec!["r3", "r4"]);
+    assert_eq!(
+        after
+            .iter()
+            .map(|r| r.request_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["r3", "r4"]
+    );
     assert_eq!(store.records("a", "f", 0, 2).unwrap().len(), 2);
     assert_eq!(store.records("a", "g", 0, 100).unwrap().len(), 1);
     assert_eq!(store.last_seq("a", "f").unwrap(), 5);

@@ -110,7 +110,13 @@ pub trait RecordStore: Send + Sync {
     /// speed: records are telemetry, not state.
     fn append_records(&self, records: Vec<InvocationRecord>) -> Result<()>;
     /// Records of `app`/`function` with `seq > after`, oldest first, at most `limit`.
-    fn records(&self, app: &str, function: &str, after: u64, limit: usize) -> Result<Vec<InvocationRecord>>;
+    fn records(
+        &self,
+        app: &str,
+        function: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>>;
     /// The highest sequence number assigned for `app`/`function` (0 if none).
     fn last_seq(&self, app: &str, function: &str) -> Result<u64>;
 }

@@ -39,13 +39,15 @@ pub(crate) fn connect(cli: &Cli) -> Result<Client, Failure> {
     };
     let token = match &cli.token {
         Some(token) => token.clone(),
-        None => std::fs::read_to_string(dir.join(nimbus_server::TOKEN_FILE)).map(|s| s.trim().to_owned()).map_err(|_| {
-            Failure::Usage(format!(
-                "no admin token: {} has no {} (pass --token or NIMBUS_TOKEN)",
-                dir.display(),
-                nimbus_server::TOKEN_FILE
-            ))
-        })?,
+        None => std::fs::read_to_string(dir.join(nimbus_server::TOKEN_FILE))
+            .map(|s| s.trim().to_owned())
+            .map_err(|_| {
+                Failure::Usage(format!(
+                    "no admin token: {} has no {} (pass --token or NIMBUS_TOKEN)",
+                    dir.display(),
+                    nimbus_server::TOKEN_FILE
+                ))
+            })?,
     };
     Ok(Client::new(url, token))
 }

@@ -49,7 +49,10 @@ impl Failure {
     pub(crate) fn print(&self) {
         match self {
             Failure::Api(error) => eprintln!("error: {error}"),
-            Failure::Unreachable(message) | Failure::Local(message) | Failure::Usage(message) | Failure::Server(message) => {
+            Failure::Unreachable(message)
+            | Failure::Local(message)
+            | Failure::Usage(message)
+            | Failure::Server(message) => {
                 eprintln!("error: {message}")
             }
             Failure::FunctionStatus => {}
@@ -60,7 +63,11 @@ impl Failure {
 pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Serve(args) => serve(&cli, args).await,
-        Command::Up { dir, listen, no_watch } => up(&cli, dir, *listen, *no_watch).await,
+        Command::Up {
+            dir,
+            listen,
+            no_watch,
+        } => up(&cli, dir, *listen, *no_watch).await,
         Command::Deploy { dir } => {
             let client = client::connect(&cli)?;
             let project = Project::load(dir)?;
@@ -69,28 +76,48 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             if cli.json {
                 output::json(&result);
             } else {
-                let gateway = client.status().await.map(|s| s.gateway_url).unwrap_or_default();
+                let gateway = client
+                    .status()
+                    .await
+                    .map(|s| s.gateway_url)
+                    .unwrap_or_default();
                 output::deployed(&result, &gateway);
             }
             Ok(())
         }
         Command::Apps => {
             let apps = client::connect(&cli)?.apps().await?;
-            if cli.json { output::json(&apps) } else { output::apps(&apps) }
+            if cli.json {
+                output::json(&apps)
+            } else {
+                output::apps(&apps)
+            }
             Ok(())
         }
         Command::Functions => {
             let functions = client::connect(&cli)?.functions().await?;
-            if cli.json { output::json(&functions) } else { output::functions(&functions) }
+            if cli.json {
+                output::json(&functions)
+            } else {
+                output::functions(&functions)
+            }
             Ok(())
         }
         Command::Routes => {
             let routes = client::connect(&cli)?.routes().await?;
-            if cli.json { output::json(&routes) } else { output::routes(&routes) }
+            if cli.json {
+                output::json(&routes)
+            } else {
+                output::routes(&routes)
+            }
             Ok(())
         }
         Command::Invoke(args) => invoke(&cli, args).await,
-        Command::Logs { function, follow, tail } => logs(&cli, function, *follow, *tail).await,
+        Command::Logs {
+            function,
+            follow,
+            tail,
+        } => logs(&cli, function, *follow, *tail).await,
         Command::Rollback { app } => {
             let client = client::connect(&cli)?;
             let result = client.rollback(app).await?;
@@ -103,20 +130,34 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Rm { app } => {
             let removed = client::connect(&cli)?.remove(app).await?;
-            if cli.json { output::json(&removed) } else { println!("removed {}", removed.name) }
+            if cli.json {
+                output::json(&removed)
+            } else {
+                println!("removed {}", removed.name)
+            }
             Ok(())
         }
     }
 }
 
 async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
-    let mut config = ServerConfig::new(cli.data_dir.clone().unwrap_or_else(client::default_data_dir));
+    let mut config = ServerConfig::new(
+        cli.data_dir
+            .clone()
+            .unwrap_or_else(client::default_data_dir),
+    );
     config.listen = args.listen;
     config.admin_listen = args.admin_listen;
     config.idle_timeout = args.idle_timeout;
     config.gateway.max_body_bytes = args.max_body.as_u64();
-    let server = nimbus_server::start(config).await.map_err(|e| Failure::Server(format!("{e:#}")))?;
-    println!("nimbus serving on {} (admin API {})", server.gateway_url(), server.admin_url());
+    let server = nimbus_server::start(config)
+        .await
+        .map_err(|e| Failure::Server(format!("{e:#}")))?;
+    println!(
+        "nimbus serving on {} (admin API {})",
+        server.gateway_url(),
+        server.admin_url()
+    );
     let stop = server.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -134,14 +175,21 @@ async fn wait_for_signal() {
     }
 }
 
-async fn up(cli: &Cli, dir: &Path, listen: std::net::SocketAddr, no_watch: bool) -> Result<(), Failure> {
+async fn up(
+    cli: &Cli,
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    no_watch: bool,
+) -> Result<(), Failure> {
     let project = Project::load(dir)?;
     project.build(false)?;
     let data_dir = dir.join(".nimbus");
     let mut config = ServerConfig::new(&data_dir);
     config.listen = listen;
     config.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = nimbus_server::start(config).await.map_err(|e| Failure::Server(format!("{e:#}")))?;
+    let server = nimbus_server::start(config)
+        .await
+        .map_err(|e| Failure::Server(format!("{e:#}")))?;
     let client = Client::new(server.admin_url(), server.token.clone());
     let gateway_url = server.gateway_url();
     let result = project.deploy(&client, cli.json).await?;
@@ -150,8 +198,15 @@ async fn up(cli: &Cli, dir: &Path, listen: std::net::SocketAddr, no_watch: bool)
     } else {
         output::deployed(&result, &gateway_url);
         println!();
-        println!("serving {} at {gateway_url}; data in {}", result.app, data_dir.display());
-        println!("other commands: nimbus --data-dir {} <command>", data_dir.display());
+        println!(
+            "serving {} at {gateway_url}; data in {}",
+            result.app,
+            data_dir.display()
+        );
+        println!(
+            "other commands: nimbus --data-dir {} <command>",
+            data_dir.display()
+        );
         if !no_watch {
             println!("watching {} for changes; Ctrl-C stops", dir.display());
         }
@@ -231,25 +286,40 @@ fn is_source(path: &Path) -> bool {
     })
 }
 
-
 async fn invoke(cli: &Cli, args: &InvokeArgs) -> Result<(), Failure> {
     let client = client::connect(cli)?;
     let body = match (&args.data, &args.data_file) {
         (Some(data), _) if data == "-" => {
             let mut buffer = Vec::new();
-            std::io::stdin().read_to_end(&mut buffer).map_err(|e| Failure::Local(format!("read standard input: {e}")))?;
+            std::io::stdin()
+                .read_to_end(&mut buffer)
+                .map_err(|e| Failure::Local(format!("read standard input: {e}")))?;
             buffer
         }
         (Some(data), _) => data.clone().into_bytes(),
-        (None, Some(path)) => std::fs::read(path).map_err(|e| Failure::Local(format!("read {}: {e}", path.display())))?,
+        (None, Some(path)) => std::fs::read(path)
+            .map_err(|e| Failure::Local(format!("read {}: {e}", path.display())))?,
         (None, None) => Vec::new(),
     };
-    let method = args.method.clone().unwrap_or_else(|| if body.is_empty() { "GET".into() } else { "POST".into() });
-    let mut request = InvokeRequest { method, path: args.path.clone(), ..Default::default() };
+    let method = args.method.clone().unwrap_or_else(|| {
+        if body.is_empty() {
+            "GET".into()
+        } else {
+            "POST".into()
+        }
+    });
+    let mut request = InvokeRequest {
+        method,
+        path: args.path.clone(),
+        ..Default::default()
+    };
     for header in &args.headers {
-        let (name, value) =
-            header.split_once(':').ok_or_else(|| Failure::Usage(format!("header {header:?} must be NAME:VALUE")))?;
-        request.headers.insert(name.trim().to_owned(), value.trim().to_owned());
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| Failure::Usage(format!("header {header:?} must be NAME:VALUE")))?;
+        request
+            .headers
+            .insert(name.trim().to_owned(), value.trim().to_owned());
     }
     let (app, function) = resolve_function(&client, &args.function).await?;
     let response = client.invoke(&app, &function, &request, body).await?;
@@ -263,12 +333,21 @@ async fn invoke(cli: &Cli, args: &InvokeArgs) -> Result<(), Failure> {
             }
         } else if let Some(encoded) = &response.body_base64 {
             use std::io::Write;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap_or_default();
             let _ = std::io::stdout().write_all(&bytes);
         }
-        eprintln!("status {} · request {}", response.status, response.request_id);
+        eprintln!(
+            "status {} · request {}",
+            response.status, response.request_id
+        );
     }
-    if response.status >= 400 { Err(Failure::FunctionStatus) } else { Ok(()) }
+    if response.status >= 400 {
+        Err(Failure::FunctionStatus)
+    } else {
+        Ok(())
+    }
 }
 
 /// `APP/FUNCTION`, or a function name unique across apps.
@@ -280,10 +359,16 @@ async fn resolve_function(client: &Client, reference: &str) -> Result<(String, S
     let matching: Vec<_> = functions.iter().filter(|f| f.name == reference).collect();
     match matching.as_slice() {
         [one] => Ok((one.app.clone(), one.name.clone())),
-        [] => Err(Failure::Usage(format!("no function named {reference:?}; `nimbus functions` lists them"))),
+        [] => Err(Failure::Usage(format!(
+            "no function named {reference:?}; `nimbus functions` lists them"
+        ))),
         several => Err(Failure::Usage(format!(
             "function {reference:?} exists in several apps ({}); write APP/{reference}",
-            several.iter().map(|f| f.app.as_str()).collect::<Vec<_>>().join(", ")
+            several
+                .iter()
+                .map(|f| f.app.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -294,7 +379,14 @@ async fn logs(cli: &Cli, reference: &str, follow: bool, tail: usize) -> Result<(
     let mut after = 0;
     let mut first = true;
     loop {
-        let page = client.logs(&app, &function, after, if first { Some(tail) } else { None }).await?;
+        let page = client
+            .logs(
+                &app,
+                &function,
+                after,
+                if first { Some(tail) } else { None },
+            )
+            .await?;
         first = false;
         for record in &page.records {
             after = after.max(record.seq);

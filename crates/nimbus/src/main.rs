@@ -97,13 +97,9 @@ enum Command {
         tail: usize,
     },
     /// Re-activate an app's previous version.
-    Rollback {
-        app: String,
-    },
+    Rollback { app: String },
     /// Remove an app: its routes stop answering at once.
-    Rm {
-        app: String,
-    },
+    Rm { app: String },
 }
 
 #[derive(clap::Args, Debug)]

@@ -18,7 +18,11 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let text: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = widths[i])).collect();
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect();
         println!("{}", text.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
@@ -30,11 +34,22 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 pub(crate) fn deployed(result: &DeployResponse, gateway_url: &str) {
     println!("deployed {} version {}", result.app, result.version);
     for function in &result.functions {
-        let how = if function.source == "cache" { "from cache" } else { "compiled" };
-        println!("  function {:<20} {how} in {} ms", function.function, function.load_ms);
+        let how = if function.source == "cache" {
+            "from cache"
+        } else {
+            "compiled"
+        };
+        println!(
+            "  function {:<20} {how} in {} ms",
+            function.function, function.load_ms
+        );
     }
     for route in &result.routes {
-        let methods = if route.methods.is_empty() { "ANY".to_owned() } else { route.methods.join(",") };
+        let methods = if route.methods.is_empty() {
+            "ANY".to_owned()
+        } else {
+            route.methods.join(",")
+        };
         let base = match &route.host {
             Some(host) => format!("http://{host}"),
             None => gateway_url.to_owned(),
@@ -50,7 +65,9 @@ pub(crate) fn apps(apps: &[AppInfo]) {
             .map(|a| {
                 vec![
                     a.name.clone(),
-                    a.active_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    a.active_version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     a.latest_version.to_string(),
                     a.functions.join(","),
                     a.routes.to_string(),
@@ -62,7 +79,17 @@ pub(crate) fn apps(apps: &[AppInfo]) {
 
 pub(crate) fn functions(functions: &[FunctionInfo]) {
     table(
-        &["APP", "FUNCTION", "VERSION", "MEMORY", "TIMEOUT", "CONCURRENCY", "INSTANCE", "IDLE", "BUSY"],
+        &[
+            "APP",
+            "FUNCTION",
+            "VERSION",
+            "MEMORY",
+            "TIMEOUT",
+            "CONCURRENCY",
+            "INSTANCE",
+            "IDLE",
+            "BUSY",
+        ],
         functions
             .iter()
             .map(|f| {
@@ -89,7 +116,11 @@ pub(crate) fn routes(routes: &[RouteInfo]) {
             .iter()
             .map(|r| {
                 vec![
-                    if r.methods.is_empty() { "ANY".into() } else { r.methods.join(",") },
+                    if r.methods.is_empty() {
+                        "ANY".into()
+                    } else {
+                        r.methods.join(",")
+                    },
                     r.host.clone().unwrap_or_else(|| "*".into()),
                     r.path.clone(),
                     r.app.clone(),
@@ -101,8 +132,14 @@ pub(crate) fn routes(routes: &[RouteInfo]) {
 }
 
 pub(crate) fn record(record: &nimbus_core::InvocationRecord) {
-    let start = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.start_ms));
-    let status = if record.status == 0 { "-".to_owned() } else { record.status.to_string() };
+    let start = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.start_ms),
+    );
+    let status = if record.status == 0 {
+        "-".to_owned()
+    } else {
+        record.status.to_string()
+    };
     println!(
         "{start} {} v{} {:?} status={status} duration={:.3}ms{} request_id={}",
         record.function,

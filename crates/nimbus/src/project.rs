@@ -20,17 +20,28 @@ impl Project {
     pub(crate) fn load(dir: &Path) -> Result<Project, Failure> {
         let manifest_path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-            Failure::Local(format!("cannot read {}: {e} (is this an app directory with a {MANIFEST}?)", manifest_path.display()))
+            Failure::Local(format!(
+                "cannot read {}: {e} (is this an app directory with a {MANIFEST}?)",
+                manifest_path.display()
+            ))
         })?;
-        let manifest = nimbus_manifest::parse(&manifest_path.display().to_string(), &text).map_err(|e| Failure::Local(e.to_string()))?;
-        Ok(Project { dir: dir.to_owned(), manifest_path, text, manifest })
+        let manifest = nimbus_manifest::parse(&manifest_path.display().to_string(), &text)
+            .map_err(|e| Failure::Local(e.to_string()))?;
+        Ok(Project {
+            dir: dir.to_owned(),
+            manifest_path,
+            text,
+            manifest,
+        })
     }
 
     /// Run every distinct build command, in the app directory.
     pub(crate) fn build(&self, quiet: bool) -> Result<(), Failure> {
         let mut seen = Vec::new();
         for source in self.manifest.sources.values() {
-            let Some(command) = &source.build else { continue };
+            let Some(command) = &source.build else {
+                continue;
+            };
             if seen.contains(command) {
                 continue;
             }
@@ -44,19 +55,36 @@ impl Project {
                 .arg(command)
                 .current_dir(&self.dir)
                 .output()
-                .map_err(|e| Failure::Local(format!("cannot run build command {command:?}: {e}")))?;
+                .map_err(|e| {
+                    Failure::Local(format!("cannot run build command {command:?}: {e}"))
+                })?;
             spinner.finish_and_clear();
             if !output.status.success() {
                 let stderr = String::from_utf8_lossy(&output.stderr);
-                let tail: Vec<&str> = stderr.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
-                return Err(Failure::Local(format!("build command {command:?} failed ({}):\n{}", output.status, tail.join("\n"))));
+                let tail: Vec<&str> = stderr
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Err(Failure::Local(format!(
+                    "build command {command:?} failed ({}):\n{}",
+                    output.status,
+                    tail.join("\n")
+                )));
             }
         }
         Ok(())
     }
 
     /// Upload the components and deploy; prints progress unless `quiet`.
-    pub(crate) async fn deploy(&self, client: &Client, quiet: bool) -> Result<DeployResponse, Failure> {
+    pub(crate) async fn deploy(
+        &self,
+        client: &Client,
+        quiet: bool,
+    ) -> Result<DeployResponse, Failure> {
         let mut artifacts = BTreeMap::new();
         for (name, source) in &self.manifest.sources {
             let path = self.dir.join(&source.component);
@@ -66,12 +94,21 @@ impl Project {
                     path.display()
                 ))
             })?;
-            let spinner = spinner(quiet, format!("uploading {name} ({} KiB)", bytes.len() / 1024));
+            let spinner = spinner(
+                quiet,
+                format!("uploading {name} ({} KiB)", bytes.len() / 1024),
+            );
             let digest = client.upload_artifact(bytes).await?;
             spinner.finish_and_clear();
             artifacts.insert(name.to_string(), digest);
         }
-        let spinner = spinner(quiet, format!("deploying {} (compiling new components)", self.manifest.app.name));
+        let spinner = spinner(
+            quiet,
+            format!(
+                "deploying {} (compiling new components)",
+                self.manifest.app.name
+            ),
+        );
         let request = DeployRequest {
             manifest: self.text.clone(),
             manifest_path: self.manifest_path.display().to_string(),
@@ -103,10 +140,16 @@ pub(crate) fn ensure_wasm_target(dir: &Path) {
         .current_dir(dir)
         .output();
     match installed {
-        Ok(output) if String::from_utf8_lossy(&output.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => {}
+        Ok(output)
+            if String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2") => {}
         Ok(_) => {
             eprintln!("installing the wasm32-wasip2 target (once)...");
-            let _ = std::process::Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).current_dir(dir).status();
+            let _ = std::process::Command::new("rustup")
+                .args(["target", "add", "wasm32-wasip2"])
+                .current_dir(dir)
+                .status();
         }
         Err(_) => {}
     }

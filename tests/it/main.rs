@@ -1,0 +1,13 @@
+//! nimbus's one integration test binary: whole platforms on ephemeral ports, real components
+//! built from `guests/` and `examples/`, real HTTP clients. Modules are scenarios by topic.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod deploy;
+mod invariants;
+mod invocation;
+mod limits;
+mod restart;

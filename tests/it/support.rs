@@ -1,0 +1,180 @@
+//! The test harness: build guest components once per run, start an in-process platform on
+//! ephemeral ports, deploy manifests with components, and talk to it with real clients.
+
+use nimbus_api::{Client, DeployRequest, DeployResponse};
+use nimbus_server::{RunningServer, ServerConfig};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn guest_target_dir() -> PathBuf {
+    workspace_root().join("target/guests")
+}
+
+/// Built components, by name: `probe`, `not-http`, `hello`, `echo`.
+pub fn component(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = workspace_root();
+        ensure_target(&root);
+        for manifest in [
+            "guests/Cargo.toml",
+            "examples/hello/Cargo.toml",
+            "examples/echo/Cargo.toml",
+        ] {
+            // Cargo's own lock on the target directory serializes concurrent test processes.
+            let status = std::process::Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--workspace",
+                    "--manifest-path",
+                    manifest,
+                ])
+                .env("CARGO_TARGET_DIR", guest_target_dir())
+                .current_dir(&root)
+                .status()
+                .expect("run cargo for guests");
+            assert!(status.success(), "building guest {manifest} failed");
+        }
+    });
+    guest_target_dir().join(format!("wasm32-wasip2/release/{name}.wasm"))
+}
+
+fn ensure_target(root: &Path) {
+    let installed = std::process::Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root)
+        .output();
+    if let Ok(output) = installed
+        && !String::from_utf8_lossy(&output.stdout).contains("wasm32-wasip2")
+    {
+        let _ = std::process::Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .current_dir(root)
+            .status();
+    }
+}
+
+/// A whole platform on ephemeral ports with its own data directory.
+pub struct Platform {
+    pub server: Option<RunningServer>,
+    pub client: Client,
+    pub http: reqwest::Client,
+    pub gateway: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn config(dir: &Path) -> ServerConfig {
+    let mut config = ServerConfig::new(dir);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.max_instances = 200;
+    config
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        let dir = tempfile::tempdir().unwrap();
+        Platform::start_in(dir, |_| {}).await
+    }
+
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> Platform {
+        let mut config = config(dir.path());
+        adjust(&mut config);
+        let server = nimbus_server::start(config).await.unwrap();
+        let client = Client::new(server.admin_url(), server.token.clone());
+        let gateway = server.gateway_url();
+        Platform {
+            server: Some(server),
+            client,
+            http: reqwest::Client::new(),
+            gateway,
+            dir,
+        }
+    }
+
+    /// Stop the server, keeping the data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        self.dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Deploy `manifest` with components given as function → guest name.
+    pub async fn deploy(
+        &self,
+        manifest: &str,
+        components: &[(&str, &str)],
+    ) -> Result<DeployResponse, nimbus_api::ApiError> {
+        let mut artifacts = BTreeMap::new();
+        for (function, guest) in components {
+            let bytes = std::fs::read(component(guest)).unwrap();
+            artifacts.insert(
+                function.to_string(),
+                self.client.upload_artifact(bytes).await?,
+            );
+        }
+        self.deploy_artifacts(manifest, artifacts).await
+    }
+
+    pub async fn deploy_artifacts(
+        &self,
+        manifest: &str,
+        artifacts: BTreeMap<String, String>,
+    ) -> Result<DeployResponse, nimbus_api::ApiError> {
+        self.client
+            .deploy(&DeployRequest {
+                manifest: manifest.to_owned(),
+                manifest_path: "nimbus.toml".into(),
+                artifacts,
+            })
+            .await
+    }
+}
+
+/// A manifest with one probe function `name` behind `/{name}/{*rest}`, plus extra TOML lines
+/// for the function table.
+pub fn probe_app(app: &str, name: &str, extra: &str) -> String {
+    format!(
+        "name = \"{app}\"\n\n[function.{name}]\ncomponent = \"probe.wasm\"\n{extra}\n\n[[route]]\npath = \"/{name}/{{*rest}}\"\nfunction = \"{name}\"\n"
+    )
+}
+
+/// Poll until `check` is true or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
