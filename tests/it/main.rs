@@ -6,8 +6,10 @@
 
 mod support;
 
+mod cli;
 mod deploy;
 mod invariants;
 mod invocation;
 mod limits;
 mod restart;
+mod scenarios;

@@ -19,9 +19,10 @@
 //!
 //! # Cancellation
 //!
-//! The guest runs on its own task: a client that goes away does not stop it mid-flight (its
-//! deadline still does). The permit is released only when the guest has finished, so the
-//! concurrency limit counts real work, not open connections.
+//! Each invocation runs on its own task: a client that goes away does not stop the guest
+//! mid-flight (its deadline still does), and the record says `cancelled`. The permit is released
+//! only when the guest has finished, so the concurrency limit counts real work, not open
+//! connections.
 //!
 //! Decisions ([`admit`], [`is_expired`]) are pure functions; the async code only drives them.
 
@@ -195,18 +196,22 @@ impl Pool {
             deadline: start + self.config.timeout,
             timeout: self.config.timeout,
         };
-        let invoked = instance.invoke(request, context).await;
-        let status = invoked
-            .response
-            .as_ref()
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-
+        // The invocation runs on its own task so that a caller who goes away (a client
+        // disconnect drops this future) cannot release the permit or lose the instance and the
+        // record while the guest is still running.
+        let (response_tx, response_rx) = tokio::sync::oneshot::channel();
         let pool = self.clone();
-        let completion = invoked.completion;
         tokio::spawn(async move {
-            let completion = completion.await;
+            let invoked = instance.invoke(request, context).await;
+            let status = invoked
+                .response
+                .as_ref()
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            let delivered = response_tx.send(invoked.response).is_ok();
+            let completion = invoked.completion.await;
             let outcome = match &completion.result {
+                Ok(()) if !delivered => Outcome::Cancelled,
                 Ok(()) => Outcome::Ok,
                 Err(error) => error.outcome(),
             };
@@ -230,7 +235,12 @@ impl Pool {
             );
         });
 
-        invoked.response.map_err(DispatchError::Invoke)
+        match response_rx.await {
+            Ok(response) => response.map_err(DispatchError::Invoke),
+            Err(_) => Err(DispatchError::Invoke(InvokeError::Trap(
+                "the invocation task ended without an answer".into(),
+            ))),
+        }
     }
 
     /// Drop instances idle longer than the idle timeout; returns how many were dropped.

@@ -241,9 +241,22 @@ async fn watch(
 ) -> notify::Result<()> {
     use notify::Watcher;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    // What the build produces is not a source: writing it must not trigger another build.
+    let outputs: Vec<std::path::PathBuf> = Project::load(dir)
+        .map(|p| {
+            p.manifest
+                .sources
+                .values()
+                .map(|s| absolute(&dir.join(&s.component)))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
-            && event.paths.iter().any(|p| is_source(p))
+            && event
+                .paths
+                .iter()
+                .any(|p| is_source(p) && !outputs.contains(&absolute(p)))
             && !matches!(event.kind, notify::EventKind::Access(_))
         {
             let _ = sender.send(());
@@ -276,6 +289,10 @@ async fn watch(
         // Our own build writes files; drop the events it caused.
         while receiver.try_recv().is_ok() {}
     }
+}
+
+fn absolute(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// Changes under build output or nimbus's own data do not trigger a rebuild.
