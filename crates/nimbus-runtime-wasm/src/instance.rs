@@ -7,9 +7,9 @@
 //!   guest yields to tokio (so a busy loop cannot starve other requests on the same worker) and
 //!   traps once past its deadline. A tokio timer around the call covers a guest parked on I/O.
 //!
-//! `invoke` runs the guest's `incoming-handler.handle` on a spawned task, so the response head
-//! can be returned as soon as the guest sets it while the task keeps driving the guest, which
-//! writes the body. When the call returns, the completion hands the store back for serial
+//! `invoke` drives the guest's `incoming-handler.handle` until the guest sets its response,
+//! returns the response head, and hands the still-running call over as the completion future;
+//! whoever awaits it keeps driving the guest while it writes the body. When the call returns, the completion hands the store back for serial
 //! reuse if the function asks for it and nothing went wrong; any failure discards the store,
 //! which returns its pooled memory slot.
 
@@ -169,7 +169,10 @@ impl Instance for WasmInstance {
 
         let deadline = tokio::time::Instant::from_std(context.deadline);
         let timeout = context.timeout;
-        let mut task = tokio::spawn(async move {
+        // The guest call owns the store. It is driven here until the guest sets its response,
+        // and then by whoever awaits the completion (the dispatcher's invocation task) while
+        // the guest writes the body. No extra task per invocation.
+        let mut call = Box::pin(async move {
             let call =
                 proxy
                     .wasi_http_incoming_handler()
@@ -197,43 +200,38 @@ impl Instance for WasmInstance {
             }
         });
 
-        // Wait for whichever comes first: the guest setting its response, or the guest finishing.
+        // Whichever comes first: the guest setting its response, or the guest finishing.
         let early = tokio::select! {
             biased;
-            response = &mut response_rx => Some(response),
-            joined = &mut task => {
-                let completion = joined.unwrap_or_else(|error| Completion {
-                    result: Err(InvokeError::Trap(format!("host task failed: {error}"))),
-                    logs: String::new(),
-                    instance: None,
-                });
+            response = &mut response_rx => response,
+            completion = &mut call => {
                 // The guest may have set the response just before returning.
                 return finish_without_wait(response_rx.try_recv().ok(), completion);
             }
         };
 
         match early {
-            Some(Ok(Ok(response))) => {
+            Ok(Ok(response)) => {
                 let response = response.map(|body| {
                     body.map_err(|e| BodyError::from(format!("{e:?}")))
                         .boxed_unsync()
                 });
                 Invoked {
                     response: Ok(response),
-                    completion: join(task).boxed(),
+                    completion: call,
                 }
             }
-            Some(Ok(Err(code))) => {
+            Ok(Err(code)) => {
                 let error =
                     InvokeError::BadResponse(format!("the guest answered with an error: {code:?}"));
                 Invoked {
                     response: Err(error),
-                    completion: join(task).boxed(),
+                    completion: call,
                 }
             }
             // The outparam was dropped without a response: the guest failed; its completion says how.
-            Some(Err(_)) | None => {
-                let completion = join(task).await;
+            Err(_) => {
+                let completion = call.await;
                 finish_without_wait(None, completion)
             }
         }
@@ -268,14 +266,6 @@ fn finish_without_wait(response: Option<GuestResponse>, mut completion: Completi
         response,
         completion: futures::future::ready(completion).boxed(),
     }
-}
-
-async fn join(task: tokio::task::JoinHandle<Completion>) -> Completion {
-    task.await.unwrap_or_else(|error| Completion {
-        result: Err(InvokeError::Trap(format!("host task failed: {error}"))),
-        logs: String::new(),
-        instance: None,
-    })
 }
 
 /// Turn a wasmtime error into what the user should hear.

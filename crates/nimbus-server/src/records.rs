@@ -1,5 +1,6 @@
 //! Invocation records leave the hot path through a bounded channel and are written to the
-//! store in batches by one task (one redb commit per batch, not per invocation). If the channel
+//! store in batches by one task: records gather for up to 100 ms, then one redb commit writes
+//! them all. If the channel
 //! is full the record is dropped and counted rather than slowing invocations down.
 
 use nimbus_core::InvocationRecord;
@@ -10,8 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const CHANNEL: usize = 16 * 1024;
-const BATCH: usize = 1024;
+const CHANNEL: usize = 64 * 1024;
+const BATCH: usize = 4096;
+/// How long records gather before they are written.
+const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(crate) struct RecordWriter {
     sender: mpsc::Sender<Message>,
@@ -42,6 +45,14 @@ impl RecordWriter {
                     _ = shutdown.cancelled() => receiver.try_recv().ok(),
                 };
                 let Some(first) = first else { break };
+                // Let a batch accumulate: one commit per interval instead of one per record
+                // keeps the writer's cost flat under load. A flush request skips the wait.
+                if matches!(first, Message::Record(_)) && !shutdown.is_cancelled() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(BATCH_INTERVAL) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
                 let mut next = Some(first);
                 while let Some(message) = next.take() {
                     match message {

@@ -2,8 +2,9 @@
 //!
 //! Layout of a data directory:
 //! - `nimbus.redb`: tables `apps` (name → JSON [`AppRecord`]), `versions` ((app, number) →
-//!   JSON [`VersionRecord`]), `records` ((app/function, seq) → JSON record) and `seqs`
-//!   (app/function → last seq).
+//!   JSON [`VersionRecord`]), `records` ((app/function, last seq of the chunk) → JSON array of
+//!   the records one batch wrote for that function) and `seqs` (app/function → last seq).
+//!   Storing a batch as one chunk makes a record cost one serialization, not one B-tree insert.
 //! - `artifacts/<sha256>.wasm`: written to a temporary file, fsynced, renamed, directory fsynced.
 //!
 //! Crash safety: redb commits are atomic and durable (registry writes use the default, fully
@@ -16,6 +17,7 @@ use nimbus_store::{
     AppRecord, NewVersion, RecordStore, Registry, Result, StoreError, VersionRecord, sha256_hex,
 };
 use redb::{Database, Durability, ReadableTable, TableDefinition};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -263,27 +265,39 @@ impl Registry for RedbStore {
 
 impl RecordStore for RedbStore {
     fn append_records(&self, batch: Vec<InvocationRecord>) -> Result<()> {
+        // Group by function, keeping arrival order within each function.
+        let mut groups: BTreeMap<String, Vec<InvocationRecord>> = BTreeMap::new();
+        for record in batch {
+            groups
+                .entry(format!("{}/{}", record.app, record.function))
+                .or_default()
+                .push(record);
+        }
         let mut txn = self.db.begin_write().map_err(backend)?;
         txn.set_durability(Durability::Eventual);
         {
             let mut seqs = txn.open_table(SEQS).map_err(backend)?;
             let mut records = txn.open_table(RECORDS).map_err(backend)?;
-            for mut record in batch {
-                let key = format!("{}/{}", record.app, record.function);
-                let seq = seqs
+            for (key, mut chunk) in groups {
+                let mut seq = seqs
                     .get(key.as_str())
                     .map_err(backend)?
                     .map(|v| v.value())
-                    .unwrap_or(0)
-                    + 1;
-                seqs.insert(key.as_str(), seq).map_err(backend)?;
-                record.seq = seq;
+                    .unwrap_or(0);
+                for record in &mut chunk {
+                    seq += 1;
+                    record.seq = seq;
+                }
+                // One chunk per function per batch, keyed by its last sequence number.
                 records
-                    .insert((key.as_str(), seq), to_json(&record)?.as_slice())
+                    .insert((key.as_str(), seq), to_json(&chunk)?.as_slice())
                     .map_err(backend)?;
+                seqs.insert(key.as_str(), seq).map_err(backend)?;
                 if seq > RECORDS_PER_FUNCTION {
+                    let oldest_kept = seq - RECORDS_PER_FUNCTION + 1;
+                    // Chunks that end before the oldest kept record go entirely.
                     records
-                        .remove((key.as_str(), seq - RECORDS_PER_FUNCTION))
+                        .retain_in((key.as_str(), 0)..(key.as_str(), oldest_kept), |_, _| false)
                         .map_err(backend)?;
                 }
             }
@@ -300,16 +314,30 @@ impl RecordStore for RedbStore {
     ) -> Result<Vec<InvocationRecord>> {
         let key = format!("{app}/{function}");
         let txn = self.db.begin_read().map_err(backend)?;
+        let seqs = txn.open_table(SEQS).map_err(backend)?;
+        let last = seqs
+            .get(key.as_str())
+            .map_err(backend)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let oldest_kept = last.saturating_sub(RECORDS_PER_FUNCTION) + 1;
+        let first_wanted = after.saturating_add(1).max(oldest_kept);
         let records = txn.open_table(RECORDS).map_err(backend)?;
         let mut out = Vec::new();
-        let start = after.saturating_add(1);
         for entry in records
-            .range((key.as_str(), start)..=(key.as_str(), u64::MAX))
+            .range((key.as_str(), first_wanted)..=(key.as_str(), u64::MAX))
             .map_err(backend)?
-            .take(limit)
         {
             let (_, value) = entry.map_err(backend)?;
-            out.push(from_json(value.value())?);
+            let chunk: Vec<InvocationRecord> = from_json(value.value())?;
+            for record in chunk {
+                if record.seq >= first_wanted {
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                    out.push(record);
+                }
+            }
         }
         Ok(out)
     }
@@ -360,5 +388,39 @@ mod tests {
         }
         let store = RedbStore::open(dir.path()).unwrap();
         assert_eq!(store.app("a").unwrap().active, Some(1));
+    }
+
+    #[test]
+    fn records_are_pruned_to_the_retention_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let record = |i: u64| InvocationRecord {
+            seq: 0,
+            request_id: format!("r{i}"),
+            app: "a".into(),
+            function: "f".into(),
+            version: 1,
+            start_ms: 0,
+            duration_us: 0,
+            cold: false,
+            outcome: nimbus_core::Outcome::Ok,
+            status: 200,
+            logs: String::new(),
+        };
+        for chunk in (0..RECORDS_PER_FUNCTION + 250)
+            .collect::<Vec<_>>()
+            .chunks(100)
+        {
+            store
+                .append_records(chunk.iter().map(|&i| record(i)).collect())
+                .unwrap();
+        }
+        let kept = store.records("a", "f", 0, usize::MAX).unwrap();
+        assert_eq!(kept.len() as u64, RECORDS_PER_FUNCTION);
+        assert_eq!(kept[0].seq, 251);
+        assert_eq!(
+            kept.last().unwrap().request_id,
+            format!("r{}", RECORDS_PER_FUNCTION + 249)
+        );
     }
 }
