@@ -250,3 +250,15 @@ async fn outbound_http_only_to_allowed_hosts() {
         "denied calls never reach the upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_is_served_on_the_same_port() {
+    let p = Platform::start().await;
+    p.deploy(HELLO, &[("hello", "hello")]).await.unwrap();
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let response = h2.get(p.url("/hello")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(response.text().await.unwrap(), "Hello from nimbus!\n");
+}

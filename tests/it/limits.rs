@@ -173,3 +173,17 @@ async fn concurrency_limit_answers_429_with_retry_after() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_finish_their_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::start_in(dir, |config| config.gateway.header_read_timeout = Duration::from_millis(300)).await;
+    let mut stream = tokio::net::TcpStream::connect(p.server.as_ref().unwrap().gateway_addr).await.unwrap();
+    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server must close a connection whose headers never complete");
+    // The server is still there for everyone else.
+    assert_eq!(p.get("/nothing-here").await.0, 404);
+}
