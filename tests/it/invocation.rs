@@ -255,7 +255,10 @@ async fn outbound_http_only_to_allowed_hosts() {
 async fn h2c_is_served_on_the_same_port() {
     let p = Platform::start().await;
     p.deploy(HELLO, &[("hello", "hello")]).await.unwrap();
-    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let response = h2.get(p.url("/hello")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 200);

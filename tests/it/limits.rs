@@ -54,6 +54,17 @@ async fn infinite_loop_times_out_and_others_keep_serving() {
     }
     // The looping instance was killed; the function itself still works.
     assert_eq!(p.get("/spin/counter").await, (200, "1".to_owned()));
+    // The record says what happened and what the client got.
+    let recorded = crate::support::eventually(Duration::from_secs(5), async || {
+        let logs = p.client.logs("app", "spin", 0, None).await.unwrap();
+        logs.records
+            .iter()
+            .filter(|r| r.outcome == nimbus_core::Outcome::Timeout && r.status == 504)
+            .count()
+            == 2
+    })
+    .await;
+    assert!(recorded, "both timeouts are recorded with status 504");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,12 +189,23 @@ async fn concurrency_limit_answers_429_with_retry_after() {
 async fn clients_that_never_finish_their_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let p = Platform::start_in(dir, |config| config.gateway.header_read_timeout = Duration::from_millis(300)).await;
-    let mut stream = tokio::net::TcpStream::connect(p.server.as_ref().unwrap().gateway_addr).await.unwrap();
-    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let p = Platform::start_in(dir, |config| {
+        config.gateway.header_read_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(p.server.as_ref().unwrap().gateway_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the server must close a connection whose headers never complete");
+    assert!(
+        closed.is_ok(),
+        "the server must close a connection whose headers never complete"
+    );
     // The server is still there for everyone else.
     assert_eq!(p.get("/nothing-here").await.0, 404);
 }

@@ -123,3 +123,24 @@ async fn kill_9_loses_nothing_and_does_not_recompile() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let mut p = Platform::start().await;
+    p.deploy(
+        &crate::support::probe_app("app", "probe", ""),
+        &[("probe", "probe")],
+    )
+    .await
+    .unwrap();
+    let in_flight = tokio::spawn(p.http.get(p.url("/probe/sleep?ms=800")).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.server.take().unwrap().shutdown().await;
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "slept 800");
+    assert!(
+        reqwest::get(p.url("/probe/counter")).await.is_err(),
+        "no new connections after shutdown"
+    );
+}

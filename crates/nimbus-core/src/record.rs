@@ -1,6 +1,7 @@
 //! The invocation record: one per invocation, whatever the trigger or executor. Logs, `nimbus
 //! logs`, and later metrics, traces and metering all derive from it.
 
+use crate::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// How an invocation ended, from the platform's point of view (a guest that answers 500 on
@@ -16,6 +17,20 @@ pub enum Outcome {
     StartFailed,
     /// The client went away before the function finished.
     Cancelled,
+}
+
+impl Outcome {
+    /// The error code clients saw for this outcome, if it was a failure.
+    pub fn error_code(self) -> Option<ErrorCode> {
+        match self {
+            Outcome::Ok | Outcome::Cancelled => None,
+            Outcome::Timeout => Some(ErrorCode::FunctionTimeout),
+            Outcome::MemoryExceeded => Some(ErrorCode::FunctionMemoryExceeded),
+            Outcome::Trap => Some(ErrorCode::FunctionTrapped),
+            Outcome::BadResponse => Some(ErrorCode::FunctionBadResponse),
+            Outcome::StartFailed => Some(ErrorCode::FunctionStartFailed),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +49,8 @@ pub struct InvocationRecord {
     /// Whether a new instance had to be created for this invocation.
     pub cold: bool,
     pub outcome: Outcome,
-    /// HTTP status returned to the client.
+    /// HTTP status returned to the client (for platform failures, the status of the error
+    /// response nimbus sent); 0 if the client went away before an answer.
     pub status: u16,
     /// What the guest wrote to stdout and stderr during this invocation (truncated).
     pub logs: String,

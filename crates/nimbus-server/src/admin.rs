@@ -140,24 +140,22 @@ async fn upload_artifact(
     Path(digest): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<serde_json::Value> {
-    let store = state.platform.store();
-    let key = digest.clone();
-    let stored = tokio::task::spawn_blocking(move || store.put_artifact(&key, &body)).await;
-    match stored {
-        Ok(Ok(())) => Ok(Json(serde_json::json!({"digest": digest}))),
-        Ok(Err(nimbus_store::StoreError::ArtifactNotFound(_))) => Err(Error::new(
+    let is_digest = digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !is_digest {
+        return Err(Error::new(
             ErrorCode::BadRequest,
             "the artifact address must be the lower-case hex SHA-256 of the bytes",
         )
-        .into()),
-        Ok(Err(nimbus_store::StoreError::DigestMismatch { expected, actual })) => Err(Error::new(
-            ErrorCode::DigestMismatch,
-            format!("uploaded bytes hash to {actual}, not {expected}"),
-        )
-        .into()),
-        Ok(Err(error)) => {
-            Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into())
-        }
+        .into());
+    }
+    let store = state.platform.store();
+    let key = digest.clone();
+    match tokio::task::spawn_blocking(move || store.put_artifact(&key, &body)).await {
+        Ok(Ok(())) => Ok(Json(serde_json::json!({"digest": digest}))),
+        Ok(Err(error)) => Err(crate::platform::store_error(error).into()),
         Err(error) => {
             Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into())
         }

@@ -46,7 +46,8 @@ pub struct Platform {
     pub(crate) pooling: bool,
 }
 
-fn store_error(error: StoreError) -> Error {
+/// The user-facing form of a storage error.
+pub(crate) fn store_error(error: StoreError) -> Error {
     match error {
         StoreError::AppNotFound(app) => Error::new(
             ErrorCode::AppNotFound,

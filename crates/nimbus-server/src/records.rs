@@ -104,7 +104,13 @@ impl RecordWriter {
 }
 
 impl RecordSink for RecordWriter {
-    fn record(&self, record: InvocationRecord) {
+    fn record(&self, mut record: InvocationRecord) {
+        // The dispatcher does not know HTTP statuses; failures get the status the gateway sent.
+        if record.status == 0
+            && let Some(code) = record.outcome.error_code()
+        {
+            record.status = nimbus_gateway::status_for(code).as_u16();
+        }
         tracing::debug!(
             request_id = %record.request_id, app = %record.app, function = %record.function,
             outcome = ?record.outcome, status = record.status, duration_us = record.duration_us, cold = record.cold,
