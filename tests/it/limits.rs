@@ -209,3 +209,41 @@ async fn clients_that_never_finish_their_headers_are_cut_off() {
     // The server is still there for everyone else.
     assert_eq!(p.get("/nothing-here").await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_output_floods_are_capped_per_invocation() {
+    let p = Platform::start().await;
+    p.deploy(&probe_app("app", "probe", ""), &[("probe", "probe")])
+        .await
+        .unwrap();
+    assert_eq!(p.get("/probe/spam").await, (200, "spammed".to_owned()));
+    assert_eq!(p.get("/probe/log").await, (200, "logged".to_owned()));
+    let recorded = crate::support::eventually(Duration::from_secs(5), async || {
+        p.client
+            .logs("app", "probe", 0, None)
+            .await
+            .unwrap()
+            .records
+            .len()
+            == 2
+    })
+    .await;
+    assert!(recorded);
+    let records = p
+        .client
+        .logs("app", "probe", 0, None)
+        .await
+        .unwrap()
+        .records;
+    let flood = &records[0].logs;
+    assert!(flood.len() <= 64 * 1024 + 100, "kept {} bytes", flood.len());
+    assert!(
+        flood.contains("more bytes of output dropped"),
+        "the truncation is said"
+    );
+    // The next invocation on the same instance starts with a clean buffer.
+    assert_eq!(
+        records[1].logs,
+        "to stdout from the probe\nto stderr from the probe\n"
+    );
+}

@@ -140,11 +140,7 @@ async fn upload_artifact(
     Path(digest): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<serde_json::Value> {
-    let is_digest = digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !is_digest {
+    if !nimbus_store::is_sha256_hex(&digest) {
         return Err(Error::new(
             ErrorCode::BadRequest,
             "the artifact address must be the lower-case hex SHA-256 of the bytes",

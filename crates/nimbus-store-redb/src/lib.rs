@@ -14,7 +14,8 @@
 
 use nimbus_core::InvocationRecord;
 use nimbus_store::{
-    AppRecord, NewVersion, RecordStore, Registry, Result, StoreError, VersionRecord, sha256_hex,
+    AppRecord, NewVersion, RecordStore, Registry, Result, StoreError, VersionRecord, is_sha256_hex,
+    sha256_hex,
 };
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
@@ -48,13 +49,6 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(backend)
 }
 
-fn is_digest(digest: &str) -> bool {
-    digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 impl RedbStore {
     /// Open (or create) the store in `dir`.
     pub fn open(dir: &Path) -> Result<RedbStore> {
@@ -73,7 +67,7 @@ impl RedbStore {
     }
 
     fn artifact_path(&self, digest: &str) -> Result<PathBuf> {
-        if !is_digest(digest) {
+        if !is_sha256_hex(digest) {
             return Err(StoreError::ArtifactNotFound(digest.to_owned()));
         }
         Ok(self.artifacts.join(format!("{digest}.wasm")))
@@ -132,7 +126,7 @@ impl Registry for RedbStore {
     }
 
     fn has_artifact(&self, digest: &str) -> Result<bool> {
-        Ok(is_digest(digest) && self.artifact_path(digest)?.exists())
+        Ok(is_sha256_hex(digest) && self.artifact_path(digest)?.exists())
     }
 
     fn deploy(&self, app: &str, version: NewVersion) -> Result<VersionRecord> {

@@ -78,6 +78,14 @@ impl NewVersion {
     }
 }
 
+/// Is `digest` a lower-case hex SHA-256, the only form artifact addresses take?
+pub fn is_sha256_hex(digest: &str) -> bool {
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

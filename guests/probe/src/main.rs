@@ -41,6 +41,14 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
             eprintln!("to stderr from the probe");
             Ok(Response::new("logged".to_owned().into()))
         }
+        "spam" => {
+            // A megabyte of output: the host must cap what it keeps.
+            let line = "x".repeat(1023);
+            for _ in 0..1024 {
+                println!("{line}");
+            }
+            Ok(Response::new("spammed".to_owned().into()))
+        }
         "sleep" => {
             let ms: u64 = query.strip_prefix("ms=").and_then(|v| v.parse().ok()).unwrap_or(100);
             wstd::task::sleep(wstd::time::Duration::from_millis(ms)).await;
