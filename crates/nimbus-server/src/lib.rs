@@ -127,12 +127,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     );
     platform.restore().await.context("restore deployed apps")?;
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("bind gateway to {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "bind gateway to {} (in use? choose another with --listen)",
+            config.listen
+        )
+    })?;
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
-        .with_context(|| format!("bind admin API to {}", config.admin_listen))?;
+        .with_context(|| {
+            format!(
+                "bind admin API to {} (in use? choose another with --admin-listen)",
+                config.admin_listen
+            )
+        })?;
     let gateway_addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     platform.set_gateway_url(format!("http://{gateway_addr}"));

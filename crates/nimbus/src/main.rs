@@ -143,7 +143,7 @@ struct InvokeArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("NIMBUS_LOG").unwrap_or_else(|_| match cli.command {
-        Command::Serve(_) | Command::Up { .. } => "info".into(),
+        Command::Serve(_) | Command::Up { .. } => "info,notify=warn".into(),
         _ => "warn".into(),
     });
     tracing_subscriber::fmt()
