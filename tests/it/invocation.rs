@@ -171,7 +171,7 @@ async fn logs_capture_guest_output_per_invocation() {
     let found = eventually(Duration::from_secs(5), async || {
         let logs = p.client.logs("app", "probe", 0, None).await.unwrap();
         logs.records.iter().any(|r| {
-            r.request_id == request_id
+            *r.request_id == *request_id
                 && r.logs.contains("to stdout from the probe")
                 && r.logs.contains("to stderr from the probe")
                 && r.status == 200

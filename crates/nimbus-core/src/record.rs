@@ -3,6 +3,7 @@
 
 use crate::ErrorCode;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// How an invocation ended, from the platform's point of view (a guest that answers 500 on
 /// purpose still ended `Ok`).
@@ -38,9 +39,11 @@ pub struct InvocationRecord {
     /// Position in the function's record log; assigned by the store.
     #[serde(default)]
     pub seq: u64,
-    pub request_id: String,
-    pub app: String,
-    pub function: String,
+    // Shared strings: a record is built on the invocation path, and cloning an `Arc<str>` the
+    // pool already holds costs no allocation.
+    pub request_id: Arc<str>,
+    pub app: Arc<str>,
+    pub function: Arc<str>,
     pub version: u64,
     /// Start time, milliseconds since the Unix epoch.
     pub start_ms: u64,

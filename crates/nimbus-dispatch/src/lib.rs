@@ -41,8 +41,8 @@ pub trait RecordSink: Send + Sync {
 /// Identity and limits of the function version a pool serves.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    pub app: String,
-    pub function: String,
+    pub app: Arc<str>,
+    pub function: Arc<str>,
     pub version: u64,
     pub timeout: Duration,
     pub max_concurrency: u32,
@@ -262,7 +262,7 @@ impl Pool {
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
-        request_id: &str,
+        request_id: &Arc<str>,
         start: Instant,
         start_wall: SystemTime,
         cold: bool,
@@ -272,7 +272,7 @@ impl Pool {
     ) {
         self.records.record(InvocationRecord {
             seq: 0,
-            request_id: request_id.to_owned(),
+            request_id: request_id.clone(),
             app: self.config.app.clone(),
             function: self.config.function.clone(),
             version: self.config.version,

@@ -218,8 +218,8 @@ impl Platform {
                 load_ms: started.elapsed().as_millis() as u64,
             });
             let config = PoolConfig {
-                app: spec.name.to_string(),
-                function: name.to_string(),
+                app: spec.name.as_str().into(),
+                function: name.as_str().into(),
                 version: version.number,
                 timeout: function.timeout,
                 max_concurrency: function.max_concurrency,

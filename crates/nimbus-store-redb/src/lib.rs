@@ -390,7 +390,7 @@ mod tests {
         let store = RedbStore::open(dir.path()).unwrap();
         let record = |i: u64| InvocationRecord {
             seq: 0,
-            request_id: format!("r{i}"),
+            request_id: format!("r{i}").into(),
             app: "a".into(),
             function: "f".into(),
             version: 1,
@@ -413,8 +413,8 @@ mod tests {
         assert_eq!(kept.len() as u64, RECORDS_PER_FUNCTION);
         assert_eq!(kept[0].seq, 251);
         assert_eq!(
-            kept.last().unwrap().request_id,
-            format!("r{}", RECORDS_PER_FUNCTION + 249)
+            &*kept.last().unwrap().request_id,
+            format!("r{}", RECORDS_PER_FUNCTION + 249).as_str()
         );
     }
 }

@@ -121,13 +121,10 @@ pub fn records_are_sequenced_and_bounded(store: &impl Store) {
         all.iter().map(|r| r.seq).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5]
     );
-    assert_eq!(all[0].request_id, "r0");
+    assert_eq!(&*all[0].request_id, "r0");
     let after = store.records("a", "f", 3, 100).unwrap();
     assert_eq!(
-        after
-            .iter()
-            .map(|r| r.request_id.as_str())
-            .collect::<Vec<_>>(),
+        after.iter().map(|r| &*r.request_id).collect::<Vec<_>>(),
         vec!["r3", "r4"]
     );
     assert_eq!(store.records("a", "f", 0, 2).unwrap().len(), 2);
@@ -139,9 +136,9 @@ pub fn records_are_sequenced_and_bounded(store: &impl Store) {
 fn record(app: &str, function: &str, id: &str) -> InvocationRecord {
     InvocationRecord {
         seq: 0,
-        request_id: id.to_owned(),
-        app: app.to_owned(),
-        function: function.to_owned(),
+        request_id: id.into(),
+        app: app.into(),
+        function: function.into(),
         version: 1,
         start_ms: 0,
         duration_us: 10,
