@@ -26,7 +26,7 @@
 //!
 //! Decisions ([`admit`], [`is_expired`]) are pure functions; the async code only drives them.
 
-use nimbus_core::{InvocationRecord, Outcome};
+use nimbus_core::{ErrorCode, InvocationRecord, Outcome};
 use nimbus_runtime::{Instance, InvocationContext, InvokeError, LoadedFunction, Request, Response};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +65,16 @@ pub enum DispatchError {
     },
     #[error(transparent)]
     Invoke(#[from] InvokeError),
+}
+
+impl DispatchError {
+    /// The stable code clients see for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DispatchError::Busy { .. } => ErrorCode::TooManyRequests,
+            DispatchError::Invoke(invoke) => invoke.code(),
+        }
+    }
 }
 
 /// What to do with a caller when no permit is free.

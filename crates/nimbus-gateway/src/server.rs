@@ -215,16 +215,15 @@ impl Gateway {
         if exceeded.load(Ordering::Relaxed) {
             return Err(too_large());
         }
-        result.map_err(|error| match error {
-            DispatchError::Busy { retry_after, .. } => {
-                let mut e = GatewayError::new(ErrorCode::TooManyRequests, error.to_string());
-                e.retry_after = Some(retry_after);
-                e
+        result.map_err(|error| {
+            let mut failure = GatewayError::new(error.code(), error.to_string());
+            match error {
+                DispatchError::Busy { retry_after, .. } => failure.retry_after = Some(retry_after),
+                DispatchError::Invoke(invoke) => {
+                    tracing::warn!(app = %target.app, function = %target.function, error = %invoke, "invocation failed")
+                }
             }
-            DispatchError::Invoke(invoke) => {
-                tracing::warn!(app = %target.app, function = %target.function, error = %invoke, "invocation failed");
-                GatewayError::new(invoke.code(), invoke.to_string())
-            }
+            failure
         })
     }
 }

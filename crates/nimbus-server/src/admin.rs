@@ -17,7 +17,6 @@ use http_body_util::BodyExt;
 use nimbus_api::{InvokeResponse, LogsResponse, Status};
 use nimbus_core::ErrorCode;
 use nimbus_core::error::Error;
-use nimbus_dispatch::DispatchError;
 use nimbus_runtime::BodyError;
 use nimbus_store::Registry;
 
@@ -257,10 +256,7 @@ async fn invoke(
     let response = pool
         .invoke(request, request_id.clone())
         .await
-        .map_err(|error| match error {
-            DispatchError::Busy { .. } => Error::new(ErrorCode::TooManyRequests, error.to_string()),
-            DispatchError::Invoke(invoke) => Error::new(invoke.code(), invoke.to_string()),
-        })?;
+        .map_err(|error| Error::new(error.code(), error.to_string()))?;
     let (parts, body) = response.into_parts();
     let collected = collect_limited(body, MAX_INVOKE_RESPONSE_BYTES)
         .await
