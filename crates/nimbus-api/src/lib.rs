@@ -8,6 +8,7 @@ use nimbus_core::{ErrorCode, InvocationRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod artifact;
 mod client;
 pub use client::{ApiError, Client};
 
@@ -94,6 +95,19 @@ pub struct Status {
     /// Components loaded from the compiled-artifact cache since this server started.
     pub cache_hits: u64,
     pub pooling_allocator: bool,
+    /// What confines process functions on this host.
+    #[serde(default)]
+    pub process_sandbox: ProcessSandbox,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSandbox {
+    pub mount_namespace: bool,
+    pub pid_namespace: bool,
+    pub network_namespace: bool,
+    /// `"v1"` or `"v2"`; absent when no cgroup hierarchy is writable (see docs/process.md for
+    /// what then limits memory).
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -25,6 +25,15 @@ pub enum ErrorCode {
     FunctionBadResponse,
     /// An instance of the function could not be created.
     FunctionStartFailed,
+    /// The function's initialisation failed (a Lambda-style handler could not be loaded, or
+    /// the runtime reported an init error).
+    FunctionInitFailed,
+    /// The handler reported an error (an exception, a rejected promise, an error result).
+    FunctionError,
+    /// The function's process exited or was killed during the invocation.
+    FunctionCrashed,
+    /// The function's response is larger than the limit for a synchronous invocation.
+    FunctionResponseTooLarge,
     /// The admin request has no valid bearer token.
     Unauthorized,
     /// The admin request is malformed.
@@ -36,6 +45,8 @@ pub enum ErrorCode {
     /// The component does not export `wasi:http/incoming-handler`, or imports something nimbus
     /// does not provide.
     IncompatibleComponent,
+    /// A process function's code archive is unreadable, or lacks its `bootstrap` or handler file.
+    InvalidCode,
     /// A deploy references an artifact that was never uploaded.
     ArtifactNotFound,
     /// An uploaded artifact does not hash to the digest it was uploaded under.
@@ -65,11 +76,16 @@ impl ErrorCode {
             ErrorCode::FunctionTrapped => "function_trapped",
             ErrorCode::FunctionBadResponse => "function_bad_response",
             ErrorCode::FunctionStartFailed => "function_start_failed",
+            ErrorCode::FunctionInitFailed => "function_init_failed",
+            ErrorCode::FunctionError => "function_error",
+            ErrorCode::FunctionCrashed => "function_crashed",
+            ErrorCode::FunctionResponseTooLarge => "function_response_too_large",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::InvalidManifest => "invalid_manifest",
             ErrorCode::InvalidComponent => "invalid_component",
             ErrorCode::IncompatibleComponent => "incompatible_component",
+            ErrorCode::InvalidCode => "invalid_code",
             ErrorCode::ArtifactNotFound => "artifact_not_found",
             ErrorCode::DigestMismatch => "digest_mismatch",
             ErrorCode::RouteConflict => "route_conflict",

@@ -15,4 +15,4 @@ pub use error::ErrorCode;
 pub use name::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
-pub use spec::{AppSpec, FunctionSpec, InstanceMode, RouteSpec};
+pub use spec::{AppSpec, FunctionKind, FunctionSpec, InstanceMode, Network, RouteSpec, Runtime};

@@ -16,6 +16,14 @@ pub enum Outcome {
     Trap,
     BadResponse,
     StartFailed,
+    InitFailed,
+    /// The handler reported an error.
+    HandlerError,
+    /// The function's process died mid-invocation.
+    Crashed,
+    ResponseTooLarge,
+    /// The event was refused before reaching the function (not JSON, too large).
+    BadEvent,
     /// The client went away before the function finished.
     Cancelled,
 }
@@ -30,6 +38,11 @@ impl Outcome {
             Outcome::Trap => Some(ErrorCode::FunctionTrapped),
             Outcome::BadResponse => Some(ErrorCode::FunctionBadResponse),
             Outcome::StartFailed => Some(ErrorCode::FunctionStartFailed),
+            Outcome::InitFailed => Some(ErrorCode::FunctionInitFailed),
+            Outcome::HandlerError => Some(ErrorCode::FunctionError),
+            Outcome::Crashed => Some(ErrorCode::FunctionCrashed),
+            Outcome::ResponseTooLarge => Some(ErrorCode::FunctionResponseTooLarge),
+            Outcome::BadEvent => Some(ErrorCode::BadRequest),
         }
     }
 }

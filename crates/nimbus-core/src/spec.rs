@@ -18,9 +18,61 @@ pub enum InstanceMode {
     Fresh,
 }
 
+/// A managed or OS-only Lambda runtime for process functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    /// An executable named `bootstrap` in the code directory speaks the Runtime API itself.
+    Provided,
+    /// nimbus's Python interface client loads `handler` (`module.function`) with `python3`.
+    Python3,
+    /// nimbus's Node.js interface client loads `handler` (`module.function`) with `node`.
+    Nodejs,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Provided => "provided",
+            Runtime::Python3 => "python3",
+            Runtime::Nodejs => "nodejs",
+        }
+    }
+}
+
+/// What network a process function sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// Only its own loopback, where the Runtime API listens (where the host permits network
+    /// namespaces).
+    #[default]
+    None,
+    /// The host's network, unfiltered.
+    Host,
+}
+
+/// How a function runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FunctionKind {
+    /// A `wasi:http` component on wasmtime.
+    #[default]
+    Wasm,
+    /// A process speaking the AWS Lambda Runtime API.
+    Process {
+        runtime: Runtime,
+        /// `module.function` for managed runtimes; `None` for `provided`.
+        handler: Option<String>,
+        network: Network,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionSpec {
     pub name: Name,
+    #[serde(default)]
+    pub kind: FunctionKind,
     /// Maximum linear memory per instance, in bytes.
     pub memory_bytes: u64,
     /// Wall-clock limit per invocation.
@@ -32,6 +84,9 @@ pub struct FunctionSpec {
     pub env: BTreeMap<String, String>,
     pub allowed_outbound_hosts: Vec<OutboundRule>,
     pub instance: InstanceMode,
+    /// Instances kept warm even when idle.
+    #[serde(default)]
+    pub min_instances: u32,
 }
 
 impl FunctionSpec {
@@ -51,6 +106,8 @@ impl FunctionSpec {
             env: BTreeMap::new(),
             allowed_outbound_hosts: Vec::new(),
             instance: InstanceMode::Reuse,
+            kind: FunctionKind::Wasm,
+            min_instances: 0,
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct PoolConfig {
     pub wait_timeout: Duration,
     /// Idle instances older than this are dropped by [`Pool::reap_idle`].
     pub idle_timeout: Duration,
+    /// Instances kept warm even when idle ([`Pool::prewarm`] makes them).
+    pub min_instances: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,6 +115,7 @@ pub struct Pool {
     waiting: AtomicUsize,
     idle: Mutex<Vec<IdleInstance>>,
     records: Arc<dyn RecordSink>,
+    prewarming: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -128,6 +131,7 @@ impl Pool {
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             records,
+            prewarming: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -253,14 +257,54 @@ impl Pool {
         }
     }
 
-    /// Drop instances idle longer than the idle timeout; returns how many were dropped.
+    /// Create instances until `min_instances` are live (idle or busy); returns how many were
+    /// made. Failures are logged and retried on the next call.
+    pub async fn prewarm(&self) -> usize {
+        if self.config.min_instances == 0 || self.prewarming.swap(true, Ordering::AcqRel) {
+            return 0;
+        }
+        let mut made = 0;
+        while self.idle_count() + self.busy_count() < self.config.min_instances as usize {
+            match self.function.instantiate().await {
+                Ok(instance) => {
+                    if let Ok(mut idle) = self.idle.lock() {
+                        // Oldest position: requests take the newest first, so a prewarmed
+                        // instance is used when the warm ones are busy.
+                        idle.insert(
+                            0,
+                            IdleInstance {
+                                instance,
+                                since: Instant::now(),
+                            },
+                        );
+                    }
+                    made += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(app = %self.config.app, function = %self.config.function, error = %error, "could not prewarm an instance");
+                    break;
+                }
+            }
+        }
+        self.prewarming.store(false, Ordering::Release);
+        made
+    }
+
+    /// Drop instances idle longer than the idle timeout, keeping `min_instances` of them;
+    /// returns how many were dropped.
     pub fn reap_idle(&self, now: Instant) -> usize {
+        let keep = self.config.min_instances as usize;
         let expired: Vec<IdleInstance> = match self.idle.lock() {
             Ok(mut idle) => {
-                let (expired, kept) = std::mem::take(&mut *idle)
+                // The stack's top is the most recently used; the bottom ages out first.
+                let (mut expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *idle)
                     .into_iter()
                     .partition(|i| is_expired(i.since, now, self.config.idle_timeout));
-                *idle = kept;
+                let missing = keep.saturating_sub(kept.len());
+                let spared: Vec<IdleInstance> = expired
+                    .drain(expired.len().saturating_sub(missing)..)
+                    .collect();
+                *idle = spared.into_iter().chain(kept).collect();
                 expired
             }
             Err(_) => Vec::new(),

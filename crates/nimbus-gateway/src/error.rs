@@ -22,11 +22,16 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::FunctionTrapped
         | ErrorCode::FunctionStartFailed
         | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::FunctionBadResponse => StatusCode::BAD_GATEWAY,
+        ErrorCode::FunctionBadResponse
+        | ErrorCode::FunctionInitFailed
+        | ErrorCode::FunctionError
+        | ErrorCode::FunctionCrashed
+        | ErrorCode::FunctionResponseTooLarge => StatusCode::BAD_GATEWAY,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::BadRequest
         | ErrorCode::InvalidManifest
         | ErrorCode::InvalidComponent
+        | ErrorCode::InvalidCode
         | ErrorCode::IncompatibleComponent
         | ErrorCode::DigestMismatch => StatusCode::BAD_REQUEST,
         ErrorCode::RouteConflict | ErrorCode::NoPreviousVersion => StatusCode::CONFLICT,

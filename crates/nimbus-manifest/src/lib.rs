@@ -7,7 +7,10 @@
 //! The manifest's own paths (component, build) are kept beside the spec in [`Manifest`] because
 //! only the CLI, which builds and uploads, needs them; the server deploys from artifacts.
 
-use nimbus_core::{AppSpec, FunctionSpec, InstanceMode, Name, OutboundRule, RouteSpec};
+use nimbus_core::{
+    AppSpec, FunctionKind, FunctionSpec, InstanceMode, Name, Network, OutboundRule, RouteSpec,
+    Runtime,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -25,8 +28,20 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSource {
-    pub component: String,
+    /// Relative to the manifest: a `.wasm` component, or a code directory for process
+    /// functions.
+    pub path: String,
+    pub form: SourceForm,
     pub build: Option<String>,
+}
+
+/// How a function's artifact is made from its source path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceForm {
+    /// The file is uploaded as is.
+    Component,
+    /// The directory is packed into a tar archive.
+    CodeDirectory,
 }
 
 /// A manifest error: where it is and what was expected.
@@ -54,7 +69,12 @@ struct RawManifest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFunction {
-    component: Spanned<String>,
+    component: Option<Spanned<String>>,
+    runtime: Option<Spanned<String>>,
+    handler: Option<Spanned<String>>,
+    code: Option<Spanned<String>>,
+    network: Option<Spanned<String>>,
+    min_instances: Option<Spanned<i64>>,
     build: Option<String>,
     memory: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
@@ -207,17 +227,158 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
                 }
             };
         }
-        if f.component.get_ref().trim().is_empty() {
-            return Err(at(
-                Some(f.component.span()),
-                key("component"),
-                "expected the path of a .wasm component".into(),
-            ));
+        if let Some(min) = &f.min_instances {
+            let value = *min.get_ref();
+            if value < 0 || value > i64::from(spec.max_concurrency) {
+                return Err(at(
+                    Some(min.span()),
+                    key("min_instances"),
+                    format!(
+                        "expected a number from 0 to max_concurrency ({}), got {value}",
+                        spec.max_concurrency
+                    ),
+                ));
+            }
+            spec.min_instances = value as u32;
         }
+        let here = |field: &Option<Spanned<String>>| field.as_ref().map(|v| v.span());
+        let (path, form) = match (&f.component, &f.runtime) {
+            (Some(component), None) => {
+                for (field, span) in [
+                    ("handler", here(&f.handler)),
+                    ("code", here(&f.code)),
+                    ("network", here(&f.network)),
+                ] {
+                    if span.is_some() {
+                        return Err(at(
+                            span,
+                            key(field),
+                            format!(
+                                "`{field}` is for process functions (with `runtime`); a component function takes `component` only"
+                            ),
+                        ));
+                    }
+                }
+                if component.get_ref().trim().is_empty() {
+                    return Err(at(
+                        Some(component.span()),
+                        key("component"),
+                        "expected the path of a .wasm component".into(),
+                    ));
+                }
+                (component.get_ref().clone(), SourceForm::Component)
+            }
+            (None, Some(runtime)) => {
+                let runtime_value = match runtime.get_ref().as_str() {
+                    "provided" | "provided.al2" | "provided.al2023" => Runtime::Provided,
+                    "python3" => Runtime::Python3,
+                    "nodejs" => Runtime::Nodejs,
+                    other => {
+                        return Err(at(
+                            Some(runtime.span()),
+                            key("runtime"),
+                            format!(
+                                "expected \"provided\", \"python3\" or \"nodejs\", got {other:?}"
+                            ),
+                        ));
+                    }
+                };
+                let Some(code) = &f.code else {
+                    return Err(at(
+                        Some(runtime.span()),
+                        key("code"),
+                        "a process function needs `code`, the directory holding its handler (or `bootstrap`)".into(),
+                    ));
+                };
+                if code.get_ref().trim().is_empty() {
+                    return Err(at(
+                        Some(code.span()),
+                        key("code"),
+                        "expected the path of a directory".into(),
+                    ));
+                }
+                let handler = match (runtime_value, &f.handler) {
+                    (Runtime::Provided, None) => None,
+                    (Runtime::Provided, Some(handler)) => Some(handler.get_ref().clone()),
+                    (_, None) => {
+                        return Err(at(
+                            Some(runtime.span()),
+                            key("handler"),
+                            "a managed runtime needs `handler = \"module.function\"`".into(),
+                        ));
+                    }
+                    (_, Some(handler)) => {
+                        let valid =
+                            handler
+                                .get_ref()
+                                .rsplit_once('.')
+                                .is_some_and(|(module, function)| {
+                                    !module.is_empty()
+                                        && !function.is_empty()
+                                        && !module.starts_with('/')
+                                        && !module.split('/').any(|part| part == "..")
+                                        && function.chars().all(|c| {
+                                            c.is_ascii_alphanumeric() || c == '_' || c == '$'
+                                        })
+                                });
+                        if !valid {
+                            return Err(at(
+                                Some(handler.span()),
+                                key("handler"),
+                                format!(
+                                    "expected \"module.function\" (e.g. \"app.handler\"), got {:?}",
+                                    handler.get_ref()
+                                ),
+                            ));
+                        }
+                        Some(handler.get_ref().clone())
+                    }
+                };
+                let network = match f.network.as_ref().map(|n| n.get_ref().as_str()) {
+                    None | Some("none") => Network::None,
+                    Some("host") => Network::Host,
+                    Some(other) => {
+                        return Err(at(
+                            here(&f.network),
+                            key("network"),
+                            format!("expected \"none\" or \"host\", got {other:?}"),
+                        ));
+                    }
+                };
+                if let Some(first) = f.allowed_outbound_hosts.first() {
+                    return Err(at(
+                        Some(first.span()),
+                        key("allowed_outbound_hosts"),
+                        "process functions cannot be limited per host; use `network = \"host\"` to give the process the host's network, unfiltered".into(),
+                    ));
+                }
+                spec.kind = FunctionKind::Process {
+                    runtime: runtime_value,
+                    handler,
+                    network,
+                };
+                (code.get_ref().clone(), SourceForm::CodeDirectory)
+            }
+            (Some(component), Some(_)) => {
+                return Err(at(
+                    Some(component.span()),
+                    key("component"),
+                    "a function has either `component` (Wasm) or `runtime` + `code` (process), not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(at(
+                    Some(raw_name.span()),
+                    format!("function.{}", raw_name.get_ref()),
+                    "expected `component = \"path.wasm\"`, or `runtime` and `code` for a Lambda-style function".into(),
+                ));
+            }
+        };
         sources.insert(
             name.clone(),
             FunctionSource {
-                component: f.component.into_inner(),
+                path,
+                form,
                 build: f.build,
             },
         );
@@ -383,5 +544,75 @@ function = "hello"
 
         let e = error(&GOOD.replace("max_concurrency = 8", "max_concurrency = 0"));
         assert_eq!(e.key, "function.hello.max_concurrency");
+    }
+
+    const PROCESS: &str = r#"
+name = "lambdas"
+
+[function.py]
+runtime = "python3"
+handler = "app.handler"
+code = "py/"
+min_instances = 1
+
+[function.native]
+runtime = "provided.al2023"
+code = "target/lambda/native"
+network = "host"
+"#;
+
+    #[test]
+    fn parses_process_functions() {
+        let manifest = parse("nimbus.toml", PROCESS).unwrap();
+        let py = &manifest.app.functions[&Name::new("py").unwrap()];
+        assert_eq!(
+            py.kind,
+            FunctionKind::Process {
+                runtime: Runtime::Python3,
+                handler: Some("app.handler".into()),
+                network: Network::None
+            }
+        );
+        assert_eq!(py.min_instances, 1);
+        let source = &manifest.sources[&Name::new("py").unwrap()];
+        assert_eq!(
+            (source.path.as_str(), source.form),
+            ("py/", SourceForm::CodeDirectory)
+        );
+        let native = &manifest.app.functions[&Name::new("native").unwrap()];
+        assert!(matches!(
+            native.kind,
+            FunctionKind::Process {
+                runtime: Runtime::Provided,
+                handler: None,
+                network: Network::Host
+            }
+        ));
+    }
+
+    #[test]
+    fn process_function_errors() {
+        let e = error(&PROCESS.replace("handler = \"app.handler\"\n", ""));
+        assert_eq!(e.key, "function.py.handler");
+        let e = error(&PROCESS.replace("app.handler", "handler"));
+        assert_eq!((e.line, e.key.as_str()), (6, "function.py.handler"));
+        let e = error(&PROCESS.replace("\"python3\"", "\"ruby\""));
+        assert_eq!(e.key, "function.py.runtime");
+        assert!(e.message.contains("python3"), "{e}");
+        let e = error(&PROCESS.replace("code = \"py/\"\n", ""));
+        assert_eq!(e.key, "function.py.code");
+        let e = error(&PROCESS.replace("min_instances = 1", "min_instances = 500"));
+        assert_eq!(e.key, "function.py.min_instances");
+        let e = error(&PROCESS.replace(
+            "network = \"host\"",
+            "allowed_outbound_hosts = [\"https://a.example\"]",
+        ));
+        assert_eq!(e.key, "function.native.allowed_outbound_hosts");
+        let e = error(&PROCESS.replace("code = \"py/\"", "code = \"py/\"\ncomponent = \"x.wasm\""));
+        assert_eq!(e.key, "function.py.component");
+        let e = error("name = \"a\"\n[function.f]\nmemory = \"64MiB\"\n");
+        assert_eq!(e.key, "function.f");
+        let e = error("name = \"a\"\n[function.f]\ncomponent = \"f.wasm\"\nhandler = \"a.b\"\n");
+        assert_eq!(e.key, "function.f.handler");
     }
 }

@@ -18,7 +18,7 @@ mod host;
 mod instance;
 
 use nimbus_core::{ErrorCode, FunctionSpec};
-use nimbus_runtime::{Artifact, Executor, LoadError, LoadSource, LoadedFunction};
+use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadError, LoadSource, LoadedFunction};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,6 +131,7 @@ fn engine_config(pool_slots: Option<u32>) -> Config {
 impl Executor for WasmExecutor {
     async fn load(
         &self,
+        _identity: &FunctionIdentity,
         spec: &FunctionSpec,
         artifact: &Artifact,
     ) -> Result<(Arc<dyn LoadedFunction>, LoadSource), LoadError> {

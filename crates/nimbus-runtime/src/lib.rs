@@ -26,6 +26,17 @@ pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 pub type Request = http::Request<Body>;
 pub type Response = http::Response<Body>;
 
+/// Request extension: the body is a raw event for the function (from `nimbus invoke` or a
+/// trigger), not an HTTP request to translate. Wasm functions still receive it as an HTTP POST;
+/// Lambda-style functions receive the body verbatim as their event and answer with their raw
+/// result as `application/json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawEvent;
+
+/// Request extension: the address of the client that sent the request to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// Per-invocation facts passed explicitly to the executor.
 #[derive(Debug, Clone)]
 pub struct InvocationContext {
@@ -54,6 +65,22 @@ pub enum InvokeError {
     BadResponse(String),
     #[error("an instance of the function could not be started: {0}")]
     StartFailed(String),
+    #[error("the function failed to initialise: {0}")]
+    InitFailed(String),
+    #[error("the handler failed: {error_type}: {message}")]
+    Handler { error_type: String, message: String },
+    #[error("the function's process exited during the invocation: {0}")]
+    Crashed(String),
+    #[error(
+        "the function's response is larger than the limit of {limit} bytes for a synchronous invocation"
+    )]
+    ResponseTooLarge { limit: u64 },
+    #[error("the event cannot be delivered: {0}")]
+    BadEvent(String),
+    #[error(
+        "the event is larger than the limit of {limit} bytes for a synchronous invocation; send less, or store the payload and pass a reference"
+    )]
+    EventTooLarge { limit: u64 },
 }
 
 impl InvokeError {
@@ -64,6 +91,11 @@ impl InvokeError {
             InvokeError::Trap(_) => Outcome::Trap,
             InvokeError::BadResponse(_) => Outcome::BadResponse,
             InvokeError::StartFailed(_) => Outcome::StartFailed,
+            InvokeError::InitFailed(_) => Outcome::InitFailed,
+            InvokeError::Handler { .. } => Outcome::HandlerError,
+            InvokeError::Crashed(_) => Outcome::Crashed,
+            InvokeError::ResponseTooLarge { .. } => Outcome::ResponseTooLarge,
+            InvokeError::BadEvent(_) | InvokeError::EventTooLarge { .. } => Outcome::BadEvent,
         }
     }
 
@@ -74,6 +106,12 @@ impl InvokeError {
             InvokeError::Trap(_) => ErrorCode::FunctionTrapped,
             InvokeError::BadResponse(_) => ErrorCode::FunctionBadResponse,
             InvokeError::StartFailed(_) => ErrorCode::FunctionStartFailed,
+            InvokeError::InitFailed(_) => ErrorCode::FunctionInitFailed,
+            InvokeError::Handler { .. } => ErrorCode::FunctionError,
+            InvokeError::Crashed(_) => ErrorCode::FunctionCrashed,
+            InvokeError::ResponseTooLarge { .. } => ErrorCode::FunctionResponseTooLarge,
+            InvokeError::BadEvent(_) => ErrorCode::BadRequest,
+            InvokeError::EventTooLarge { .. } => ErrorCode::PayloadTooLarge,
         }
     }
 }
@@ -137,6 +175,14 @@ pub enum LoadSource {
     Cache,
 }
 
+/// Which deployed version a load is for: executors that expose names to guests (the Lambda
+/// environment variables, ARNs) use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionIdentity {
+    pub app: Arc<str>,
+    pub version: u64,
+}
+
 /// Loads artifacts into runnable functions. One executor per kind (wasm, process), shared.
 #[async_trait::async_trait]
 pub trait Executor: Send + Sync {
@@ -144,6 +190,7 @@ pub trait Executor: Send + Sync {
     /// active version; may be slow (compilation), must not block the async runtime.
     async fn load(
         &self,
+        identity: &FunctionIdentity,
         spec: &FunctionSpec,
         artifact: &Artifact,
     ) -> Result<(Arc<dyn LoadedFunction>, LoadSource), LoadError>;

@@ -14,7 +14,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 use http_body_util::BodyExt;
-use nimbus_api::{InvokeResponse, LogsResponse, Status};
+use nimbus_api::{InvokeResponse, LogsResponse, ProcessSandbox, Status};
 use nimbus_core::ErrorCode;
 use nimbus_core::error::Error;
 use nimbus_runtime::BodyError;
@@ -131,6 +131,15 @@ async fn status(State(state): State<AdminState>) -> ApiResult<Status> {
             .cache_hits
             .load(std::sync::atomic::Ordering::Relaxed),
         pooling_allocator: platform.pooling,
+        process_sandbox: ProcessSandbox {
+            mount_namespace: platform.sandbox.mount_namespace,
+            pid_namespace: platform.sandbox.pid_namespace,
+            network_namespace: platform.sandbox.network_namespace,
+            cgroup: platform.sandbox.cgroup.map(|v| match v {
+                nimbus_runtime_process::sandbox::CgroupVersion::V1 => "v1".to_owned(),
+                nimbus_runtime_process::sandbox::CgroupVersion::V2 => "v2".to_owned(),
+            }),
+        },
     }))
 }
 
@@ -252,6 +261,8 @@ async fn invoke(
             )
         })?;
     request.headers_mut().extend(headers);
+    // `invoke` sends the body as the function's event: Lambda-style functions get it verbatim.
+    request.extensions_mut().insert(nimbus_runtime::RawEvent);
 
     let response = pool
         .invoke(request, request_id.clone())

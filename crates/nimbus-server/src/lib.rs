@@ -7,11 +7,13 @@
 //! servers and the background tasks watch.
 
 mod admin;
+mod executors;
 mod platform;
 mod records;
 
 use anyhow::Context as _;
 use nimbus_gateway::{Gateway, GatewayConfig};
+use nimbus_runtime_process::{ProcessConfig, ProcessExecutor};
 use nimbus_runtime_wasm::{WasmConfig, WasmExecutor};
 use nimbus_store_redb::RedbStore;
 use std::net::SocketAddr;
@@ -42,6 +44,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Instance slots reserved by the pooling allocator, across all functions.
     pub max_instances: u32,
+    /// Confine process functions with namespaces and cgroups where the host permits.
+    pub process_sandbox: bool,
 }
 
 impl ServerConfig {
@@ -53,6 +57,7 @@ impl ServerConfig {
             gateway: GatewayConfig::default(),
             idle_timeout: Duration::from_secs(300),
             max_instances: 1000,
+            process_sandbox: true,
         }
     }
 }
@@ -115,12 +120,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
     .context("start wasm executor")?;
+    let process = tokio::task::spawn_blocking({
+        let config = ProcessConfig {
+            work_dir: config.data_dir.join("process"),
+            sandbox: config.process_sandbox,
+        };
+        move || ProcessExecutor::new(config)
+    })
+    .await
+    .context("start process executor")?
+    .context("start process executor")?;
     let gateway = Gateway::new(config.gateway.clone());
     let shutdown = CancellationToken::new();
 
     let platform = Platform::new(
         store,
         Arc::new(executor),
+        Arc::new(process),
         gateway.clone(),
         config.idle_timeout,
         shutdown.clone(),

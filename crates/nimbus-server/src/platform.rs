@@ -13,7 +13,7 @@ use nimbus_core::{AppSpec, ErrorCode, InstanceMode, Name};
 use nimbus_dispatch::{Pool, PoolConfig};
 use nimbus_gateway::router::{RouteEntry, RouteTable};
 use nimbus_gateway::{Gateway, RouteTarget};
-use nimbus_runtime::{Artifact, Executor, LoadSource};
+use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadSource};
 use nimbus_store::{NewVersion, RecordStore, Registry, StoreError, VersionRecord};
 use nimbus_store_redb::RedbStore;
 use std::collections::BTreeMap;
@@ -44,6 +44,7 @@ pub struct Platform {
     pub(crate) compiled: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) pooling: bool,
+    pub(crate) sandbox: nimbus_runtime_process::sandbox::Capabilities,
 }
 
 /// The user-facing form of a storage error.
@@ -88,11 +89,17 @@ impl Platform {
     pub(crate) fn new(
         store: Arc<RedbStore>,
         executor: Arc<nimbus_runtime_wasm::WasmExecutor>,
+        process: Arc<nimbus_runtime_process::ProcessExecutor>,
         gateway: Arc<Gateway>,
         idle_timeout: Duration,
         shutdown: CancellationToken,
     ) -> Arc<Platform> {
         let pooling = executor.is_pooling();
+        let sandbox = process.capabilities();
+        let executor = Arc::new(crate::executors::Executors {
+            wasm: executor,
+            process,
+        });
         let records = RecordWriter::start(store.clone(), shutdown.clone());
         Arc::new(Platform {
             store,
@@ -107,6 +114,7 @@ impl Platform {
             compiled: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             pooling,
+            sandbox,
         })
     }
 
@@ -202,7 +210,14 @@ impl Platform {
             let started = Instant::now();
             let (loaded, source) = self
                 .executor
-                .load(function, &Artifact { digest, bytes })
+                .load(
+                    &FunctionIdentity {
+                        app: spec.name.as_str().into(),
+                        version: version.number,
+                    },
+                    function,
+                    &Artifact { digest, bytes },
+                )
                 .await
                 .map_err(|e| Error::new(e.code, format!("function {name:?}: {}", e.message)))?;
             match source {
@@ -226,6 +241,7 @@ impl Platform {
                 max_waiting: function.max_concurrency as usize * WAIT_QUEUE_FACTOR,
                 wait_timeout: function.timeout.min(Duration::from_secs(10)),
                 idle_timeout: self.idle_timeout,
+                min_instances: function.min_instances,
             };
             pools.insert(
                 name.to_string(),
@@ -247,6 +263,14 @@ impl Platform {
         apps: BTreeMap<String, Arc<DeployedApp>>,
         table: RouteTable<Arc<RouteTarget>>,
     ) {
+        for app in apps.values() {
+            for pool in app.pools.values() {
+                if pool.config().min_instances > 0 && pool.idle_count() + pool.busy_count() == 0 {
+                    let pool = pool.clone();
+                    tokio::spawn(async move { pool.prewarm().await });
+                }
+            }
+        }
         if let Ok(mut slot) = self.apps.write() {
             *slot = apps;
         }
@@ -485,6 +509,10 @@ impl Platform {
             for app in self.snapshot().values() {
                 for pool in app.pools.values() {
                     pool.reap_idle(now);
+                    if pool.config().min_instances > 0 {
+                        let pool = pool.clone();
+                        tokio::spawn(async move { pool.prewarm().await });
+                    }
                 }
             }
         }

@@ -247,7 +247,8 @@ async fn watch(
             p.manifest
                 .sources
                 .values()
-                .map(|s| absolute(&dir.join(&s.component)))
+                .filter(|s| s.form == nimbus_manifest::SourceForm::Component)
+                .map(|s| absolute(&dir.join(&s.path)))
                 .collect()
         })
         .unwrap_or_default();

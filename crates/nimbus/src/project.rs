@@ -3,6 +3,7 @@
 use crate::commands::Failure;
 use indicatif::{ProgressBar, ProgressStyle};
 use nimbus_api::{Client, DeployRequest, DeployResponse};
+use nimbus_manifest::SourceForm;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,13 +88,21 @@ impl Project {
     ) -> Result<DeployResponse, Failure> {
         let mut artifacts = BTreeMap::new();
         for (name, source) in &self.manifest.sources {
-            let path = self.dir.join(&source.component);
-            let bytes = std::fs::read(&path).map_err(|e| {
-                Failure::Local(format!(
-                    "cannot read component of function {name:?} at {}: {e} (does its `build` command produce it?)",
-                    path.display()
-                ))
-            })?;
+            let path = self.dir.join(&source.path);
+            let bytes = match source.form {
+                SourceForm::Component => std::fs::read(&path).map_err(|e| {
+                    Failure::Local(format!(
+                        "cannot read component of function {name:?} at {}: {e} (does its `build` command produce it?)",
+                        path.display()
+                    ))
+                })?,
+                SourceForm::CodeDirectory => nimbus_api::artifact::pack_dir(&path).map_err(|e| {
+                    Failure::Local(format!(
+                        "cannot pack the code directory of function {name:?} at {}: {e} (does `code` name a directory? does its `build` command produce it?)",
+                        path.display()
+                    ))
+                })?,
+            };
             let spinner = spinner(
                 quiet,
                 format!("uploading {name} ({} KiB)", bytes.len() / 1024),
