@@ -10,6 +10,7 @@ mod cli;
 mod deploy;
 mod invariants;
 mod invocation;
+mod lambda;
 mod limits;
 mod restart;
 mod scenarios;

@@ -66,6 +66,13 @@ fn ensure_target(root: &Path) {
     }
 }
 
+/// A fresh data directory under `target/` (not /tmp, so process functions get a private /tmp).
+pub fn data_dir() -> tempfile::TempDir {
+    let parent = workspace_root().join("target/it-data");
+    std::fs::create_dir_all(&parent).unwrap();
+    tempfile::tempdir_in(parent).unwrap()
+}
+
 /// A whole platform on ephemeral ports with its own data directory.
 pub struct Platform {
     pub server: Option<RunningServer>,
@@ -85,7 +92,7 @@ pub fn config(dir: &Path) -> ServerConfig {
 
 impl Platform {
     pub async fn start() -> Platform {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = data_dir();
         Platform::start_in(dir, |_| {}).await
     }
 
@@ -176,5 +183,74 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Lambda fixture's code directory under `tests/fixtures/lambda`.
+pub fn lambda_fixture(name: &str) -> PathBuf {
+    workspace_root().join("tests/fixtures/lambda").join(name)
+}
+
+/// `examples/lambda-rust` built once per run (AWS's `lambda_runtime` crate); returns the binary.
+pub fn lambda_rust_bootstrap() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let target = root.join("target/examples");
+            let status = std::process::Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--release",
+                    "--manifest-path",
+                    "examples/lambda-rust/Cargo.toml",
+                ])
+                .env("CARGO_TARGET_DIR", &target)
+                .current_dir(&root)
+                .status()
+                .expect("run cargo for examples/lambda-rust");
+            assert!(status.success(), "building examples/lambda-rust failed");
+            target.join("release/bootstrap")
+        })
+        .clone()
+}
+
+impl Platform {
+    /// Deploy `manifest` with code directories given as function → directory.
+    pub async fn deploy_code(
+        &self,
+        manifest: &str,
+        code: &[(&str, &Path)],
+    ) -> Result<DeployResponse, nimbus_api::ApiError> {
+        let mut artifacts = BTreeMap::new();
+        for (function, dir) in code {
+            let bytes = nimbus_api::artifact::pack_dir(dir).unwrap();
+            artifacts.insert(
+                function.to_string(),
+                self.client.upload_artifact(bytes).await?,
+            );
+        }
+        self.deploy_artifacts(manifest, artifacts).await
+    }
+
+    /// The records of `app/function` once `count` of them are stored.
+    pub async fn records(
+        &self,
+        app: &str,
+        function: &str,
+        count: usize,
+    ) -> Vec<nimbus_core::InvocationRecord> {
+        let mut records = Vec::new();
+        eventually(Duration::from_secs(10), async || {
+            records = self
+                .client
+                .logs(app, function, 0, None)
+                .await
+                .unwrap()
+                .records;
+            records.len() >= count
+        })
+        .await;
+        records
     }
 }

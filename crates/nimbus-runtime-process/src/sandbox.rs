@@ -41,9 +41,9 @@ impl Capabilities {
         let probe = std::thread::spawn(|| {
             let mount = nix::sched::unshare(CloneFlags::CLONE_NEWNS).is_ok()
                 && make_mounts_private().is_ok();
-            let pid = nix::sched::unshare(CloneFlags::CLONE_NEWPID).is_ok();
             let net =
                 nix::sched::unshare(CloneFlags::CLONE_NEWNET).is_ok() && loopback_up().is_ok();
+            let pid = nix::sched::unshare(CloneFlags::CLONE_NEWPID).is_ok();
             (mount, pid, net)
         })
         .join();
@@ -296,8 +296,14 @@ fn spawn_confined(
         cgroup.enter_thread()?;
     }
 
+    // A private /tmp hides the host's; that is only possible when nothing the process needs
+    // lives there (a data directory under /tmp keeps the host's /tmp, with TMPDIR private).
+    let needs_host_tmp = std::iter::once(plan.cwd.as_path())
+        .chain(std::iter::once(plan.program.as_path()))
+        .chain(plan.args.iter().map(Path::new))
+        .any(|path| path.starts_with("/tmp"));
     let mut private_tmp = false;
-    if capabilities.mount_namespace {
+    if capabilities.mount_namespace && !needs_host_tmp {
         nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
         make_mounts_private()?;
         nix::mount::mount(
@@ -310,12 +316,14 @@ fn spawn_confined(
         .map_err(io::Error::from)?;
         private_tmp = true;
     }
-    if capabilities.pid_namespace {
-        nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(io::Error::from)?;
-    }
     if plan.isolate_network && capabilities.network_namespace {
         nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         loopback_up()?;
+    }
+    // Last: the first process started after this becomes the namespace's init, and once an
+    // init has exited no other process can join (so `ip` above must run before it).
+    if capabilities.pid_namespace {
+        nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(io::Error::from)?;
     }
     let listener = TcpListener::bind(("127.0.0.1", 0))?;
     listener.set_nonblocking(true)?;
