@@ -150,6 +150,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
     config.admin_listen = args.admin_listen;
     config.idle_timeout = args.idle_timeout;
     config.gateway.max_body_bytes = args.max_body.as_u64();
+    config.process_sandbox = !args.no_process_sandbox;
     let server = nimbus_server::start(config)
         .await
         .map_err(|e| Failure::Server(format!("{e:#}")))?;

@@ -116,6 +116,10 @@ struct ServeArgs {
     /// Largest request body the gateway accepts, e.g. "16MiB".
     #[arg(long, default_value = "16MiB")]
     max_body: bytesize::ByteSize,
+    /// Run process functions without namespaces or cgroups (own process group, clean
+    /// environment and timeouts still apply). For debugging, or hosts that forbid them.
+    #[arg(long)]
+    no_process_sandbox: bool,
 }
 
 #[derive(clap::Args, Debug)]
