@@ -47,7 +47,12 @@ fn core_does_no_io_and_knows_no_async_runtime() {
 
 #[test]
 fn the_invocation_path_does_not_depend_on_the_control_plane() {
-    for package in ["nimbus-gateway", "nimbus-dispatch", "nimbus-runtime-wasm"] {
+    for package in [
+        "nimbus-gateway",
+        "nimbus-dispatch",
+        "nimbus-runtime-wasm",
+        "nimbus-runtime-process",
+    ] {
         let tree = normal_deps(package);
         for forbidden in ["nimbus-server", "nimbus-api", "axum"] {
             assert!(
@@ -56,4 +61,18 @@ fn the_invocation_path_does_not_depend_on_the_control_plane() {
             );
         }
     }
+}
+
+#[test]
+fn the_executors_do_not_depend_on_each_other() {
+    let process = normal_deps("nimbus-runtime-process");
+    assert!(
+        !process.contains("wasmtime"),
+        "the process executor must not pull in wasmtime:\n{process}"
+    );
+    let wasm = normal_deps("nimbus-runtime-wasm");
+    assert!(
+        !wasm.contains("nimbus-runtime-process"),
+        "the wasm executor must not depend on the process executor:\n{wasm}"
+    );
 }
