@@ -7,6 +7,8 @@
 #   benches/lambda.sh                  # 21 cold starts, 10 s of wrk per warm measurement
 #   COLD=11 DURATION=5s benches/lambda.sh
 #
+# SERVE_FLAGS=--no-process-sandbox measures without namespaces and cgroups.
+#
 # Needs: wrk (installed from Debian if missing), curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +71,7 @@ TOML
 start() { # $1 = idle timeout → gateway base URL
   local dir=$WORK/data-$RANDOM port
   port=$(free_port)
-  NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --data-dir "$dir" --idle-timeout "$1" >"$WORK/log" 2>&1 &
+  NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --data-dir "$dir" --idle-timeout "$1" ${SERVE_FLAGS:-} >"$WORK/log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 200); do [ -f "$dir/admin.url" ] && break; sleep 0.05; done
   "$NIMBUS" --data-dir "$dir" deploy "$APP" --json >/dev/null

@@ -713,3 +713,64 @@ async fn process_sees_only_its_own_environment_and_sandbox() {
     );
     drop(probe);
 }
+
+#[tokio::test]
+async fn payload_and_process_limits() {
+    let p = Platform::start().await;
+    deploy_python(
+        &p,
+        &[
+            ("big", "app.big", ""),
+            ("raw", "app.raw", ""),
+            ("forks", "app.forks", "memory = \"1GiB\""),
+        ],
+    )
+    .await;
+    let (status, code, message) =
+        error_code(p.http.get(p.url("/big/x")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (502, "function_response_too_large")
+    );
+    assert!(message.contains("6291456"), "{message}");
+    // The runtime was told (413) and carries on: the same instance answers the next event.
+    let (status, _, _) = error_code(p.http.get(p.url("/big/x")).send().await.unwrap()).await;
+    assert_eq!(status, 502);
+    let records = p.records("lam", "big", 2).await;
+    assert_eq!(records.iter().filter(|r| r.cold).count(), 1);
+
+    let event = vec![b'a'; 7 * 1024 * 1024];
+    let (status, code, _) = error_code(
+        p.http
+            .post(p.url("/raw/x"))
+            .header("content-type", "text/plain")
+            .body(event)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
+
+    if p.client
+        .status()
+        .await
+        .unwrap()
+        .process_sandbox
+        .cgroup
+        .is_some()
+    {
+        let response = p.http.get(p.url("/forks/x")).send().await.unwrap();
+        let status = response.status().as_u16();
+        if status != 200 {
+            panic!("{status}: {}", response.text().await.unwrap());
+        }
+        let started: u32 = response.text().await.unwrap().parse().unwrap();
+        assert!(
+            started < nimbus_runtime_process::PIDS_MAX,
+            "{started} processes started; the pids limit is {}",
+            nimbus_runtime_process::PIDS_MAX
+        );
+        assert!(started > 10, "forking works at all: {started}");
+    }
+}

@@ -65,6 +65,9 @@ pub struct AppInfo {
 pub struct FunctionInfo {
     pub app: String,
     pub name: String,
+    /// `wasm`, or the Lambda runtime (`python3`, `nodejs`, `provided`).
+    #[serde(default)]
+    pub runtime: String,
     pub version: u64,
     pub artifact: String,
     pub memory_bytes: u64,

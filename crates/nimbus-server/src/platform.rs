@@ -9,7 +9,7 @@
 use crate::records::RecordWriter;
 use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInfo, RouteInfo};
 use nimbus_core::error::Error;
-use nimbus_core::{AppSpec, ErrorCode, InstanceMode, Name};
+use nimbus_core::{AppSpec, ErrorCode, FunctionKind, InstanceMode, Name};
 use nimbus_dispatch::{Pool, PoolConfig};
 use nimbus_gateway::router::{RouteEntry, RouteTable};
 use nimbus_gateway::{Gateway, RouteTarget};
@@ -427,6 +427,10 @@ impl Platform {
                     memory_bytes: spec.memory_bytes,
                     timeout_ms: spec.timeout.as_millis() as u64,
                     max_concurrency: spec.max_concurrency,
+                    runtime: match &spec.kind {
+                        FunctionKind::Wasm => "wasm".into(),
+                        FunctionKind::Process { runtime, .. } => runtime.as_str().into(),
+                    },
                     instance: match spec.instance {
                         InstanceMode::Reuse => "reuse".into(),
                         InstanceMode::Fresh => "fresh".into(),

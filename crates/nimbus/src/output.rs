@@ -82,6 +82,7 @@ pub(crate) fn functions(functions: &[FunctionInfo]) {
         &[
             "APP",
             "FUNCTION",
+            "RUNTIME",
             "VERSION",
             "MEMORY",
             "TIMEOUT",
@@ -96,6 +97,7 @@ pub(crate) fn functions(functions: &[FunctionInfo]) {
                 vec![
                     f.app.clone(),
                     f.name.clone(),
+                    f.runtime.clone(),
                     f.version.to_string(),
                     format!("{}MiB", f.memory_bytes >> 20),
                     format!("{}ms", f.timeout_ms),
