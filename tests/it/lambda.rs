@@ -138,7 +138,7 @@ async fn python_handler_gets_a_v2_event_and_its_result_is_mapped() {
     let records = p.records("lam", "py", 2).await;
     let first = records
         .iter()
-        .find(|r| &*r.request_id == request_id)
+        .find(|r| *r.request_id == request_id)
         .expect("record of the first request");
     assert!(first.cold);
     assert!(
@@ -168,7 +168,7 @@ async fn python_handler_gets_a_v2_event_and_its_result_is_mapped() {
     }
     let warm = records
         .iter()
-        .find(|r| &*r.request_id != request_id)
+        .find(|r| *r.request_id != request_id)
         .unwrap();
     assert!(!warm.cold);
     assert!(!warm.logs.contains("Init Duration"), "{}", warm.logs);
