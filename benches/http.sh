@@ -45,7 +45,7 @@ run_wrk() {
     END { if (bad != "") { print "non-2xx responses: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.3f %.3f\n", rps, ms(p50), ms(p99) }'
 }
 
-start_nimbus() { # $1 = instance mode, $2 = idle timeout; prints gateway URL
+start_nimbus() { # $1 = instance mode, $2 = idle timeout; sets URL (no subshell, so PIDS keeps the server)
   local dir=$WORK/nimbus-$1-$RANDOM port
   port=$(free_port)
   mkdir -p "$dir/app"
@@ -64,15 +64,15 @@ TOML
   PIDS+=($!)
   for _ in $(seq 1 200); do [ -f "$dir/data/admin.url" ] && break; sleep 0.05; done
   "$NIMBUS" --data-dir "$dir/data" deploy "$dir/app" --json >/dev/null
-  echo "http://127.0.0.1:$port/hello"
+  URL="http://127.0.0.1:$port/hello"
 }
 
-start_wasmtime() { # $1 = extra flags; prints URL
+start_wasmtime() { # $1 = extra flags; sets URL
   local port; port=$(free_port)
   "$WASMTIME" serve -Scli --addr 127.0.0.1:$port $1 "$HELLO" >/dev/null 2>&1 &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$port/hello"
-  echo "http://127.0.0.1:$port/hello"
+  URL="http://127.0.0.1:$port/hello"
 }
 
 stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; PIDS=(); }
@@ -84,10 +84,10 @@ CONFIGS=("nimbus fresh" "wasmtime-serve fresh" "nimbus reuse" "wasmtime-serve re
 for round in $(seq 1 "$ROUNDS"); do
   for config in "${CONFIGS[@]}"; do
     case $config in
-      "nimbus fresh") url=$(start_nimbus fresh 5m) ;;
-      "nimbus reuse") url=$(start_nimbus reuse 5m) ;;
-      "wasmtime-serve fresh") url=$(start_wasmtime "") ;;
-      "wasmtime-serve reuse") url=$(start_wasmtime "--max-instance-reuse-count 1000000") ;;
+      "nimbus fresh") start_nimbus fresh 5m; url=$URL ;;
+      "nimbus reuse") start_nimbus reuse 5m; url=$URL ;;
+      "wasmtime-serve fresh") start_wasmtime ""; url=$URL ;;
+      "wasmtime-serve reuse") start_wasmtime "--max-instance-reuse-count 1000000"; url=$URL ;;
     esac
     wait_http "$url"
     wrk -t1 -c"$CONNECTIONS" -d2s "$url" >/dev/null # warm-up
@@ -126,7 +126,7 @@ cached_ms=$(deploy_to_first_200 "$dir/data" "$dir/app" "http://127.0.0.1:$port/h
 stop_all
 
 # First request after idle (instance reaped: a cold start) vs a warm request, single client.
-url=$(start_nimbus reuse 300ms)
+start_nimbus reuse 300ms; url=$URL
 wait_http "$url"
 cold=(); warm=()
 for _ in $(seq 1 21); do

@@ -68,19 +68,19 @@ path = "/hello"
 function = "wasm"
 TOML
 
-start() { # $1 = idle timeout → gateway base URL
+start() { # $1 = idle timeout; sets BASE (no subshell, so PIDS keeps the server)
   local dir=$WORK/data-$RANDOM port
   port=$(free_port)
   NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --data-dir "$dir" --idle-timeout "$1" ${SERVE_FLAGS:-} >"$WORK/log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 200); do [ -f "$dir/admin.url" ] && break; sleep 0.05; done
   "$NIMBUS" --data-dir "$dir" deploy "$APP" --json >/dev/null
-  echo "http://127.0.0.1:$port"
+  BASE="http://127.0.0.1:$port"
 }
 stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; PIDS=(); }
 
 # Cold starts: with a 300 ms idle timeout, every request after a 0.7 s pause finds no instance.
-base=$(start 300ms)
+start 300ms; base=$BASE
 wait_http "$base/py/a"; wait_http "$base/rs/a"
 declare -A COLDS WARMS
 for _ in $(seq 1 "$COLD"); do
@@ -94,7 +94,7 @@ stop_all
 
 # Warm latency (one connection: latency without queueing) and throughput (2 connections =
 # max_concurrency, so nothing is refused) through the gateway.
-base=$(start 5m)
+start 5m; base=$BASE
 declare -A SERIAL LOADED
 for path in py/a rs/a hello; do
   wait_http "$base/$path"

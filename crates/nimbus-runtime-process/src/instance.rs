@@ -10,7 +10,7 @@
 use crate::event::{self, RequestFacts};
 use crate::logs::LogStream;
 use crate::runtime_api::{Invocation, PAYLOAD_LIMIT, Reply, RuntimeApi};
-use crate::sandbox::{self, Capabilities, CgroupRoot, Plan, Spawned};
+use crate::sandbox::{self, Plan, Sandbox, Spawned};
 use bytes::Bytes;
 use futures::FutureExt;
 use http_body_util::{BodyExt, Full};
@@ -44,8 +44,7 @@ pub(crate) struct ProcessFunction {
     pub runtime_name: &'static str,
     pub version: u64,
     pub function_arn: String,
-    pub capabilities: Capabilities,
-    pub cgroups: Arc<CgroupRoot>,
+    pub sandbox: Arc<Sandbox>,
 }
 
 #[async_trait::async_trait]
@@ -79,9 +78,8 @@ impl LoadedFunction for ProcessFunction {
             memory_bytes: self.memory_bytes,
             pids_max: PIDS_MAX,
             isolate_network: self.isolate_network,
-            id: id.clone(),
         };
-        let spawned = match sandbox::spawn(plan, self.capabilities, self.cgroups.clone()).await {
+        let spawned = match self.sandbox.spawn(plan).await {
             Ok(spawned) => spawned,
             Err(error) => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -126,6 +124,7 @@ impl LoadedFunction for ProcessFunction {
                 Err(format!("the runtime did not ask for its first event within {INIT_TIMEOUT:?}"))
             }
         };
+        tracing::debug!(init = ?started.elapsed(), "instance started");
         let init_logs = logs.take().await;
         if let Err(cause) = outcome {
             let out_of_memory = guard.cgroup.as_ref().is_some_and(|c| c.oom_killed());
@@ -187,32 +186,21 @@ impl Teardown {
         }
     }
 
-    /// Remove what is left; the cgroup only empties once the killed processes are reaped, so
-    /// removal is retried briefly on a background thread.
+    /// Remove what is left: the cgroup once the killed processes are reaped, the directory
+    /// off the async runtime.
     fn clean_up(&mut self) {
-        let cgroup = self.cgroup.take();
-        let dir = self.dir.take();
-        if cgroup.is_none() && dir.is_none() {
-            return;
+        if let Some(cgroup) = self.cgroup.take() {
+            sandbox::remove_when_empty(cgroup);
         }
-        let work = move || {
-            if let Some(cgroup) = cgroup {
-                for _ in 0..50 {
-                    if cgroup.remove().is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+        if let Some(dir) = self.dir.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn_blocking(move || std::fs::remove_dir_all(dir));
+                }
+                Err(_) => {
+                    let _ = std::fs::remove_dir_all(dir);
                 }
             }
-            if let Some(dir) = dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn_blocking(work);
-            }
-            Err(_) => work(),
         }
     }
 }

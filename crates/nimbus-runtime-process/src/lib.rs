@@ -23,7 +23,7 @@ pub mod sandbox;
 
 use nimbus_core::{ErrorCode, FunctionKind, FunctionSpec, InstanceMode, Network, Runtime};
 use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadError, LoadSource, LoadedFunction};
-use sandbox::{Capabilities, CgroupRoot};
+use sandbox::{Capabilities, CgroupRoot, Sandbox};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,17 +43,20 @@ pub struct ProcessExecutor {
     code_dir: PathBuf,
     instances_dir: PathBuf,
     runtime_dir: PathBuf,
-    capabilities: Capabilities,
-    cgroups: Arc<CgroupRoot>,
+    sandbox: Arc<Sandbox>,
     python: Option<PathBuf>,
     node: Option<PathBuf>,
 }
 
 impl ProcessExecutor {
     pub fn new(config: ProcessConfig) -> std::io::Result<ProcessExecutor> {
-        let code_dir = config.work_dir.join("code");
-        let instances_dir = config.work_dir.join("instances");
-        let runtime_dir = config.work_dir.join("runtime");
+        // Absolute: processes start in their code directory, so a relative program or script
+        // path (a relative --data-dir) would resolve against the wrong directory.
+        std::fs::create_dir_all(&config.work_dir)?;
+        let work_dir = std::fs::canonicalize(&config.work_dir)?;
+        let code_dir = work_dir.join("code");
+        let instances_dir = work_dir.join("instances");
+        let runtime_dir = work_dir.join("runtime");
         // Instances do not survive a restart; whatever a crash left behind goes.
         let _ = std::fs::remove_dir_all(&instances_dir);
         for dir in [&code_dir, &instances_dir, &runtime_dir] {
@@ -75,8 +78,7 @@ impl ProcessExecutor {
             code_dir,
             instances_dir,
             runtime_dir,
-            capabilities,
-            cgroups: Arc::new(cgroups),
+            sandbox: Arc::new(Sandbox::new(capabilities, cgroups)),
             python: find_program("python3"),
             node: find_program("node"),
         })
@@ -84,13 +86,7 @@ impl ProcessExecutor {
 
     /// What the sandbox can apply on this host.
     pub fn capabilities(&self) -> Capabilities {
-        self.capabilities
-    }
-}
-
-impl Drop for ProcessExecutor {
-    fn drop(&mut self) {
-        self.cgroups.remove();
+        self.sandbox.capabilities()
     }
 }
 
@@ -221,8 +217,7 @@ impl Executor for ProcessExecutor {
                 "arn:aws:lambda:nimbus:000000000000:function:{name}:{}",
                 identity.version
             ),
-            capabilities: self.capabilities,
-            cgroups: self.cgroups.clone(),
+            sandbox: self.sandbox.clone(),
         };
         Ok((Arc::new(function), source))
     }

@@ -1,12 +1,14 @@
 //! Starting an instance's process in a sandbox, with only safe system-call wrappers.
 //!
-//! The process is spawned from a short-lived dedicated thread. Namespaces, `no_new_privs` and
-//! cgroup v1 membership are attributes of a *thread* that children inherit, so that thread first
-//! applies them to itself — new mount, PID and network namespaces (a private `/tmp` bind-mounted
-//! over the host's, loopback brought up for the Runtime API listener it then binds), the
-//! instance's memory and pids cgroups — and then spawns the process, which starts already
-//! confined, and exits. No `pre_exec` hook, no `unsafe`. What the host refuses is detected once
-//! ([`Capabilities::detect`]) and skipped; the executor reports what is in effect.
+//! The process is spawned from a dedicated thread that is then discarded. Namespaces,
+//! `no_new_privs` and cgroup v1 membership are attributes of a *thread* that children inherit,
+//! so that thread first applies them to itself — new mount, PID and network namespaces (a
+//! private `/tmp` bind-mounted over the host's, loopback brought up for the Runtime API
+//! listener it then binds), the instance's memory and pids cgroups — and then spawns the
+//! process, which starts already confined. No `pre_exec` hook, no `unsafe`. The expensive
+//! namespace steps are done ahead of time by spare threads ([`Sandbox`]). What the host refuses
+//! is detected once ([`Capabilities::detect`]) and skipped; the executor reports what is in
+//! effect.
 //!
 //! Always applied: own process group (killed as a whole), own working directory, a clean
 //! environment, stdin closed, stdout and stderr into one pipe (one ordered log stream).
@@ -17,6 +19,8 @@ use std::io;
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 
 /// What this host lets the sandbox do; detected once at executor start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -90,6 +94,9 @@ impl CgroupRoot {
                 .find_map(|l| l.strip_prefix("0::"))
                 .unwrap_or("/");
             let dir = v2_root.join(own_path.trim_start_matches('/')).join(name);
+            if let Some(parent) = dir.parent() {
+                remove_stale(parent);
+            }
             let ok = fs::create_dir_all(&dir).is_ok()
                 && fs::write(dir.join("cgroup.subtree_control"), "+memory +pids").is_ok();
             return if ok {
@@ -107,6 +114,11 @@ impl CgroupRoot {
         let pids = Path::new("/sys/fs/cgroup/pids")
             .join(pids_path.trim_start_matches('/'))
             .join(name);
+        for dir in [&memory, &pids] {
+            if let Some(parent) = dir.parent() {
+                remove_stale(parent);
+            }
+        }
         if fs::create_dir_all(&memory).is_ok() && fs::create_dir_all(&pids).is_ok() {
             CgroupRoot::V1 { memory, pids }
         } else {
@@ -136,16 +148,13 @@ impl CgroupRoot {
         }
     }
 
-    /// A cgroup for one instance with its limits set.
-    fn instance(&self, id: &str, memory_bytes: u64, pids_max: u32) -> io::Result<Option<Cgroup>> {
+    /// A new cgroup (one directory per hierarchy) for one instance, without limits yet.
+    fn create_instance(&self, id: &str) -> io::Result<Option<Cgroup>> {
         let cgroup = match self {
             CgroupRoot::None => return Ok(None),
             CgroupRoot::V2(root) => {
                 let dir = root.join(id);
                 fs::create_dir(&dir)?;
-                fs::write(dir.join("memory.max"), memory_bytes.to_string())?;
-                let _ = fs::write(dir.join("memory.swap.max"), "0");
-                fs::write(dir.join("pids.max"), pids_max.to_string())?;
                 Cgroup::V2(dir)
             }
             CgroupRoot::V1 { memory, pids } => {
@@ -153,22 +162,39 @@ impl CgroupRoot {
                 let pids = pids.join(id);
                 fs::create_dir(&memory)?;
                 fs::create_dir(&pids)?;
-                let cgroup = Cgroup::V1 { memory, pids };
-                if let Cgroup::V1 { memory, pids } = &cgroup {
-                    fs::write(
-                        memory.join("memory.limit_in_bytes"),
-                        memory_bytes.to_string(),
-                    )?;
-                    let _ = fs::write(
-                        memory.join("memory.memsw.limit_in_bytes"),
-                        memory_bytes.to_string(),
-                    );
-                    fs::write(pids.join("pids.max"), pids_max.to_string())?;
-                }
-                cgroup
+                Cgroup::V1 { memory, pids }
             }
         };
         Ok(Some(cgroup))
+    }
+}
+
+/// Remove `nimbus-<pid>` cgroups left by servers that are no longer running (and their
+/// emptied instance cgroups); a killed server cannot clean up after itself.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("nimbus-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(children) = fs::read_dir(entry.path()) {
+            for child in children.flatten() {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::remove_dir(child.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(entry.path());
     }
 }
 
@@ -180,6 +206,30 @@ pub(crate) enum Cgroup {
 }
 
 impl Cgroup {
+    /// Set the instance's limits: memory (swap included where the kernel accounts it) and
+    /// processes.
+    fn limit(&self, memory_bytes: u64, pids_max: u32) -> io::Result<()> {
+        match self {
+            Cgroup::V2(dir) => {
+                fs::write(dir.join("memory.max"), memory_bytes.to_string())?;
+                let _ = fs::write(dir.join("memory.swap.max"), "0");
+                fs::write(dir.join("pids.max"), pids_max.to_string())?;
+            }
+            Cgroup::V1 { memory, pids } => {
+                fs::write(
+                    memory.join("memory.limit_in_bytes"),
+                    memory_bytes.to_string(),
+                )?;
+                let _ = fs::write(
+                    memory.join("memory.memsw.limit_in_bytes"),
+                    memory_bytes.to_string(),
+                );
+                fs::write(pids.join("pids.max"), pids_max.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Peak memory use of everything in the cgroup so far, in bytes.
     pub fn peak_memory(&self) -> Option<u64> {
         let file = match self {
@@ -252,7 +302,6 @@ pub(crate) struct Plan {
     pub pids_max: u32,
     /// Give the process a network namespace of its own (loopback only).
     pub isolate_network: bool,
-    pub id: String,
 }
 
 /// A started instance process.
@@ -265,35 +314,258 @@ pub(crate) struct Spawned {
     pub cgroup: Option<Cgroup>,
 }
 
-/// Start `plan` in a sandbox; blocks a dedicated thread, never the async runtime.
-pub(crate) async fn spawn(
-    plan: Plan,
+/// Starts instance processes, confined as far as the host permits.
+///
+/// Creating a mount namespace costs ~10 ms on a busy host and bringing up a network
+/// namespace's loopback ~3 ms, so a few *spare* threads do both ahead of time and wait; a
+/// cold start hands its plan to a spare, which only bind-mounts `/tmp`, joins the cgroups,
+/// unshares the PID namespace and spawns (about 1 ms). A new spare is prepared in the
+/// background after each use. Without spares (all in use) the same steps run on a fresh
+/// thread.
+pub(crate) struct Sandbox {
     capabilities: Capabilities,
-    cgroups: std::sync::Arc<CgroupRoot>,
-) -> io::Result<Spawned> {
-    let runtime = tokio::runtime::Handle::current();
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("nimbus-spawn".into())
-        .spawn(move || {
-            let _entered = runtime.enter();
-            let _ = sender.send(spawn_confined(plan, capabilities, &cgroups));
-        })?;
-    receiver
-        .await
-        .unwrap_or_else(|_| Err(io::Error::other("the spawning thread failed")))
+    cgroups: Arc<CgroupRoot>,
+    spares: Arc<Spares>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// How many prepared threads are kept waiting.
+pub const SPARES: usize = 2;
+
+type Job = Box<(Plan, tokio::sync::oneshot::Sender<io::Result<Spawned>>)>;
+
+#[derive(Default)]
+struct Spares {
+    ready: Mutex<Vec<mpsc::Sender<Job>>>,
+    preparing: AtomicUsize,
+}
+
+impl Sandbox {
+    pub fn new(capabilities: Capabilities, cgroups: CgroupRoot) -> Sandbox {
+        let sandbox = Sandbox {
+            capabilities,
+            cgroups: Arc::new(cgroups),
+            spares: Arc::new(Spares::default()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
+        sandbox.refill();
+        sandbox
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    fn prepares_namespaces(&self) -> bool {
+        self.capabilities.mount_namespace || self.capabilities.network_namespace
+    }
+
+    /// Start preparing spares until [`SPARES`] are ready or on the way.
+    fn refill(&self) {
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
+        if !self.prepares_namespaces() {
+            return;
+        }
+        loop {
+            let ready = self.spares.ready.lock().map(|r| r.len()).unwrap_or(SPARES);
+            let preparing = self.spares.preparing.load(Ordering::Acquire);
+            if ready + preparing >= SPARES {
+                return;
+            }
+            self.spares.preparing.fetch_add(1, Ordering::AcqRel);
+            let spares = Arc::downgrade(&self.spares);
+            let capabilities = self.capabilities;
+            let cgroups = self.cgroups.clone();
+            let runtime = runtime.clone();
+            let started = std::thread::Builder::new()
+                .name("nimbus-spare".into())
+                .spawn(move || spare(spares, capabilities, cgroups, runtime));
+            if started.is_err() {
+                self.spares.preparing.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+        }
+    }
+
+    /// Start `plan`; blocks a dedicated thread, never the async runtime.
+    pub async fn spawn(&self, plan: Plan) -> io::Result<Spawned> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        // A spare's network namespace suits only functions that want isolation.
+        let spare_fits = plan.isolate_network || !self.capabilities.network_namespace;
+        let mut job: Option<Job> = Some(Box::new((plan, sender)));
+        if spare_fits && self.prepares_namespaces() {
+            while let Some(spare) = self.spares.ready.lock().ok().and_then(|mut r| r.pop()) {
+                match job.take().map(|j| spare.send(j)) {
+                    Some(Ok(())) => break,
+                    // That spare died; try the next with the job back.
+                    Some(Err(mpsc::SendError(returned))) => job = Some(returned),
+                    None => break,
+                }
+            }
+            self.refill();
+        }
+        if let Some(job) = job {
+            let (plan, sender) = *job;
+            let runtime = tokio::runtime::Handle::current();
+            let capabilities = self.capabilities;
+            let cgroups = self.cgroups.clone();
+            std::thread::Builder::new()
+                .name("nimbus-spawn".into())
+                .spawn(move || {
+                    let _entered = runtime.enter();
+                    let _ = sender.send(spawn_fresh(plan, capabilities, &cgroups));
+                })?;
+        }
+        receiver
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the spawning thread failed")))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Waiting spares see their channel close and exit.
+        if let Ok(mut ready) = self.spares.ready.lock() {
+            ready.clear();
+        }
+        self.cgroups.remove();
+    }
+}
+
+/// A spare thread: prepare namespaces, offer itself, then start the one plan it is given.
+fn spare(
+    spares: std::sync::Weak<Spares>,
+    capabilities: Capabilities,
+    cgroups: Arc<CgroupRoot>,
+    runtime: tokio::runtime::Handle,
+) {
+    let _entered = runtime.enter();
+    let prepared = prepare(&capabilities, true, &cgroups);
+    let Some(pool) = spares.upgrade() else {
+        if let Ok(Prepared {
+            cgroup: Some(cgroup),
+            ..
+        }) = prepared
+        {
+            remove_when_empty(cgroup);
+        }
+        return;
+    };
+    pool.preparing.fetch_sub(1, Ordering::AcqRel);
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            tracing::warn!(error = %error, "could not prepare a sandbox");
+            return;
+        }
+    };
+    let (sender, receiver) = mpsc::channel::<Job>();
+    if let Ok(mut ready) = pool.ready.lock() {
+        ready.push(sender);
+    }
+    drop(pool);
+    if let Ok(job) = receiver.recv() {
+        let (plan, reply) = *job;
+        let _ = reply.send(finish(plan, &capabilities, prepared));
+    } else if let Some(cgroup) = prepared.cgroup {
+        remove_when_empty(cgroup);
+    }
+}
+
+/// What a thread has done to itself before it learns which process to start.
+struct Prepared {
+    /// In a private mount namespace (propagation private).
+    mount: bool,
+    /// The Runtime API listener, bound inside a new network namespace.
+    listener: Option<TcpListener>,
+    /// A cgroup the thread has already joined (v1; joining costs ~10 ms of RCU waiting).
+    cgroup: Option<Cgroup>,
+}
+
+/// Enter new mount and (if `network`) network namespaces and a new cgroup, as the host
+/// permits.
+fn prepare(
+    capabilities: &Capabilities,
+    network: bool,
+    cgroups: &CgroupRoot,
+) -> io::Result<Prepared> {
+    let cgroup = cgroups.create_instance(&uuid::Uuid::new_v4().simple().to_string())?;
+    let entered = (|| {
+        if let Some(cgroup) = &cgroup {
+            cgroup.enter_thread()?;
+        }
+        let mut prepared = Prepared {
+            mount: false,
+            listener: None,
+            cgroup: None,
+        };
+        if capabilities.mount_namespace {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
+            make_mounts_private()?;
+            prepared.mount = true;
+        }
+        if network && capabilities.network_namespace {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            loopback_up()?;
+            prepared.listener = Some(TcpListener::bind(("127.0.0.1", 0))?);
+        }
+        Ok(prepared)
+    })();
+    match entered {
+        Ok(mut prepared) => {
+            prepared.cgroup = cgroup;
+            Ok(prepared)
+        }
+        Err(error) => {
+            if let Some(cgroup) = cgroup {
+                remove_when_empty(cgroup);
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Runs on a throwaway thread: everything it changes about itself dies with it.
-fn spawn_confined(
-    mut plan: Plan,
+fn spawn_fresh(
+    plan: Plan,
     capabilities: Capabilities,
     cgroups: &CgroupRoot,
 ) -> io::Result<Spawned> {
+    let prepared = prepare(&capabilities, plan.isolate_network, cgroups)?;
+    finish(plan, &capabilities, prepared)
+}
+
+/// The per-instance steps, on a prepared thread: private /tmp, cgroups, no_new_privs, a PID
+/// namespace, and the spawn itself.
+fn finish(plan: Plan, capabilities: &Capabilities, mut prepared: Prepared) -> io::Result<Spawned> {
+    let cgroup = prepared.cgroup.take();
+    match start(plan, capabilities, prepared, cgroup.as_ref()) {
+        Ok((child, listener, output)) => Ok(Spawned {
+            child,
+            listener,
+            output,
+            cgroup,
+        }),
+        Err(error) => {
+            if let Some(cgroup) = cgroup {
+                remove_when_empty(cgroup);
+            }
+            Err(error)
+        }
+    }
+}
+
+fn start(
+    mut plan: Plan,
+    capabilities: &Capabilities,
+    prepared: Prepared,
+    cgroup: Option<&Cgroup>,
+) -> io::Result<(tokio::process::Child, TcpListener, OwnedFd)> {
     nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)?;
-    let cgroup = cgroups.instance(&plan.id, plan.memory_bytes, plan.pids_max)?;
-    if let Some(cgroup) = &cgroup {
-        cgroup.enter_thread()?;
+    if let Some(cgroup) = cgroup {
+        cgroup.limit(plan.memory_bytes, plan.pids_max)?;
     }
 
     // A private /tmp hides the host's; that is only possible when nothing the process needs
@@ -303,9 +575,7 @@ fn spawn_confined(
         .chain(plan.args.iter().map(Path::new))
         .any(|path| path.starts_with("/tmp"));
     let mut private_tmp = false;
-    if capabilities.mount_namespace && !needs_host_tmp {
-        nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
-        make_mounts_private()?;
+    if prepared.mount && !needs_host_tmp {
         nix::mount::mount(
             Some(plan.tmp.as_path()),
             "/tmp",
@@ -316,25 +586,24 @@ fn spawn_confined(
         .map_err(io::Error::from)?;
         private_tmp = true;
     }
-    if plan.isolate_network && capabilities.network_namespace {
-        nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-        loopback_up()?;
-    }
+    let listener = match prepared.listener {
+        Some(listener) => listener,
+        None => TcpListener::bind(("127.0.0.1", 0))?,
+    };
+    listener.set_nonblocking(true)?;
+    let port = listener.local_addr()?.port();
     // Last: the first process started after this becomes the namespace's init, and once an
-    // init has exited no other process can join (so `ip` above must run before it).
+    // init has exited no other process can join (so `ip` must have run before it).
     if capabilities.pid_namespace {
         nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(io::Error::from)?;
     }
-    let listener = TcpListener::bind(("127.0.0.1", 0))?;
-    listener.set_nonblocking(true)?;
-    let port = listener.local_addr()?.port();
 
     let tmp_env = if private_tmp {
         "/tmp".to_owned()
     } else {
         plan.tmp.display().to_string()
     };
-    plan.env.push(("TMPDIR".into(), tmp_env.clone()));
+    plan.env.push(("TMPDIR".into(), tmp_env));
     plan.env
         .push(("AWS_LAMBDA_RUNTIME_API".into(), format!("127.0.0.1:{port}")));
 
@@ -353,15 +622,10 @@ fn spawn_confined(
         .kill_on_drop(true);
     let child = command.spawn()?;
     drop(command);
-    if let (Some(cgroup), Some(pid)) = (&cgroup, child.id()) {
+    if let (Some(cgroup), Some(pid)) = (cgroup, child.id()) {
         cgroup.adopt(pid)?;
     }
-    Ok(Spawned {
-        child,
-        listener,
-        output: read,
-        cgroup,
-    })
+    Ok((child, listener, read))
 }
 
 fn make_mounts_private() -> io::Result<()> {
@@ -374,6 +638,24 @@ fn make_mounts_private() -> io::Result<()> {
         None::<&str>,
     )
     .map_err(io::Error::from)
+}
+
+/// Remove a cgroup once the processes in it are gone (retrying briefly, off the async runtime).
+pub(crate) fn remove_when_empty(cgroup: Cgroup) {
+    let work = move || {
+        for _ in 0..50 {
+            if cgroup.remove().is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn_blocking(work);
+        }
+        Err(_) => work(),
+    }
 }
 
 /// Bring up `lo` in the calling thread's (new) network namespace.
