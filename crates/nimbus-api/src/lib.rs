@@ -47,7 +47,8 @@ pub struct DeployResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadedInfo {
     pub function: String,
-    /// `compiled` or `cache`.
+    /// `compiled` (a new Wasm component), `unpacked` (a new process function's code) or
+    /// `cache` (already prepared on this server).
     pub source: String,
     pub load_ms: u64,
 }

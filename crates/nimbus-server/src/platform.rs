@@ -226,9 +226,10 @@ impl Platform {
             };
             infos.push(LoadedInfo {
                 function: name.to_string(),
-                source: match source {
-                    LoadSource::Compiled => "compiled".into(),
-                    LoadSource::Cache => "cache".into(),
+                source: match (source, &function.kind) {
+                    (LoadSource::Cache, _) => "cache".into(),
+                    (LoadSource::Compiled, FunctionKind::Wasm) => "compiled".into(),
+                    (LoadSource::Compiled, FunctionKind::Process { .. }) => "unpacked".into(),
                 },
                 load_ms: started.elapsed().as_millis() as u64,
             });

@@ -34,10 +34,10 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 pub(crate) fn deployed(result: &DeployResponse, gateway_url: &str) {
     println!("deployed {} version {}", result.app, result.version);
     for function in &result.functions {
-        let how = if function.source == "cache" {
-            "from cache"
-        } else {
-            "compiled"
+        let how = match function.source.as_str() {
+            "cache" => "from cache",
+            "unpacked" => "unpacked",
+            _ => "compiled",
         };
         println!(
             "  function {:<20} {how} in {} ms",
