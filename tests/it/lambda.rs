@@ -43,6 +43,17 @@ async fn error_code(response: reqwest::Response) -> (u16, String, String) {
     )
 }
 
+async fn get_json(p: &Platform, path: &str) -> Value {
+    p.http
+        .get(p.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// What `nimbus invoke` sends: a POST whose body is the event.
 fn event_request() -> InvokeRequest {
     InvokeRequest {
@@ -122,15 +133,7 @@ async fn python_handler_gets_a_v2_event_and_its_result_is_mapped() {
     assert_eq!(facts["invocations"], 1);
 
     // Warm reuse: the same process serves the next request and its globals survive.
-    let second: Value = p
-        .http
-        .get(p.url("/items/1/x"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second = get_json(&p, "/items/1/x").await;
     assert_eq!(second["invocations"], 2);
     assert_eq!(second["pid"], facts["pid"]);
 
@@ -520,15 +523,7 @@ async fn idle_instances_exit_and_the_next_request_starts_cold() {
     let dir = data_dir();
     let p = Platform::start_in(dir, |c| c.idle_timeout = Duration::from_millis(300)).await;
     deploy_python(&p, &[("py", "app.handler", "")]).await;
-    let facts: Value = p
-        .http
-        .get(p.url("/py/x"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let facts = get_json(&p, "/py/x").await;
     let pid = facts["pid"].as_u64().unwrap();
     let sandboxed = p
         .client
@@ -543,15 +538,7 @@ async fn idle_instances_exit_and_the_next_request_starts_cold() {
     })
     .await;
     assert!(zero, "the idle instance was not reaped");
-    let second: Value = p
-        .http
-        .get(p.url("/py/x"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second = get_json(&p, "/py/x").await;
     assert_eq!(
         second["invocations"], 1,
         "a fresh process serves after scale to zero"
@@ -634,18 +621,15 @@ async fn process_sees_only_its_own_environment_and_sandbox() {
                 "app.sandbox",
                 &format!("env = {{ PROBE_PORT = \"{port}\" }}"),
             ),
+            (
+                "hostnet",
+                "app.sandbox",
+                &format!("env = {{ PROBE_PORT = \"{port}\" }}\nnetwork = \"host\""),
+            ),
         ],
     )
     .await;
-    let env: Value = p
-        .http
-        .get(p.url("/env/x"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let env = get_json(&p, "/env/x").await;
     let env = env.as_object().unwrap();
     assert_eq!(env["GREETING"], "hi");
     assert_eq!(
@@ -677,15 +661,7 @@ async fn process_sees_only_its_own_environment_and_sandbox() {
     );
 
     let status = p.client.status().await.unwrap().process_sandbox;
-    let seen: Value = p
-        .http
-        .get(p.url("/sandbox/x"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = get_json(&p, "/sandbox/x").await;
     assert_eq!(seen["no_new_privs"], "1");
     assert_eq!(seen["pgid"], seen["pid"], "own process group");
     if status.mount_namespace {
@@ -706,6 +682,9 @@ async fn process_sees_only_its_own_environment_and_sandbox() {
                 .starts_with("unreachable"),
             "{seen}"
         );
+        // `network = "host"` opts out: the host's loopback is reachable.
+        let host = get_json(&p, "/hostnet/x").await;
+        assert_eq!(host["host_loopback"], "reachable", "{host}");
     }
     assert!(
         status.mount_namespace && status.pid_namespace && status.network_namespace,
@@ -773,4 +752,64 @@ async fn payload_and_process_limits() {
         );
         assert!(started > 10, "forking works at all: {started}");
     }
+}
+
+#[tokio::test]
+async fn runtimes_that_exit_are_replaced_not_reused() {
+    let p = Platform::start().await;
+    let manifest = r#"
+name = "exits"
+
+[function.late]
+runtime = "nodejs"
+handler = "index.throwsLater"
+code = "node"
+
+[function.idle]
+runtime = "nodejs"
+handler = "index.exitsWhenIdle"
+code = "node"
+
+[[route]]
+path = "/late"
+function = "late"
+
+[[route]]
+path = "/idle"
+function = "idle"
+"#;
+    let dir = lambda_fixture("node");
+    p.deploy_code(manifest, &[("late", &dir), ("idle", &dir)])
+        .await
+        .unwrap();
+
+    // An uncaught exception outside the handler's promise: reported, and the runtime exits.
+    for _ in 0..2 {
+        let (status, code, message) =
+            error_code(p.http.get(p.url("/late")).send().await.unwrap()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (502, "function_error"),
+            "{message}"
+        );
+        assert!(message.contains("thrown outside the promise"), "{message}");
+    }
+    let records = p.records("exits", "late", 2).await;
+    assert!(
+        records.iter().all(|r| r.cold),
+        "the exiting runtime was reused"
+    );
+
+    // A runtime that exits while idle is noticed before reuse: the next request starts a new one.
+    let first = p.http.get(p.url("/idle?exit")).send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let first = first.text().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = p.http.get(p.url("/idle")).send().await.unwrap();
+    assert_eq!(second.status().as_u16(), 200);
+    assert_ne!(
+        second.text().await.unwrap(),
+        first,
+        "a new instance should answer"
+    );
 }

@@ -185,7 +185,7 @@ impl Pool {
 
         let start = Instant::now();
         let start_wall = SystemTime::now();
-        let warm = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let warm = self.take_idle();
         let (instance, cold) = match warm {
             Some(idle) => (idle.instance, false),
             None => match self.function.instantiate().await {
@@ -255,6 +255,17 @@ impl Pool {
                 "the invocation task ended without an answer".into(),
             ))),
         }
+    }
+
+    /// The most recently used idle instance that is still alive; dead ones are dropped.
+    fn take_idle(&self) -> Option<IdleInstance> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(mut candidate) = idle.pop() {
+            if candidate.instance.is_alive() {
+                return Some(candidate);
+            }
+        }
+        None
     }
 
     /// Create instances until `min_instances` are live (idle or busy); returns how many were

@@ -230,6 +230,10 @@ enum Ended {
 
 #[async_trait::async_trait]
 impl Instance for ProcessInstance {
+    fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     async fn invoke(mut self: Box<Self>, request: Request, context: InvocationContext) -> Invoked {
         let started = Instant::now();
         let received = SystemTime::now();
@@ -305,6 +309,9 @@ impl Instance for ProcessInstance {
             Ended::Exited("the Runtime API is gone".into())
         } else {
             tokio::select! {
+                // An answer wins over an exit seen in the same poll: a runtime may exit right
+                // after answering (an uncaught exception is reported, then the process ends).
+                biased;
                 answer = reply_rx => Ended::Answer(answer),
                 status = self.child.wait() => Ended::Exited(match status {
                     Ok(status) => describe_exit(status),
@@ -336,15 +343,18 @@ impl Instance for ProcessInstance {
                 };
                 (mapped, true)
             }
+            // A fatal error (an uncaught exception, an unhandled rejection) means the runtime is
+            // exiting, as on Lambda: the next event gets a new instance.
             Ended::Answer(Ok(Reply::Error {
                 error_type,
                 message,
+                fatal,
             })) => (
                 Err(InvokeError::Handler {
                     error_type,
                     message,
                 }),
-                true,
+                !fatal,
             ),
             Ended::Answer(Ok(Reply::TooLarge)) => (
                 Err(InvokeError::ResponseTooLarge {

@@ -33,7 +33,13 @@ pub(crate) struct Invocation {
 #[derive(Debug)]
 pub(crate) enum Reply {
     Response(Bytes),
-    Error { error_type: String, message: String },
+    Error {
+        error_type: String,
+        message: String,
+        /// The runtime said it is going away (`Lambda-Runtime-Function-Error-Type: Runtime.*`,
+        /// e.g. after an uncaught exception).
+        fatal: bool,
+    },
     TooLarge,
 }
 
@@ -200,11 +206,16 @@ async fn handle(shared: &Shared, request: http::Request<Incoming>) -> ApiRespons
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
                     let (error_type, message) = read_error(request).await;
+                    let fatal = header_type
+                        .as_deref()
+                        .is_some_and(|t| t.starts_with("Runtime."))
+                        || error_type.starts_with("Runtime.");
                     let _ = sender.send(Reply::Error {
                         error_type: header_type
                             .filter(|t| error_type == "Unknown" && !t.is_empty())
                             .unwrap_or(error_type),
                         message,
+                        fatal,
                     });
                     accepted()
                 }

@@ -148,6 +148,12 @@ pub trait LoadedFunction: Send + Sync {
 #[async_trait::async_trait]
 pub trait Instance: Send {
     async fn invoke(self: Box<Self>, request: Request, context: InvocationContext) -> Invoked;
+
+    /// Whether an idle instance can still serve (a process may have exited or been killed while
+    /// idle). Checked before a warm instance is reused; must be cheap and must not block.
+    fn is_alive(&mut self) -> bool {
+        true
+    }
 }
 
 /// An artifact to load: content-addressed bytes.
