@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lambda-style process functions: cold start (process start + init, first request after the
-# instance was reaped) and warm latency p50/p99 for a Python and a Rust (`lambda_runtime`)
-# hello handler, plus warm throughput through the gateway; the Wasm hello on the same server as
+# instance was reaped) and warm latency p50/p99 for Python, Node.js and Rust (`lambda_runtime`)
+# hello handlers, plus warm throughput through the gateway; the Wasm hello on the same server as
 # the in-run reference for the gateway's own cost. Prints markdown for BENCHMARKS.md.
 #
 #   benches/lambda.sh                  # 21 cold starts, 10 s of wrk per warm measurement
@@ -40,9 +40,10 @@ run_wrk() { # $1 = url, $2 = connections → "req/s p50_ms p99_ms"
 }
 
 APP=$WORK/app
-mkdir -p "$APP/rust" "$APP/python"
+mkdir -p "$APP/rust" "$APP/python" "$APP/node"
 cp examples/lambda-rust/target/release/bootstrap "$APP/rust/bootstrap"
 cp examples/lambda-python/app.py "$APP/python/app.py"
+cp examples/lambda-node/index.mjs "$APP/node/index.mjs"
 cp "$ROOT/target/guests/wasm32-wasip2/release/hello.wasm" "$APP/hello.wasm"
 cat > "$APP/nimbus.toml" <<TOML
 name = "bench"
@@ -55,6 +56,11 @@ max_concurrency = 2
 runtime = "provided"
 code = "rust"
 max_concurrency = 2
+[function.js]
+runtime = "nodejs"
+handler = "index.handler"
+code = "node"
+max_concurrency = 2
 [function.wasm]
 component = "hello.wasm"
 [[route]]
@@ -63,6 +69,9 @@ function = "py"
 [[route]]
 path = "/rs/{name}"
 function = "rs"
+[[route]]
+path = "/js/{name}"
+function = "js"
 [[route]]
 path = "/hello"
 function = "wasm"
@@ -81,10 +90,10 @@ stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "
 
 # Cold starts: with a 300 ms idle timeout, every request after a 0.7 s pause finds no instance.
 start 300ms; base=$BASE
-wait_http "$base/py/a"; wait_http "$base/rs/a"
+wait_http "$base/py/a"; wait_http "$base/rs/a"; wait_http "$base/js/a"
 declare -A COLDS WARMS
 for _ in $(seq 1 "$COLD"); do
-  for fn in py rs; do
+  for fn in py rs js; do
     sleep 0.7
     COLDS[$fn]+="$(curl -s -o /dev/null -w '%{time_total}' "$base/$fn/a")"$'\n'
     WARMS[$fn]+="$(curl -s -o /dev/null -w '%{time_total}' "$base/$fn/a")"$'\n'
@@ -96,7 +105,7 @@ stop_all
 # max_concurrency, so nothing is refused) through the gateway.
 start 5m; base=$BASE
 declare -A SERIAL LOADED
-for path in py/a rs/a hello; do
+for path in py/a rs/a js/a hello; do
   wait_http "$base/$path"
   wrk -t1 -c1 -d2s "$base/$path" >/dev/null
   SERIAL[$path]=$(run_wrk "$base/$path" 1)
@@ -123,7 +132,7 @@ echo "Cold start (first request after the instance was reaped: process start + i
 echo
 echo "| handler | cold start ms | warm request ms (same run, curl total) |"
 echo "|---|---:|---:|"
-for fn in py rs; do
+for fn in py rs js; do
   echo "| $fn | $(echo -n "${COLDS[$fn]}" | median | ms) | $(echo -n "${WARMS[$fn]}" | median | ms) |"
 done
 echo
@@ -131,7 +140,7 @@ echo "Warm, through the gateway (wrk -t1 -d$DURATION; -c1 for latency, -c2 = max
 echo
 echo "| function | p50 ms (c1) | p99 ms (c1) | req/s (c1) | req/s (c2) | p99 ms (c2) |"
 echo "|---|---:|---:|---:|---:|---:|"
-for path in py/a rs/a hello; do
+for path in py/a rs/a js/a hello; do
   read -r rps p50 p99 <<<"${SERIAL[$path]}"
   read -r rps2 _ p99b <<<"${LOADED[$path]}"
   echo "| /$path | $p50 | $p99 | $rps | $rps2 | $p99b |"

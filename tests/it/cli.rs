@@ -127,3 +127,56 @@ fn exit_codes_say_what_went_wrong() {
     let status = nimbus().args(["invoke"]).output().unwrap();
     assert_eq!(status.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_examples_deploy_and_invoke_from_the_cli() {
+    let p = crate::support::Platform::start().await;
+    let server = p.server.as_ref().unwrap();
+    let (admin, token) = (server.admin_url(), server.token.clone());
+    let root = crate::support::workspace_root();
+    for example in ["examples/lambda-python", "examples/lambda-node"] {
+        let output = nimbus()
+            .arg("deploy")
+            .arg(root.join(example))
+            .args(["--admin-url", &admin, "--token", &token])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("unpacked"));
+    }
+    let (status, body) = p.get("/py/ada").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""hello": "ada""#), "{body}");
+    let (status, body) = p.get("/js/bob").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""hello":"bob""#), "{body}");
+
+    // `invoke` sends a raw event and prints the handler's raw result.
+    let output = nimbus()
+        .args([
+            "invoke",
+            "lambda-python/hello",
+            "-d",
+            r#"{"pathParameters": {"name": "raw"}}"#,
+        ])
+        .args(["--admin-url", &admin, "--token", &token])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["statusCode"], 200);
+    assert!(
+        result["body"]
+            .as_str()
+            .unwrap()
+            .contains(r#""hello": "raw""#)
+    );
+}

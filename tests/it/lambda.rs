@@ -813,3 +813,60 @@ function = "idle"
         "a new instance should answer"
     );
 }
+
+/// Processes running nimbus's Python client from `data_dir`.
+fn function_processes(data_dir: &Path) -> Vec<String> {
+    let needle = data_dir.join("process/runtime").display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(&needle))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leaves_no_function_processes_and_restart_serves() {
+    use crate::restart::{connect, spawn_server};
+    let dir = data_dir();
+    let http = reqwest::Client::new();
+    let manifest = python_app(&[("py", "app.handler", "")]);
+    {
+        let mut server = spawn_server(dir.path());
+        let (client, gateway) = connect(dir.path()).await;
+        let bytes = nimbus_api::artifact::pack_dir(&lambda_fixture("python")).unwrap();
+        let digest = client.upload_artifact(bytes).await.unwrap();
+        client
+            .deploy(&nimbus_api::DeployRequest {
+                manifest: manifest.clone(),
+                manifest_path: "nimbus.toml".into(),
+                artifacts: [("py".to_owned(), digest)].into(),
+            })
+            .await
+            .unwrap();
+        let response = http.get(format!("{gateway}/py/x")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        assert_eq!(function_processes(dir.path()).len(), 1);
+
+        server.0.kill().unwrap();
+        server.0.wait().unwrap();
+        // The runtime's connection to the Runtime API dies with the server, and so does it.
+        let gone = eventually(Duration::from_secs(10), async || {
+            function_processes(dir.path()).is_empty()
+        })
+        .await;
+        assert!(gone, "orphans: {:?}", function_processes(dir.path()));
+    }
+
+    let _server = spawn_server(dir.path());
+    let (client, gateway) = connect(dir.path()).await;
+    let status = client.status().await.unwrap();
+    assert_eq!(
+        (status.compiled, status.cache_hits),
+        (0, 1),
+        "the unpacked code is reused after a restart"
+    );
+    let response = http.get(format!("{gateway}/py/x")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+}

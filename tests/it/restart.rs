@@ -26,7 +26,7 @@ async fn graceful_restart_serves_from_the_compiled_cache() {
     );
 }
 
-struct Server(Child);
+pub(crate) struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -35,7 +35,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(dir: &std::path::Path) -> Server {
+pub(crate) fn spawn_server(dir: &std::path::Path) -> Server {
     let _ = std::fs::remove_file(dir.join("admin.url"));
     let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
         .args([
@@ -54,7 +54,7 @@ fn spawn_server(dir: &std::path::Path) -> Server {
     Server(child)
 }
 
-async fn connect(dir: &std::path::Path) -> (nimbus_api::Client, String) {
+pub(crate) async fn connect(dir: &std::path::Path) -> (nimbus_api::Client, String) {
     for _ in 0..200 {
         if let (Ok(admin), Ok(gateway), Ok(token)) = (
             std::fs::read_to_string(dir.join("admin.url")),
