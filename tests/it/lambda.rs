@@ -608,6 +608,12 @@ async fn process_sees_only_its_own_environment_and_sandbox() {
     let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = probe.local_addr().unwrap().port();
     let p = Platform::start().await;
+    let data = p.dir.path().canonicalize().unwrap();
+    let sandbox_env = format!(
+        "env = {{ PROBE_PORT = \"{port}\", SECRET_FILE = \"{}\", STATE_DIR = \"{}\" }}",
+        data.join("admin.token").display(),
+        data.join("artifacts").display()
+    );
     deploy_python(
         &p,
         &[
@@ -616,11 +622,7 @@ async fn process_sees_only_its_own_environment_and_sandbox() {
                 "app.env",
                 "env = { GREETING = \"hi\", AWS_LAMBDA_FUNCTION_NAME = \"spoof\" }",
             ),
-            (
-                "sandbox",
-                "app.sandbox",
-                &format!("env = {{ PROBE_PORT = \"{port}\" }}"),
-            ),
+            ("sandbox", "app.sandbox", &sandbox_env),
             (
                 "hostnet",
                 "app.sandbox",
@@ -670,6 +672,12 @@ async fn process_sees_only_its_own_environment_and_sandbox() {
             serde_json::json!(["marker"]),
             "private /tmp: {seen}"
         );
+        // The server's token and store are covered.
+        assert_eq!(
+            seen["SECRET_FILE"], "",
+            "the admin token is visible: {seen}"
+        );
+        assert_eq!(seen["STATE_DIR"], serde_json::json!([]), "{seen}");
     }
     if status.pid_namespace {
         assert_eq!(seen["pid"], 1, "own PID namespace");

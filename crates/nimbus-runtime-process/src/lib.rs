@@ -37,6 +37,9 @@ pub struct ProcessConfig {
     pub work_dir: PathBuf,
     /// Use Linux namespaces and cgroups where the host permits (turn off to debug).
     pub sandbox: bool,
+    /// Files and directories functions must not see (the server's token, store, artifacts):
+    /// covered in each instance's mount namespace.
+    pub hidden: Vec<PathBuf>,
 }
 
 pub struct ProcessExecutor {
@@ -78,7 +81,15 @@ impl ProcessExecutor {
             code_dir,
             instances_dir,
             runtime_dir,
-            sandbox: Arc::new(Sandbox::new(capabilities, cgroups)),
+            sandbox: Arc::new(Sandbox::new(
+                capabilities,
+                cgroups,
+                config
+                    .hidden
+                    .iter()
+                    .filter_map(|path| std::fs::canonicalize(path).ok())
+                    .collect(),
+            )),
             python: find_program("python3"),
             node: find_program("node"),
         })

@@ -324,6 +324,7 @@ pub(crate) struct Spawned {
 /// thread.
 pub(crate) struct Sandbox {
     capabilities: Capabilities,
+    hidden: Arc<[PathBuf]>,
     cgroups: Arc<CgroupRoot>,
     spares: Arc<Spares>,
     runtime: Option<tokio::runtime::Handle>,
@@ -341,9 +342,12 @@ struct Spares {
 }
 
 impl Sandbox {
-    pub fn new(capabilities: Capabilities, cgroups: CgroupRoot) -> Sandbox {
+    /// `hidden`: paths functions must not see (the server's token, store, artifacts); they are
+    /// covered in every instance's mount namespace.
+    pub fn new(capabilities: Capabilities, cgroups: CgroupRoot, hidden: Vec<PathBuf>) -> Sandbox {
         let sandbox = Sandbox {
             capabilities,
+            hidden: hidden.into(),
             cgroups: Arc::new(cgroups),
             spares: Arc::new(Spares::default()),
             runtime: tokio::runtime::Handle::try_current().ok(),
@@ -378,10 +382,11 @@ impl Sandbox {
             let spares = Arc::downgrade(&self.spares);
             let capabilities = self.capabilities;
             let cgroups = self.cgroups.clone();
+            let hidden = self.hidden.clone();
             let runtime = runtime.clone();
             let started = std::thread::Builder::new()
                 .name("nimbus-spare".into())
-                .spawn(move || spare(spares, capabilities, cgroups, runtime));
+                .spawn(move || spare(spares, capabilities, cgroups, hidden, runtime));
             if started.is_err() {
                 self.spares.preparing.fetch_sub(1, Ordering::AcqRel);
                 return;
@@ -411,11 +416,12 @@ impl Sandbox {
             let runtime = tokio::runtime::Handle::current();
             let capabilities = self.capabilities;
             let cgroups = self.cgroups.clone();
+            let hidden = self.hidden.clone();
             std::thread::Builder::new()
                 .name("nimbus-spawn".into())
                 .spawn(move || {
                     let _entered = runtime.enter();
-                    let _ = sender.send(spawn_fresh(plan, capabilities, &cgroups));
+                    let _ = sender.send(spawn_fresh(plan, capabilities, &cgroups, &hidden));
                 })?;
         }
         receiver
@@ -439,10 +445,11 @@ fn spare(
     spares: std::sync::Weak<Spares>,
     capabilities: Capabilities,
     cgroups: Arc<CgroupRoot>,
+    hidden: Arc<[PathBuf]>,
     runtime: tokio::runtime::Handle,
 ) {
     let _entered = runtime.enter();
-    let prepared = prepare(&capabilities, true, &cgroups);
+    let prepared = prepare(&capabilities, true, &cgroups, &hidden);
     let Some(pool) = spares.upgrade() else {
         if let Ok(Prepared {
             cgroup: Some(cgroup),
@@ -490,6 +497,7 @@ fn prepare(
     capabilities: &Capabilities,
     network: bool,
     cgroups: &CgroupRoot,
+    hidden: &[PathBuf],
 ) -> io::Result<Prepared> {
     let cgroup = cgroups.create_instance(&uuid::Uuid::new_v4().simple().to_string())?;
     let entered = (|| {
@@ -504,6 +512,9 @@ fn prepare(
         if capabilities.mount_namespace {
             nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
             make_mounts_private()?;
+            for path in hidden {
+                hide(path)?;
+            }
             prepared.mount = true;
         }
         if network && capabilities.network_namespace {
@@ -532,8 +543,9 @@ fn spawn_fresh(
     plan: Plan,
     capabilities: Capabilities,
     cgroups: &CgroupRoot,
+    hidden: &[PathBuf],
 ) -> io::Result<Spawned> {
-    let prepared = prepare(&capabilities, plan.isolate_network, cgroups)?;
+    let prepared = prepare(&capabilities, plan.isolate_network, cgroups, hidden)?;
     finish(plan, &capabilities, prepared)
 }
 
@@ -626,6 +638,33 @@ fn start(
         cgroup.adopt(pid)?;
     }
     Ok((child, listener, read))
+}
+
+/// Cover `path` in the calling thread's mount namespace: an empty read-only tmpfs over a
+/// directory, `/dev/null` over a file. Missing paths need no hiding.
+fn hide(path: &Path) -> io::Result<()> {
+    use nix::mount::MsFlags;
+    let Ok(meta) = fs::metadata(path) else {
+        return Ok(());
+    };
+    let result = if meta.is_dir() {
+        nix::mount::mount(
+            Some("nimbus-hidden"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=0,mode=000"),
+        )
+    } else {
+        nix::mount::mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    };
+    result.map_err(|e| io::Error::other(format!("hide {}: {e}", path.display())))
 }
 
 fn make_mounts_private() -> io::Result<()> {

@@ -29,6 +29,8 @@ pub use platform::Platform;
 pub const TOKEN_FILE: &str = "admin.token";
 /// File in the data directory holding the admin API's URL.
 pub const ADMIN_URL_FILE: &str = "admin.url";
+/// Directory in the data directory holding compiled components.
+pub const CACHE_DIR: &str = "cache";
 /// File in the data directory holding the gateway's URL.
 pub const GATEWAY_URL_FILE: &str = "gateway.url";
 
@@ -115,7 +117,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("open store")?;
     let store = Arc::new(store);
     let executor = WasmExecutor::new(WasmConfig {
-        cache_dir: config.data_dir.join("cache"),
+        cache_dir: config.data_dir.join(CACHE_DIR),
         max_instances: config.max_instances,
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
@@ -124,6 +126,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         let config = ProcessConfig {
             work_dir: config.data_dir.join("process"),
             sandbox: config.process_sandbox,
+            // Nothing of the server's state is a function's business.
+            hidden: [
+                TOKEN_FILE,
+                nimbus_store_redb::DATABASE_FILE,
+                nimbus_store_redb::ARTIFACTS_DIR,
+                CACHE_DIR,
+            ]
+            .iter()
+            .map(|name| config.data_dir.join(name))
+            .collect(),
         };
         move || ProcessExecutor::new(config)
     })

@@ -32,6 +32,11 @@ const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
 /// Records kept per function; older ones are dropped as new ones arrive.
 pub const RECORDS_PER_FUNCTION: u64 = 1000;
 
+/// The database file in the store's directory.
+pub const DATABASE_FILE: &str = "nimbus.redb";
+/// The directory of uploaded artifacts in the store's directory.
+pub const ARTIFACTS_DIR: &str = "artifacts";
+
 pub struct RedbStore {
     db: Database,
     artifacts: PathBuf,
@@ -52,9 +57,9 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 impl RedbStore {
     /// Open (or create) the store in `dir`.
     pub fn open(dir: &Path) -> Result<RedbStore> {
-        let artifacts = dir.join("artifacts");
+        let artifacts = dir.join(ARTIFACTS_DIR);
         std::fs::create_dir_all(&artifacts).map_err(backend)?;
-        let db = Database::create(dir.join("nimbus.redb")).map_err(backend)?;
+        let db = Database::create(dir.join(DATABASE_FILE)).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(APPS).map_err(backend)?;
