@@ -89,6 +89,7 @@ impl ProcessExecutor {
                     .iter()
                     .filter_map(|path| std::fs::canonicalize(path).ok())
                     .collect(),
+                !work_dir.starts_with("/tmp"),
             )),
             python: find_program("python3"),
             node: find_program("node"),

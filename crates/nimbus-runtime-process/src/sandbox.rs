@@ -13,6 +13,7 @@
 //! Always applied: own process group (killed as a whole), own working directory, a clean
 //! environment, stdin closed, stdout and stderr into one pipe (one ordered log stream).
 
+use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use std::fs;
 use std::io;
@@ -206,28 +207,27 @@ pub(crate) enum Cgroup {
 }
 
 impl Cgroup {
-    /// Set the instance's limits: memory (swap included where the kernel accounts it) and
-    /// processes.
-    fn limit(&self, memory_bytes: u64, pids_max: u32) -> io::Result<()> {
-        match self {
-            Cgroup::V2(dir) => {
-                fs::write(dir.join("memory.max"), memory_bytes.to_string())?;
-                let _ = fs::write(dir.join("memory.swap.max"), "0");
-                fs::write(dir.join("pids.max"), pids_max.to_string())?;
-            }
-            Cgroup::V1 { memory, pids } => {
-                fs::write(
-                    memory.join("memory.limit_in_bytes"),
-                    memory_bytes.to_string(),
-                )?;
-                let _ = fs::write(
-                    memory.join("memory.memsw.limit_in_bytes"),
-                    memory_bytes.to_string(),
-                );
-                fs::write(pids.join("pids.max"), pids_max.to_string())?;
-            }
-        }
-        Ok(())
+    /// Open the files that set the instance's limits and membership. Opened while the thread
+    /// still sees a writable `/sys`: a spare's mount namespace is made read-only before the
+    /// limits are known, and an open file stays writable.
+    fn controls(&self) -> io::Result<Controls> {
+        let open = |path: PathBuf| fs::OpenOptions::new().write(true).open(path);
+        Ok(match self {
+            Cgroup::V2(dir) => Controls {
+                memory: open(dir.join("memory.max"))?,
+                swap: open(dir.join("memory.swap.max")).ok(),
+                pids: open(dir.join("pids.max"))?,
+                procs: Some(open(dir.join("cgroup.procs"))?),
+                v2: true,
+            },
+            Cgroup::V1 { memory, pids } => Controls {
+                memory: open(memory.join("memory.limit_in_bytes"))?,
+                swap: open(memory.join("memory.memsw.limit_in_bytes")).ok(),
+                pids: open(pids.join("pids.max"))?,
+                procs: None,
+                v2: false,
+            },
+        })
     }
 
     /// Peak memory use of everything in the cgroup so far, in bytes.
@@ -279,11 +279,40 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// An instance cgroup's control files, open for writing.
+struct Controls {
+    memory: fs::File,
+    swap: Option<fs::File>,
+    pids: fs::File,
+    procs: Option<fs::File>,
+    v2: bool,
+}
+
+impl Controls {
+    /// Set the limits: memory (swap included where the kernel accounts it) and processes.
+    fn limit(&mut self, memory_bytes: u64, pids_max: u32) -> io::Result<()> {
+        use std::io::Write;
+        self.memory.write_all(memory_bytes.to_string().as_bytes())?;
+        if let Some(swap) = &mut self.swap {
+            // v2 limits swap on its own; v1 limits memory + swap together.
+            let value = if self.v2 {
+                "0".to_owned()
+            } else {
+                memory_bytes.to_string()
+            };
+            let _ = swap.write_all(value.as_bytes());
+        }
+        self.pids.write_all(pids_max.to_string().as_bytes())?;
+        Ok(())
+    }
 
     /// Move a started process (v2, where threads cannot be moved alone).
-    fn adopt(&self, pid: u32) -> io::Result<()> {
-        if let Cgroup::V2(dir) = self {
-            fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+    fn adopt(&mut self, pid: u32) -> io::Result<()> {
+        use std::io::Write;
+        if let Some(procs) = &mut self.procs {
+            procs.write_all(pid.to_string().as_bytes())?;
         }
         Ok(())
     }
@@ -324,7 +353,7 @@ pub(crate) struct Spawned {
 /// thread.
 pub(crate) struct Sandbox {
     capabilities: Capabilities,
-    hidden: Arc<[PathBuf]>,
+    setup: Setup,
     cgroups: Arc<CgroupRoot>,
     spares: Arc<Spares>,
     runtime: Option<tokio::runtime::Handle>,
@@ -343,11 +372,20 @@ struct Spares {
 
 impl Sandbox {
     /// `hidden`: paths functions must not see (the server's token, store, artifacts); they are
-    /// covered in every instance's mount namespace.
-    pub fn new(capabilities: Capabilities, cgroups: CgroupRoot, hidden: Vec<PathBuf>) -> Sandbox {
+    /// covered in every instance's mount namespace. `private_tmp`: instance directories are
+    /// outside `/tmp`, so `/tmp` can be replaced and the rest of the filesystem made read-only.
+    pub fn new(
+        capabilities: Capabilities,
+        cgroups: CgroupRoot,
+        hidden: Vec<PathBuf>,
+        private_tmp: bool,
+    ) -> Sandbox {
         let sandbox = Sandbox {
             capabilities,
-            hidden: hidden.into(),
+            setup: Setup {
+                hidden: hidden.into(),
+                read_only_root: capabilities.mount_namespace && private_tmp,
+            },
             cgroups: Arc::new(cgroups),
             spares: Arc::new(Spares::default()),
             runtime: tokio::runtime::Handle::try_current().ok(),
@@ -382,11 +420,11 @@ impl Sandbox {
             let spares = Arc::downgrade(&self.spares);
             let capabilities = self.capabilities;
             let cgroups = self.cgroups.clone();
-            let hidden = self.hidden.clone();
+            let setup = self.setup.clone();
             let runtime = runtime.clone();
             let started = std::thread::Builder::new()
                 .name("nimbus-spare".into())
-                .spawn(move || spare(spares, capabilities, cgroups, hidden, runtime));
+                .spawn(move || spare(spares, capabilities, cgroups, setup, runtime));
             if started.is_err() {
                 self.spares.preparing.fetch_sub(1, Ordering::AcqRel);
                 return;
@@ -416,12 +454,12 @@ impl Sandbox {
             let runtime = tokio::runtime::Handle::current();
             let capabilities = self.capabilities;
             let cgroups = self.cgroups.clone();
-            let hidden = self.hidden.clone();
+            let setup = self.setup.clone();
             std::thread::Builder::new()
                 .name("nimbus-spawn".into())
                 .spawn(move || {
                     let _entered = runtime.enter();
-                    let _ = sender.send(spawn_fresh(plan, capabilities, &cgroups, &hidden));
+                    let _ = sender.send(spawn_fresh(plan, capabilities, &cgroups, &setup));
                 })?;
         }
         receiver
@@ -445,11 +483,11 @@ fn spare(
     spares: std::sync::Weak<Spares>,
     capabilities: Capabilities,
     cgroups: Arc<CgroupRoot>,
-    hidden: Arc<[PathBuf]>,
+    setup: Setup,
     runtime: tokio::runtime::Handle,
 ) {
     let _entered = runtime.enter();
-    let prepared = prepare(&capabilities, true, &cgroups, &hidden);
+    let prepared = prepare(&capabilities, true, &cgroups, &setup);
     let Some(pool) = spares.upgrade() else {
         if let Ok(Prepared {
             cgroup: Some(cgroup),
@@ -481,14 +519,24 @@ fn spare(
     }
 }
 
+/// The mount-namespace setup every instance gets.
+#[derive(Clone)]
+struct Setup {
+    hidden: Arc<[PathBuf]>,
+    read_only_root: bool,
+}
+
 /// What a thread has done to itself before it learns which process to start.
 struct Prepared {
     /// In a private mount namespace (propagation private).
     mount: bool,
+    /// Every mount read-only: `/tmp` must be made writable again after binding it.
+    read_only: bool,
     /// The Runtime API listener, bound inside a new network namespace.
     listener: Option<TcpListener>,
     /// A cgroup the thread has already joined (v1; joining costs ~10 ms of RCU waiting).
     cgroup: Option<Cgroup>,
+    controls: Option<Controls>,
 }
 
 /// Enter new mount and (if `network`) network namespaces and a new cgroup, as the host
@@ -497,7 +545,7 @@ fn prepare(
     capabilities: &Capabilities,
     network: bool,
     cgroups: &CgroupRoot,
-    hidden: &[PathBuf],
+    setup: &Setup,
 ) -> io::Result<Prepared> {
     let cgroup = cgroups.create_instance(&uuid::Uuid::new_v4().simple().to_string())?;
     let entered = (|| {
@@ -506,14 +554,20 @@ fn prepare(
         }
         let mut prepared = Prepared {
             mount: false,
+            read_only: false,
             listener: None,
             cgroup: None,
+            controls: cgroup.as_ref().map(Cgroup::controls).transpose()?,
         };
         if capabilities.mount_namespace {
             nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
             make_mounts_private()?;
-            for path in hidden {
+            for path in setup.hidden.iter() {
                 hide(path)?;
+            }
+            if setup.read_only_root {
+                make_mounts_read_only()?;
+                prepared.read_only = true;
             }
             prepared.mount = true;
         }
@@ -543,9 +597,9 @@ fn spawn_fresh(
     plan: Plan,
     capabilities: Capabilities,
     cgroups: &CgroupRoot,
-    hidden: &[PathBuf],
+    setup: &Setup,
 ) -> io::Result<Spawned> {
-    let prepared = prepare(&capabilities, plan.isolate_network, cgroups, hidden)?;
+    let prepared = prepare(&capabilities, plan.isolate_network, cgroups, setup)?;
     finish(plan, &capabilities, prepared)
 }
 
@@ -553,7 +607,7 @@ fn spawn_fresh(
 /// namespace, and the spawn itself.
 fn finish(plan: Plan, capabilities: &Capabilities, mut prepared: Prepared) -> io::Result<Spawned> {
     let cgroup = prepared.cgroup.take();
-    match start(plan, capabilities, prepared, cgroup.as_ref()) {
+    match start(plan, capabilities, prepared) {
         Ok((child, listener, output)) => Ok(Spawned {
             child,
             listener,
@@ -572,12 +626,11 @@ fn finish(plan: Plan, capabilities: &Capabilities, mut prepared: Prepared) -> io
 fn start(
     mut plan: Plan,
     capabilities: &Capabilities,
-    prepared: Prepared,
-    cgroup: Option<&Cgroup>,
+    mut prepared: Prepared,
 ) -> io::Result<(tokio::process::Child, TcpListener, OwnedFd)> {
     nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)?;
-    if let Some(cgroup) = cgroup {
-        cgroup.limit(plan.memory_bytes, plan.pids_max)?;
+    if let Some(controls) = &mut prepared.controls {
+        controls.limit(plan.memory_bytes, plan.pids_max)?;
     }
 
     // A private /tmp hides the host's; that is only possible when nothing the process needs
@@ -592,11 +645,25 @@ fn start(
             Some(plan.tmp.as_path()),
             "/tmp",
             None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
+            MsFlags::MS_BIND,
             None::<&str>,
         )
         .map_err(io::Error::from)?;
+        if prepared.read_only {
+            // A bind mount copies the read-only flag of the mount it comes from.
+            nix::mount::mount(
+                None::<&str>,
+                "/tmp",
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                None::<&str>,
+            )
+            .map_err(io::Error::from)?;
+        }
         private_tmp = true;
+    }
+    if nix::unistd::geteuid().is_root() {
+        drop_capabilities()?;
     }
     let listener = match prepared.listener {
         Some(listener) => listener,
@@ -634,8 +701,8 @@ fn start(
         .kill_on_drop(true);
     let child = command.spawn()?;
     drop(command);
-    if let (Some(cgroup), Some(pid)) = (cgroup, child.id()) {
-        cgroup.adopt(pid)?;
+    if let (Some(controls), Some(pid)) = (&mut prepared.controls, child.id()) {
+        controls.adopt(pid)?;
     }
     Ok((child, listener, read))
 }
@@ -643,7 +710,6 @@ fn start(
 /// Cover `path` in the calling thread's mount namespace: an empty read-only tmpfs over a
 /// directory, `/dev/null` over a file. Missing paths need no hiding.
 fn hide(path: &Path) -> io::Result<()> {
-    use nix::mount::MsFlags;
     let Ok(meta) = fs::metadata(path) else {
         return Ok(());
     };
@@ -667,8 +733,101 @@ fn hide(path: &Path) -> io::Result<()> {
     result.map_err(|e| io::Error::other(format!("hide {}: {e}", path.display())))
 }
 
+/// Capabilities a function's root keeps (Docker's default set); every other one leaves the
+/// bounding set, so the process cannot unmount what covers the server's state, load modules,
+/// trace processes or reconfigure the network.
+const KEPT_CAPABILITIES: [caps::Capability; 14] = [
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_MKNOD,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_AUDIT_WRITE,
+];
+
+/// Shrink the calling thread's bounding set; what it spawns can never gain more.
+fn drop_capabilities() -> io::Result<()> {
+    let error = |e: caps::errors::CapsError| io::Error::other(format!("drop capabilities: {e}"));
+    for capability in caps::read(None, caps::CapSet::Bounding).map_err(error)? {
+        if !KEPT_CAPABILITIES.contains(&capability) {
+            caps::drop(None, caps::CapSet::Bounding, capability).map_err(error)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remount every mount of the calling thread's namespace read-only, keeping its other flags,
+/// as Lambda's filesystem is read-only but for `/tmp`.
+fn make_mounts_read_only() -> io::Result<()> {
+    // The thread's own namespace: /proc/self would show the process leader's.
+    let table = fs::read_to_string("/proc/thread-self/mountinfo")?;
+    for line in table.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(options)) = (fields.get(4), fields.get(5)) else {
+            continue;
+        };
+        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        for option in options.split(',') {
+            flags |= match option {
+                "nosuid" => MsFlags::MS_NOSUID,
+                "nodev" => MsFlags::MS_NODEV,
+                "noexec" => MsFlags::MS_NOEXEC,
+                "noatime" => MsFlags::MS_NOATIME,
+                "nodiratime" => MsFlags::MS_NODIRATIME,
+                "relatime" => MsFlags::MS_RELATIME,
+                _ => MsFlags::empty(),
+            };
+        }
+        let point = unescape_mount_point(point);
+        let remounted = nix::mount::mount(
+            None::<&str>,
+            point.as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        );
+        if let Err(error) = remounted {
+            // The root must be read-only; a mount that cannot be remounted (one covered by
+            // another) is not reachable anyway.
+            if point == "/" {
+                return Err(io::Error::other(format!("remount / read-only: {error}")));
+            }
+            tracing::debug!(mount = %point, error = %error, "left as is");
+        }
+    }
+    Ok(())
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
+fn unescape_mount_point(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && let Ok(value) =
+                u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("x"), 8)
+        {
+            out.push(value);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn make_mounts_private() -> io::Result<()> {
-    use nix::mount::MsFlags;
     nix::mount::mount(
         None::<&str>,
         "/",
@@ -709,5 +868,19 @@ fn loopback_up() -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::other("`ip link set lo up` failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        assert_eq!(unescape_mount_point("/a\\040b/c"), "/a b/c");
+        assert_eq!(unescape_mount_point("/tab\\011x"), "/tab\tx");
+        assert_eq!(unescape_mount_point("/back\\134slash"), "/back\\slash");
+        assert_eq!(unescape_mount_point("/plain"), "/plain");
+        assert_eq!(unescape_mount_point("/short\\04"), "/short\\04");
     }
 }
