@@ -148,6 +148,20 @@ impl Executor for ProcessExecutor {
                         "runtime python3 needs `python3` on the server's PATH; install Python 3",
                     )
                 })?;
+                if source == LoadSource::Compiled {
+                    // Functions see their code read-only, so Python could not cache bytecode
+                    // and would recompile every module at every cold start: compile once here.
+                    let (python, code) = (python.clone(), target.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        std::process::Command::new(python)
+                            .args(["-m", "compileall", "-q", "-j", "0"])
+                            .arg(code)
+                            .stdout(std::process::Stdio::null())
+                            .stderr(std::process::Stdio::null())
+                            .status()
+                    })
+                    .await;
+                }
                 let script = self.runtime_dir.join(ric::PYTHON_FILE);
                 (
                     python,
