@@ -186,8 +186,33 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
     }
 }
 
-/// A Lambda fixture's code directory under `tests/fixtures/lambda`.
+/// A Lambda fixture's code directory under `tests/fixtures/lambda`. The first call makes sure
+/// the host has what process functions need: `node` for the nodejs runtime and `ip` for
+/// loopback in network namespaces (installed from Debian when missing).
 pub fn lambda_fixture(name: &str) -> PathBuf {
+    static TOOLS: OnceLock<()> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let missing: Vec<&str> = [("node", "nodejs"), ("ip", "iproute2")]
+            .into_iter()
+            .filter(|(program, _)| {
+                std::process::Command::new("sh")
+                    .args(["-c", &format!("command -v {program}")])
+                    .output()
+                    .map(|o| !o.status.success())
+                    .unwrap_or(true)
+            })
+            .map(|(_, package)| package)
+            .collect();
+        if !missing.is_empty() {
+            let install = format!(
+                "apt-get install -y {0} || (apt-get update && apt-get install -y {0})",
+                missing.join(" ")
+            );
+            let _ = std::process::Command::new("sh")
+                .args(["-c", &install])
+                .status();
+        }
+    });
     workspace_root().join("tests/fixtures/lambda").join(name)
 }
 
