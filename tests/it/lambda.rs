@@ -666,18 +666,44 @@ async fn process_sees_only_its_own_environment_and_sandbox() {
     let seen = get_json(&p, "/sandbox/x").await;
     assert_eq!(seen["no_new_privs"], "1");
     assert_eq!(seen["pgid"], seen["pid"], "own process group");
+    let data_under_tmp = p.dir.path().canonicalize().unwrap().starts_with("/tmp");
+    assert_eq!(
+        status.private_tmp,
+        status.mount_namespace && !data_under_tmp,
+        "{status:?}"
+    );
     if status.mount_namespace {
-        assert_eq!(
-            seen["tmp"],
-            serde_json::json!(["marker"]),
-            "private /tmp: {seen}"
-        );
-        // The server's token and store are covered.
+        // The server's token and store are covered, and the cover cannot be lifted.
         assert_eq!(
             seen["SECRET_FILE"], "",
             "the admin token is visible: {seen}"
         );
         assert_eq!(seen["STATE_DIR"], serde_json::json!([]), "{seen}");
+        assert!(
+            seen["unmount_state"].as_str().unwrap().starts_with("error"),
+            "{seen}"
+        );
+    }
+    if status.private_tmp {
+        assert_eq!(
+            seen["tmp"],
+            serde_json::json!(["marker"]),
+            "private /tmp: {seen}"
+        );
+        // Everything but /tmp is read-only, as on Lambda.
+        assert_eq!(
+            seen["write_code_dir"], "error: Read-only file system",
+            "{seen}"
+        );
+        assert_eq!(seen["tmpdir"], "/tmp", "{seen}");
+    } else {
+        // Otherwise the host's /tmp stays, and TMPDIR is the instance's own directory.
+        assert_ne!(seen["tmpdir"], "/tmp", "{seen}");
+        assert_eq!(
+            seen["tmpdir_entries"],
+            serde_json::json!(["marker"]),
+            "{seen}"
+        );
     }
     if status.pid_namespace {
         assert_eq!(seen["pid"], 1, "own PID namespace");

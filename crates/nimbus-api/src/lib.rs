@@ -109,6 +109,10 @@ pub struct ProcessSandbox {
     pub mount_namespace: bool,
     pub pid_namespace: bool,
     pub network_namespace: bool,
+    /// `/tmp` is private to each instance and the rest of the filesystem read-only (needs the
+    /// mount namespace and a data directory outside `/tmp`).
+    #[serde(default)]
+    pub private_tmp: bool,
     /// `"v1"` or `"v2"`; absent when no cgroup hierarchy is writable (see docs/process.md for
     /// what then limits memory).
     pub cgroup: Option<String>,

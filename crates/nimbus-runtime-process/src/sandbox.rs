@@ -30,6 +30,9 @@ pub struct Capabilities {
     pub pid_namespace: bool,
     pub network_namespace: bool,
     pub cgroup: Option<CgroupVersion>,
+    /// `/tmp` is private and everything else read-only (needs a mount namespace and the data
+    /// directory outside `/tmp`).
+    pub private_tmp: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -58,6 +61,7 @@ impl Capabilities {
             pid_namespace: pid,
             network_namespace: net,
             cgroup: cgroup_root.version(),
+            private_tmp: false,
         }
     }
 }
@@ -380,11 +384,15 @@ impl Sandbox {
         hidden: Vec<PathBuf>,
         private_tmp: bool,
     ) -> Sandbox {
+        let read_only_root = capabilities.mount_namespace && private_tmp;
         let sandbox = Sandbox {
-            capabilities,
+            capabilities: Capabilities {
+                private_tmp: read_only_root,
+                ..capabilities
+            },
             setup: Setup {
                 hidden: hidden.into(),
-                read_only_root: capabilities.mount_namespace && private_tmp,
+                read_only_root,
             },
             cgroups: Arc::new(cgroups),
             spares: Arc::new(Spares::default()),

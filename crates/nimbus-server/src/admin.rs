@@ -135,6 +135,7 @@ async fn status(State(state): State<AdminState>) -> ApiResult<Status> {
             mount_namespace: platform.sandbox.mount_namespace,
             pid_namespace: platform.sandbox.pid_namespace,
             network_namespace: platform.sandbox.network_namespace,
+            private_tmp: platform.sandbox.private_tmp,
             cgroup: platform.sandbox.cgroup.map(|v| match v {
                 nimbus_runtime_process::sandbox::CgroupVersion::V1 => "v1".to_owned(),
                 nimbus_runtime_process::sandbox::CgroupVersion::V2 => "v2".to_owned(),
