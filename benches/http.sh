@@ -10,6 +10,7 @@
 # target/bench-tools if missing), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 ROOT=$PWD
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
@@ -20,7 +21,6 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null); }
 WASMTIME=${WASMTIME:-$(command -v wasmtime || true)}
 if [ -z "$WASMTIME" ] || ! "$WASMTIME" --version | grep -q '^wasmtime 48\.0\.8'; then
   WASMTIME=$TOOLS/bin/wasmtime
@@ -32,18 +32,8 @@ CARGO_TARGET_DIR=$ROOT/target/guests cargo build --release --target wasm32-wasip
 HELLO=$ROOT/target/guests/wasm32-wasip2/release/hello.wasm
 NIMBUS=$ROOT/target/release/nimbus
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
 
-# wrk → "req/s p50_ms p99_ms"
-run_wrk() {
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$1" | awk '
-    /Requests\/sec/ {rps=$2}
-    /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-    /Non-2xx/ {bad=$NF}
-    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-    END { if (bad != "") { print "non-2xx responses: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.3f %.3f\n", rps, ms(p50), ms(p99) }'
-}
 
 start_nimbus() { # $1 = instance mode, $2 = idle timeout; sets URL (no subshell, so PIDS keeps the server)
   local dir=$WORK/nimbus-$1-$RANDOM port
@@ -77,7 +67,6 @@ start_wasmtime() { # $1 = extra flags; sets URL
 
 stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; PIDS=(); }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -A RESULTS
 CONFIGS=("nimbus fresh" "wasmtime-serve fresh" "nimbus reuse" "wasmtime-serve reuse")
@@ -91,7 +80,7 @@ for round in $(seq 1 "$ROUNDS"); do
     esac
     wait_http "$url"
     wrk -t1 -c"$CONNECTIONS" -d2s "$url" >/dev/null # warm-up
-    RESULTS["$config"]+="$(run_wrk "$url")"$'\n'
+    RESULTS["$config"]+="$(run_wrk "$url" "$CONNECTIONS")"$'\n'
     echo "round $round $config: $(echo "${RESULTS[$config]}" | tail -n 2 | head -n 1)" >&2
     stop_all
   done

@@ -12,6 +12,7 @@
 # Needs: wrk (installed from Debian if missing), curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 ROOT=$PWD
 COLD=${COLD:-21}
 DURATION=${DURATION:-10s}
@@ -21,23 +22,12 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null); }
 cargo build --release -p nimbus >&2
 cargo build --release --manifest-path examples/lambda-rust/Cargo.toml >&2
 CARGO_TARGET_DIR=$ROOT/target/guests cargo build --release --target wasm32-wasip2 --manifest-path examples/hello/Cargo.toml >&2
 NIMBUS=$ROOT/target/release/nimbus
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0; sleep 0.05; done; echo "no 200 from $1" >&2; return 1; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-run_wrk() { # $1 = url, $2 = connections → "req/s p50_ms p99_ms"
-  wrk -t1 -c"$2" -d"$DURATION" --latency "$1" | awk '
-    /Requests\/sec/ {rps=$2}
-    /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-    /Non-2xx/ {bad=$NF}
-    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-    END { if (bad != "") { print "non-2xx responses: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.3f %.3f\n", rps, ms(p50), ms(p99) }'
-}
 
 APP=$WORK/app
 mkdir -p "$APP/rust" "$APP/python" "$APP/node"
