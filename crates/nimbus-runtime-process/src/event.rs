@@ -71,16 +71,14 @@ pub fn request_event(parts: &http::request::Parts, body: &[u8], facts: &RequestF
     }
 
     let mut query_parameters: Map<String, Value> = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let (key, value) = (percent_decode(key), percent_decode(value));
-        match query_parameters.get_mut(&key) {
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match query_parameters.get_mut(key.as_ref()) {
             Some(Value::String(existing)) => {
                 existing.push(',');
                 existing.push_str(&value);
             }
             _ => {
-                query_parameters.insert(key, Value::String(value));
+                query_parameters.insert(key.into_owned(), Value::String(value.into_owned()));
             }
         }
     }
@@ -302,28 +300,6 @@ fn is_textual(content_type: Option<&str>) -> bool {
                 | "application/x-www-form-urlencoded"
                 | "application/graphql"
         )
-}
-
-fn percent_decode(text: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `23/Nov/2026:15:43:44 +0000`, the time format of `requestContext.time`.
