@@ -384,15 +384,15 @@ impl Sandbox {
         hidden: Vec<PathBuf>,
         private_tmp: bool,
     ) -> Sandbox {
-        let read_only_root = capabilities.mount_namespace && private_tmp;
+        let private_tmp = capabilities.mount_namespace && private_tmp;
         let sandbox = Sandbox {
             capabilities: Capabilities {
-                private_tmp: read_only_root,
+                private_tmp,
                 ..capabilities
             },
             setup: Setup {
                 hidden: hidden.into(),
-                read_only_root,
+                private_tmp,
             },
             cgroups: Arc::new(cgroups),
             spares: Arc::new(Spares::default()),
@@ -531,15 +531,15 @@ fn spare(
 #[derive(Clone)]
 struct Setup {
     hidden: Arc<[PathBuf]>,
-    read_only_root: bool,
+    /// A private `/tmp` and everything else read-only (decided once: the instance directories
+    /// live outside `/tmp`).
+    private_tmp: bool,
 }
 
 /// What a thread has done to itself before it learns which process to start.
 struct Prepared {
-    /// In a private mount namespace (propagation private).
-    mount: bool,
-    /// Every mount read-only: `/tmp` must be made writable again after binding it.
-    read_only: bool,
+    /// Every mount is read-only; the instance's directory is to be bound at `/tmp`.
+    private_tmp: bool,
     /// The Runtime API listener, bound inside a new network namespace.
     listener: Option<TcpListener>,
     /// A cgroup the thread has already joined (v1; joining costs ~10 ms of RCU waiting).
@@ -561,8 +561,7 @@ fn prepare(
             cgroup.enter_thread()?;
         }
         let mut prepared = Prepared {
-            mount: false,
-            read_only: false,
+            private_tmp: false,
             listener: None,
             cgroup: None,
             controls: cgroup.as_ref().map(Cgroup::controls).transpose()?,
@@ -573,11 +572,10 @@ fn prepare(
             for path in setup.hidden.iter() {
                 hide(path)?;
             }
-            if setup.read_only_root {
+            if setup.private_tmp {
                 make_mounts_read_only()?;
-                prepared.read_only = true;
+                prepared.private_tmp = true;
             }
-            prepared.mount = true;
         }
         if network && capabilities.network_namespace {
             nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
@@ -641,14 +639,7 @@ fn start(
         controls.limit(plan.memory_bytes, plan.pids_max)?;
     }
 
-    // A private /tmp hides the host's; that is only possible when nothing the process needs
-    // lives there (a data directory under /tmp keeps the host's /tmp, with TMPDIR private).
-    let needs_host_tmp = std::iter::once(plan.cwd.as_path())
-        .chain(std::iter::once(plan.program.as_path()))
-        .chain(plan.args.iter().map(Path::new))
-        .any(|path| path.starts_with("/tmp"));
-    let mut private_tmp = false;
-    if prepared.mount && !needs_host_tmp {
+    if prepared.private_tmp {
         nix::mount::mount(
             Some(plan.tmp.as_path()),
             "/tmp",
@@ -657,18 +648,15 @@ fn start(
             None::<&str>,
         )
         .map_err(io::Error::from)?;
-        if prepared.read_only {
-            // A bind mount copies the read-only flag of the mount it comes from.
-            nix::mount::mount(
-                None::<&str>,
-                "/tmp",
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                None::<&str>,
-            )
-            .map_err(io::Error::from)?;
-        }
-        private_tmp = true;
+        // A bind mount copies the read-only flag of the mount it comes from.
+        nix::mount::mount(
+            None::<&str>,
+            "/tmp",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            None::<&str>,
+        )
+        .map_err(io::Error::from)?;
     }
     if nix::unistd::geteuid().is_root() {
         drop_capabilities()?;
@@ -685,7 +673,7 @@ fn start(
         nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(io::Error::from)?;
     }
 
-    let tmp_env = if private_tmp {
+    let tmp_env = if prepared.private_tmp {
         "/tmp".to_owned()
     } else {
         plan.tmp.display().to_string()
