@@ -109,7 +109,7 @@ impl LoadedFunction for ProcessFunction {
         // Init ends when the runtime first asks for an event.
         let mut state = api.state.clone();
         let outcome = tokio::select! {
-            ready = state.wait_for(|s| s.next_calls > 0 || s.init_error.is_some()) => {
+            ready = state.wait_for(|s| s.ready || s.init_error.is_some()) => {
                 match ready.map(|s| s.init_error.clone()) {
                     Ok(None) => Ok(()),
                     Ok(Some((error_type, message))) => Err(format!("{error_type}: {message}")),
@@ -121,7 +121,7 @@ impl LoadedFunction for ProcessFunction {
                 Err(e) => format!("the process could not be watched: {e}"),
             }),
             _ = tokio::time::sleep(INIT_TIMEOUT) => {
-                Err(format!("the runtime did not ask for its first event within {INIT_TIMEOUT:?}"))
+                Err(format!("the runtime did not ask for its first event within {INIT_TIMEOUT:?}; move slow start-up work into the handler (or make it lazy), or check that `bootstrap` calls the Runtime API at AWS_LAMBDA_RUNTIME_API"))
             }
         };
         tracing::debug!(init = ?started.elapsed(), "instance started");

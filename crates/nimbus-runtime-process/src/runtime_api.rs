@@ -46,8 +46,8 @@ pub(crate) enum Reply {
 /// What the runtime has said about itself.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuntimeState {
-    /// How many times the runtime asked for the next invocation; the first call ends init.
-    pub next_calls: u64,
+    /// The runtime has asked for its first event: init is over.
+    pub ready: bool,
     /// `(errorType, errorMessage)` from `/runtime/init/error`.
     pub init_error: Option<(String, String)>,
 }
@@ -235,7 +235,10 @@ async fn handle(shared: &Shared, request: http::Request<Incoming>) -> ApiRespons
 }
 
 async fn next(shared: &Shared) -> ApiResponse {
-    shared.state.send_modify(|state| state.next_calls += 1);
+    // Only the first call changes anything; later ones notify nobody.
+    shared
+        .state
+        .send_if_modified(|state| !std::mem::replace(&mut state.ready, true));
     let invocation = {
         let mut invocations = shared.invocations.lock().await;
         invocations.recv().await
