@@ -63,10 +63,6 @@ fn event_request() -> InvokeRequest {
     }
 }
 
-fn alive(pid: u64) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
 #[tokio::test]
 async fn python_handler_gets_a_v2_event_and_its_result_is_mapped() {
     let p = Platform::start().await;
@@ -441,6 +437,12 @@ async fn timeouts_kill_and_crashes_get_a_new_instance() {
         error_code(p.http.get(p.url("/slow/x?s=30")).send().await.unwrap()).await;
     assert_eq!((status, code.as_str()), (504, "function_timeout"));
     assert!(message.contains("timeout"), "{message}");
+    // Killed, not just abandoned: its process is gone (the crash function has none yet).
+    let killed = eventually(Duration::from_secs(5), async || {
+        function_processes(p.dir.path()).is_empty()
+    })
+    .await;
+    assert!(killed, "{:?}", function_processes(p.dir.path()));
     // The killed instance is not reused: the next request is a cold start that answers.
     let response = p.http.get(p.url("/slow/x?s=0")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
@@ -523,21 +525,19 @@ async fn idle_instances_exit_and_the_next_request_starts_cold() {
     let dir = data_dir();
     let p = Platform::start_in(dir, |c| c.idle_timeout = Duration::from_millis(300)).await;
     deploy_python(&p, &[("py", "app.handler", "")]).await;
-    let facts = get_json(&p, "/py/x").await;
-    let pid = facts["pid"].as_u64().unwrap();
-    let sandboxed = p
-        .client
-        .status()
-        .await
-        .unwrap()
-        .process_sandbox
-        .pid_namespace;
+    get_json(&p, "/py/x").await;
+    assert_eq!(function_processes(p.dir.path()).len(), 1);
+    // Scaled to zero: no idle instance, and no process left on the host.
     let zero = eventually(Duration::from_secs(10), async || {
         let functions = p.client.functions().await.unwrap();
-        functions[0].idle_instances == 0 && (sandboxed || !alive(pid))
+        functions[0].idle_instances == 0 && function_processes(p.dir.path()).is_empty()
     })
     .await;
-    assert!(zero, "the idle instance was not reaped");
+    assert!(
+        zero,
+        "the idle instance was not reaped: {:?}",
+        function_processes(p.dir.path())
+    );
     let second = get_json(&p, "/py/x").await;
     assert_eq!(
         second["invocations"], 1,
@@ -850,6 +850,7 @@ function = "idle"
 
 /// Processes running nimbus's Python client from `data_dir`.
 fn function_processes(data_dir: &Path) -> Vec<String> {
+    let data_dir = data_dir.canonicalize().unwrap();
     let needle = data_dir.join("process/runtime").display().to_string();
     std::fs::read_dir("/proc")
         .unwrap()

@@ -138,15 +138,26 @@ impl Platform {
         manifest: &str,
         components: &[(&str, &str)],
     ) -> Result<DeployResponse, nimbus_api::ApiError> {
-        let mut artifacts = BTreeMap::new();
-        for (function, guest) in components {
-            let bytes = std::fs::read(component(guest)).unwrap();
-            artifacts.insert(
-                function.to_string(),
+        let artifacts = components
+            .iter()
+            .map(|(function, guest)| (*function, std::fs::read(component(guest)).unwrap()));
+        self.deploy_bytes(manifest, artifacts).await
+    }
+
+    /// Upload each function's artifact bytes, then deploy `manifest` with them.
+    async fn deploy_bytes(
+        &self,
+        manifest: &str,
+        artifacts: impl Iterator<Item = (&str, Vec<u8>)>,
+    ) -> Result<DeployResponse, nimbus_api::ApiError> {
+        let mut digests = BTreeMap::new();
+        for (function, bytes) in artifacts {
+            digests.insert(
+                function.to_owned(),
                 self.client.upload_artifact(bytes).await?,
             );
         }
-        self.deploy_artifacts(manifest, artifacts).await
+        self.deploy_artifacts(manifest, digests).await
     }
 
     pub async fn deploy_artifacts(
@@ -247,15 +258,10 @@ impl Platform {
         manifest: &str,
         code: &[(&str, &Path)],
     ) -> Result<DeployResponse, nimbus_api::ApiError> {
-        let mut artifacts = BTreeMap::new();
-        for (function, dir) in code {
-            let bytes = nimbus_api::artifact::pack_dir(dir).unwrap();
-            artifacts.insert(
-                function.to_string(),
-                self.client.upload_artifact(bytes).await?,
-            );
-        }
-        self.deploy_artifacts(manifest, artifacts).await
+        let artifacts = code
+            .iter()
+            .map(|(function, dir)| (*function, nimbus_api::artifact::pack_dir(dir).unwrap()));
+        self.deploy_bytes(manifest, artifacts).await
     }
 
     /// The records of `app/function` once `count` of them are stored.
