@@ -59,6 +59,14 @@ pub enum ErrorCode {
     FunctionNotFound,
     /// `rollback` was asked for but there is no earlier version.
     NoPreviousVersion,
+    /// No queue by that name in the app.
+    QueueNotFound,
+    /// No asynchronous invocation with that id (or it has expired).
+    InvocationNotFound,
+    /// The event is not a valid CloudEvent, or a message is malformed.
+    InvalidEvent,
+    /// The function has no grant for what it tried (sending to a queue, publishing events).
+    Forbidden,
     /// Something inside nimbus failed; the logs have the detail.
     Internal,
 }
@@ -92,6 +100,10 @@ impl ErrorCode {
             ErrorCode::AppNotFound => "app_not_found",
             ErrorCode::FunctionNotFound => "function_not_found",
             ErrorCode::NoPreviousVersion => "no_previous_version",
+            ErrorCode::QueueNotFound => "queue_not_found",
+            ErrorCode::InvocationNotFound => "invocation_not_found",
+            ErrorCode::InvalidEvent => "invalid_event",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
         }
     }

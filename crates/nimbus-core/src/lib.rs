@@ -6,12 +6,17 @@
 //! be tested exhaustively and depended on by every layer without dragging anything in.
 
 pub mod error;
+pub mod events;
 pub mod name;
 pub mod outbound;
 pub mod record;
 pub mod spec;
 
 pub use error::ErrorCode;
+pub use events::{
+    DeliveryPolicy, Destination, EventsSpec, Missed, QueueSpec, QueueTriggerSpec, RuleSpec,
+    ScheduleExpr, ScheduleSpec,
+};
 pub use name::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};

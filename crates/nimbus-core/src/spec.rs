@@ -1,6 +1,7 @@
 //! Validated specs of apps, functions and routes: what the manifest means, independent of how
 //! it was written. The manifest crate is the only producer; everything else consumes these.
 
+use crate::events::{DeliveryPolicy, EventsSpec};
 use crate::{Name, OutboundRule};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -87,6 +88,15 @@ pub struct FunctionSpec {
     /// Instances kept warm even when idle.
     #[serde(default)]
     pub min_instances: u32,
+    /// How asynchronous deliveries to this function are retried and where results go.
+    #[serde(default)]
+    pub delivery: DeliveryPolicy,
+    /// Queues of the app this function may send to (a grant).
+    #[serde(default)]
+    pub queues: Vec<Name>,
+    /// Whether this function may publish events to the app's bus (a grant).
+    #[serde(default)]
+    pub publish: bool,
 }
 
 impl FunctionSpec {
@@ -108,6 +118,9 @@ impl FunctionSpec {
             instance: InstanceMode::Reuse,
             kind: FunctionKind::Wasm,
             min_instances: 0,
+            delivery: DeliveryPolicy::default(),
+            queues: Vec::new(),
+            publish: false,
         }
     }
 }
@@ -128,9 +141,11 @@ pub struct AppSpec {
     pub name: Name,
     pub functions: BTreeMap<Name, FunctionSpec>,
     pub routes: Vec<RouteSpec>,
+    #[serde(default)]
+    pub events: EventsSpec,
 }
 
-mod duration_ms {
+pub(crate) mod duration_ms {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

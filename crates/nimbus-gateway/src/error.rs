@@ -13,7 +13,10 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::RouteNotFound
         | ErrorCode::AppNotFound
         | ErrorCode::FunctionNotFound
-        | ErrorCode::ArtifactNotFound => StatusCode::NOT_FOUND,
+        | ErrorCode::ArtifactNotFound
+        | ErrorCode::QueueNotFound
+        | ErrorCode::InvocationNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -33,7 +36,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidComponent
         | ErrorCode::InvalidCode
         | ErrorCode::IncompatibleComponent
-        | ErrorCode::DigestMismatch => StatusCode::BAD_REQUEST,
+        | ErrorCode::DigestMismatch
+        | ErrorCode::InvalidEvent => StatusCode::BAD_REQUEST,
         ErrorCode::RouteConflict | ErrorCode::NoPreviousVersion => StatusCode::CONFLICT,
     }
 }

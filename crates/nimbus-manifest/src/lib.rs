@@ -8,8 +8,9 @@
 //! only the CLI, which builds and uploads, needs them; the server deploys from artifacts.
 
 use nimbus_core::{
-    AppSpec, FunctionKind, FunctionSpec, InstanceMode, Name, Network, OutboundRule, RouteSpec,
-    Runtime,
+    AppSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind, FunctionSpec, InstanceMode,
+    Missed, Name, Network, OutboundRule, QueueSpec, QueueTriggerSpec, RouteSpec, RuleSpec, Runtime,
+    ScheduleExpr, ScheduleSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -64,6 +65,70 @@ struct RawManifest {
     function: BTreeMap<Spanned<String>, RawFunction>,
     #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    queue: BTreeMap<Spanned<String>, RawQueue>,
+    #[serde(default)]
+    trigger: RawTriggers,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    #[serde(default)]
+    fifo: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTriggers {
+    #[serde(default)]
+    queue: Vec<Spanned<RawQueueTrigger>>,
+    #[serde(default)]
+    schedule: Vec<Spanned<RawSchedule>>,
+    #[serde(default)]
+    event: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueueTrigger {
+    queue: Spanned<String>,
+    function: Spanned<String>,
+    batch_size: Option<Spanned<i64>>,
+    concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    name: Option<Spanned<String>>,
+    cron: Option<Spanned<String>>,
+    rate: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    missed: Option<Spanned<String>>,
+    function: Spanned<String>,
+    payload: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<String>,
+    pattern: Spanned<toml::Value>,
+    function: Option<Spanned<String>>,
+    queue: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    retries: Option<Spanned<i64>>,
+    backoff: Option<Spanned<String>>,
+    max_backoff: Option<Spanned<String>>,
+    max_age: Option<Spanned<String>>,
+    dead_letter: Option<Spanned<String>>,
+    on_success: Option<Spanned<String>>,
+    on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +149,10 @@ struct RawFunction {
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
     instance: Option<Spanned<String>>,
+    delivery: Option<RawDelivery>,
+    #[serde(default)]
+    queues: Vec<Spanned<String>>,
+    publish: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +196,75 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
 
     let app_name = Name::new(raw.name.get_ref())
         .map_err(|e| at(Some(raw.name.span()), "name".into(), e.to_string()))?;
+
+    // Queues first: functions' grants and policies refer to them.
+    let mut queues = Vec::new();
+    for (raw_name, q) in &raw.queue {
+        let name = Name::new(raw_name.get_ref()).map_err(|e| {
+            at(
+                Some(raw_name.span()),
+                format!("queue.{}", raw_name.get_ref()),
+                e.to_string(),
+            )
+        })?;
+        queues.push(QueueSpec { name, fifo: q.fifo });
+    }
+    let queue_name_list: Vec<String> = queues.iter().map(|q| q.name.to_string()).collect();
+    let queue_names: Vec<&str> = queue_name_list.iter().map(String::as_str).collect();
+    let function_names: Vec<String> = raw.function.keys().map(|k| k.get_ref().clone()).collect();
+    let known = |names: &[&str]| {
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let queue_ref = |value: &Spanned<String>, key: String| -> Result<Name, ManifestError> {
+        Name::new(value.get_ref())
+            .ok()
+            .filter(|n| queue_names.contains(&n.as_str()))
+            .ok_or_else(|| {
+                at(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "no queue {:?} in this manifest (declared: {}); declare it as [queue.{}]",
+                        value.get_ref(),
+                        known(&queue_names),
+                        value.get_ref()
+                    ),
+                )
+            })
+    };
+    let function_ref = |value: &Spanned<String>, key: String| -> Result<Name, ManifestError> {
+        Name::new(value.get_ref())
+            .ok()
+            .filter(|n| function_names.iter().any(|f| f == n.as_str()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = function_names.iter().map(String::as_str).collect();
+                at(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "no function {:?} in this manifest (declared: {})",
+                        value.get_ref(),
+                        known(&names)
+                    ),
+                )
+            })
+    };
+    let duration = |value: &Spanned<String>, key: String| {
+        humantime::parse_duration(value.get_ref()).map_err(|_| {
+            at(
+                Some(value.span()),
+                key,
+                format!(
+                    "expected a duration like \"30s\" or \"6h\", got {:?}",
+                    value.get_ref()
+                ),
+            )
+        })
+    };
 
     let mut functions = BTreeMap::new();
     let mut sources = BTreeMap::new();
@@ -240,6 +378,77 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
                 ));
             }
             spec.min_instances = value as u32;
+        }
+        for queue in &f.queues {
+            spec.queues.push(queue_ref(queue, key("queues"))?);
+        }
+        spec.publish = f.publish.unwrap_or(false);
+        if let Some(delivery) = &f.delivery {
+            let policy = &mut spec.delivery;
+            if let Some(retries) = &delivery.retries {
+                let value = *retries.get_ref();
+                if !(0..=i64::from(DeliveryPolicy::MAX_RETRIES)).contains(&value) {
+                    return Err(at(
+                        Some(retries.span()),
+                        key("delivery.retries"),
+                        format!(
+                            "expected a number from 0 to {}, got {value}",
+                            DeliveryPolicy::MAX_RETRIES
+                        ),
+                    ));
+                }
+                policy.retries = value as u32;
+            }
+            if let Some(v) = &delivery.backoff {
+                policy.backoff = duration(v, key("delivery.backoff"))?;
+            }
+            if let Some(v) = &delivery.max_backoff {
+                policy.max_backoff = duration(v, key("delivery.max_backoff"))?;
+            }
+            if let Some(v) = &delivery.max_age {
+                policy.max_age = duration(v, key("delivery.max_age"))?;
+                if policy.max_age < std::time::Duration::from_secs(1) {
+                    return Err(at(
+                        Some(v.span()),
+                        key("delivery.max_age"),
+                        "expected at least 1s".into(),
+                    ));
+                }
+            }
+            if policy.max_backoff < policy.backoff {
+                policy.max_backoff = policy.backoff;
+            }
+            if let Some(v) = &delivery.dead_letter {
+                policy.dead_letter = Some(queue_ref(v, key("delivery.dead_letter"))?);
+            }
+            for (field, raw_value, slot) in [
+                ("on_success", &delivery.on_success, &mut policy.on_success),
+                ("on_failure", &delivery.on_failure, &mut policy.on_failure),
+            ] {
+                let Some(value) = raw_value else { continue };
+                let field_key = key(&format!("delivery.{field}"));
+                let destination = match value.get_ref().split_once(':') {
+                    Some(("function", name)) => Destination::Function(function_ref(
+                        &Spanned::new(value.span(), name.to_owned()),
+                        field_key,
+                    )?),
+                    Some(("queue", name)) => Destination::Queue(queue_ref(
+                        &Spanned::new(value.span(), name.to_owned()),
+                        field_key,
+                    )?),
+                    _ => {
+                        return Err(at(
+                            Some(value.span()),
+                            field_key,
+                            format!(
+                                "expected \"function:NAME\" or \"queue:NAME\", got {:?}",
+                                value.get_ref()
+                            ),
+                        ));
+                    }
+                };
+                *slot = Some(destination);
+            }
         }
         let here = |field: &Option<Spanned<String>>| field.as_ref().map(|v| v.span());
         let (path, form) = match (&f.component, &f.runtime) {
@@ -453,11 +662,169 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         });
     }
 
+    let mut events = EventsSpec {
+        queues,
+        ..EventsSpec::default()
+    };
+    for (index, trigger) in raw.trigger.queue.iter().enumerate() {
+        let key = |field: &str| format!("trigger.queue[{index}].{field}");
+        let t = trigger.get_ref();
+        let queue = queue_ref(&t.queue, key("queue"))?;
+        let function = function_ref(&t.function, key("function"))?;
+        if events.queue_triggers.iter().any(|q| q.queue == queue) {
+            return Err(at(
+                Some(t.queue.span()),
+                key("queue"),
+                format!(
+                    "queue {queue:?} already has a consumer; a queue is consumed by one function"
+                ),
+            ));
+        }
+        let mut spec = QueueTriggerSpec {
+            queue,
+            function,
+            batch_size: QueueTriggerSpec::DEFAULT_BATCH_SIZE,
+            concurrency: QueueTriggerSpec::DEFAULT_CONCURRENCY,
+        };
+        if let Some(v) = &t.batch_size {
+            let value = *v.get_ref();
+            if !(1..=i64::from(QueueTriggerSpec::MAX_BATCH_SIZE)).contains(&value) {
+                return Err(at(
+                    Some(v.span()),
+                    key("batch_size"),
+                    format!(
+                        "expected a number from 1 to {}, got {value}",
+                        QueueTriggerSpec::MAX_BATCH_SIZE
+                    ),
+                ));
+            }
+            spec.batch_size = value as u32;
+        }
+        if let Some(v) = &t.concurrency {
+            let value = *v.get_ref();
+            if !(1..=1000).contains(&value) {
+                return Err(at(
+                    Some(v.span()),
+                    key("concurrency"),
+                    format!("expected a number from 1 to 1000, got {value}"),
+                ));
+            }
+            spec.concurrency = value as u32;
+        }
+        events.queue_triggers.push(spec);
+    }
+    for (index, schedule) in raw.trigger.schedule.iter().enumerate() {
+        let key = |field: &str| format!("trigger.schedule[{index}].{field}");
+        let s = schedule.get_ref();
+        let function = function_ref(&s.function, key("function"))?;
+        let timezone = s
+            .timezone
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_else(|| "UTC".to_owned());
+        let (expr, expr_span, expr_key) = match (&s.cron, &s.rate) {
+            (Some(cron), None) => (
+                ScheduleExpr::Cron(cron.get_ref().clone()),
+                cron.span(),
+                key("cron"),
+            ),
+            (None, Some(rate)) => (
+                ScheduleExpr::Rate(
+                    nimbus_events::schedule::parse_rate(rate.get_ref())
+                        .map_err(|e| at(Some(rate.span()), key("rate"), e))?,
+                ),
+                rate.span(),
+                key("rate"),
+            ),
+            _ => {
+                return Err(at(
+                    Some(schedule.span()),
+                    format!("trigger.schedule[{index}]"),
+                    "expected exactly one of `cron = \"0 */5 * * * *\"` or `rate = \"5 minutes\"`"
+                        .into(),
+                ));
+            }
+        };
+        if let Err(message) = nimbus_events::schedule::Schedule::new(&expr, &timezone) {
+            let (span, key) = match &s.timezone {
+                Some(tz) if message.contains("time zone") => (tz.span(), key("timezone")),
+                _ => (expr_span, expr_key),
+            };
+            return Err(at(Some(span), key, message));
+        }
+        let missed = match s.missed.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("skip") => Missed::Skip,
+            Some("run_once") => Missed::RunOnce,
+            Some(other) => {
+                return Err(at(
+                    s.missed.as_ref().map(|m| m.span()),
+                    key("missed"),
+                    format!("expected \"skip\" or \"run_once\", got {other:?}"),
+                ));
+            }
+        };
+        let name = match &s.name {
+            Some(name) => Name::new(name.get_ref())
+                .map_err(|e| at(Some(name.span()), key("name"), e.to_string()))?
+                .to_string(),
+            None => format!("{function}-{index}"),
+        };
+        if events.schedules.iter().any(|other| other.name == name) {
+            return Err(at(
+                Some(schedule.span()),
+                key("name"),
+                format!("two schedules are named {name:?}; give each a distinct `name`"),
+            ));
+        }
+        let payload = s
+            .payload
+            .as_ref()
+            .map(|p| serde_json::to_string(p).unwrap_or_default());
+        events.schedules.push(ScheduleSpec {
+            name,
+            expr,
+            timezone,
+            missed,
+            function,
+            payload,
+        });
+    }
+    for (index, rule) in raw.trigger.event.iter().enumerate() {
+        let key = |field: &str| format!("trigger.event[{index}].{field}");
+        let r = rule.get_ref();
+        let pattern = match r.pattern.get_ref() {
+            toml::Value::String(text) => text.clone(),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        };
+        nimbus_events::Pattern::parse(&pattern)
+            .map_err(|e| at(Some(r.pattern.span()), key("pattern"), e.to_string()))?;
+        let target = match (&r.function, &r.queue) {
+            (Some(function), None) => {
+                Destination::Function(function_ref(function, key("function"))?)
+            }
+            (None, Some(queue)) => Destination::Queue(queue_ref(queue, key("queue"))?),
+            _ => {
+                return Err(at(
+                    Some(rule.span()),
+                    format!("trigger.event[{index}]"),
+                    "expected exactly one target: `function = \"name\"` or `queue = \"name\"`"
+                        .into(),
+                ));
+            }
+        };
+        events.rules.push(RuleSpec {
+            name: r.name.clone().unwrap_or_else(|| format!("rule-{index}")),
+            pattern,
+            target,
+        });
+    }
+
     Ok(Manifest {
         app: AppSpec {
             name: app_name,
             functions,
             routes,
+            events,
         },
         sources,
     })
@@ -614,5 +981,181 @@ network = "host"
         assert_eq!(e.key, "function.f");
         let e = error("name = \"a\"\n[function.f]\ncomponent = \"f.wasm\"\nhandler = \"a.b\"\n");
         assert_eq!(e.key, "function.f.handler");
+    }
+
+    const EVENTS: &str = r#"
+name = "shop"
+
+[function.worker]
+component = "w.wasm"
+queues = ["orders"]
+publish = true
+delivery = { retries = 4, backoff = "2s", max_age = "1h", dead_letter = "failed", on_success = "function:audit", on_failure = "queue:failed" }
+
+[function.audit]
+component = "a.wasm"
+
+[queue.orders]
+fifo = true
+
+[queue.failed]
+
+[[trigger.queue]]
+queue = "orders"
+function = "worker"
+batch_size = 5
+
+[[trigger.schedule]]
+name = "nightly"
+cron = "0 0 3 * * *"
+timezone = "Europe/Paris"
+missed = "run_once"
+function = "audit"
+payload = { kind = "nightly" }
+
+[[trigger.schedule]]
+rate = "5 minutes"
+function = "audit"
+
+[[trigger.event]]
+pattern = { type = [{ prefix = "order." }], data = { amount = [{ numeric = [">", 100] }] } }
+function = "worker"
+
+[[trigger.event]]
+pattern = '{"source": ["/billing"]}'
+queue = "orders"
+"#;
+
+    #[test]
+    fn parses_events() {
+        let manifest = parse("nimbus.toml", EVENTS).unwrap();
+        let worker = &manifest.app.functions[&Name::new("worker").unwrap()];
+        assert_eq!(worker.delivery.retries, 4);
+        assert_eq!(worker.delivery.backoff.as_secs(), 2);
+        assert_eq!(worker.delivery.max_age.as_secs(), 3600);
+        assert_eq!(
+            worker.delivery.dead_letter.as_ref().unwrap().as_str(),
+            "failed"
+        );
+        assert_eq!(
+            worker.delivery.on_success,
+            Some(Destination::Function(Name::new("audit").unwrap()))
+        );
+        assert_eq!(
+            worker.delivery.on_failure,
+            Some(Destination::Queue(Name::new("failed").unwrap()))
+        );
+        assert!(worker.publish);
+        let events = &manifest.app.events;
+        assert!(events.queues[1].fifo, "{:?}", events.queues);
+        assert_eq!(events.queue_triggers[0].batch_size, 5);
+        assert_eq!(events.schedules[0].name, "nightly");
+        assert_eq!(events.schedules[0].missed, Missed::RunOnce);
+        assert_eq!(
+            events.schedules[0].payload.as_deref(),
+            Some(r#"{"kind":"nightly"}"#)
+        );
+        assert_eq!(events.schedules[1].name, "audit-1");
+        assert_eq!(
+            events.schedules[1].expr,
+            ScheduleExpr::Rate(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(events.rules.len(), 2);
+        assert_eq!(
+            events.rules[1].target,
+            Destination::Queue(Name::new("orders").unwrap())
+        );
+        // Defaults.
+        let audit = &manifest.app.functions[&Name::new("audit").unwrap()];
+        assert_eq!(audit.delivery, DeliveryPolicy::default());
+        assert!(!audit.publish);
+    }
+
+    #[test]
+    fn event_errors_name_the_key() {
+        let cases = [
+            (
+                "queues = [\"orders\"]",
+                "queues = [\"nope\"]",
+                "function.worker.queues",
+                "declared: failed, orders",
+            ),
+            (
+                "retries = 4",
+                "retries = -1",
+                "function.worker.delivery.retries",
+                "0 to 100",
+            ),
+            (
+                "max_age = \"1h\"",
+                "max_age = \"long\"",
+                "function.worker.delivery.max_age",
+                "duration",
+            ),
+            (
+                "on_success = \"function:audit\"",
+                "on_success = \"audit\"",
+                "function.worker.delivery.on_success",
+                "function:NAME",
+            ),
+            (
+                "on_success = \"function:audit\"",
+                "on_success = \"function:nope\"",
+                "function.worker.delivery.on_success",
+                "no function",
+            ),
+            (
+                "batch_size = 5",
+                "batch_size = 0",
+                "trigger.queue[0].batch_size",
+                "1 to 1000",
+            ),
+            (
+                "cron = \"0 0 3 * * *\"",
+                "cron = \"0 3 * * *\"",
+                "trigger.schedule[0].cron",
+                "six or seven",
+            ),
+            (
+                "Europe/Paris",
+                "Europe/Nowhere",
+                "trigger.schedule[0].timezone",
+                "time zone",
+            ),
+            (
+                "rate = \"5 minutes\"",
+                "rate = \"often\"",
+                "trigger.schedule[1].rate",
+                "rate",
+            ),
+            (
+                "missed = \"run_once\"",
+                "missed = \"all\"",
+                "trigger.schedule[0].missed",
+                "run_once",
+            ),
+            (
+                "prefix = \"order.\"",
+                "prefix = 1",
+                "trigger.event[0].pattern",
+                "string",
+            ),
+            (
+                "'{\"source\": [\"/billing\"]}'\nqueue",
+                "'{\"source\": [\"/billing\"]}'\nfunction = \"audit\"\nqueue",
+                "trigger.event[1]",
+                "exactly one target",
+            ),
+        ];
+        for (from, to, key, needle) in cases {
+            let text = EVENTS.replace(from, to);
+            assert_ne!(text, EVENTS, "{from}");
+            let e = error(&text);
+            assert_eq!(e.key, key, "{from} -> {to}: {e}");
+            assert!(e.message.contains(needle), "{from} -> {to}: {e}");
+        }
+        let e = error(&EVENTS.replace("fifo = true", "fifo = \"yes\""));
+        assert_eq!(e.line, 14, "{e}");
+        assert!(e.message.contains("boolean"), "{e}");
     }
 }

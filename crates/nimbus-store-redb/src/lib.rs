@@ -7,6 +7,9 @@
 //!   Storing a batch as one chunk makes a record cost one serialization, not one B-tree insert.
 //! - `artifacts/<sha256>.wasm`: written to a temporary file, fsynced, renamed, directory fsynced.
 //!
+//! - `queue_meta` / `queue_body`: (queue, message id) → message metadata (JSON, rewritten on
+//!   retries) / body (written once); `invocations`, `idempotency`, `schedules`: key → JSON.
+//!
 //! Crash safety: redb commits are atomic and durable (registry writes use the default, fully
 //! durable commit); artifacts are written before the version that references them, so a crash
 //! leaves at worst an unreferenced artifact. Records use eventual durability: a crash may lose
@@ -14,8 +17,8 @@
 
 use nimbus_core::InvocationRecord;
 use nimbus_store::{
-    AppRecord, NewVersion, RecordStore, Registry, Result, StoreError, VersionRecord, is_sha256_hex,
-    sha256_hex,
+    AppRecord, EventOp, EventStore, EventTable, NewVersion, RecordStore, Registry, Result,
+    StoreError, VersionRecord, is_sha256_hex, sha256_hex,
 };
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
@@ -28,6 +31,19 @@ const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 const RECORDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("records");
 const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
+const QUEUE_META: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_meta");
+const QUEUE_BODY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_body");
+const INVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations");
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
+
+fn event_table(table: EventTable) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    match table {
+        EventTable::Invocations => INVOCATIONS,
+        EventTable::Idempotency => IDEMPOTENCY,
+        EventTable::Schedules => SCHEDULES,
+    }
+}
 
 /// Records kept per function; older ones are dropped as new ones arrive.
 pub const RECORDS_PER_FUNCTION: u64 = 1000;
@@ -66,6 +82,11 @@ impl RedbStore {
             txn.open_table(VERSIONS).map_err(backend)?;
             txn.open_table(RECORDS).map_err(backend)?;
             txn.open_table(SEQS).map_err(backend)?;
+            txn.open_table(QUEUE_META).map_err(backend)?;
+            txn.open_table(QUEUE_BODY).map_err(backend)?;
+            txn.open_table(INVOCATIONS).map_err(backend)?;
+            txn.open_table(IDEMPOTENCY).map_err(backend)?;
+            txn.open_table(SCHEDULES).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         Ok(RedbStore { db, artifacts })
@@ -259,6 +280,101 @@ impl Registry for RedbStore {
             .map_err(backend)?
             .ok_or_else(|| backend(format!("version {number} of {app} is missing")))?;
         from_json(value.value())
+    }
+}
+
+impl EventStore for RedbStore {
+    fn commit_events(&self, ops: &[EventOp], durable: bool) -> Result<()> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        });
+        {
+            let mut metas = txn.open_table(QUEUE_META).map_err(backend)?;
+            let mut bodies = txn.open_table(QUEUE_BODY).map_err(backend)?;
+            for op in ops {
+                match op {
+                    EventOp::PutMessage {
+                        queue,
+                        id,
+                        meta,
+                        body,
+                    } => {
+                        metas
+                            .insert((queue.as_str(), *id), meta.as_slice())
+                            .map_err(backend)?;
+                        bodies
+                            .insert((queue.as_str(), *id), body.as_slice())
+                            .map_err(backend)?;
+                    }
+                    EventOp::PutMeta { queue, id, meta } => {
+                        metas
+                            .insert((queue.as_str(), *id), meta.as_slice())
+                            .map_err(backend)?;
+                    }
+                    EventOp::DeleteMessage { queue, id } => {
+                        metas.remove((queue.as_str(), *id)).map_err(backend)?;
+                        bodies.remove((queue.as_str(), *id)).map_err(backend)?;
+                    }
+                    EventOp::Put { table, key, value } => {
+                        txn.open_table(event_table(*table))
+                            .map_err(backend)?
+                            .insert(key.as_str(), value.as_slice())
+                            .map_err(backend)?;
+                    }
+                    EventOp::Delete { table, key } => {
+                        txn.open_table(event_table(*table))
+                            .map_err(backend)?
+                            .remove(key.as_str())
+                            .map_err(backend)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(backend)
+    }
+
+    fn message_metas(&self) -> Result<Vec<(String, u64, Vec<u8>)>> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let metas = txn.open_table(QUEUE_META).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in metas.iter().map_err(backend)? {
+            let (key, value) = entry.map_err(backend)?;
+            let (queue, id) = key.value();
+            out.push((queue.to_owned(), id, value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn message_body(&self, queue: &str, id: u64) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let bodies = txn.open_table(QUEUE_BODY).map_err(backend)?;
+        Ok(bodies
+            .get((queue, id))
+            .map_err(backend)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    fn event_entry(&self, table: EventTable, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(event_table(table)).map_err(backend)?;
+        Ok(table.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
+    }
+
+    fn event_entries(&self, table: EventTable, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(event_table(table)).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..).map_err(backend)? {
+            let (key, value) = entry.map_err(backend)?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            out.push((key.value().to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
     }
 }
 

@@ -1,0 +1,152 @@
+//! Specs of the asynchronous side of an app: queues, the delivery policy every asynchronous
+//! trigger shares, schedules and event-bus rules. Plain data; the manifest crate produces them,
+//! `nimbus-events` gives them behaviour.
+
+use crate::Name;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Where a result or failure record goes next.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum Destination {
+    /// Invoke another function of the same app asynchronously with the record as its event.
+    Function(Name),
+    /// Enqueue the record on a queue of the same app.
+    Queue(Name),
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Function(name) => write!(f, "function:{name}"),
+            Destination::Queue(name) => write!(f, "queue:{name}"),
+        }
+    }
+}
+
+/// How every asynchronous delivery to one function behaves: async invokes, queue messages,
+/// schedule ticks and bus events alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPolicy {
+    /// Attempts after the first one fails (so `retries + 1` attempts at most).
+    pub retries: u32,
+    /// Delay before the first retry; doubles per attempt, with jitter.
+    #[serde(with = "crate::spec::duration_ms")]
+    pub backoff: Duration,
+    /// Longest delay between two attempts.
+    #[serde(with = "crate::spec::duration_ms")]
+    pub max_backoff: Duration,
+    /// An event older than this is not attempted again: it goes to the dead-letter queue.
+    #[serde(with = "crate::spec::duration_ms")]
+    pub max_age: Duration,
+    /// Queue that receives events that exhausted their attempts or their age; `None` means the
+    /// source's own dead-letter queue (`<source>.dlq`), so nothing is ever dropped.
+    pub dead_letter: Option<Name>,
+    /// Where the record of a successful invocation goes.
+    pub on_success: Option<Destination>,
+    /// Where the record of an invocation that finally failed goes (besides the dead-letter
+    /// queue).
+    pub on_failure: Option<Destination>,
+}
+
+impl DeliveryPolicy {
+    pub const DEFAULT_RETRIES: u32 = 2;
+    pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+    pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(300);
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+    pub const MAX_RETRIES: u32 = 100;
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            retries: Self::DEFAULT_RETRIES,
+            backoff: Self::DEFAULT_BACKOFF,
+            max_backoff: Self::DEFAULT_MAX_BACKOFF,
+            max_age: Self::DEFAULT_MAX_AGE,
+            dead_letter: None,
+            on_success: None,
+            on_failure: None,
+        }
+    }
+}
+
+/// A queue declared by an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSpec {
+    pub name: Name,
+    /// Deliver messages of the same group one at a time, in the order they were sent.
+    pub fifo: bool,
+}
+
+/// A function consuming a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTriggerSpec {
+    pub queue: Name,
+    pub function: Name,
+    /// Messages per invocation (Lambda-style functions get them as one `Records` batch; Wasm
+    /// functions get one request per message).
+    pub batch_size: u32,
+    /// Batches in flight at once.
+    pub concurrency: u32,
+}
+
+impl QueueTriggerSpec {
+    pub const DEFAULT_BATCH_SIZE: u32 = 10;
+    pub const MAX_BATCH_SIZE: u32 = 1000;
+    pub const DEFAULT_CONCURRENCY: u32 = 4;
+}
+
+/// When a schedule fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "expr")]
+pub enum ScheduleExpr {
+    /// Six or seven fields: seconds minutes hours day-of-month month day-of-week [year].
+    Cron(String),
+    /// A fixed period, from `rate(5 minutes)`.
+    #[serde(with = "crate::spec::duration_ms")]
+    Rate(Duration),
+}
+
+/// What a scheduler does about ticks that passed while nimbus was not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    /// Forget them; fire at the next tick.
+    #[default]
+    Skip,
+    /// Fire once at start for all of them, then continue.
+    RunOnce,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    /// Stable identity of the schedule (its last fire is remembered under it).
+    pub name: String,
+    pub expr: ScheduleExpr,
+    /// IANA time zone the cron fields are read in.
+    pub timezone: String,
+    pub missed: Missed,
+    pub function: Name,
+    /// JSON delivered as the event's `detail`/data.
+    pub payload: Option<String>,
+}
+
+/// Where a matching bus event goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSpec {
+    pub name: String,
+    /// The EventBridge-style pattern, as JSON text.
+    pub pattern: String,
+    pub target: Destination,
+}
+
+/// Everything asynchronous an app declares.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EventsSpec {
+    pub queues: Vec<QueueSpec>,
+    pub queue_triggers: Vec<QueueTriggerSpec>,
+    pub schedules: Vec<ScheduleSpec>,
+    pub rules: Vec<RuleSpec>,
+}

@@ -1,0 +1,91 @@
+//! What a queued message is: its body plus metadata saying what kind of delivery it is, how
+//! often it was tried and, once dead-lettered, why.
+
+use crate::policy::DeadReason;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How the body of a message is to be read and delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum MessageKind {
+    /// A message sent to a declared queue: opaque bytes.
+    Message,
+    /// A CloudEvent in structured (JSON) form: bus events, schedule ticks.
+    Event,
+    /// A raw event for one function (`invoke --async`): delivered verbatim.
+    Raw,
+    /// An HTTP request made asynchronous (`x-nimbus-invocation-type: event`), replayed as it
+    /// arrived.
+    Http {
+        method: String,
+        uri: String,
+        headers: Vec<(String, String)>,
+    },
+    /// An invocation record for an `on_success`/`on_failure` destination.
+    Record { success: bool },
+}
+
+/// A message that exhausted its attempts or its age.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dead {
+    pub reason: DeadReason,
+    /// The queue it was taken from (redrive sends it back there).
+    pub origin: String,
+    /// The last error, `code: message`.
+    pub error: String,
+    pub at_ms: u64,
+}
+
+/// Metadata stored beside each message body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    pub kind: MessageKind,
+    pub enqueued_ms: u64,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not to be delivered before this time (a retry's backoff).
+    #[serde(default)]
+    pub not_before_ms: u64,
+    /// FIFO group: messages of one group are delivered one at a time, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// User attributes of a queue message.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// The asynchronous invocation this message is, if any (status is kept under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<String>,
+    /// Set once the message is in a dead-letter queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<Dead>,
+}
+
+impl MessageMeta {
+    pub fn new(kind: MessageKind, enqueued_ms: u64) -> MessageMeta {
+        MessageMeta {
+            kind,
+            enqueued_ms,
+            attempts: 0,
+            not_before_ms: 0,
+            group: None,
+            content_type: None,
+            attributes: BTreeMap::new(),
+            invocation: None,
+            dead: None,
+        }
+    }
+}
+
+/// The dead-letter queue of a queue.
+pub fn dlq_of(queue: &str) -> String {
+    format!("{queue}.dlq")
+}
+
+/// The queue holding asynchronous invocations of a function (`@function`).
+pub fn async_queue_of(function: &str) -> String {
+    format!("@{function}")
+}
