@@ -182,6 +182,86 @@ impl Client {
         )
         .await
     }
+
+    /// Invoke asynchronously with `body` as the raw event: 202 with an invocation id.
+    pub async fn invoke_async(
+        &self,
+        app: &str,
+        function: &str,
+        body: Vec<u8>,
+        idempotency_key: Option<&str>,
+    ) -> Result<AsyncInvokeResponse, ApiError> {
+        let mut request = self
+            .http
+            .post(self.url(&format!("/v1/apps/{app}/functions/{function}/invoke")))
+            .header("x-nimbus-invocation-type", "event")
+            .body(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        self.send(request).await
+    }
+
+    pub async fn invocation(&self, id: &str) -> Result<InvocationStatus, ApiError> {
+        self.send(self.http.get(self.url(&format!("/v1/invocations/{id}"))))
+            .await
+    }
+
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, ApiError> {
+        self.send(self.http.get(self.url("/v1/queues"))).await
+    }
+
+    pub async fn send_messages(
+        &self,
+        app: &str,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<SendResponse, ApiError> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/queues/{queue}/messages/batch")))
+                .json(&SendBatch { messages }),
+        )
+        .await
+    }
+
+    pub async fn peek(
+        &self,
+        app: &str,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<PeekedMessage>, ApiError> {
+        self.send(
+            self.http
+                .get(self.url(&format!("/v1/apps/{app}/queues/{queue}/messages")))
+                .query(&[("limit", limit.to_string())]),
+        )
+        .await
+    }
+
+    /// Move every message of `queue`'s dead-letter queue back to where it came from.
+    pub async fn redrive(&self, app: &str, queue: &str) -> Result<RedriveResponse, ApiError> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/queues/{queue}/redrive"))),
+        )
+        .await
+    }
+
+    /// Publish a structured-mode CloudEvent (JSON) on `app`'s bus.
+    pub async fn publish(
+        &self,
+        app: &str,
+        event: &serde_json::Value,
+    ) -> Result<PublishResponse, ApiError> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/events")))
+                .header("content-type", "application/cloudevents+json")
+                .body(event.to_string()),
+        )
+        .await
+    }
 }
 
 /// SHA-256 hex of `bytes`: the artifact's address.

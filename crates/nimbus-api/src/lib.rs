@@ -149,3 +149,136 @@ pub fn split_function_ref(reference: &str) -> (Option<&str>, &str) {
         None => (None, reference),
     }
 }
+
+/// `202` answer to an asynchronous invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncInvokeResponse {
+    pub invocation_id: String,
+    /// `queued`.
+    pub status: String,
+    /// The idempotency key had been seen within its window: this is the earlier invocation.
+    #[serde(default)]
+    pub replay: bool,
+}
+
+/// An asynchronous invocation's status (`GET /v1/invocations/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationStatus {
+    pub id: String,
+    pub app: String,
+    pub function: String,
+    /// `queued`, `retrying`, `succeeded` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub enqueued_ms: u64,
+    pub updated_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<InvocationResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<InvocationError>,
+    /// The queue the event went to when it was given up on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationResult {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// The result was longer than the 256 KiB kept.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One message to send (`POST /v1/apps/{app}/queues/{queue}/messages/batch`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OutgoingMessage {
+    /// The body as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body as base64, for binary messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// FIFO group (FIFO queues only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendBatch {
+    pub messages: Vec<OutgoingMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendResponse {
+    /// Message ids, in the order sent.
+    pub ids: Vec<String>,
+}
+
+/// A queue and its counts (`nimbus queue ls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub app: String,
+    /// `orders`, `orders.dlq`, `@worker` (a function's asynchronous invocations).
+    pub queue: String,
+    pub ready: usize,
+    pub in_flight: usize,
+    pub delayed: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_age_ms: Option<u64>,
+}
+
+/// A message as `peek` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeekedMessage {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// `message`, `event`, `raw`, `http` or `record`.
+    pub kind: String,
+    pub attempts: u32,
+    pub enqueued_ms: u64,
+    pub in_flight: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// Set for dead-lettered messages: why, from where, and the last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<DeadInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadInfo {
+    /// `RetriesExhausted` or `EventAgeExceeded`.
+    pub reason: String,
+    pub origin: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedriveResponse {
+    pub moved: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishResponse {
+    pub id: String,
+    /// Rule targets the event was queued for (0: no rule matched; the event was dropped).
+    pub matched: usize,
+}

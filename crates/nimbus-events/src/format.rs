@@ -2,7 +2,7 @@
 //!
 //! - Wasm (`wasi:http`) functions get each event as an HTTP POST in CloudEvents binary mode
 //!   ([`CloudEvent::binary_headers`] plus the data as the body); queue messages become CloudEvents
-//!   of type [`QUEUE_MESSAGE_TYPE`].
+//!   of type [`QUEUE_MESSAGE_TYPE`], raw asynchronous invocations of type [`INVOKE_TYPE`].
 //! - Lambda-style functions get what Lambda users know: a queue batch as an SQS event
 //!   (`{"Records": [...]}`, [`sqs_event`]), bus events and schedule ticks as EventBridge events
 //!   ([`eventbridge_event`]), destination records as Lambda's invocation records
@@ -20,13 +20,16 @@ pub const ACCOUNT: &str = "000000000000";
 pub const REGION: &str = "nimbus";
 /// CloudEvent type of a queue message delivered to a Wasm function.
 pub const QUEUE_MESSAGE_TYPE: &str = "nimbus.queue.message";
+/// CloudEvent type of an asynchronous invocation's event delivered to a Wasm function.
+pub const INVOKE_TYPE: &str = "nimbus.invoke";
 /// CloudEvent type of a schedule tick.
 pub const SCHEDULE_TYPE: &str = "nimbus.schedule.tick";
 /// CloudEvent types of destination records.
 pub const SUCCESS_TYPE: &str = "nimbus.invocation.success";
 pub const FAILURE_TYPE: &str = "nimbus.invocation.failure";
 
-fn millis_to_rfc3339(ms: u64) -> String {
+/// Milliseconds since the epoch as RFC 3339 with milliseconds, in UTC.
+pub fn millis_to_rfc3339(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -11,4 +11,7 @@ pub mod router;
 mod server;
 
 pub use error::{GatewayError, status_for};
-pub use server::{Gateway, GatewayConfig, RouteTarget, serve};
+pub use server::{
+    AsyncAccepted, AsyncInvoke, Gateway, GatewayConfig, IDEMPOTENCY_KEY_HEADER,
+    INVOCATION_TYPE_HEADER, RouteTarget, serve,
+};

@@ -25,6 +25,33 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Accepts asynchronous invocations (`x-nimbus-invocation-type: event`): the gateway hands the
+/// whole request over and answers 202 once it is durably queued.
+#[async_trait::async_trait]
+pub trait AsyncInvoke: Send + Sync {
+    async fn enqueue_http(
+        &self,
+        app: &str,
+        function: &str,
+        parts: &http::request::Parts,
+        body: Bytes,
+        idempotency_key: Option<&str>,
+    ) -> Result<AsyncAccepted, nimbus_core::error::Error>;
+}
+
+/// An asynchronous invocation the gateway accepted.
+#[derive(Debug, Clone)]
+pub struct AsyncAccepted {
+    pub invocation_id: String,
+    /// The idempotency key was seen before: this is the earlier invocation.
+    pub replay: bool,
+}
+
+/// The header asking for an asynchronous invocation, and its value.
+pub const INVOCATION_TYPE_HEADER: &str = "x-nimbus-invocation-type";
+/// The header carrying an idempotency key for asynchronous invocations.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
 /// What a route points at.
 pub struct RouteTarget {
     pub app: String,
@@ -51,6 +78,7 @@ impl Default for GatewayConfig {
 
 pub struct Gateway {
     routes: ArcSwap<RouteTable<Arc<RouteTarget>>>,
+    async_invoke: std::sync::OnceLock<Arc<dyn AsyncInvoke>>,
     config: GatewayConfig,
     id_prefix: u64,
     id_counter: AtomicU64,
@@ -60,10 +88,16 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> Arc<Gateway> {
         Arc::new(Gateway {
             routes: ArcSwap::from_pointee(RouteTable::default()),
+            async_invoke: std::sync::OnceLock::new(),
             config,
             id_prefix: rand::random(),
             id_counter: AtomicU64::new(0),
         })
+    }
+
+    /// Where asynchronous invocations go; set once at start.
+    pub fn set_async(&self, invoker: Arc<dyn AsyncInvoke>) {
+        let _ = self.async_invoke.set(invoker);
     }
 
     /// Atomically replace the routing table.
@@ -165,6 +199,23 @@ impl Gateway {
         }
 
         let (mut parts, body) = request.into_parts();
+        let asynchronous = match parts
+            .headers
+            .get(INVOCATION_TYPE_HEADER)
+            .map(|v| v.as_bytes())
+        {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case(b"event") => true,
+            Some(v) if v.eq_ignore_ascii_case(b"request-response") => false,
+            Some(_) => {
+                return Err(GatewayError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{INVOCATION_TYPE_HEADER} must be \"event\" (asynchronous) or \"request-response\""
+                    ),
+                ));
+            }
+        };
         // Only nimbus may speak in x-nimbus-* headers.
         let spoofed: Vec<HeaderName> = parts
             .headers
@@ -202,6 +253,10 @@ impl Gateway {
         drop(params);
         drop(table);
 
+        if asynchronous {
+            return self.enqueue(&target, parts, body, limit).await;
+        }
+
         let exceeded = Arc::new(AtomicBool::new(false));
         let body: Body = LimitedBody {
             inner: body,
@@ -228,6 +283,78 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Read the whole body and queue the request as an asynchronous invocation: 202 with the
+    /// invocation id once it is durable.
+    async fn enqueue(
+        &self,
+        target: &RouteTarget,
+        parts: http::request::Parts,
+        body: Incoming,
+        limit: u64,
+    ) -> Result<Response, GatewayError> {
+        let Some(invoker) = self.async_invoke.get() else {
+            return Err(GatewayError::new(
+                ErrorCode::BadRequest,
+                "asynchronous invocation is not available on this server",
+            ));
+        };
+        let collected = http_body_util::Limited::new(body, limit as usize)
+            .collect()
+            .await
+            .map_err(|_| {
+                GatewayError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the request body is larger than the limit of {limit} bytes"),
+                )
+            })?
+            .to_bytes();
+        let key = parts
+            .headers
+            .get(IDEMPOTENCY_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 256) {
+            return Err(GatewayError::new(
+                ErrorCode::BadRequest,
+                "the Idempotency-Key header must be 1-256 characters",
+            ));
+        }
+        let accepted = invoker
+            .enqueue_http(
+                &target.app,
+                &target.function,
+                &parts,
+                collected,
+                key.as_deref(),
+            )
+            .await
+            .map_err(|e| GatewayError::new(e.code, e.message))?;
+        let body = serde_json::json!({
+            "invocation_id": accepted.invocation_id,
+            "status": "queued",
+            "replay": accepted.replay,
+        })
+        .to_string();
+        let mut response = http::Response::new(
+            http_body_util::Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *response.status_mut() = http::StatusCode::ACCEPTED;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&accepted.invocation_id) {
+            headers.insert(X_NIMBUS_INVOCATION_ID, value);
+        }
+        Ok(response)
+    }
+}
+
+const X_NIMBUS_INVOCATION_ID: HeaderName = HeaderName::from_static("x-nimbus-invocation-id");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_NIMBUS_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
 const X_NIMBUS_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");

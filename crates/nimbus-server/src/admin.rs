@@ -54,6 +54,18 @@ pub(crate) fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/routes", get(routes))
         .route("/v1/apps/{app}/functions/{function}/invoke", post(invoke))
         .route("/v1/apps/{app}/functions/{function}/logs", get(logs))
+        .route("/v1/invocations/{id}", get(invocation))
+        .route("/v1/queues", get(queues))
+        .route(
+            "/v1/apps/{app}/queues/{queue}/messages",
+            post(send_one).get(peek),
+        )
+        .route(
+            "/v1/apps/{app}/queues/{queue}/messages/batch",
+            post(send_batch),
+        )
+        .route("/v1/apps/{app}/queues/{queue}/redrive", post(redrive))
+        .route("/v1/apps/{app}/events", post(publish))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_ARTIFACT_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -210,9 +222,53 @@ async fn invoke(
     State(state): State<AdminState>,
     Path((app, function)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
+    request_headers: HeaderMap,
     body: AxumBody,
-) -> ApiResult<InvokeResponse> {
+) -> Result<Response, ApiFailure> {
     let pool = state.platform.pool(Some(&app), &function)?;
+    let asynchronous = request_headers
+        .get(nimbus_gateway::INVOCATION_TYPE_HEADER)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"event"));
+    if asynchronous {
+        let key = request_headers
+            .get(nimbus_gateway::IDEMPOTENCY_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = axum::body::to_bytes(body, MAX_INVOKE_RESPONSE_BYTES)
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("an asynchronous event is at most {MAX_INVOKE_RESPONSE_BYTES} bytes"),
+                )
+            })?;
+        let accepted = state
+            .platform
+            .events
+            .invoke_async(
+                &app,
+                &function,
+                nimbus_events::MessageKind::Raw,
+                body,
+                key.as_deref(),
+            )
+            .await?;
+        let mut response = (
+            axum::http::StatusCode::ACCEPTED,
+            Json(nimbus_api::AsyncInvokeResponse {
+                invocation_id: accepted.invocation_id.clone(),
+                status: "queued".into(),
+                replay: accepted.replay,
+            }),
+        )
+            .into_response();
+        if let Ok(value) = HeaderValue::from_str(&accepted.invocation_id) {
+            response
+                .headers_mut()
+                .insert("x-nimbus-invocation-id", value);
+        }
+        return Ok(response);
+    }
     let mut method = "POST".to_owned();
     let mut path = "/".to_owned();
     let mut headers = HeaderMap::new();
@@ -301,7 +357,226 @@ async fn invoke(
         headers,
         body,
         body_base64,
-    }))
+    })
+    .into_response())
+}
+
+async fn invocation(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<nimbus_api::InvocationStatus> {
+    Ok(Json(state.platform.events.invocation(&id).await?))
+}
+
+async fn queues(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::QueueInfo>> {
+    let now = nimbus_events::engine::now_ms();
+    let mut out = Vec::new();
+    for app in state.platform.app_infos() {
+        let prefix = format!("{}/", app.name);
+        let deployed = state.platform.app(&app.name)?;
+        // Every declared queue and every function's own queue shows, even when empty.
+        let mut names: Vec<String> = deployed
+            .spec
+            .events
+            .queues
+            .iter()
+            .map(|q| q.name.to_string())
+            .chain(deployed.spec.functions.keys().map(|f| format!("@{f}")))
+            .collect();
+        let stats = state.platform.events.engine().stats(&prefix);
+        for stat in &stats {
+            let name = stat.queue[prefix.len()..].to_owned();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        for name in names {
+            let stat = stats.iter().find(|s| s.queue[prefix.len()..] == name);
+            out.push(nimbus_api::QueueInfo {
+                app: app.name.clone(),
+                queue: name,
+                ready: stat.map_or(0, |s| s.ready),
+                in_flight: stat.map_or(0, |s| s.in_flight),
+                delayed: stat.map_or(0, |s| s.delayed),
+                oldest_age_ms: stat
+                    .and_then(|s| s.oldest_enqueued_ms)
+                    .map(|t| now.saturating_sub(t)),
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+struct SendQuery {
+    group: Option<String>,
+}
+
+async fn send_one(
+    State(state): State<AdminState>,
+    Path((app, queue)): Path<(String, String)>,
+    Query(query): Query<SendQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<nimbus_api::SendResponse> {
+    let deployed = state.platform.app(&app)?;
+    let mut meta = nimbus_events::MessageMeta::new(
+        nimbus_events::MessageKind::Message,
+        nimbus_events::engine::now_ms(),
+    );
+    meta.group = query.group;
+    meta.content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ids = state
+        .platform
+        .events
+        .send(&deployed, &queue, vec![(body, meta)])
+        .await?;
+    Ok(Json(nimbus_api::SendResponse { ids }))
+}
+
+async fn send_batch(
+    State(state): State<AdminState>,
+    Path((app, queue)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<nimbus_api::SendResponse> {
+    let deployed = state.platform.app(&app)?;
+    let batch: nimbus_api::SendBatch = serde_json::from_slice(&body).map_err(|e| {
+        Error::new(
+            ErrorCode::BadRequest,
+            format!("expected {{\"messages\": [{{\"body\": \"…\"}}, …]}}: {e}"),
+        )
+    })?;
+    let now = nimbus_events::engine::now_ms();
+    let mut messages = Vec::with_capacity(batch.messages.len());
+    for (index, message) in batch.messages.into_iter().enumerate() {
+        let body = match (message.body, message.body_base64) {
+            (Some(text), None) => axum::body::Bytes::from(text),
+            (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map(axum::body::Bytes::from)
+                .map_err(|e| {
+                    Error::new(
+                        ErrorCode::BadRequest,
+                        format!("messages[{index}].body_base64 is not base64: {e}"),
+                    )
+                })?,
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::BadRequest,
+                    format!("messages[{index}] needs exactly one of `body` or `body_base64`"),
+                )
+                .into());
+            }
+        };
+        let mut meta = nimbus_events::MessageMeta::new(nimbus_events::MessageKind::Message, now);
+        meta.group = message.group;
+        meta.content_type = message.content_type;
+        meta.attributes = message.attributes;
+        messages.push((body, meta));
+    }
+    let ids = state
+        .platform
+        .events
+        .send(&deployed, &queue, messages)
+        .await?;
+    Ok(Json(nimbus_api::SendResponse { ids }))
+}
+
+#[derive(Deserialize)]
+struct PeekQuery {
+    limit: Option<usize>,
+}
+
+async fn peek(
+    State(state): State<AdminState>,
+    Path((app, queue)): Path<(String, String)>,
+    Query(query): Query<PeekQuery>,
+) -> ApiResult<Vec<nimbus_api::PeekedMessage>> {
+    let deployed = state.platform.app(&app)?;
+    crate::events::check_queue(&deployed, &queue)?;
+    let peeked = state
+        .platform
+        .events
+        .engine()
+        .peek(
+            &format!("{app}/{queue}"),
+            query.limit.unwrap_or(10).min(1000),
+        )
+        .await
+        .map_err(crate::events::engine_error)?;
+    Ok(Json(
+        peeked
+            .into_iter()
+            .map(|p| {
+                let (body, body_base64) = match std::str::from_utf8(&p.body) {
+                    Ok(text) => (Some(text.to_owned()), None),
+                    Err(_) => (
+                        None,
+                        Some(base64::engine::general_purpose::STANDARD.encode(&p.body)),
+                    ),
+                };
+                nimbus_api::PeekedMessage {
+                    id: p.id.to_string(),
+                    body,
+                    body_base64,
+                    kind: match p.meta.kind {
+                        nimbus_events::MessageKind::Message => "message",
+                        nimbus_events::MessageKind::Event => "event",
+                        nimbus_events::MessageKind::Raw => "raw",
+                        nimbus_events::MessageKind::Http { .. } => "http",
+                        nimbus_events::MessageKind::Record { .. } => "record",
+                    }
+                    .to_owned(),
+                    attempts: p.meta.attempts,
+                    enqueued_ms: p.meta.enqueued_ms,
+                    in_flight: p.in_flight,
+                    group: p.meta.group.clone().filter(|g| !g.is_empty()),
+                    invocation_id: p.meta.invocation.clone(),
+                    dead: p.meta.dead.as_ref().map(|d| nimbus_api::DeadInfo {
+                        reason: d.reason.as_str().to_owned(),
+                        origin: d.origin.clone(),
+                        error: d.error.clone(),
+                    }),
+                }
+            })
+            .collect(),
+    ))
+}
+
+async fn redrive(
+    State(state): State<AdminState>,
+    Path((app, queue)): Path<(String, String)>,
+) -> ApiResult<nimbus_api::RedriveResponse> {
+    let deployed = state.platform.app(&app)?;
+    crate::events::check_queue(&deployed, &queue)?;
+    let dlq = if queue.ends_with(".dlq") {
+        format!("{app}/{queue}")
+    } else {
+        nimbus_events::message::dlq_of(&format!("{app}/{queue}"))
+    };
+    let moved = state
+        .platform
+        .events
+        .engine()
+        .redrive(&dlq)
+        .await
+        .map_err(crate::events::engine_error)?;
+    Ok(Json(nimbus_api::RedriveResponse { moved }))
+}
+
+async fn publish(
+    State(state): State<AdminState>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<nimbus_api::PublishResponse> {
+    let deployed = state.platform.app(&app)?;
+    let event = crate::events::parse_event(&headers, body)?;
+    Ok(Json(state.platform.events.publish(&deployed, event).await?))
 }
 
 #[derive(Deserialize)]

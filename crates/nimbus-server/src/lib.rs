@@ -7,6 +7,7 @@
 //! servers and the background tasks watch.
 
 mod admin;
+mod events;
 mod executors;
 mod platform;
 mod records;
@@ -96,6 +97,8 @@ impl RunningServer {
             let _ = task.await;
         }
         self.platform.records_stopped().await;
+        let engine = self.platform.events.engine().clone();
+        let _ = tokio::task::spawn_blocking(move || engine.close()).await;
     }
 
     /// Wait until the shutdown token is cancelled, then shut down.
@@ -144,12 +147,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     .context("start process executor")?;
     let gateway = Gateway::new(config.gateway.clone());
     let shutdown = CancellationToken::new();
+    let engine = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || nimbus_events::Engine::open(store))
+            .await
+            .context("open the queue engine")?
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("open the queue engine")?
+    };
+    let events = events::Events::new(engine);
+    gateway.set_async(events.clone());
 
     let platform = Platform::new(
         store,
         Arc::new(executor),
         Arc::new(process),
         gateway.clone(),
+        events,
         config.idle_timeout,
         shutdown.clone(),
     );

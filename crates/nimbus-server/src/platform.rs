@@ -6,6 +6,7 @@
 //! the version to the store; then swap the in-memory state and the gateway's table. A refused
 //! deploy therefore changes nothing, and the previous version keeps serving throughout.
 
+use crate::events::{CompiledRules, Events};
 use crate::records::RecordWriter;
 use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInfo, RouteInfo};
 use nimbus_core::error::Error;
@@ -26,9 +27,12 @@ use tokio_util::sync::CancellationToken;
 pub const WAIT_QUEUE_FACTOR: usize = 4;
 
 pub(crate) struct DeployedApp {
-    version: VersionRecord,
-    spec: AppSpec,
-    pools: BTreeMap<String, Arc<Pool>>,
+    pub(crate) version: VersionRecord,
+    pub(crate) spec: AppSpec,
+    pub(crate) pools: BTreeMap<String, Arc<Pool>>,
+    pub(crate) rules: CompiledRules,
+    /// Cancelled when this version stops serving: its consumers and schedulers stop.
+    workers: CancellationToken,
 }
 
 pub struct Platform {
@@ -45,6 +49,7 @@ pub struct Platform {
     pub(crate) cache_hits: AtomicU64,
     pub(crate) pooling: bool,
     pub(crate) sandbox: nimbus_runtime_process::sandbox::Capabilities,
+    pub(crate) events: Arc<Events>,
 }
 
 /// The user-facing form of a storage error.
@@ -91,6 +96,7 @@ impl Platform {
         executor: Arc<nimbus_runtime_wasm::WasmExecutor>,
         process: Arc<nimbus_runtime_process::ProcessExecutor>,
         gateway: Arc<Gateway>,
+        events: Arc<Events>,
         idle_timeout: Duration,
         shutdown: CancellationToken,
     ) -> Arc<Platform> {
@@ -115,6 +121,7 @@ impl Platform {
             cache_hits: AtomicU64::new(0),
             pooling,
             sandbox,
+            events,
         })
     }
 
@@ -249,11 +256,14 @@ impl Platform {
                 Pool::new(loaded, config, self.records.clone()),
             );
         }
+        let rules = CompiledRules::compile(&spec.events)?;
         Ok((
             DeployedApp {
                 version,
                 spec,
                 pools,
+                rules,
+                workers: self.shutdown.child_token(),
             },
             infos,
         ))
@@ -272,10 +282,22 @@ impl Platform {
                 }
             }
         }
-        if let Ok(mut slot) = self.apps.write() {
-            *slot = apps;
-        }
+        let previous = match self.apps.write() {
+            Ok(mut slot) => std::mem::replace(&mut *slot, apps.clone()),
+            Err(_) => BTreeMap::new(),
+        };
         self.gateway.set_routes(table);
+        // Versions that stopped serving stop consuming; new ones start.
+        for (name, old) in &previous {
+            if apps.get(name).is_none_or(|new| !Arc::ptr_eq(new, old)) {
+                old.workers.cancel();
+            }
+        }
+        for (name, new) in &apps {
+            if previous.get(name).is_none_or(|old| !Arc::ptr_eq(new, old)) {
+                self.events.start(new, &new.workers);
+            }
+        }
     }
 
     pub async fn deploy(&self, request: DeployRequest) -> Result<DeployResponse, Error> {
@@ -375,6 +397,15 @@ impl Platform {
         apps.remove(app);
         let table = build_routes(&apps)?;
         self.install(apps, table);
+        let purged = self
+            .events
+            .engine()
+            .purge(&format!("{app}/"))
+            .await
+            .map_err(crate::events::engine_error)?;
+        if purged > 0 {
+            tracing::info!(app, purged, "queued messages of the removed app deleted");
+        }
         tracing::info!(app, "removed");
         Ok(info.unwrap_or(AppInfo {
             name: app.to_owned(),
@@ -491,6 +522,14 @@ impl Platform {
                 ),
             )),
         }
+    }
+
+    /// The deployed app named `app`.
+    pub(crate) fn app(&self, app: &str) -> Result<Arc<DeployedApp>, Error> {
+        self.snapshot()
+            .get(app)
+            .cloned()
+            .ok_or_else(|| store_error(StoreError::AppNotFound(app.to_owned())))
     }
 
     pub(crate) fn store(&self) -> Arc<RedbStore> {

@@ -1,7 +1,7 @@
 //! One function per command. Each returns a [`Failure`] that knows its exit code and message.
 
 use crate::project::Project;
-use crate::{Cli, Command, InvokeArgs, ServeArgs, client, output};
+use crate::{Cli, Command, DlqCommand, InvokeArgs, QueueCommand, ServeArgs, client, output};
 use base64::Engine as _;
 use nimbus_api::{ApiError, Client, InvokeRequest, split_function_ref};
 use nimbus_server::ServerConfig;
@@ -125,6 +125,43 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
                 output::json(&result);
             } else {
                 println!("{} now serves version {}", result.app, result.version);
+            }
+            Ok(())
+        }
+        Command::Invocation { id } => {
+            let status = client::connect(&cli)?.invocation(id).await?;
+            if cli.json {
+                output::json(&status);
+            } else {
+                output::invocation(&status);
+            }
+            Ok(())
+        }
+        Command::Queue(command) => queue(&cli, command).await,
+        Command::Publish(args) => {
+            let mut event = serde_json::json!({
+                "specversion": "1.0",
+                "id": uuid::Uuid::now_v7().to_string(),
+                "source": args.source,
+                "type": args.ty,
+            });
+            if let Some(subject) = &args.subject {
+                event["subject"] = subject.clone().into();
+            }
+            if let Some(data) = &args.data {
+                let data: serde_json::Value = serde_json::from_str(data)
+                    .map_err(|e| Failure::Usage(format!("--data is not JSON: {e}")))?;
+                event["datacontenttype"] = "application/json".into();
+                event["data"] = data;
+            }
+            let published = client::connect(&cli)?.publish(&args.app, &event).await?;
+            if cli.json {
+                output::json(&published);
+            } else {
+                println!(
+                    "published {} · matched {} rule target(s)",
+                    published.id, published.matched
+                );
             }
             Ok(())
         }
@@ -341,6 +378,26 @@ async fn invoke(cli: &Cli, args: &InvokeArgs) -> Result<(), Failure> {
             .insert(name.trim().to_owned(), value.trim().to_owned());
     }
     let (app, function) = resolve_function(&client, &args.function).await?;
+    if args.asynchronous {
+        let accepted = client
+            .invoke_async(&app, &function, body, args.idempotency_key.as_deref())
+            .await?;
+        if cli.json {
+            output::json(&accepted);
+        } else {
+            println!("{}", accepted.invocation_id);
+            eprintln!(
+                "{} · `nimbus invocation {}` shows its status",
+                if accepted.replay {
+                    "already queued under this idempotency key"
+                } else {
+                    "queued"
+                },
+                accepted.invocation_id
+            );
+        }
+        return Ok(());
+    }
     let response = client.invoke(&app, &function, &request, body).await?;
     if cli.json {
         output::json(&response);
@@ -370,6 +427,81 @@ async fn invoke(cli: &Cli, args: &InvokeArgs) -> Result<(), Failure> {
 }
 
 /// `APP/FUNCTION`, or a function name unique across apps.
+/// `APP/QUEUE` → (app, queue).
+fn queue_ref(reference: &str) -> Result<(&str, &str), Failure> {
+    reference
+        .split_once('/')
+        .filter(|(a, q)| !a.is_empty() && !q.is_empty())
+        .ok_or_else(|| Failure::Usage(format!("name the queue as APP/QUEUE, got {reference:?}")))
+}
+
+async fn queue(cli: &Cli, command: &QueueCommand) -> Result<(), Failure> {
+    let client = client::connect(cli)?;
+    match command {
+        QueueCommand::Ls => {
+            let queues = client.queues().await?;
+            if cli.json {
+                output::json(&queues);
+            } else {
+                output::queues(&queues);
+            }
+        }
+        QueueCommand::Send {
+            queue,
+            body,
+            group,
+            content_type,
+        } => {
+            let (app, queue) = queue_ref(queue)?;
+            let body = if body == "-" {
+                let mut buffer = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut buffer)
+                    .map_err(|e| Failure::Local(format!("read standard input: {e}")))?;
+                buffer
+            } else {
+                body.clone()
+            };
+            let sent = client
+                .send_messages(
+                    app,
+                    queue,
+                    vec![nimbus_api::OutgoingMessage {
+                        body: Some(body),
+                        group: group.clone(),
+                        content_type: content_type.clone(),
+                        ..Default::default()
+                    }],
+                )
+                .await?;
+            if cli.json {
+                output::json(&sent);
+            } else {
+                println!("sent {}", sent.ids.join(", "));
+            }
+        }
+        QueueCommand::Peek { queue, limit } => {
+            let (app, queue) = queue_ref(queue)?;
+            let messages = client.peek(app, queue, *limit).await?;
+            if cli.json {
+                output::json(&messages);
+            } else {
+                output::messages(&messages);
+            }
+        }
+        QueueCommand::Dlq(DlqCommand::Redrive { queue }) => {
+            let (app, queue) = queue_ref(queue)?;
+            let moved = client.redrive(app, queue).await?;
+            if cli.json {
+                output::json(&moved);
+            } else {
+                println!("moved {} message(s) back to {app}/{queue}", moved.moved);
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn resolve_function(client: &Client, reference: &str) -> Result<(String, String), Failure> {
     if let (Some(app), function) = split_function_ref(reference) {
         return Ok((app.to_owned(), function.to_owned()));

@@ -52,6 +52,8 @@ Examples:
   nimbus deploy ./my-app             build and deploy to a running server
   nimbus invoke hello --path /hello  call a function directly
   nimbus logs hello -f               follow a function's invocations and output
+  nimbus invoke worker --async -d '{}'  queue an invocation; `nimbus invocation ID` shows it
+  nimbus queue send shop/orders 'hi'  send a message; `nimbus queue ls` shows the queues
   nimbus rollback my-app             go back to the previous version";
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +102,60 @@ enum Command {
     Rollback { app: String },
     /// Remove an app: its routes stop answering at once.
     Rm { app: String },
+    /// Show an asynchronous invocation's status and result.
+    Invocation { id: String },
+    /// Queues: list, send, peek, dead-letter redrive.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Publish a CloudEvent on an app's event bus.
+    Publish(PublishArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueCommand {
+    /// Every queue with its counts (declared queues, functions' `@function` queues, `.dlq`s).
+    Ls,
+    /// Send a message: `nimbus queue send APP/QUEUE 'body'` (or `-` for standard input).
+    Send {
+        queue: String,
+        body: String,
+        /// FIFO group (FIFO queues).
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+    /// Show the first messages of a queue without taking them.
+    Peek {
+        queue: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Dead-letter queues.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// Move every message of APP/QUEUE's dead-letter queue back to APP/QUEUE.
+    Redrive { queue: String },
+}
+
+#[derive(clap::Args, Debug)]
+struct PublishArgs {
+    app: String,
+    /// The event's `type`.
+    #[arg(long = "type")]
+    ty: String,
+    /// The event's `source`.
+    #[arg(long, default_value = "/cli")]
+    source: String,
+    #[arg(long)]
+    subject: Option<String>,
+    /// JSON data.
+    #[arg(long)]
+    data: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -141,6 +197,12 @@ struct InvokeArgs {
     /// Extra request header, NAME:VALUE (repeatable).
     #[arg(short = 'H', long = "header")]
     headers: Vec<String>,
+    /// Queue the invocation and return its id at once (202) instead of waiting.
+    #[arg(long = "async")]
+    asynchronous: bool,
+    /// With --async: the same key within 24 h returns the first invocation instead of a new one.
+    #[arg(long, requires = "asynchronous")]
+    idempotency_key: Option<String>,
 }
 
 #[tokio::main]

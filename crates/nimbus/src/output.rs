@@ -155,3 +155,74 @@ pub(crate) fn record(record: &nimbus_core::InvocationRecord) {
         println!("  | {line}");
     }
 }
+
+pub(crate) fn invocation(status: &nimbus_api::InvocationStatus) {
+    println!(
+        "invocation {} · {}/{}",
+        status.id, status.app, status.function
+    );
+    println!(
+        "status     {} after {} attempt(s)",
+        status.status, status.attempts
+    );
+    if let Some(result) = &status.result {
+        println!("result     {}", result.status);
+        if let Some(body) = &result.body {
+            println!("{body}");
+        }
+    }
+    if let Some(error) = &status.error {
+        println!("error      {}: {}", error.code, error.message);
+    }
+    if let Some(dlq) = &status.dead_letter {
+        println!("dead-lettered to {dlq}");
+    }
+}
+
+pub(crate) fn queues(queues: &[nimbus_api::QueueInfo]) {
+    table(
+        &["APP", "QUEUE", "READY", "IN FLIGHT", "DELAYED", "OLDEST"],
+        queues
+            .iter()
+            .map(|q| {
+                vec![
+                    q.app.clone(),
+                    q.queue.clone(),
+                    q.ready.to_string(),
+                    q.in_flight.to_string(),
+                    q.delayed.to_string(),
+                    q.oldest_age_ms
+                        .map(|ms| format!("{}s", ms / 1000))
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect(),
+    );
+}
+
+pub(crate) fn messages(messages: &[nimbus_api::PeekedMessage]) {
+    for message in messages {
+        let mut head = format!(
+            "{} · {} · attempts {}",
+            message.id, message.kind, message.attempts
+        );
+        if let Some(group) = &message.group {
+            head.push_str(&format!(" · group {group}"));
+        }
+        if message.in_flight {
+            head.push_str(" · in flight");
+        }
+        println!("{head}");
+        if let Some(dead) = &message.dead {
+            println!(
+                "  dead: {} from {}: {}",
+                dead.reason, dead.origin, dead.error
+            );
+        }
+        match (&message.body, &message.body_base64) {
+            (Some(body), _) => println!("  {body}"),
+            (None, Some(encoded)) => println!("  (binary, base64) {encoded}"),
+            _ => {}
+        }
+    }
+}

@@ -11,8 +11,41 @@ use wstd::http::{Body, Client, Error, Request, Response, StatusCode};
 /// Survives between invocations only when the host reuses the instance.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// An event delivered in CloudEvents binary mode: report it to `REPORT_URL` (if set), then fail
+/// if its data contains `FAIL_ON` (if set), else answer with what was handled.
+async fn event(request: Request<Body>, id: String) -> Result<Response<Body>, Error> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let ty = header("ce-type");
+    let attempt = header("x-nimbus-attempt");
+    let mut body = request.into_body();
+    let data = body.str_contents().await?.to_owned();
+    if let Ok(url) = std::env::var("REPORT_URL") {
+        let report = format!("{id} {ty} {attempt}\n{data}");
+        let outbound = Request::post(url).body(Body::from(report))?;
+        Client::new().send(outbound).await?;
+    }
+    let fail_on = std::env::var("FAIL_ON").unwrap_or_default();
+    if !fail_on.is_empty() && data.contains(&fail_on) {
+        return Ok(Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(format!("failing {id} as asked").into())?);
+    }
+    Ok(Response::new(format!("{{\"handled\":\"{id}\"}}").into()))
+}
+
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
+    if let Some(id) = request.headers().get("ce-id").and_then(|v| v.to_str().ok()) {
+        let id = id.to_owned();
+        return event(request, id).await;
+    }
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     let tail = path.rsplit('/').next().unwrap_or("").to_owned();
