@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod deploy;
+mod events;
 mod invariants;
 mod invocation;
 mod lambda;
