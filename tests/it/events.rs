@@ -716,3 +716,91 @@ async fn kill_9_with_10000_events_queued_or_in_flight_loses_none() {
     let duplicates = reports.len() - distinct.len();
     assert!(duplicates <= seen_before, "{duplicates} duplicates");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_send_and_publish_through_the_local_api_within_their_grants() {
+    let platform = Platform::start().await;
+    let manifest = "name = \"prod\"\n\n[function.w]\ncomponent = \"probe.wasm\"\nqueues = [\"jobs\"]\npublish = true\n\n[function.denied]\ncomponent = \"probe.wasm\"\n\n[function.py]\nruntime = \"python3\"\nhandler = \"app.handler\"\ncode = \"code\"\nqueues = [\"jobs\"]\n\n[queue.jobs]\n\n[queue.seen]\n\n[[trigger.event]]\npattern = { type = [\"made.by.function\"] }\nqueue = \"seen\"\n\n[[route]]\npath = \"/w/{*rest}\"\nfunction = \"w\"\n\n[[route]]\npath = \"/denied/{*rest}\"\nfunction = \"denied\"\n";
+    let probe = std::fs::read(component("probe")).unwrap();
+    let code = nimbus_api::artifact::pack_dir(&lambda_fixture("producer")).unwrap();
+    let mut artifacts = BTreeMap::new();
+    for (function, bytes) in [("w", probe.clone()), ("denied", probe), ("py", code)] {
+        artifacts.insert(
+            function.to_owned(),
+            platform.client.upload_artifact(bytes).await.unwrap(),
+        );
+    }
+    platform
+        .deploy_artifacts(manifest, artifacts)
+        .await
+        .unwrap();
+
+    let produce = async |route: &str, to: &str, content_type: &str, body: &str| {
+        let response = platform
+            .http
+            .post(platform.url(&format!("/{route}/produce?to={to}")))
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        (status, body)
+    };
+    let (status, answer) =
+        produce("w", "/v1/queues/jobs/messages", "text/plain", "from wasm").await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["id"].is_string(), "{answer}");
+    let (status, answer) =
+        produce("denied", "/v1/queues/jobs/messages", "text/plain", "sneaky").await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"]["code"], "forbidden");
+    let (status, answer) = produce("w", "/v1/queues/other/messages", "text/plain", "x").await;
+    assert_eq!(status, 403, "{answer}");
+    let event = serde_json::json!({"specversion": "1.0", "id": "f-1", "source": "/w",
+        "type": "made.by.function"});
+    let (status, answer) = produce(
+        "w",
+        "/v1/events",
+        "application/cloudevents+json",
+        &event.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["matched"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    let (status, _) = produce(
+        "denied",
+        "/v1/events",
+        "application/cloudevents+json",
+        &event.to_string(),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // A process function reaches the same API through $NIMBUS_API with its instance's token.
+    let invoked = platform
+        .client
+        .invoke(
+            "prod",
+            "py",
+            &nimbus_api::InvokeRequest {
+                method: "POST".into(),
+                path: "/".into(),
+                ..Default::default()
+            },
+            b"{\"from\": \"python\"}".to_vec(),
+        )
+        .await
+        .unwrap();
+    let result: serde_json::Value = serde_json::from_str(invoked.body.as_deref().unwrap()).unwrap();
+    assert_eq!(result["status"], 200, "{result}");
+    let jobs = platform.client.peek("prod", "jobs", 10).await.unwrap();
+    let bodies: Vec<&str> = jobs.iter().filter_map(|m| m.body.as_deref()).collect();
+    assert_eq!(bodies, ["from wasm", "{\"from\": \"python\"}"]);
+    let seen = platform.client.peek("prod", "seen", 10).await.unwrap();
+    assert_eq!(seen.len(), 1);
+}

@@ -908,6 +908,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn extended_leases_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(dir.path());
+        engine
+            .commit(vec![message("a/q", "x", None)], vec![])
+            .await
+            .unwrap();
+        let first = engine
+            .try_lease("a/q", 1, Duration::from_millis(20))
+            .await
+            .unwrap();
+        assert!(engine.extend("a/q", first[0].id, 1, LEASE));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(engine.try_lease("a/q", 1, LEASE).await.unwrap().is_empty());
+        assert!(
+            !engine.extend("a/q", first[0].id, 2, LEASE),
+            "a token never issued"
+        );
+        assert!(engine.ack("a/q", first[0].id, 1));
+    }
+
+    #[tokio::test]
     async fn fifo_groups_deliver_in_order_one_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let engine = open(dir.path());

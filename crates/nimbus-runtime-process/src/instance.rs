@@ -45,6 +45,11 @@ pub(crate) struct ProcessFunction {
     pub version: u64,
     pub function_arn: String,
     pub sandbox: Arc<Sandbox>,
+    /// nimbus's local API (queues, the event bus), served beside the Runtime API.
+    pub services: Option<(
+        Arc<dyn nimbus_runtime::Services>,
+        Arc<nimbus_runtime::Caller>,
+    )>,
 }
 
 #[async_trait::async_trait]
@@ -69,6 +74,12 @@ impl LoadedFunction for ProcessFunction {
                 self.version
             ),
         ));
+        // Each instance gets its own token for the local API (it matters with
+        // `network = "host"`, where other local processes could reach the listener).
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        if self.services.is_some() {
+            env.push(("NIMBUS_API_TOKEN".into(), token.clone()));
+        }
         let plan = Plan {
             program: self.program.clone(),
             args: self.args.clone(),
@@ -104,7 +115,15 @@ impl LoadedFunction for ProcessFunction {
         let logs = LogStream::start(output).map_err(|e| start_failed("read the output", e))?;
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| start_failed("serve the Runtime API", e))?;
-        let api = RuntimeApi::serve(listener, &self.function_arn);
+        let local =
+            self.services
+                .clone()
+                .map(|(services, caller)| crate::runtime_api::LocalRoute {
+                    services,
+                    caller,
+                    token,
+                });
+        let api = RuntimeApi::serve(listener, &self.function_arn, local);
 
         // Init ends when the runtime first asks for an event.
         let mut state = api.state.clone();

@@ -31,7 +31,7 @@ pub use instance::{INIT_TIMEOUT, PIDS_MAX};
 pub use runtime_api::PAYLOAD_LIMIT;
 
 /// Executor settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProcessConfig {
     /// Where code is unpacked and instances get their working directories.
     pub work_dir: PathBuf,
@@ -40,6 +40,8 @@ pub struct ProcessConfig {
     /// Files and directories functions must not see (the server's token, store, artifacts):
     /// covered in each instance's mount namespace.
     pub hidden: Vec<PathBuf>,
+    /// Serves instances' requests to `$NIMBUS_API` (queues, the event bus).
+    pub services: Option<Arc<dyn nimbus_runtime::Services>>,
 }
 
 pub struct ProcessExecutor {
@@ -49,6 +51,7 @@ pub struct ProcessExecutor {
     sandbox: Arc<Sandbox>,
     python: Option<PathBuf>,
     node: Option<PathBuf>,
+    services: Option<Arc<dyn nimbus_runtime::Services>>,
 }
 
 impl ProcessExecutor {
@@ -93,6 +96,7 @@ impl ProcessExecutor {
             )),
             python: find_program("python3"),
             node: find_program("node"),
+            services: config.services,
         })
     }
 
@@ -244,6 +248,13 @@ impl Executor for ProcessExecutor {
                 identity.version
             ),
             sandbox: self.sandbox.clone(),
+            services: self.services.clone().map(|services| {
+                let caller = nimbus_runtime::Caller {
+                    app: identity.app.clone(),
+                    function: Arc::from(name),
+                };
+                (services, Arc::new(caller))
+            }),
         };
         Ok((Arc::new(function), source))
     }

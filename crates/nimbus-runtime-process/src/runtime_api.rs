@@ -52,7 +52,16 @@ pub(crate) struct RuntimeState {
     pub init_error: Option<(String, String)>,
 }
 
+/// nimbus's local API as served to one instance, under `/nimbus/` beside the Runtime API.
+pub(crate) struct LocalRoute {
+    pub services: Arc<dyn nimbus_runtime::Services>,
+    pub caller: Arc<nimbus_runtime::Caller>,
+    /// `NIMBUS_API_TOKEN` of the instance: requests must carry it as a bearer token.
+    pub token: String,
+}
+
 struct Shared {
+    local: Option<LocalRoute>,
     invocations: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     current: Mutex<Option<(Arc<str>, oneshot::Sender<Reply>)>>,
     state: watch::Sender<RuntimeState>,
@@ -74,10 +83,15 @@ impl Drop for RuntimeApi {
 
 impl RuntimeApi {
     /// Serve the Runtime API on `listener` until dropped.
-    pub fn serve(listener: tokio::net::TcpListener, function_arn: &str) -> RuntimeApi {
+    pub fn serve(
+        listener: tokio::net::TcpListener,
+        function_arn: &str,
+        local: Option<LocalRoute>,
+    ) -> RuntimeApi {
         let (invocations, receiver) = mpsc::channel(1);
         let (state_tx, state) = watch::channel(RuntimeState::default());
         let shared = Arc::new(Shared {
+            local,
             invocations: tokio::sync::Mutex::new(receiver),
             current: Mutex::new(None),
             state: state_tx,
@@ -137,6 +151,11 @@ fn accepted() -> ApiResponse {
 
 async fn handle(shared: &Shared, request: http::Request<Incoming>) -> ApiResponse {
     let path = request.uri().path().to_owned();
+    if let Some(local_path) = path.strip_prefix("/nimbus")
+        && let Some(local) = &shared.local
+    {
+        return serve_local(local, local_path, request).await;
+    }
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -232,6 +251,50 @@ async fn handle(shared: &Shared, request: http::Request<Incoming>) -> ApiRespons
             "method not allowed on this Runtime API path",
         ),
     }
+}
+
+/// The local API: check the instance's token, then hand the request to the platform.
+async fn serve_local(
+    local: &LocalRoute,
+    path: &str,
+    request: http::Request<Incoming>,
+) -> ApiResponse {
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented != Some(local.token.as_str()) {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": {"code": "unauthorized", "message": "send NIMBUS_API_TOKEN as a bearer token"}}),
+        );
+    }
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, nimbus_runtime::LOCAL_API_MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                serde_json::json!({"error": {"code": "payload_too_large", "message": "the local API takes at most 1 MiB"}}),
+            );
+        }
+    };
+    let answer = local
+        .services
+        .call(&local.caller, &parts.method, path, &parts.headers, body)
+        .await;
+    let mut response = http::Response::new(Full::new(answer.body));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 async fn next(shared: &Shared) -> ApiResponse {

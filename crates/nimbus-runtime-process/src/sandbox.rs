@@ -681,6 +681,10 @@ fn start(
     plan.env.push(("TMPDIR".into(), tmp_env));
     plan.env
         .push(("AWS_LAMBDA_RUNTIME_API".into(), format!("127.0.0.1:{port}")));
+    plan.env.push((
+        "NIMBUS_API".into(),
+        format!("http://127.0.0.1:{port}/nimbus"),
+    ));
 
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;

@@ -49,9 +49,78 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Decides outbound HTTP by the URI the host will actually dial.
+/// Decides outbound HTTP by the URI the host will actually dial; requests to
+/// `nimbus.internal` go to the local API in-process instead.
 pub(crate) struct OutboundPolicy {
     pub(crate) rules: Arc<[OutboundRule]>,
+    pub(crate) local: Option<LocalApi>,
+}
+
+/// nimbus's local API as one function reaches it.
+#[derive(Clone)]
+pub(crate) struct LocalApi {
+    pub(crate) services: Arc<dyn nimbus_runtime::Services>,
+    pub(crate) caller: Arc<nimbus_runtime::Caller>,
+}
+
+type SendResult = Result<
+    (
+        http::Response<wasmtime_wasi_http::WasiBody>,
+        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ),
+    wasmtime_wasi_http::Error,
+>;
+
+impl LocalApi {
+    /// Serve a guest's request to the local API without any network.
+    fn serve(
+        &self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let local = self.clone();
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (parts, body) = request.into_parts();
+            let body = http_body_util::Limited::new(body, nimbus_runtime::LOCAL_API_MAX_BODY)
+                .collect()
+                .await
+                .map(|c| c.to_bytes());
+            let answer = match body {
+                Ok(body) => {
+                    local
+                        .services
+                        .call(
+                            &local.caller,
+                            &parts.method,
+                            parts.uri.path(),
+                            &parts.headers,
+                            body,
+                        )
+                        .await
+                }
+                Err(_) => nimbus_runtime::ServiceResponse {
+                    status: 413,
+                    body: bytes::Bytes::from_static(
+                        br#"{"error":{"code":"payload_too_large","message":"the local API takes at most 1 MiB"}}"#,
+                    ),
+                },
+            };
+            let response = http::Response::builder()
+                .status(answer.status)
+                .header("content-type", "application/json")
+                .body(
+                    http_body_util::Full::new(answer.body)
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .map_err(|_| wasmtime_wasi_http::Error::InternalError(None))?;
+            Ok((
+                response,
+                Box::new(async { Ok(()) })
+                    as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            ))
+        })
+    }
 }
 
 impl WasiHttpHooks for OutboundPolicy {
@@ -74,6 +143,11 @@ impl WasiHttpHooks for OutboundPolicy {
         // `default_send_request` connects to the URI's authority, so the URI is what we judge;
         // the Host header the guest may set plays no part.
         let uri = request.uri();
+        if uri.host() == Some(nimbus_runtime::LOCAL_API_HOST)
+            && let Some(local) = &self.local
+        {
+            return local.serve(request);
+        }
         let scheme = uri.scheme_str().unwrap_or("");
         let host = uri.host().unwrap_or("");
         let port = uri.port_u16().or_else(|| default_port(scheme));

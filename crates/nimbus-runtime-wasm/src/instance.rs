@@ -38,6 +38,7 @@ pub(crate) struct WasmFunction {
     memory_bytes: usize,
     timeout: std::time::Duration,
     reuse: bool,
+    local: Option<crate::host::LocalApi>,
 }
 
 impl WasmFunction {
@@ -45,6 +46,7 @@ impl WasmFunction {
         engine: Engine,
         pre: ProxyPre<HostState>,
         spec: &FunctionSpec,
+        local: Option<(Arc<dyn nimbus_runtime::Services>, nimbus_runtime::Caller)>,
     ) -> WasmFunction {
         WasmFunction {
             engine,
@@ -58,6 +60,10 @@ impl WasmFunction {
             memory_bytes: usize::try_from(spec.memory_bytes).unwrap_or(usize::MAX),
             timeout: spec.timeout,
             reuse: spec.instance == InstanceMode::Reuse,
+            local: local.map(|(services, caller)| crate::host::LocalApi {
+                services,
+                caller: Arc::new(caller),
+            }),
         }
     }
 }
@@ -77,6 +83,7 @@ impl LoadedFunction for WasmFunction {
             table: ResourceTable::new(),
             outbound: OutboundPolicy {
                 rules: self.rules.clone(),
+                local: self.local.clone(),
             },
             limiter: MemoryLimiter {
                 limit: self.memory_bytes,

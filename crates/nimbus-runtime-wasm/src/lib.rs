@@ -35,12 +35,14 @@ pub use host::HostState;
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Executor settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WasmConfig {
     /// Where compiled components are cached.
     pub cache_dir: PathBuf,
     /// Instance slots the pooling allocator reserves (all functions together).
     pub max_instances: u32,
+    /// Serves guests' requests to `http://nimbus.internal/...` (queues, the event bus).
+    pub services: Option<Arc<dyn nimbus_runtime::Services>>,
 }
 
 pub struct WasmExecutor {
@@ -49,6 +51,7 @@ pub struct WasmExecutor {
     cache: cache::CompiledCache,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
+    services: Option<Arc<dyn nimbus_runtime::Services>>,
 }
 
 impl WasmExecutor {
@@ -92,6 +95,7 @@ impl WasmExecutor {
             cache,
             pooling,
             ticker_stop,
+            services: config.services,
         })
     }
 
@@ -131,7 +135,7 @@ fn engine_config(pool_slots: Option<u32>) -> Config {
 impl Executor for WasmExecutor {
     async fn load(
         &self,
-        _identity: &FunctionIdentity,
+        identity: &FunctionIdentity,
         spec: &FunctionSpec,
         artifact: &Artifact,
     ) -> Result<(Arc<dyn LoadedFunction>, LoadSource), LoadError> {
@@ -160,7 +164,14 @@ impl Executor for WasmExecutor {
                 "component does not export wasi:http/incoming-handler@0.2 (is it built as an HTTP handler, e.g. with #[wstd::http_server]?): {e:#}"
             ),
         })?;
-        let loaded = instance::WasmFunction::new(self.engine.clone(), pre, spec);
+        let local = self.services.clone().map(|services| {
+            let caller = nimbus_runtime::Caller {
+                app: identity.app.clone(),
+                function: Arc::from(spec.name.as_str()),
+            };
+            (services, caller)
+        });
+        let loaded = instance::WasmFunction::new(self.engine.clone(), pre, spec, local);
         Ok((Arc::new(loaded), source))
     }
 }

@@ -201,3 +201,39 @@ pub trait Executor: Send + Sync {
         artifact: &Artifact,
     ) -> Result<(Arc<dyn LoadedFunction>, LoadSource), LoadError>;
 }
+
+/// The host every function reaches nimbus's local API under: `http://nimbus.internal/v1/...`
+/// from Wasm (intercepted by the host, never dialled), `$NIMBUS_API/v1/...` from processes.
+pub const LOCAL_API_HOST: &str = "nimbus.internal";
+/// Largest request body the local API accepts from a function.
+pub const LOCAL_API_MAX_BODY: usize = 1 << 20;
+
+/// Which function is calling the local API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub app: Arc<str>,
+    pub function: Arc<str>,
+}
+
+/// The local API's answer: a status and a JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceResponse {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// The platform's side of what functions call — sending to queues, publishing events — behind
+/// the grants of the caller's manifest. Executors hand requests for the local API to it; the
+/// server implements it.
+#[async_trait::async_trait]
+pub trait Services: Send + Sync {
+    /// Serve one local API request (`path` starts with `/v1/`).
+    async fn call(
+        &self,
+        caller: &Caller,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+        body: Bytes,
+    ) -> ServiceResponse;
+}

@@ -566,10 +566,10 @@ impl Consumer {
             BatchMode::Each(n) => (n, true),
             BatchMode::Records(n) => (n, false),
         };
-        // A lease outlives the work it covers: every message of a batch invoked one after the
-        // other, plus a margin.
-        let span = if per_message { max as u32 } else { 1 };
-        let visibility = self.function.timeout * span + Duration::from_secs(10);
+        // A lease outlives the invocation it covers by a margin; messages of a batch invoked
+        // one after the other get their lease extended as their turn comes, so a consumer that
+        // dies mid-batch holds the rest back for one timeout, not one per message.
+        let visibility = self.function.timeout + Duration::from_secs(10);
         loop {
             let leased = match self.events.engine.lease(&key, max, visibility, &stop).await {
                 Ok(leased) => leased,
@@ -610,6 +610,14 @@ impl Consumer {
             }
             if per_message {
                 for leased in live {
+                    if !self
+                        .events
+                        .engine
+                        .extend(&key, leased.id, leased.attempt, visibility)
+                    {
+                        // The lease ran out while earlier messages ran: someone else has it.
+                        continue;
+                    }
                     let attempt = self.invoke(std::slice::from_ref(&leased)).await;
                     self.settle(&leased, &attempt).await;
                 }
@@ -1042,4 +1050,125 @@ pub(crate) fn parse_event(headers: &http::HeaderMap, body: Bytes) -> Result<Clou
         )
     };
     parsed.map_err(|e| Error::new(ErrorCode::InvalidEvent, e.to_string()))
+}
+
+/// nimbus's local API, as functions call it (`http://nimbus.internal/v1/...` from Wasm,
+/// `$NIMBUS_API/v1/...` from processes): send to a queue, publish on the bus — each behind the
+/// caller's grants (`queues = [...]`, `publish = true`).
+#[derive(Default)]
+pub(crate) struct LocalApi {
+    platform: std::sync::OnceLock<std::sync::Weak<crate::Platform>>,
+}
+
+impl LocalApi {
+    /// Connect to the platform once it exists (executors are made before it).
+    pub(crate) fn attach(&self, platform: &Arc<crate::Platform>) {
+        let _ = self.platform.set(Arc::downgrade(platform));
+    }
+
+    async fn serve(
+        &self,
+        caller: &nimbus_runtime::Caller,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+        body: Bytes,
+    ) -> Result<serde_json::Value, Error> {
+        let platform = self
+            .platform
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "nimbus is starting or stopping"))?;
+        let app = platform.app(&caller.app)?;
+        let Some(spec) = app
+            .spec
+            .functions
+            .iter()
+            .find(|(name, _)| name.as_str() == &*caller.function)
+            .map(|(_, spec)| spec)
+        else {
+            return Err(Error::new(
+                ErrorCode::FunctionNotFound,
+                "the calling function is no longer deployed",
+            ));
+        };
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (&http::Method::POST, ["v1", "queues", queue, "messages"]) => {
+                if !spec.queues.iter().any(|q| q.as_str() == *queue) {
+                    return Err(Error::new(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "function {:?} may not send to queue {queue:?}; add it to the function's `queues` in the manifest",
+                            caller.function
+                        ),
+                    ));
+                }
+                let mut meta = MessageMeta::new(MessageKind::Message, now_ms());
+                meta.content_type = header_text(headers, "content-type");
+                meta.group = header_text(headers, "x-nimbus-group");
+                let ids = platform
+                    .events
+                    .send(&app, queue, vec![(body, meta)])
+                    .await?;
+                Ok(serde_json::json!({ "id": ids.first() }))
+            }
+            (&http::Method::POST, ["v1", "events"]) => {
+                if !spec.publish {
+                    return Err(Error::new(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "function {:?} may not publish events; set `publish = true` on it in the manifest",
+                            caller.function
+                        ),
+                    ));
+                }
+                let event = parse_event(headers, body)?;
+                let published = platform.events.publish(&app, event).await?;
+                Ok(serde_json::to_value(published).unwrap_or_default())
+            }
+            _ => Err(Error::new(
+                ErrorCode::RouteNotFound,
+                format!(
+                    "no local API {method} {path}; see docs/events.md (POST /v1/queues/QUEUE/messages, POST /v1/events)"
+                ),
+            )),
+        }
+    }
+}
+
+fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[async_trait::async_trait]
+impl nimbus_runtime::Services for LocalApi {
+    async fn call(
+        &self,
+        caller: &nimbus_runtime::Caller,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+        body: Bytes,
+    ) -> nimbus_runtime::ServiceResponse {
+        match self.serve(caller, method, path, headers, body).await {
+            Ok(value) => nimbus_runtime::ServiceResponse {
+                status: 200,
+                body: Bytes::from(value.to_string()),
+            },
+            Err(error) => {
+                tracing::info!(app = %caller.app, function = %caller.function, code = %error.code, message = %error.message, "local API call refused");
+                nimbus_runtime::ServiceResponse {
+                    status: nimbus_gateway::status_for(error.code).as_u16(),
+                    body: Bytes::from(
+                        serde_json::json!({"error": {"code": error.code, "message": error.message}})
+                            .to_string(),
+                    ),
+                }
+            }
+        }
+    }
 }

@@ -119,9 +119,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("open store")?
         .context("open store")?;
     let store = Arc::new(store);
+    let local_api = Arc::new(events::LocalApi::default());
+    let services: Arc<dyn nimbus_runtime::Services> = local_api.clone();
     let executor = WasmExecutor::new(WasmConfig {
         cache_dir: config.data_dir.join(CACHE_DIR),
         max_instances: config.max_instances,
+        services: Some(services.clone()),
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
     .context("start wasm executor")?;
@@ -139,6 +142,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .iter()
             .map(|name| config.data_dir.join(name))
             .collect(),
+            services: Some(services),
         };
         move || ProcessExecutor::new(config)
     })
@@ -167,6 +171,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         config.idle_timeout,
         shutdown.clone(),
     );
+    local_api.attach(&platform);
     platform.restore().await.context("restore deployed apps")?;
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| {

@@ -101,6 +101,25 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
                     .body(format!("outbound refused: {error:?}").into())?),
             }
         }
+        "produce" => {
+            // Forward the request body to nimbus's local API at the path in `to=`.
+            let to = query.strip_prefix("to=").unwrap_or("").to_owned();
+            let content_type = request
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("text/plain")
+                .to_owned();
+            let mut body = request.into_body();
+            let body = body.str_contents().await?.to_owned();
+            let outbound = Request::post(format!("http://nimbus.internal{to}"))
+                .header("content-type", content_type)
+                .body(Body::from(body))?;
+            let mut response = Client::new().send(outbound).await?;
+            let status = response.status();
+            let body = response.body_mut().str_contents().await?.to_owned();
+            Ok(Response::builder().status(status).body(body.into())?)
+        }
         "env" => {
             let mut vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
             vars.sort();
