@@ -386,13 +386,16 @@ fn wildcard(parts: &[String], s: &str) -> bool {
     let [first, middle @ .., last] = parts else {
         return parts.first().is_some_and(|only| only == s);
     };
-    if !s.starts_with(first.as_str()) || s.len() < first.len() + last.len() {
+    if !s.starts_with(first.as_str())
+        || !s.ends_with(last.as_str())
+        || s.len() < first.len() + last.len()
+    {
         return false;
     }
-    let mut rest = &s[first.len()..s.len() - last.len()];
-    if !s.ends_with(last.as_str()) {
+    // Both ends are char boundaries: `first` is a prefix and `last` a suffix of `s`.
+    let Some(mut rest) = s.get(first.len()..s.len() - last.len()) else {
         return false;
-    }
+    };
     for part in middle {
         match rest.find(part.as_str()) {
             Some(at) => rest = &rest[at + part.len()..],
