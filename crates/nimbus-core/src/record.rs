@@ -60,6 +60,9 @@ pub struct InvocationRecord {
     pub version: u64,
     /// Start time, milliseconds since the Unix epoch.
     pub start_ms: u64,
+    /// The same instant in microseconds since the Unix epoch (for latency measurements).
+    #[serde(default)]
+    pub start_us: u64,
     /// Wall-clock duration of the invocation in microseconds (until the response body ended).
     pub duration_us: u64,
     /// Whether a new instance had to be created for this invocation.

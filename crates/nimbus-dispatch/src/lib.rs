@@ -345,6 +345,10 @@ impl Pool {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
+            start_us: start_wall
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
             duration_us: start.elapsed().as_micros() as u64,
             cold,
             outcome,

@@ -516,6 +516,7 @@ mod tests {
             function: "f".into(),
             version: 1,
             start_ms: 0,
+            start_us: 0,
             duration_us: 0,
             cold: false,
             outcome: nimbus_core::Outcome::Ok,

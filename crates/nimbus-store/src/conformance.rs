@@ -141,6 +141,7 @@ fn record(app: &str, function: &str, id: &str) -> InvocationRecord {
         function: function.into(),
         version: 1,
         start_ms: 0,
+        start_us: 0,
         duration_us: 10,
         cold: false,
         outcome: Outcome::Ok,
