@@ -40,6 +40,10 @@ const MAX_RESULT_BYTES: usize = 256 << 10;
 const MAX_RESPONSE_BYTES: usize = 6 << 20;
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How long an invocation's status is kept after its last change.
+pub const STATUS_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How often expired statuses and idempotency keys are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 /// Most consumer tasks for one function's own queue.
 const MAX_ASYNC_WORKERS: u32 = 32;
 /// Messages one async-queue worker leases at once (each is its own invocation).
@@ -489,6 +493,55 @@ impl Events {
             }
             Err(error) => tracing::error!(schedule = %key, %error, "schedule tick not fired"),
         }
+    }
+
+    /// Delete invocation statuses older than [`STATUS_RETENTION`] and expired idempotency keys,
+    /// now and every [`SWEEP_INTERVAL`] until `stop`.
+    pub(crate) async fn sweep_forever(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            match self.sweep(now_ms()).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(
+                    removed,
+                    "expired invocation statuses and idempotency keys removed"
+                ),
+                Err(error) => tracing::warn!(%error, "sweeping expired statuses failed"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            }
+        }
+    }
+
+    async fn sweep(&self, now: u64) -> Result<usize, EngineError> {
+        let mut deletes = Vec::new();
+        for (key, raw) in self.engine.entries(EventTable::Invocations, "").await? {
+            let expired = serde_json::from_slice::<InvocationStatus>(&raw).map_or(true, |s| {
+                s.updated_ms + (STATUS_RETENTION.as_millis() as u64) < now
+            });
+            if expired {
+                deletes.push(EventOp::Delete {
+                    table: EventTable::Invocations,
+                    key,
+                });
+            }
+        }
+        for (key, raw) in self.engine.entries(EventTable::Idempotency, "").await? {
+            let expired = serde_json::from_slice::<IdempotencyEntry>(&raw)
+                .map_or(true, |e| e.expires_ms <= now);
+            if expired {
+                deletes.push(EventOp::Delete {
+                    table: EventTable::Idempotency,
+                    key,
+                });
+            }
+        }
+        let removed = deletes.len();
+        if removed > 0 {
+            self.engine.write(deletes).await?;
+        }
+        Ok(removed)
     }
 
     fn record_status(&self, status: &InvocationStatus) {
@@ -1170,5 +1223,62 @@ impl nimbus_runtime::Services for LocalApi {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_statuses_and_idempotency_keys_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(nimbus_store_redb::RedbStore::open(dir.path()).unwrap());
+        let events = Events::new(Engine::open(store).unwrap());
+        let now = now_ms();
+        let day = STATUS_RETENTION.as_millis() as u64;
+        let status = |id: &str, updated_ms: u64| InvocationStatus {
+            id: id.into(),
+            app: "a".into(),
+            function: "f".into(),
+            status: "succeeded".into(),
+            attempts: 1,
+            enqueued_ms: updated_ms,
+            updated_ms,
+            result: None,
+            error: None,
+            dead_letter: None,
+        };
+        let mut ops = Vec::new();
+        for (id, updated) in [("old", now - day - 1), ("new", now - 1000)] {
+            ops.push(EventOp::Put {
+                table: EventTable::Invocations,
+                key: id.into(),
+                value: serde_json::to_vec(&status(id, updated)).unwrap(),
+            });
+        }
+        for (key, expires_ms) in [("a/f/old", now - 1), ("a/f/new", now + 1000)] {
+            ops.push(EventOp::Put {
+                table: EventTable::Idempotency,
+                key: key.into(),
+                value: serde_json::to_vec(&IdempotencyEntry {
+                    invocation: "x".into(),
+                    expires_ms,
+                })
+                .unwrap(),
+            });
+        }
+        events.engine.write(ops).await.unwrap();
+        assert_eq!(events.sweep(now).await.unwrap(), 2);
+        assert!(events.invocation("old").await.is_err());
+        assert_eq!(events.invocation("new").await.unwrap().id, "new");
+        let keys = events
+            .engine
+            .entries(EventTable::Idempotency, "")
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].0, "a/f/new");
     }
 }

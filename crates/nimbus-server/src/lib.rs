@@ -209,6 +209,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         }
     }));
     tasks.push(tokio::spawn(platform.clone().reap_idle_forever()));
+    tasks.push(tokio::spawn(
+        platform.events.clone().sweep_forever(shutdown.clone()),
+    ));
 
     write_file(
         &config.data_dir.join(ADMIN_URL_FILE),
