@@ -180,3 +180,63 @@ async fn lambda_examples_deploy_and_invoke_from_the_cli() {
             .contains(r#""hello": "raw""#)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_invocation_and_publish_commands() {
+    let p = crate::support::Platform::start().await;
+    let server = p.server.as_ref().unwrap();
+    let (admin, token) = (server.admin_url(), server.token.clone());
+    let manifest = "name = \"q\"\n\n[function.f]\ncomponent = \"probe.wasm\"\nenv = { FAIL_ON = \"fail\" }\ndelivery = { retries = 0 }\n\n[queue.inbox]\n";
+    p.deploy(manifest, &[("f", "probe")]).await.unwrap();
+    let run = |args: &[&str]| {
+        let output = nimbus()
+            .args(args)
+            .args(["--admin-url", &admin, "--token", &token])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        stdout
+    };
+
+    let sent = run(&["queue", "send", "q/inbox", "hello queue"]);
+    assert!(sent.starts_with("sent "), "{sent}");
+    let listed = run(&["queue", "ls"]);
+    let inbox = listed.lines().find(|l| l.contains("inbox")).unwrap();
+    assert_eq!(
+        inbox.split_whitespace().collect::<Vec<_>>()[..3],
+        ["q", "inbox", "1"],
+        "{listed}"
+    );
+    assert!(listed.contains("@f"), "{listed}");
+    let peeked = run(&["queue", "peek", "q/inbox"]);
+    assert!(peeked.contains("hello queue"), "{peeked}");
+
+    // An async invoke that fails lands in the function's dead-letter queue; redrive moves it back.
+    let id = run(&["invoke", "q/f", "--async", "-d", "{\"please\": \"fail\"}"]);
+    let id = id.trim().to_owned();
+    let failed = crate::support::eventually(Duration::from_secs(10), async || {
+        run(&["invocation", &id]).contains("failed after 1 attempt")
+    })
+    .await;
+    assert!(failed, "{}", run(&["invocation", &id]));
+    let dead = run(&["queue", "peek", "q/@f.dlq"]);
+    assert!(dead.contains("RetriesExhausted"), "{dead}");
+    let moved = run(&["queue", "dlq", "redrive", "q/@f"]);
+    assert!(moved.contains("moved 1"), "{moved}");
+
+    let published = run(&["publish", "q", "--type", "nothing.listens", "--data", "{}"]);
+    assert!(published.contains("matched 0"), "{published}");
+
+    // Usage errors exit 2; unknown queues are refused by the server (exit 1).
+    let usage = nimbus().args(["queue", "peek", "no-slash"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let unknown = nimbus()
+        .args(["queue", "peek", "q/nope"])
+        .args(["--admin-url", &admin, "--token", &token])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("queue_not_found"));
+}

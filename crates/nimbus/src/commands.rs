@@ -436,6 +436,15 @@ fn queue_ref(reference: &str) -> Result<(&str, &str), Failure> {
 }
 
 async fn queue(cli: &Cli, command: &QueueCommand) -> Result<(), Failure> {
+    // A malformed APP/QUEUE is a usage error, whether or not a server is reachable.
+    match command {
+        QueueCommand::Ls => {}
+        QueueCommand::Send { queue, .. }
+        | QueueCommand::Peek { queue, .. }
+        | QueueCommand::Dlq(DlqCommand::Redrive { queue }) => {
+            queue_ref(queue)?;
+        }
+    }
     let client = client::connect(cli)?;
     match command {
         QueueCommand::Ls => {
