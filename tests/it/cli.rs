@@ -134,7 +134,11 @@ async fn lambda_examples_deploy_and_invoke_from_the_cli() {
     let server = p.server.as_ref().unwrap();
     let (admin, token) = (server.admin_url(), server.token.clone());
     let root = crate::support::workspace_root();
-    for example in ["examples/lambda-python", "examples/lambda-node"] {
+    for example in [
+        "examples/lambda-python",
+        "examples/lambda-node",
+        "examples/events",
+    ] {
         let output = nimbus()
             .arg("deploy")
             .arg(root.join(example))
