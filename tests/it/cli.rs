@@ -234,7 +234,10 @@ async fn queue_invocation_and_publish_commands() {
     assert!(published.contains("matched 0"), "{published}");
 
     // Usage errors exit 2; unknown queues are refused by the server (exit 1).
-    let usage = nimbus().args(["queue", "peek", "no-slash"]).output().unwrap();
+    let usage = nimbus()
+        .args(["queue", "peek", "no-slash"])
+        .output()
+        .unwrap();
     assert_eq!(usage.status.code(), Some(2));
     let unknown = nimbus()
         .args(["queue", "peek", "q/nope"])

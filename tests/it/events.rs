@@ -260,6 +260,10 @@ async fn events_older_than_max_age_go_to_the_dead_letter_queue() {
     let dead = peek().await;
     let info = dead[0].dead.as_ref().unwrap();
     assert_eq!(info.reason, "EventAgeExceeded");
+    assert!(
+        info.error.contains("500"),
+        "the last error is kept: {info:?}"
+    );
     // The retry would have landed past max_age, so it was never attempted.
     assert_eq!(collector.count(), 1);
     assert!(
@@ -270,6 +274,18 @@ async fn events_older_than_max_age_go_to_the_dead_letter_queue() {
             .unwrap()
             .is_empty()
     );
+    // A declared dead-letter queue is redriven itself: back to `jobs`, tried once more, back.
+    assert_eq!(
+        platform
+            .client
+            .redrive("ev", "expired")
+            .await
+            .unwrap()
+            .moved,
+        1
+    );
+    collector.wait_for(2, Duration::from_secs(10)).await;
+    assert!(eventually(Duration::from_secs(10), async || peek().await.len() == 1).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,3 +76,20 @@ fn the_executors_do_not_depend_on_each_other() {
         "the wasm executor must not depend on the process executor:\n{wasm}"
     );
 }
+
+#[test]
+fn the_events_logic_knows_no_http_pools_executors_or_storage_engine() {
+    let tree = normal_deps("nimbus-events");
+    for forbidden in [
+        "hyper",
+        "nimbus-dispatch",
+        "nimbus-runtime",
+        "wasmtime",
+        "redb",
+    ] {
+        assert!(
+            !tree.contains(forbidden),
+            "nimbus-events must not depend on {forbidden}:\n{tree}"
+        );
+    }
+}

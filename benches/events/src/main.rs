@@ -131,7 +131,7 @@ async fn nimbus(
     }
     assert_eq!(sent, n);
     while pending().await > 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let eps = n as f64 / started.elapsed().as_secs_f64();
     let dead: serde_json::Value = http
@@ -164,7 +164,7 @@ async fn nimbus(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     while pending().await > 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Records are written in batches every ~100 ms.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -504,18 +504,20 @@ impl Engine {
         remove(state, id)
     }
 
-    /// Move every message of `dlq` back to the queue it came from, as new (attempts and age
-    /// reset). Returns how many moved.
+    /// Move every dead-lettered message of `dlq` back to the queue it came from, as new
+    /// (attempts and age reset). Returns how many moved.
     pub async fn redrive(&self, dlq: &str) -> Result<usize, EngineError> {
         let taken: Vec<(u64, Entry)> = {
             let mut queues = self.queues.lock().map_err(|_| EngineError::Stopped)?;
             let Some(state) = queues.get_mut(dlq) else {
                 return Ok(0);
             };
+            // Only dead-lettered messages know where they came from; anything sent to a
+            // dead-letter queue directly stays.
             let ids: Vec<u64> = state
                 .entries
                 .iter()
-                .filter(|(_, e)| !e.leased)
+                .filter(|(_, e)| !e.leased && e.meta.dead.is_some())
                 .map(|(id, _)| *id)
                 .collect();
             let mut taken: Vec<(u64, Entry)> = ids
@@ -543,11 +545,7 @@ impl Engine {
                 }
             };
             let mut meta = (*entry.meta).clone();
-            let origin = meta
-                .dead
-                .take()
-                .map(|d| d.origin)
-                .unwrap_or_else(|| dlq.trim_end_matches(".dlq").to_owned());
+            let origin = meta.dead.take().map(|d| d.origin).unwrap_or_default();
             meta.attempts = 0;
             meta.not_before_ms = 0;
             meta.enqueued_ms = now_ms();

@@ -553,7 +553,15 @@ async fn redrive(
 ) -> ApiResult<nimbus_api::RedriveResponse> {
     let deployed = state.platform.app(&app)?;
     crate::events::check_queue(&deployed, &queue)?;
-    let dlq = if queue.ends_with(".dlq") {
+    // A `.dlq`, or a declared queue some function uses as its `dead_letter`, is redriven
+    // itself; any other queue means its `.dlq`.
+    let custom_dead_letter = deployed.spec.functions.values().any(|f| {
+        f.delivery
+            .dead_letter
+            .as_ref()
+            .is_some_and(|q| q.as_str() == queue)
+    });
+    let dlq = if queue.ends_with(".dlq") || custom_dead_letter {
         format!("{app}/{queue}")
     } else {
         nimbus_events::message::dlq_of(&format!("{app}/{queue}"))

@@ -650,10 +650,7 @@ impl Consumer {
                     ok: false,
                     status: 0,
                     body: Bytes::new(),
-                    error: Some((
-                        ErrorCode::Internal,
-                        "the event is older than the policy's max_age".into(),
-                    )),
+                    error: None,
                 };
                 self.give_up(&leased, DeadReason::EventAgeExceeded, &attempt)
                     .await;
@@ -909,11 +906,13 @@ impl Consumer {
             Some(queue) => queue_key(&self.app, queue.as_str()),
             None => dlq_of(&key),
         };
-        let error = attempt
-            .error
-            .as_ref()
-            .map(|(code, message)| format!("{code}: {message}"))
-            .unwrap_or_default();
+        let error = match &attempt.error {
+            Some((code, message)) => format!("{code}: {message}"),
+            None => format!(
+                "the event was older than the delivery policy's max_age of {:?} before it could be attempted again",
+                self.policy().max_age
+            ),
+        };
         tracing::warn!(queue = %key, id = leased.id, attempts = leased.attempt, reason = reason.as_str(), %error, dead_letter = %dlq, "delivery given up");
         if let Some(destination) = &self.policy().on_failure {
             self.send_record(destination, leased, attempt, false, reason.as_str())
@@ -945,11 +944,14 @@ impl Consumer {
                 serde_json::Value::String(String::from_utf8_lossy(&attempt.body).into_owned())
             })
         } else {
-            let (code, message) = attempt
-                .error
-                .clone()
-                .unwrap_or((ErrorCode::Internal, String::new()));
-            serde_json::json!({"errorType": code.as_str(), "errorMessage": message})
+            match &attempt.error {
+                Some((code, message)) => {
+                    serde_json::json!({"errorType": code.as_str(), "errorMessage": message})
+                }
+                None => {
+                    serde_json::json!({"errorType": condition, "errorMessage": "the event expired"})
+                }
+            }
         };
         let invocation = leased
             .meta

@@ -12,6 +12,11 @@ mod output;
 mod project;
 
 use clap::{Parser, Subcommand};
+
+// mimalloc: the event path allocates per message (HTTP, JSON, redb pages), and glibc's
+// arenas showed up as ~15% of CPU and lock contention under load (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
