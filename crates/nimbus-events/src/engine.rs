@@ -88,6 +88,9 @@ pub struct QueueStats {
     pub oldest_enqueued_ms: Option<u64>,
 }
 
+/// Messages by (visible-at, id): what a lease takes from the front.
+type Schedule = BTreeSet<(u64, u64)>;
+
 struct Entry {
     visible_at: u64,
     attempts: u32,
@@ -101,7 +104,7 @@ struct Entry {
 #[derive(Default)]
 struct QueueState {
     next_id: u64,
-    ready: BTreeSet<(u64, u64)>,
+    ready: Schedule,
     entries: HashMap<u64, Entry>,
     /// FIFO groups: ids in order; the front is the head (the only one scheduled).
     groups: HashMap<String, VecDeque<u64>>,
@@ -414,24 +417,18 @@ impl Engine {
             let Ok(mut queues) = self.queues.lock() else {
                 return false;
             };
-            let Some(state) = queues.get_mut(queue) else {
+            let Some((ready, entry, notify)) = leased(&mut queues, queue, id, attempt) else {
                 return false;
             };
-            let Some(entry) = state.entries.get_mut(&id) else {
-                return false;
-            };
-            if !entry.leased || entry.attempts != attempt {
-                return false;
-            }
-            state.ready.remove(&(entry.visible_at, id));
+            ready.remove(&(entry.visible_at, id));
             entry.leased = false;
             entry.visible_at = at;
             let mut meta = (*entry.meta).clone();
             meta.attempts = entry.attempts;
             meta.not_before_ms = at;
             entry.meta = Arc::new(meta.clone());
-            state.ready.insert((at, id));
-            state.notify.notify_waiters();
+            ready.insert((at, id));
+            notify.notify_waiters();
             meta
         };
         self.write_lazily(vec![EventOp::PutMeta {
@@ -447,18 +444,12 @@ impl Engine {
         let Ok(mut queues) = self.queues.lock() else {
             return false;
         };
-        let Some(state) = queues.get_mut(queue) else {
+        let Some((ready, entry, _)) = leased(&mut queues, queue, id, attempt) else {
             return false;
         };
-        let Some(entry) = state.entries.get_mut(&id) else {
-            return false;
-        };
-        if !entry.leased || entry.attempts != attempt {
-            return false;
-        }
-        state.ready.remove(&(entry.visible_at, id));
+        ready.remove(&(entry.visible_at, id));
         entry.visible_at = now_ms() + visibility.as_millis() as u64;
-        state.ready.insert((entry.visible_at, id));
+        ready.insert((entry.visible_at, id));
         true
     }
 
@@ -496,12 +487,8 @@ impl Engine {
 
     fn remove_leased(&self, queue: &str, id: u64, attempt: u32) -> Option<Entry> {
         let mut queues = self.queues.lock().ok()?;
-        let state = queues.get_mut(queue)?;
-        let entry = state.entries.get(&id)?;
-        if !entry.leased || entry.attempts != attempt {
-            return None;
-        }
-        remove(state, id)
+        leased(&mut queues, queue, id, attempt)?;
+        remove(queues.get_mut(queue)?, id)
     }
 
     /// Move every dead-lettered message of `dlq` back to the queue it came from, as new
@@ -712,6 +699,19 @@ impl Engine {
     pub fn default_dead_letter(queue: &str) -> String {
         dlq_of(queue)
     }
+}
+
+/// A queue's ready set, message `id`'s entry and the queue's notifier, if the message is leased
+/// under token `attempt`.
+fn leased<'a>(
+    queues: &'a mut HashMap<String, QueueState>,
+    queue: &str,
+    id: u64,
+    attempt: u32,
+) -> Option<(&'a mut Schedule, &'a mut Entry, &'a Notify)> {
+    let state = queues.get_mut(queue)?;
+    let entry = state.entries.get_mut(&id)?;
+    (entry.leased && entry.attempts == attempt).then_some((&mut state.ready, entry, &*state.notify))
 }
 
 fn insert(

@@ -58,17 +58,21 @@ impl ProcessExecutor {
     pub fn new(config: ProcessConfig) -> std::io::Result<ProcessExecutor> {
         // Absolute: processes start in their code directory, so a relative program or script
         // path (a relative --data-dir) would resolve against the wrong directory.
-        std::fs::create_dir_all(&config.work_dir)?;
-        let work_dir = std::fs::canonicalize(&config.work_dir)?;
+        let at = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{path}: {e}"))
+        };
+        std::fs::create_dir_all(&config.work_dir).map_err(at(&config.work_dir))?;
+        let work_dir = std::fs::canonicalize(&config.work_dir).map_err(at(&config.work_dir))?;
         let code_dir = work_dir.join("code");
         let instances_dir = work_dir.join("instances");
         let runtime_dir = work_dir.join("runtime");
         // Instances do not survive a restart; whatever a crash left behind goes.
         let _ = std::fs::remove_dir_all(&instances_dir);
         for dir in [&code_dir, &instances_dir, &runtime_dir] {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(at(dir))?;
         }
-        ric::install(&runtime_dir)?;
+        ric::install(&runtime_dir).map_err(at(&runtime_dir))?;
         let cgroups = if config.sandbox {
             CgroupRoot::create(&format!("nimbus-{}", std::process::id()))
         } else {

@@ -502,7 +502,7 @@ fn spare(
             ..
         }) = prepared
         {
-            remove_when_empty(cgroup);
+            remove_when_empty_here(cgroup);
         }
         return;
     };
@@ -523,7 +523,7 @@ fn spare(
         let (plan, reply) = *job;
         let _ = reply.send(finish(plan, &capabilities, prepared));
     } else if let Some(cgroup) = prepared.cgroup {
-        remove_when_empty(cgroup);
+        remove_when_empty_here(cgroup);
     }
 }
 
@@ -591,7 +591,7 @@ fn prepare(
         }
         Err(error) => {
             if let Some(cgroup) = cgroup {
-                remove_when_empty(cgroup);
+                remove_when_empty_here(cgroup);
             }
             Err(error)
         }
@@ -622,7 +622,7 @@ fn finish(plan: Plan, capabilities: &Capabilities, mut prepared: Prepared) -> io
         }),
         Err(error) => {
             if let Some(cgroup) = cgroup {
-                remove_when_empty(cgroup);
+                remove_when_empty_here(cgroup);
             }
             Err(error)
         }
@@ -838,21 +838,28 @@ fn make_mounts_private() -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-/// Remove a cgroup once the processes in it are gone (retrying briefly, off the async runtime).
+/// Remove a cgroup once the processes in it are gone (retrying briefly), from async code: the
+/// waiting happens on the blocking pool.
 pub(crate) fn remove_when_empty(cgroup: Cgroup) {
-    let work = move || {
-        for _ in 0..50 {
-            if cgroup.remove().is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
-            handle.spawn_blocking(work);
+            handle.spawn_blocking(move || remove_when_empty_here(cgroup));
         }
-        Err(_) => work(),
+        Err(_) => remove_when_empty_here(cgroup),
+    }
+}
+
+/// The same, waiting on the calling thread. Sandbox threads must use this one: a thread in a
+/// private (read-only, covered) mount namespace that asked tokio for blocking work could make
+/// tokio start a new pool thread *from it*, and that thread — inheriting the namespaces — would
+/// then run the server's own blocking work (store writes, file creation) in the function's view
+/// of the filesystem.
+fn remove_when_empty_here(cgroup: Cgroup) {
+    for _ in 0..50 {
+        if cgroup.remove().is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

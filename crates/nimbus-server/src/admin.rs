@@ -326,7 +326,7 @@ async fn invoke(
         .await
         .map_err(|error| Error::new(error.code(), error.to_string()))?;
     let (parts, body) = response.into_parts();
-    let collected = collect_limited(body, MAX_INVOKE_RESPONSE_BYTES)
+    let collected = crate::events::read_limited(body, MAX_INVOKE_RESPONSE_BYTES)
         .await
         .map_err(|e| {
             Error::new(
@@ -622,22 +622,4 @@ async fn logs(
     .map_err(|e| Error::new(ErrorCode::Internal, format!("read records: {e}")))?
     .map_err(|e| Error::new(ErrorCode::Internal, format!("read records: {e}")))?;
     Ok(Json(LogsResponse { records }))
-}
-
-/// Read a whole body, refusing more than `limit` bytes.
-async fn collect_limited(
-    mut body: nimbus_runtime::Body,
-    limit: usize,
-) -> Result<bytes::Bytes, String> {
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > limit {
-                return Err(format!("the response is larger than {limit} bytes"));
-            }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out.freeze())
 }

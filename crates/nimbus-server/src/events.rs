@@ -68,14 +68,6 @@ struct ScheduleState {
     last_tick_ms: i64,
 }
 
-/// An accepted asynchronous invocation.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub invocation_id: String,
-    /// The idempotency key had been seen: this is the earlier invocation.
-    pub replay: bool,
-}
-
 /// Rules of one app, compiled.
 pub(crate) struct CompiledRules {
     rules: Vec<(String, Pattern, Destination)>,
@@ -136,13 +128,8 @@ impl nimbus_gateway::AsyncInvoke for Events {
             uri: parts.uri.to_string(),
             headers,
         };
-        let accepted = self
-            .invoke_async(app, function, kind, body, idempotency_key)
-            .await?;
-        Ok(nimbus_gateway::AsyncAccepted {
-            invocation_id: accepted.invocation_id,
-            replay: accepted.replay,
-        })
+        self.invoke_async(app, function, kind, body, idempotency_key)
+            .await
     }
 }
 
@@ -171,7 +158,7 @@ impl Events {
         kind: MessageKind,
         body: Bytes,
         idempotency_key: Option<&str>,
-    ) -> Result<Accepted, Error> {
+    ) -> Result<nimbus_gateway::AsyncAccepted, Error> {
         let _serial = match idempotency_key {
             Some(_) => Some(self.idempotency.lock().await),
             None => None,
@@ -187,7 +174,7 @@ impl Events {
             && let Ok(entry) = serde_json::from_slice::<IdempotencyEntry>(&raw)
             && entry.expires_ms > now
         {
-            return Ok(Accepted {
+            return Ok(nimbus_gateway::AsyncAccepted {
                 invocation_id: entry.invocation,
                 replay: true,
             });
@@ -234,7 +221,7 @@ impl Events {
             )
             .await
             .map_err(engine_error)?;
-        Ok(Accepted {
+        Ok(nimbus_gateway::AsyncAccepted {
             invocation_id: id,
             replay: false,
         })
