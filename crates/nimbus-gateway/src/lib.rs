@@ -12,6 +12,6 @@ mod server;
 
 pub use error::{GatewayError, status_for};
 pub use server::{
-    AsyncAccepted, AsyncInvoke, Gateway, GatewayConfig, IDEMPOTENCY_KEY_HEADER,
+    AsyncAccepted, AsyncInvoke, DRAIN_TIMEOUT, Gateway, GatewayConfig, IDEMPOTENCY_KEY_HEADER,
     INVOCATION_TYPE_HEADER, RouteTarget, serve,
 };

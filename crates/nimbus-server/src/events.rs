@@ -97,6 +97,9 @@ pub struct Events {
     /// Last tick fired per `app/schedule`, guarding against an old scheduler (of a replaced
     /// version) and a new one firing the same tick.
     fired: tokio::sync::Mutex<HashMap<String, i64>>,
+    /// Consumers and schedulers, so shutdown can wait for them (they hold the engine, and
+    /// with it the store).
+    tasks: tokio_util::task::TaskTracker,
 }
 
 #[async_trait::async_trait]
@@ -143,11 +146,30 @@ impl Events {
             engine,
             idempotency: tokio::sync::Mutex::new(()),
             fired: tokio::sync::Mutex::new(HashMap::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
     pub(crate) fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// After shutdown was signalled: wait (at most `limit`) for consumers to finish the
+    /// deliveries they started and for schedulers to stop, then close the engine (its writer
+    /// commits what is queued). A delivery cut short is redelivered after the restart.
+    pub(crate) async fn stop(&self, limit: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(limit, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?limit,
+                "deliveries still running at shutdown; they will be redelivered"
+            );
+        }
+        let engine = self.engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.close()).await;
     }
 
     /// Durably accept an asynchronous invocation of `app/function`.
@@ -347,7 +369,7 @@ impl Events {
                 batch: BatchMode::Each(ASYNC_LEASE_BATCH),
             });
             for _ in 0..workers {
-                tokio::spawn(consumer.clone().run(stop.clone()));
+                self.tasks.spawn(consumer.clone().run(stop.clone()));
             }
         }
         for trigger in &app.spec.events.queue_triggers {
@@ -371,13 +393,13 @@ impl Events {
                 batch,
             });
             for _ in 0..trigger.concurrency {
-                tokio::spawn(consumer.clone().run(stop.clone()));
+                self.tasks.spawn(consumer.clone().run(stop.clone()));
             }
         }
         for schedule in &app.spec.events.schedules {
             match Schedule::new(&schedule.expr, &schedule.timezone) {
                 Ok(parsed) => {
-                    tokio::spawn(self.clone().schedule(
+                    self.tasks.spawn(self.clone().schedule(
                         app_name.clone(),
                         schedule.clone(),
                         parsed,

@@ -96,9 +96,11 @@ impl RunningServer {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.platform
+            .events
+            .stop(nimbus_gateway::DRAIN_TIMEOUT)
+            .await;
         self.platform.records_stopped().await;
-        let engine = self.platform.events.engine().clone();
-        let _ = tokio::task::spawn_blocking(move || engine.close()).await;
     }
 
     /// Wait until the shutdown token is cancelled, then shut down.
