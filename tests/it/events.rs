@@ -431,27 +431,20 @@ async fn on_success_and_on_failure_chain_a_into_b() {
         record["requestPayload"],
         serde_json::json!({"order": "boom"})
     );
-    let status = platform
-        .client
-        .invocation(&failed.invocation_id)
-        .await
-        .unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), async || platform
+    let status = async || {
+        platform
             .client
             .invocation(&failed.invocation_id)
             .await
             .unwrap()
-            .status
+    };
+    assert!(
+        eventually(Duration::from_secs(5), async || status().await.status
             == "failed")
-        .await,
-        "{status:?}"
-    );
-    let status = platform
-        .client
-        .invocation(&failed.invocation_id)
         .await
-        .unwrap();
+    );
+    let status = status().await;
+    assert_eq!(status.error.as_ref().unwrap().code, "function_error");
     assert_eq!(status.dead_letter.as_deref(), Some("chain/@a.dlq"));
 }
 

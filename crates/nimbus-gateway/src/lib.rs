@@ -13,5 +13,5 @@ mod server;
 pub use error::{GatewayError, status_for};
 pub use server::{
     AsyncAccepted, AsyncInvoke, DRAIN_TIMEOUT, Gateway, GatewayConfig, IDEMPOTENCY_KEY_HEADER,
-    INVOCATION_TYPE_HEADER, RouteTarget, serve,
+    INVOCATION_TYPE_HEADER, RouteTarget, async_request, serve,
 };

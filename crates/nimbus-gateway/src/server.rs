@@ -52,6 +52,34 @@ pub const INVOCATION_TYPE_HEADER: &str = "x-nimbus-invocation-type";
 /// The header carrying an idempotency key for asynchronous invocations.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
+/// What a request's headers ask for: `None` for an ordinary (synchronous) invocation, or an
+/// asynchronous one with its idempotency key. The gateway and the admin API's `invoke` both
+/// decide with this.
+pub fn async_request(
+    headers: &http::HeaderMap,
+) -> Result<Option<Option<String>>, nimbus_core::error::Error> {
+    let bad = |message: String| nimbus_core::error::Error::new(ErrorCode::BadRequest, message);
+    match headers.get(INVOCATION_TYPE_HEADER).map(|v| v.as_bytes()) {
+        None => return Ok(None),
+        Some(v) if v.eq_ignore_ascii_case(b"request-response") => return Ok(None),
+        Some(v) if v.eq_ignore_ascii_case(b"event") => {}
+        Some(_) => {
+            return Err(bad(format!(
+                "{INVOCATION_TYPE_HEADER} must be \"event\" (asynchronous) or \"request-response\""
+            )));
+        }
+    }
+    match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => Ok(Some(None)),
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.is_empty() && key.len() <= 256 => Ok(Some(Some(key.to_owned()))),
+            _ => Err(bad(
+                "the Idempotency-Key header must be 1-256 visible ASCII characters".into(),
+            )),
+        },
+    }
+}
+
 /// What a route points at.
 pub struct RouteTarget {
     pub app: String,
@@ -199,23 +227,8 @@ impl Gateway {
         }
 
         let (mut parts, body) = request.into_parts();
-        let asynchronous = match parts
-            .headers
-            .get(INVOCATION_TYPE_HEADER)
-            .map(|v| v.as_bytes())
-        {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case(b"event") => true,
-            Some(v) if v.eq_ignore_ascii_case(b"request-response") => false,
-            Some(_) => {
-                return Err(GatewayError::new(
-                    ErrorCode::BadRequest,
-                    format!(
-                        "{INVOCATION_TYPE_HEADER} must be \"event\" (asynchronous) or \"request-response\""
-                    ),
-                ));
-            }
-        };
+        let asynchronous =
+            async_request(&parts.headers).map_err(|e| GatewayError::new(e.code, e.message))?;
         // Only nimbus may speak in x-nimbus-* headers.
         let spoofed: Vec<HeaderName> = parts
             .headers
@@ -253,8 +266,10 @@ impl Gateway {
         drop(params);
         drop(table);
 
-        if asynchronous {
-            return self.enqueue(&target, parts, body, limit).await;
+        if let Some(idempotency_key) = asynchronous {
+            return self
+                .enqueue(&target, parts, body, limit, idempotency_key)
+                .await;
         }
 
         let exceeded = Arc::new(AtomicBool::new(false));
@@ -292,6 +307,7 @@ impl Gateway {
         parts: http::request::Parts,
         body: Incoming,
         limit: u64,
+        key: Option<String>,
     ) -> Result<Response, GatewayError> {
         let Some(invoker) = self.async_invoke.get() else {
             return Err(GatewayError::new(
@@ -309,17 +325,6 @@ impl Gateway {
                 )
             })?
             .to_bytes();
-        let key = parts
-            .headers
-            .get(IDEMPOTENCY_KEY_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 256) {
-            return Err(GatewayError::new(
-                ErrorCode::BadRequest,
-                "the Idempotency-Key header must be 1-256 characters",
-            ));
-        }
         let accepted = invoker
             .enqueue_http(
                 &target.app,
@@ -460,5 +465,54 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn async_request_headers() {
+        assert_eq!(async_request(&headers(&[])).unwrap(), None);
+        let rr = [(INVOCATION_TYPE_HEADER, "Request-Response")];
+        assert_eq!(async_request(&headers(&rr)).unwrap(), None);
+        let event = [(INVOCATION_TYPE_HEADER, "Event")];
+        assert_eq!(async_request(&headers(&event)).unwrap(), Some(None));
+        let keyed = [
+            (INVOCATION_TYPE_HEADER, "event"),
+            (IDEMPOTENCY_KEY_HEADER, "k-1"),
+        ];
+        assert_eq!(
+            async_request(&headers(&keyed)).unwrap(),
+            Some(Some("k-1".to_owned()))
+        );
+        let long = "k".repeat(257);
+        for bad in [
+            vec![(INVOCATION_TYPE_HEADER, "sometimes")],
+            vec![
+                (INVOCATION_TYPE_HEADER, "event"),
+                (IDEMPOTENCY_KEY_HEADER, ""),
+            ],
+            vec![
+                (INVOCATION_TYPE_HEADER, "event"),
+                (IDEMPOTENCY_KEY_HEADER, long.as_str()),
+            ],
+        ] {
+            let error = async_request(&headers(&bad)).unwrap_err();
+            assert_eq!(error.code, ErrorCode::BadRequest, "{bad:?}");
+        }
     }
 }

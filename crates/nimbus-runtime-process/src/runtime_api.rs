@@ -271,22 +271,9 @@ async fn serve_local(
         );
     }
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, nimbus_runtime::LOCAL_API_MAX_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                serde_json::json!({"error": {"code": "payload_too_large", "message": "the local API takes at most 1 MiB"}}),
-            );
-        }
-    };
-    let answer = local
-        .services
-        .call(&local.caller, &parts.method, path, &parts.headers, body)
-        .await;
+    let answer =
+        nimbus_runtime::call_local(local.services.as_ref(), &local.caller, &parts, path, body)
+            .await;
     let mut response = http::Response::new(Full::new(answer.body));
     *response.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -81,30 +81,14 @@ impl LocalApi {
         Box::new(async move {
             use http_body_util::BodyExt;
             let (parts, body) = request.into_parts();
-            let body = http_body_util::Limited::new(body, nimbus_runtime::LOCAL_API_MAX_BODY)
-                .collect()
-                .await
-                .map(|c| c.to_bytes());
-            let answer = match body {
-                Ok(body) => {
-                    local
-                        .services
-                        .call(
-                            &local.caller,
-                            &parts.method,
-                            parts.uri.path(),
-                            &parts.headers,
-                            body,
-                        )
-                        .await
-                }
-                Err(_) => nimbus_runtime::ServiceResponse {
-                    status: 413,
-                    body: bytes::Bytes::from_static(
-                        br#"{"error":{"code":"payload_too_large","message":"the local API takes at most 1 MiB"}}"#,
-                    ),
-                },
-            };
+            let answer = nimbus_runtime::call_local(
+                local.services.as_ref(),
+                &local.caller,
+                &parts,
+                parts.uri.path(),
+                body,
+            )
+            .await;
             let response = http::Response::builder()
                 .status(answer.status)
                 .header("content-type", "application/json")

@@ -237,3 +237,35 @@ pub trait Services: Send + Sync {
         body: Bytes,
     ) -> ServiceResponse;
 }
+
+/// Serve one local API request whose body is still unread, the same way for every executor:
+/// at most [`LOCAL_API_MAX_BODY`] bytes (else 413), then `services` answers.
+pub async fn call_local<B>(
+    services: &dyn Services,
+    caller: &Caller,
+    parts: &http::request::Parts,
+    path: &str,
+    body: B,
+) -> ServiceResponse
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, LOCAL_API_MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => {
+            services
+                .call(caller, &parts.method, path, &parts.headers, collected.to_bytes())
+                .await
+        }
+        Err(_) => ServiceResponse {
+            status: 413,
+            body: Bytes::from_static(
+                br#"{"error":{"code":"payload_too_large","message":"the local API takes at most 1 MiB per request; send less, or store the payload and pass a reference"}}"#,
+            ),
+        },
+    }
+}

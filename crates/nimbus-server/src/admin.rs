@@ -226,14 +226,7 @@ async fn invoke(
     body: AxumBody,
 ) -> Result<Response, ApiFailure> {
     let pool = state.platform.pool(Some(&app), &function)?;
-    let asynchronous = request_headers
-        .get(nimbus_gateway::INVOCATION_TYPE_HEADER)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"event"));
-    if asynchronous {
-        let key = request_headers
-            .get(nimbus_gateway::IDEMPOTENCY_KEY_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+    if let Some(key) = nimbus_gateway::async_request(&request_headers)? {
         let body = axum::body::to_bytes(body, MAX_INVOKE_RESPONSE_BYTES)
             .await
             .map_err(|_| {

@@ -42,6 +42,8 @@ const MAX_RESPONSE_BYTES: usize = 6 << 20;
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// How long an invocation's status is kept after its last change.
 pub const STATUS_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Locks guarding idempotency keys (a key always takes the same one).
+const IDEMPOTENCY_STRIPES: usize = 64;
 /// How often expired statuses and idempotency keys are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 /// Most consumer tasks for one function's own queue.
@@ -91,9 +93,10 @@ impl CompiledRules {
 
 pub struct Events {
     engine: Arc<Engine>,
-    /// Serializes enqueues that carry idempotency keys, so two requests with one key cannot
-    /// both miss the other.
-    idempotency: tokio::sync::Mutex<()>,
+    /// Serializes enqueues that carry the same idempotency key (striped by the key's hash), so
+    /// two requests with one key cannot both miss the other, while different keys still share
+    /// group commits.
+    idempotency: [tokio::sync::Mutex<()>; IDEMPOTENCY_STRIPES],
     /// Last tick fired per `app/schedule`, guarding against an old scheduler (of a replaced
     /// version) and a new one firing the same tick.
     fired: tokio::sync::Mutex<HashMap<String, i64>>,
@@ -144,7 +147,7 @@ impl Events {
     pub(crate) fn new(engine: Arc<Engine>) -> Arc<Events> {
         Arc::new(Events {
             engine,
-            idempotency: tokio::sync::Mutex::new(()),
+            idempotency: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             fired: tokio::sync::Mutex::new(HashMap::new()),
             tasks: tokio_util::task::TaskTracker::new(),
         })
@@ -181,11 +184,19 @@ impl Events {
         body: Bytes,
         idempotency_key: Option<&str>,
     ) -> Result<nimbus_gateway::AsyncAccepted, Error> {
-        let _serial = match idempotency_key {
-            Some(_) => Some(self.idempotency.lock().await),
+        let idem_key = idempotency_key.map(|k| format!("{app}/{function}/{k}"));
+        let _serial = match &idem_key {
+            Some(key) => {
+                use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+                let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+                Some(
+                    self.idempotency[hash as usize % IDEMPOTENCY_STRIPES]
+                        .lock()
+                        .await,
+                )
+            }
             None => None,
         };
-        let idem_key = idempotency_key.map(|k| format!("{app}/{function}/{k}"));
         let now = now_ms();
         if let Some(key) = &idem_key
             && let Some(raw) = self
