@@ -23,7 +23,7 @@
 //! After a restart, every message not acknowledged is visible again (leases are not persisted),
 //! and a retry's backoff is honoured (it is).
 
-use crate::message::{Dead, MessageMeta, dlq_of};
+use crate::message::{Dead, MessageMeta};
 use bytes::Bytes;
 use nimbus_store::{EventOp, EventStore, EventTable};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -224,8 +224,9 @@ impl Engine {
         }
     }
 
-    /// Queue `ops` to commit without waiting and without fsync.
-    fn write_lazily(&self, ops: Vec<EventOp>) {
+    /// Queue `ops` to commit without waiting and without fsync (acks, retries, status
+    /// bookkeeping: losing them in a crash costs a redelivery, never an event).
+    pub fn write_lazily(&self, ops: Vec<EventOp>) {
         if self
             .send(WriteJob {
                 ops,
@@ -343,20 +344,18 @@ impl Engine {
             }
         }
         if !missing.is_empty() {
-            let store = self.store.clone();
             let wanted: Vec<(String, u64)> = missing
                 .iter()
                 .map(|&i| (leased[i].queue.clone(), leased[i].id))
                 .collect();
-            let bodies = tokio::task::spawn_blocking(move || {
-                wanted
-                    .iter()
-                    .map(|(q, id)| store.message_body(q, *id))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await
-            .map_err(|e| EngineError::Store(e.to_string()))?
-            .map_err(|e| EngineError::Store(e.to_string()))?;
+            let bodies = self
+                .read(move |store| {
+                    wanted
+                        .iter()
+                        .map(|(q, id)| store.message_body(q, *id))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
             for (&i, body) in missing.iter().zip(bodies) {
                 leased[i].body = Bytes::from(body.unwrap_or_default());
             }
@@ -521,12 +520,9 @@ impl Engine {
             let body = match entry.body {
                 Some(body) => body,
                 None => {
-                    let store = self.store.clone();
                     let queue = dlq.to_owned();
-                    tokio::task::spawn_blocking(move || store.message_body(&queue, id))
-                        .await
-                        .map_err(|e| EngineError::Store(e.to_string()))?
-                        .map_err(|e| EngineError::Store(e.to_string()))?
+                    self.read(move |store| store.message_body(&queue, id))
+                        .await?
                         .map(Bytes::from)
                         .unwrap_or_default()
                 }
@@ -572,7 +568,6 @@ impl Engine {
                 })
                 .collect()
         };
-        let store = self.store.clone();
         let queue = queue.to_owned();
         let wanted: Vec<u64> = out
             .iter()
@@ -580,15 +575,14 @@ impl Engine {
             .map(|p| p.id)
             .collect();
         if !wanted.is_empty() {
-            let bodies = tokio::task::spawn_blocking(move || {
-                wanted
-                    .into_iter()
-                    .map(|id| store.message_body(&queue, id).map(|b| (id, b)))
-                    .collect::<Result<HashMap<_, _>, _>>()
-            })
-            .await
-            .map_err(|e| EngineError::Store(e.to_string()))?
-            .map_err(|e| EngineError::Store(e.to_string()))?;
+            let bodies = self
+                .read(move |store| {
+                    wanted
+                        .into_iter()
+                        .map(|id| store.message_body(&queue, id).map(|b| (id, b)))
+                        .collect::<Result<HashMap<_, _>, _>>()
+                })
+                .await?;
             for peeked in &mut out {
                 if let Some(Some(body)) = bodies.get(&peeked.id) {
                     peeked.body = Bytes::from(body.clone());
@@ -662,18 +656,26 @@ impl Engine {
         Ok(count)
     }
 
+    /// Run a blocking read of the store off the async workers.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn EventStore) -> nimbus_store::Result<T> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(store.as_ref()))
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?
+            .map_err(|e| EngineError::Store(e.to_string()))
+    }
+
     /// Read one entry of a keyed table.
     pub async fn entry(
         &self,
         table: EventTable,
         key: &str,
     ) -> Result<Option<Vec<u8>>, EngineError> {
-        let store = self.store.clone();
         let key = key.to_owned();
-        tokio::task::spawn_blocking(move || store.event_entry(table, &key))
-            .await
-            .map_err(|e| EngineError::Store(e.to_string()))?
-            .map_err(|e| EngineError::Store(e.to_string()))
+        self.read(move |store| store.event_entry(table, &key)).await
     }
 
     /// Entries of a keyed table under `prefix`.
@@ -682,22 +684,9 @@ impl Engine {
         table: EventTable,
         prefix: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, EngineError> {
-        let store = self.store.clone();
         let prefix = prefix.to_owned();
-        tokio::task::spawn_blocking(move || store.event_entries(table, &prefix))
+        self.read(move |store| store.event_entries(table, &prefix))
             .await
-            .map_err(|e| EngineError::Store(e.to_string()))?
-            .map_err(|e| EngineError::Store(e.to_string()))
-    }
-
-    /// Update keyed tables without waiting for durability (status bookkeeping).
-    pub fn put_lazily(&self, ops: Vec<EventOp>) {
-        self.write_lazily(ops);
-    }
-
-    /// The dead-letter queue a source queue uses unless a policy names another.
-    pub fn default_dead_letter(queue: &str) -> String {
-        dlq_of(queue)
     }
 }
 

@@ -132,7 +132,6 @@ pub fn eventbridge_event(event: &CloudEvent) -> Value {
 /// What an invocation's record says about how it ended.
 #[derive(Debug, Clone)]
 pub struct Outcome<'a> {
-    pub success: bool,
     /// `Success`, `RetriesExhausted` or `EventAgeExceeded`.
     pub condition: &'a str,
     pub attempts: u32,

@@ -565,7 +565,7 @@ impl Events {
     }
 
     fn record_status(&self, status: &InvocationStatus) {
-        self.engine.put_lazily(vec![EventOp::Put {
+        self.engine.write_lazily(vec![EventOp::Put {
             table: EventTable::Invocations,
             key: status.id.clone(),
             value: serde_json::to_vec(status).unwrap_or_default(),
@@ -985,7 +985,6 @@ impl Consumer {
             &invocation,
             format::request_payload(&leased.meta.kind, &leased.body),
             &Outcome {
-                success,
                 condition,
                 attempts: leased.attempt,
                 status: attempt.status,
