@@ -4,7 +4,7 @@
 # ASan — the code under test has no unsafe).
 set -euo pipefail
 cd "$(dirname "$0")"
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+cargo fuzz --version 2>/dev/null | grep -q " 0.13.2" || cargo install cargo-fuzz --version 0.13.2 --locked
 seconds="${FUZZ_SECONDS:-30}"
 for target in pattern; do
   # New inputs go to a scratch corpus; the seeds in seeds/ are read-only.
