@@ -72,6 +72,40 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (`Internal` last).
+    pub const ALL: [ErrorCode; 30] = [
+        ErrorCode::RouteNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::TooManyRequests,
+        ErrorCode::FunctionTimeout,
+        ErrorCode::FunctionMemoryExceeded,
+        ErrorCode::FunctionTrapped,
+        ErrorCode::FunctionBadResponse,
+        ErrorCode::FunctionStartFailed,
+        ErrorCode::FunctionInitFailed,
+        ErrorCode::FunctionError,
+        ErrorCode::FunctionCrashed,
+        ErrorCode::FunctionResponseTooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidManifest,
+        ErrorCode::InvalidComponent,
+        ErrorCode::IncompatibleComponent,
+        ErrorCode::InvalidCode,
+        ErrorCode::ArtifactNotFound,
+        ErrorCode::DigestMismatch,
+        ErrorCode::RouteConflict,
+        ErrorCode::AppNotFound,
+        ErrorCode::FunctionNotFound,
+        ErrorCode::NoPreviousVersion,
+        ErrorCode::QueueNotFound,
+        ErrorCode::InvocationNotFound,
+        ErrorCode::InvalidEvent,
+        ErrorCode::Forbidden,
+        ErrorCode::Internal,
+    ];
+
     /// The code as it appears in JSON bodies, logs and CLI output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -136,13 +170,54 @@ impl Error {
 mod tests {
     use super::*;
 
+    /// Declaration position; adding a variant breaks this match until it is listed here and
+    /// in [`ErrorCode::ALL`].
+    fn position(code: ErrorCode) -> usize {
+        match code {
+            ErrorCode::RouteNotFound => 0,
+            ErrorCode::MethodNotAllowed => 1,
+            ErrorCode::PayloadTooLarge => 2,
+            ErrorCode::TooManyRequests => 3,
+            ErrorCode::FunctionTimeout => 4,
+            ErrorCode::FunctionMemoryExceeded => 5,
+            ErrorCode::FunctionTrapped => 6,
+            ErrorCode::FunctionBadResponse => 7,
+            ErrorCode::FunctionStartFailed => 8,
+            ErrorCode::FunctionInitFailed => 9,
+            ErrorCode::FunctionError => 10,
+            ErrorCode::FunctionCrashed => 11,
+            ErrorCode::FunctionResponseTooLarge => 12,
+            ErrorCode::Unauthorized => 13,
+            ErrorCode::BadRequest => 14,
+            ErrorCode::InvalidManifest => 15,
+            ErrorCode::InvalidComponent => 16,
+            ErrorCode::IncompatibleComponent => 17,
+            ErrorCode::InvalidCode => 18,
+            ErrorCode::ArtifactNotFound => 19,
+            ErrorCode::DigestMismatch => 20,
+            ErrorCode::RouteConflict => 21,
+            ErrorCode::AppNotFound => 22,
+            ErrorCode::FunctionNotFound => 23,
+            ErrorCode::NoPreviousVersion => 24,
+            ErrorCode::QueueNotFound => 25,
+            ErrorCode::InvocationNotFound => 26,
+            ErrorCode::InvalidEvent => 27,
+            ErrorCode::Forbidden => 28,
+            ErrorCode::Internal => 29,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_code_once_in_order() {
+        assert_eq!(ErrorCode::ALL.len(), position(ErrorCode::Internal) + 1);
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(position(*code), i, "{code} is out of place in ALL");
+        }
+    }
+
     #[test]
     fn serde_form_matches_as_str() {
-        for code in [
-            ErrorCode::RouteNotFound,
-            ErrorCode::FunctionMemoryExceeded,
-            ErrorCode::Internal,
-        ] {
+        for code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

@@ -90,3 +90,79 @@ impl GatewayError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The status every code answers with, stated once more by hand: a change to
+    /// [`status_for`] must be a change here too (clients rely on both).
+    fn expected(code: ErrorCode) -> u16 {
+        use ErrorCode::*;
+        match code {
+            RouteNotFound | AppNotFound | FunctionNotFound | ArtifactNotFound | QueueNotFound
+            | InvocationNotFound => 404,
+            MethodNotAllowed => 405,
+            PayloadTooLarge => 413,
+            TooManyRequests => 429,
+            FunctionTimeout => 504,
+            FunctionMemoryExceeded | FunctionTrapped | FunctionStartFailed | Internal => 500,
+            FunctionBadResponse
+            | FunctionInitFailed
+            | FunctionError
+            | FunctionCrashed
+            | FunctionResponseTooLarge => 502,
+            Unauthorized => 401,
+            BadRequest
+            | InvalidManifest
+            | InvalidComponent
+            | IncompatibleComponent
+            | InvalidCode
+            | DigestMismatch
+            | InvalidEvent => 400,
+            RouteConflict | NoPreviousVersion => 409,
+            Forbidden => 403,
+        }
+    }
+
+    /// `code` → status from the error table of docs/api.md (`| `a` / `b` | 404 | … |`).
+    fn documented() -> HashMap<String, u16> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md");
+        let text = std::fs::read_to_string(path).expect("docs/api.md");
+        let mut out = HashMap::new();
+        for line in text.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (Some(codes), Some(status)) = (cells.get(1), cells.get(2)) else {
+                continue;
+            };
+            let Ok(status) = status.parse::<u16>() else {
+                continue;
+            };
+            for code in codes.split('/') {
+                let code = code.trim().trim_matches('`');
+                out.insert(code.to_owned(), status);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_code_has_its_status_and_is_documented_with_it() {
+        let docs = documented();
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                status_for(code).as_u16(),
+                expected(code),
+                "status of {code}"
+            );
+            assert_eq!(
+                docs.get(code.as_str()).copied(),
+                Some(expected(code)),
+                "docs/api.md's error table must list `{code}` with status {}",
+                expected(code)
+            );
+        }
+    }
+}
