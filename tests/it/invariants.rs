@@ -93,3 +93,93 @@ fn the_events_logic_knows_no_http_pools_executors_or_storage_engine() {
         );
     }
 }
+
+#[test]
+fn the_events_logic_is_pure() {
+    let tree = normal_deps("nimbus-events");
+    for forbidden in ["tokio", "nimbus-store", "nimbus-store-redb"] {
+        assert!(
+            !tree.contains(forbidden),
+            "nimbus-events is pure logic and must not depend on {forbidden}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn the_manifest_parser_knows_no_async_runtime_or_store() {
+    let tree = normal_deps("nimbus-manifest");
+    for forbidden in ["tokio", "nimbus-store", "redb"] {
+        assert!(
+            !tree.contains(forbidden),
+            "nimbus-manifest must not depend on {forbidden}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn the_gateway_does_not_reach_the_store() {
+    let tree = normal_deps("nimbus-gateway");
+    for forbidden in ["nimbus-store", "redb"] {
+        assert!(
+            !tree.contains(forbidden),
+            "nimbus-gateway must not depend on {forbidden}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn the_store_traits_depend_on_no_backend() {
+    let tree = normal_deps("nimbus-store");
+    for forbidden in ["redb", "nimbus-store-redb", "async-nats"] {
+        assert!(
+            !tree.contains(forbidden),
+            "nimbus-store is the storage contract and must not depend on {forbidden}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn the_conformance_suite_stays_out_of_production_builds() {
+    // `-e normal` leaves dev-dependencies out: what the server binary links.
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal,features",
+            "--prefix",
+            "none",
+            "-p",
+            "nimbus",
+            "-i",
+            "nimbus-store",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !tree.contains("\"conformance\""),
+        "the nimbus binary must not enable nimbus-store's conformance feature:\n{tree}"
+    );
+}
+
+#[test]
+fn the_platform_does_not_call_the_asynchronous_side() {
+    // The platform publishes deployments and reports them to an observer; it never names the
+    // events driver (the cycle this replaced).
+    let platform =
+        std::fs::read_to_string(workspace_root().join("crates/nimbus-server/src/platform.rs"))
+            .unwrap();
+    for forbidden in ["crate::events", "Events", "Weak"] {
+        assert!(
+            !platform.contains(forbidden),
+            "platform.rs must not mention {forbidden}"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 //! The vocabulary every nimbus crate shares: names, function and route specs, outbound-host
-//! rules, invocation records and the stable error codes users see.
+//! rules, invocation records, the queue vocabulary and the stable error codes users see.
 //!
 //! This crate does no I/O and knows nothing of tokio, wasmtime or HTTP status codes (only the
 //! gateway maps codes to statuses). Everything here is plain data plus pure functions, so it can
@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod events;
+pub mod message;
 pub mod name;
 pub mod outbound;
 pub mod record;

@@ -10,8 +10,7 @@
 //!   `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}` ([`batch_item_failures`]).
 
 use crate::cloudevent::CloudEvent;
-use crate::engine::Leased;
-use crate::message::MessageKind;
+use nimbus_core::message::{Leased, MessageKind};
 use serde_json::{Value, json};
 
 /// The account id in ARNs nimbus makes up for Lambda-shaped events.
@@ -139,6 +138,8 @@ pub struct Outcome<'a> {
     /// The error code, on failure.
     pub error: Option<&'a str>,
     pub response: Value,
+    /// When the outcome was reached (the record's timestamp).
+    pub at_ms: u64,
 }
 
 /// Lambda's destination invocation record.
@@ -159,7 +160,7 @@ pub fn invocation_record(
     }
     json!({
         "version": "1.0",
-        "timestamp": millis_to_rfc3339(crate::engine::now_ms()),
+        "timestamp": millis_to_rfc3339(outcome.at_ms),
         "requestContext": {
             "requestId": invocation,
             "functionArn": format!("{}:{version}", function_arn(app, function)),
@@ -201,8 +202,8 @@ pub fn batch_item_failures(response: &[u8]) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::MessageMeta;
     use bytes::Bytes;
+    use nimbus_core::message::MessageMeta;
     use std::sync::Arc;
 
     fn leased(id: u64, body: &str) -> Leased {

@@ -1,8 +1,6 @@
-//! nimbus's asynchronous side: everything between "an event was accepted" and "a function
-//! handled it".
+//! nimbus's asynchronous side, as pure logic: everything decided between "an event was
+//! accepted" and "a function handled it", without I/O, an async runtime or a store.
 //!
-//! - [`engine`]: the durable queue engine (group-committed enqueues, leases, acks, retries,
-//!   dead-letter queues, redrive, FIFO groups), over any [`nimbus_store::EventStore`].
 //! - [`policy`]: the delivery policy's decisions (backoff with jitter, max attempts, max age).
 //! - [`pattern`]: EventBridge-style event patterns, compiled once into matchers.
 //! - [`schedule`]: cron (with seconds and time zones) and rates, and exactly-once resumption.
@@ -10,18 +8,17 @@
 //! - [`format`]: the shapes events are delivered in (CloudEvents binary mode for Wasm; SQS,
 //!   EventBridge and destination records for Lambda-style functions).
 //!
-//! Decisions are pure functions and table-tested; the engine is the only stateful part, and the
-//! server drives it (consumers, schedulers, the bus).
+//! Decisions are pure functions and table-tested. The durable queues they act on sit behind
+//! `nimbus_store::Queue`; the server's driver moves messages between a queue and the pools.
 
 pub mod cloudevent;
-pub mod engine;
 pub mod format;
-pub mod message;
 pub mod pattern;
 pub mod policy;
 pub mod schedule;
 
 pub use cloudevent::CloudEvent;
-pub use engine::{Engine, EngineError, Leased, NewMessage};
-pub use message::{Dead, MessageKind, MessageMeta};
-pub use pattern::Pattern;
+pub use nimbus_core::message::{
+    self, Dead, Leased, MessageKind, MessageMeta, NewMessage, Peeked, QueueStats,
+};
+pub use pattern::{Pattern, Rules};

@@ -550,3 +550,69 @@ mod tests {
         assert!(Pattern::parse(&deep).is_err());
     }
 }
+
+/// An app's bus rules with their patterns compiled once (at deploy): what a published event is
+/// matched against.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    rules: Vec<(String, Pattern, nimbus_core::Destination)>,
+}
+
+impl Rules {
+    /// Compile every rule's pattern; the error names the rule.
+    pub fn compile(rules: &[nimbus_core::RuleSpec]) -> Result<Rules, String> {
+        let rules = rules
+            .iter()
+            .map(|rule| {
+                Pattern::parse(&rule.pattern)
+                    .map(|pattern| (rule.name.clone(), pattern, rule.target.clone()))
+                    .map_err(|e| format!("rule {}: {e}", rule.name))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Rules { rules })
+    }
+
+    /// The rules `event` (structured CloudEvent JSON) matches: each rule's name and target, in
+    /// declaration order.
+    pub fn matching<'a>(
+        &'a self,
+        event: &'a Value,
+    ) -> impl Iterator<Item = (&'a str, &'a nimbus_core::Destination)> + 'a {
+        self.rules
+            .iter()
+            .filter(|(_, pattern, _)| pattern.matches(event))
+            .map(|(name, _, target)| (name.as_str(), target))
+    }
+}
+
+#[cfg(test)]
+mod rules_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use nimbus_core::{Destination, Name, RuleSpec};
+
+    fn rule(name: &str, pattern: &str, function: &str) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            pattern: pattern.into(),
+            target: Destination::Function(Name::new(function).unwrap()),
+        }
+    }
+
+    #[test]
+    fn rules_match_in_declaration_order_and_errors_name_the_rule() {
+        let rules = Rules::compile(&[
+            rule("orders", r#"{"type":["order.placed"]}"#, "ship"),
+            rule("all", r#"{"source":[{"prefix":""}]}"#, "audit"),
+        ])
+        .unwrap();
+        let event = serde_json::json!({"type": "order.placed", "source": "/shop"});
+        let names: Vec<&str> = rules.matching(&event).map(|(name, _)| name).collect();
+        assert_eq!(names, ["orders", "all"]);
+        let other = serde_json::json!({"type": "user.created", "source": "/auth"});
+        let names: Vec<&str> = rules.matching(&other).map(|(name, _)| name).collect();
+        assert_eq!(names, ["all"]);
+        let error = Rules::compile(&[rule("broken", "{", "f")]).unwrap_err();
+        assert!(error.starts_with("rule broken: "), "{error}");
+    }
+}

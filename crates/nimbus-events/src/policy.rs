@@ -5,24 +5,7 @@
 use nimbus_core::DeliveryPolicy;
 use std::time::Duration;
 
-/// Why an event was given up on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum DeadReason {
-    /// Every allowed attempt failed.
-    RetriesExhausted,
-    /// The event grew older than `max_age` before it could succeed.
-    EventAgeExceeded,
-}
-
-impl DeadReason {
-    /// The condition name Lambda's destination records use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadReason::RetriesExhausted => "RetriesExhausted",
-            DeadReason::EventAgeExceeded => "EventAgeExceeded",
-        }
-    }
-}
+pub use nimbus_core::message::DeadReason;
 
 /// What happens after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

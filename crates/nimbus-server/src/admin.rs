@@ -4,6 +4,7 @@
 //! error body through [`ApiFailure`], the single place admin errors become responses (statuses
 //! come from the gateway's `status_for`). Every failure is logged with its request id.
 
+use crate::events::Events;
 use crate::platform::Platform;
 use axum::body::Body as AxumBody;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -35,12 +36,14 @@ const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 #[derive(Clone)]
 struct AdminState {
     platform: Arc<Platform>,
+    events: Arc<Events>,
     token: Arc<str>,
 }
 
-pub(crate) fn router(platform: Arc<Platform>, token: String) -> Router {
+pub(crate) fn router(platform: Arc<Platform>, events: Arc<Events>, token: String) -> Router {
     let state = AdminState {
         platform,
+        events,
         token: Arc::from(token),
     };
     Router::new()
@@ -236,7 +239,6 @@ async fn invoke(
                 )
             })?;
         let accepted = state
-            .platform
             .events
             .invoke_async(
                 &app,
@@ -358,11 +360,11 @@ async fn invocation(
     State(state): State<AdminState>,
     Path(id): Path<String>,
 ) -> ApiResult<nimbus_api::InvocationStatus> {
-    Ok(Json(state.platform.events.invocation(&id).await?))
+    Ok(Json(state.events.invocation(&id).await?))
 }
 
 async fn queues(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::QueueInfo>> {
-    let now = nimbus_events::engine::now_ms();
+    let now = crate::events::now_ms();
     let mut out = Vec::new();
     for app in state.platform.app_infos() {
         let prefix = format!("{}/", app.name);
@@ -376,7 +378,12 @@ async fn queues(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::Qu
             .map(|q| q.name.to_string())
             .chain(deployed.spec.functions.keys().map(|f| format!("@{f}")))
             .collect();
-        let stats = state.platform.events.engine().stats(&prefix);
+        let stats = state
+            .events
+            .queue()
+            .stats(&prefix)
+            .await
+            .map_err(crate::events::queue_error)?;
         for stat in &stats {
             let name = stat.queue[prefix.len()..].to_owned();
             if !names.contains(&name) {
@@ -416,7 +423,7 @@ async fn send_one(
     let deployed = state.platform.app(&app)?;
     let mut meta = nimbus_events::MessageMeta::new(
         nimbus_events::MessageKind::Message,
-        nimbus_events::engine::now_ms(),
+        crate::events::now_ms(),
     );
     meta.group = query.group;
     meta.content_type = headers
@@ -424,7 +431,6 @@ async fn send_one(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let ids = state
-        .platform
         .events
         .send(&deployed, &queue, vec![(body, meta)])
         .await?;
@@ -443,7 +449,7 @@ async fn send_batch(
             format!("expected {{\"messages\": [{{\"body\": \"…\"}}, …]}}: {e}"),
         )
     })?;
-    let now = nimbus_events::engine::now_ms();
+    let now = crate::events::now_ms();
     let mut messages = Vec::with_capacity(batch.messages.len());
     for (index, message) in batch.messages.into_iter().enumerate() {
         let body = match (message.body, message.body_base64) {
@@ -471,11 +477,7 @@ async fn send_batch(
         meta.attributes = message.attributes;
         messages.push((body, meta));
     }
-    let ids = state
-        .platform
-        .events
-        .send(&deployed, &queue, messages)
-        .await?;
+    let ids = state.events.send(&deployed, &queue, messages).await?;
     Ok(Json(nimbus_api::SendResponse { ids }))
 }
 
@@ -492,15 +494,14 @@ async fn peek(
     let deployed = state.platform.app(&app)?;
     crate::events::check_queue(&deployed, &queue)?;
     let peeked = state
-        .platform
         .events
-        .engine()
+        .queue()
         .peek(
             &format!("{app}/{queue}"),
             query.limit.unwrap_or(10).min(1000),
         )
         .await
-        .map_err(crate::events::engine_error)?;
+        .map_err(crate::events::queue_error)?;
     Ok(Json(
         peeked
             .into_iter()
@@ -560,12 +561,11 @@ async fn redrive(
         nimbus_events::message::dlq_of(&format!("{app}/{queue}"))
     };
     let moved = state
-        .platform
         .events
-        .engine()
+        .queue()
         .redrive(&dlq)
         .await
-        .map_err(crate::events::engine_error)?;
+        .map_err(crate::events::queue_error)?;
     Ok(Json(nimbus_api::RedriveResponse { moved }))
 }
 
@@ -577,7 +577,7 @@ async fn publish(
 ) -> ApiResult<nimbus_api::PublishResponse> {
     let deployed = state.platform.app(&app)?;
     let event = crate::events::parse_event(&headers, body)?;
-    Ok(Json(state.platform.events.publish(&deployed, event).await?))
+    Ok(Json(state.events.publish(&deployed, event).await?))
 }
 
 #[derive(Deserialize)]

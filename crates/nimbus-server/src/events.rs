@@ -11,25 +11,23 @@
 //! queue, `app/@function`; every queue has a dead-letter queue `<queue>.dlq` unless the
 //! function's policy names one.
 
-use crate::platform::DeployedApp;
+use crate::deployments::{DeployedApp, DeploymentObserver};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use nimbus_api::{InvocationError, InvocationResult, InvocationStatus};
 use nimbus_core::error::Error;
 use nimbus_core::{DeliveryPolicy, Destination, ErrorCode, FunctionKind, FunctionSpec};
 use nimbus_dispatch::Pool;
-use nimbus_events::engine::{EngineError, now_ms};
 use nimbus_events::format::{self, Outcome};
 use nimbus_events::message::{async_queue_of, dlq_of};
 use nimbus_events::policy::{self, AfterFailure, DeadReason};
 use nimbus_events::schedule::{Schedule, resume};
-use nimbus_events::{
-    CloudEvent, Dead, Engine, Leased, MessageKind, MessageMeta, NewMessage, Pattern,
-};
+use nimbus_events::{CloudEvent, Dead, Leased, MessageKind, MessageMeta, NewMessage};
 use nimbus_runtime::{Body, BodyError, RawEvent};
-use nimbus_store::{EventOp, EventTable};
+use nimbus_store::{
+    Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, TableOp,
+};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -42,8 +40,9 @@ const MAX_RESPONSE_BYTES: usize = 6 << 20;
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// How long an invocation's status is kept after its last change.
 pub const STATUS_RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// Locks guarding idempotency keys (a key always takes the same one).
-const IDEMPOTENCY_STRIPES: usize = 64;
+/// Conditional commits one keyed enqueue tries before it gives up (each conflict means another
+/// writer changed the key meanwhile).
+const CONDITIONAL_ATTEMPTS: usize = 4;
 /// How often expired statuses and idempotency keys are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 /// Most consumer tasks for one function's own queue.
@@ -51,12 +50,24 @@ const MAX_ASYNC_WORKERS: u32 = 32;
 /// Messages one async-queue worker leases at once (each is its own invocation).
 const ASYNC_LEASE_BATCH: usize = 16;
 
-pub(crate) fn engine_error(error: EngineError) -> Error {
-    tracing::error!(%error, "queue engine failure");
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn queue_error(error: QueueError) -> Error {
+    tracing::error!(error = %crate::report(&error), "queue backend failure");
     Error::new(
         ErrorCode::Internal,
         "the event store failed; see the server log",
     )
+}
+
+fn to_json(value: &impl Serialize) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot encode a record: {e}")))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,38 +81,15 @@ struct ScheduleState {
     last_tick_ms: i64,
 }
 
-/// Rules of one app, compiled.
-pub(crate) struct CompiledRules {
-    rules: Vec<(String, Pattern, Destination)>,
-}
-
-impl CompiledRules {
-    pub(crate) fn compile(spec: &nimbus_core::EventsSpec) -> Result<CompiledRules, Error> {
-        let mut rules = Vec::new();
-        for rule in &spec.rules {
-            let pattern = Pattern::parse(&rule.pattern).map_err(|e| {
-                Error::new(
-                    ErrorCode::InvalidManifest,
-                    format!("rule {}: {e}", rule.name),
-                )
-            })?;
-            rules.push((rule.name.clone(), pattern, rule.target.clone()));
-        }
-        Ok(CompiledRules { rules })
-    }
-}
-
+/// The asynchronous side's driver over one [`Queue`]. Idempotency keys and schedule ticks are
+/// decided by the queue's conditional commits, not by locks here, so any number of drivers
+/// (of old and new versions, or of several nodes) can share one backend.
 pub struct Events {
-    engine: Arc<Engine>,
-    /// Serializes enqueues that carry the same idempotency key (striped by the key's hash), so
-    /// two requests with one key cannot both miss the other, while different keys still share
-    /// group commits.
-    idempotency: [tokio::sync::Mutex<()>; IDEMPOTENCY_STRIPES],
-    /// Last tick fired per `app/schedule`, guarding against an old scheduler (of a replaced
-    /// version) and a new one firing the same tick.
-    fired: tokio::sync::Mutex<HashMap<String, i64>>,
-    /// Consumers and schedulers, so shutdown can wait for them (they hold the engine, and
-    /// with it the store).
+    queue: Arc<dyn Queue>,
+    /// Itself, for the tasks it starts (which outlive a call but not the server).
+    this: std::sync::Weak<Events>,
+    /// Consumers and schedulers join the server's one tracker, so shutdown can wait for them
+    /// (they hold the queue, and with it the store).
     tasks: tokio_util::task::TaskTracker,
 }
 
@@ -144,35 +132,21 @@ fn queue_key(app: &str, queue: &str) -> String {
 }
 
 impl Events {
-    pub(crate) fn new(engine: Arc<Engine>) -> Arc<Events> {
-        Arc::new(Events {
-            engine,
-            idempotency: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
-            fired: tokio::sync::Mutex::new(HashMap::new()),
-            tasks: tokio_util::task::TaskTracker::new(),
+    pub(crate) fn new(queue: Arc<dyn Queue>, tasks: tokio_util::task::TaskTracker) -> Arc<Events> {
+        Arc::new_cyclic(|this| Events {
+            queue,
+            this: this.clone(),
+            tasks,
         })
     }
 
-    pub(crate) fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+    pub(crate) fn queue(&self) -> &Arc<dyn Queue> {
+        &self.queue
     }
 
-    /// After shutdown was signalled: wait (at most `limit`) for consumers to finish the
-    /// deliveries they started and for schedulers to stop, then close the engine (its writer
-    /// commits what is queued). A delivery cut short is redelivered after the restart.
-    pub(crate) async fn stop(&self, limit: Duration) {
-        self.tasks.close();
-        if tokio::time::timeout(limit, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                ?limit,
-                "deliveries still running at shutdown; they will be redelivered"
-            );
-        }
-        let engine = self.engine.clone();
-        let _ = tokio::task::spawn_blocking(move || engine.close()).await;
+    /// After every task has stopped: close the queue (it makes what it accepted durable).
+    pub(crate) async fn close(&self) {
+        self.queue.close().await;
     }
 
     /// Durably accept an asynchronous invocation of `app/function`.
@@ -185,33 +159,7 @@ impl Events {
         idempotency_key: Option<&str>,
     ) -> Result<nimbus_gateway::AsyncAccepted, Error> {
         let idem_key = idempotency_key.map(|k| format!("{app}/{function}/{k}"));
-        let _serial = match &idem_key {
-            Some(key) => {
-                use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-                let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
-                Some(
-                    self.idempotency[hash as usize % IDEMPOTENCY_STRIPES]
-                        .lock()
-                        .await,
-                )
-            }
-            None => None,
-        };
         let now = now_ms();
-        if let Some(key) = &idem_key
-            && let Some(raw) = self
-                .engine
-                .entry(EventTable::Idempotency, key)
-                .await
-                .map_err(engine_error)?
-            && let Ok(entry) = serde_json::from_slice::<IdempotencyEntry>(&raw)
-            && entry.expires_ms > now
-        {
-            return Ok(nimbus_gateway::AsyncAccepted {
-                invocation_id: entry.invocation,
-                replay: true,
-            });
-        }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let mut meta = MessageMeta::new(kind, now);
         meta.invocation = Some(id.clone());
@@ -227,45 +175,84 @@ impl Events {
             error: None,
             dead_letter: None,
         };
-        let mut extra = vec![EventOp::Put {
+        let message = NewMessage {
+            queue: queue_key(app, &async_queue_of(function)),
+            meta,
+            body,
+        };
+        let mut ops = vec![TableOp::Put {
             table: EventTable::Invocations,
             key: id.clone(),
-            value: serde_json::to_vec(&status).unwrap_or_default(),
+            value: to_json(&status)?,
         }];
-        if let Some(key) = idem_key {
-            extra.push(EventOp::Put {
-                table: EventTable::Idempotency,
-                key,
-                value: serde_json::to_vec(&IdempotencyEntry {
-                    invocation: id.clone(),
-                    expires_ms: now + IDEMPOTENCY_WINDOW.as_millis() as u64,
-                })
-                .unwrap_or_default(),
-            });
-        }
-        self.engine
-            .commit(
-                vec![NewMessage {
-                    queue: queue_key(app, &async_queue_of(function)),
-                    meta,
-                    body,
-                }],
-                extra,
-            )
-            .await
-            .map_err(engine_error)?;
-        Ok(nimbus_gateway::AsyncAccepted {
-            invocation_id: id,
+        let accepted = nimbus_gateway::AsyncAccepted {
+            invocation_id: id.clone(),
             replay: false,
-        })
+        };
+        let Some(key) = idem_key else {
+            self.queue
+                .commit(vec![message], ops)
+                .await
+                .map_err(queue_error)?;
+            return Ok(accepted);
+        };
+        // The key is claimed by the commit itself: put-if-absent, or replace an expired entry
+        // only if it is still the one we read. A conflict means another request holds the key.
+        ops.push(TableOp::Put {
+            table: EventTable::Idempotency,
+            key: key.clone(),
+            value: to_json(&IdempotencyEntry {
+                invocation: id.clone(),
+                expires_ms: now + IDEMPOTENCY_WINDOW.as_millis() as u64,
+            })?,
+        });
+        let mut expect = Expect::Absent;
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            let condition = Condition {
+                table: EventTable::Idempotency,
+                key: key.clone(),
+                expect,
+            };
+            let committed = self
+                .queue
+                .commit_if(condition, vec![message.clone()], ops.clone())
+                .await
+                .map_err(queue_error)?;
+            let current = match committed {
+                Committed::Done(_) => return Ok(accepted),
+                Committed::Conflict(current) => current,
+            };
+            match current
+                .as_deref()
+                .and_then(|raw| serde_json::from_slice::<IdempotencyEntry>(raw).ok())
+            {
+                Some(entry) if entry.expires_ms > now => {
+                    return Ok(nimbus_gateway::AsyncAccepted {
+                        invocation_id: entry.invocation,
+                        replay: true,
+                    });
+                }
+                // Expired or unreadable: take it over, if nobody else does first.
+                _ => {
+                    expect = match current {
+                        Some(raw) => Expect::Value(raw),
+                        None => Expect::Absent,
+                    }
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorCode::Internal,
+            format!("idempotency key {key:?} is contended; retry the request"),
+        ))
     }
 
     pub(crate) async fn invocation(&self, id: &str) -> Result<InvocationStatus, Error> {
         let raw = self
-            .engine
+            .queue
             .entry(EventTable::Invocations, id)
             .await
-            .map_err(engine_error)?
+            .map_err(queue_error)?
             .ok_or_else(|| {
                 Error::new(
                     ErrorCode::InvocationNotFound,
@@ -319,10 +306,10 @@ impl Events {
             })
             .collect();
         let ids = self
-            .engine
+            .queue
             .commit(batch, vec![])
             .await
-            .map_err(engine_error)?;
+            .map_err(queue_error)?;
         Ok(ids.into_iter().map(|(_, id)| id.to_string()).collect())
     }
 
@@ -336,10 +323,7 @@ impl Events {
         let body = Bytes::from(document.to_string());
         let app_name = app.spec.name.as_str();
         let mut messages = Vec::new();
-        for (rule, pattern, target) in &app.rules.rules {
-            if !pattern.matches(&document) {
-                continue;
-            }
+        for (rule, target) in app.rules.matching(&document) {
             tracing::debug!(app = app_name, rule, event = %event.id, "rule matched");
             messages.push(destination_message(
                 app_name,
@@ -351,10 +335,10 @@ impl Events {
         }
         let matched = messages.len();
         if matched > 0 {
-            self.engine
+            self.queue
                 .commit(messages, vec![])
                 .await
-                .map_err(engine_error)?;
+                .map_err(queue_error)?;
         }
         Ok(nimbus_api::PublishResponse {
             id: event.id,
@@ -362,8 +346,13 @@ impl Events {
         })
     }
 
-    /// Start consumers and schedulers of a deployed app version; they stop with `stop`.
-    pub(crate) fn start(self: &Arc<Self>, app: &Arc<DeployedApp>, stop: &CancellationToken) {
+    /// Start consumers and schedulers of a deployed app version; they stop with its workers
+    /// token.
+    fn start(&self, app: &Arc<DeployedApp>) {
+        let Some(events) = self.this.upgrade() else {
+            return;
+        };
+        let stop = &app.workers;
         let app_name = app.spec.name.to_string();
         for (name, spec) in &app.spec.functions {
             let Some(pool) = app.pools.get(name.as_str()) else {
@@ -371,7 +360,7 @@ impl Events {
             };
             let workers = spec.max_concurrency.clamp(1, MAX_ASYNC_WORKERS);
             let consumer = Arc::new(Consumer {
-                events: self.clone(),
+                events: events.clone(),
                 app: app_name.clone(),
                 queue: async_queue_of(name.as_str()),
                 function: spec.clone(),
@@ -395,7 +384,7 @@ impl Events {
                 FunctionKind::Process { .. } => BatchMode::Records(trigger.batch_size as usize),
             };
             let consumer = Arc::new(Consumer {
-                events: self.clone(),
+                events: events.clone(),
                 app: app_name.clone(),
                 queue: trigger.queue.to_string(),
                 function: spec.clone(),
@@ -410,7 +399,7 @@ impl Events {
         for schedule in &app.spec.events.schedules {
             match Schedule::new(&schedule.expr, &schedule.timezone) {
                 Ok(parsed) => {
-                    self.tasks.spawn(self.clone().schedule(
+                    self.tasks.spawn(events.clone().schedule(
                         app_name.clone(),
                         schedule.clone(),
                         parsed,
@@ -432,12 +421,12 @@ impl Events {
         stop: CancellationToken,
     ) {
         let key = format!("{app}/{}", spec.name);
-        let last = match self.engine.entry(EventTable::Schedules, &key).await {
+        let last = match self.queue.entry(EventTable::Schedules, &key).await {
             Ok(raw) => raw
                 .and_then(|raw| serde_json::from_slice::<ScheduleState>(&raw).ok())
                 .map(|s| s.last_tick_ms),
             Err(error) => {
-                tracing::error!(%error, schedule = %key, "cannot read the schedule's last tick; not starting it");
+                tracing::error!(error = %crate::report(&error), schedule = %key, "cannot read the schedule's last tick; not starting it");
                 return;
             }
         };
@@ -467,20 +456,10 @@ impl Events {
         }
     }
 
-    /// Fire one tick: enqueue the event and record the tick in one transaction, unless it (or
-    /// a later one) was already fired.
+    /// Fire one tick: enqueue the event and record the tick in one conditional commit, unless
+    /// it (or a later one) was already fired — by this scheduler, by the scheduler of a version
+    /// being replaced, or by another node sharing the queue.
     async fn fire(&self, app: &str, spec: &nimbus_core::ScheduleSpec, key: &str, tick: i64) {
-        let mut fired = self.fired.lock().await;
-        if fired.get(key).is_some_and(|last| *last >= tick) {
-            return;
-        }
-        if let Ok(Some(raw)) = self.engine.entry(EventTable::Schedules, key).await
-            && let Ok(state) = serde_json::from_slice::<ScheduleState>(&raw)
-            && state.last_tick_ms >= tick
-        {
-            fired.insert(key.to_owned(), state.last_tick_ms);
-            return;
-        }
         let payload = spec
             .payload
             .as_deref()
@@ -501,18 +480,57 @@ impl Events {
             meta,
             body: Bytes::from(event.to_json().to_string()),
         };
-        let state = EventOp::Put {
-            table: EventTable::Schedules,
-            key: key.to_owned(),
-            value: serde_json::to_vec(&ScheduleState { last_tick_ms: tick }).unwrap_or_default(),
-        };
-        match self.engine.commit(vec![message], vec![state]).await {
-            Ok(_) => {
-                fired.insert(key.to_owned(), tick);
-                tracing::info!(schedule = %key, tick, "schedule fired");
+        let state = match to_json(&ScheduleState { last_tick_ms: tick }) {
+            Ok(value) => TableOp::Put {
+                table: EventTable::Schedules,
+                key: key.to_owned(),
+                value,
+            },
+            Err(error) => {
+                tracing::error!(schedule = %key, %error, "schedule tick not fired");
+                return;
             }
-            Err(error) => tracing::error!(schedule = %key, %error, "schedule tick not fired"),
+        };
+        let mut current = match self.queue.entry(EventTable::Schedules, key).await {
+            Ok(current) => current,
+            Err(error) => {
+                tracing::error!(schedule = %key, error = %crate::report(&error), "schedule tick not fired");
+                return;
+            }
+        };
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            let last = current
+                .as_deref()
+                .and_then(|raw| serde_json::from_slice::<ScheduleState>(raw).ok())
+                .map(|s| s.last_tick_ms);
+            if last.is_some_and(|last| last >= tick) {
+                return;
+            }
+            let condition = Condition {
+                table: EventTable::Schedules,
+                key: key.to_owned(),
+                expect: match current {
+                    Some(raw) => Expect::Value(raw),
+                    None => Expect::Absent,
+                },
+            };
+            match self
+                .queue
+                .commit_if(condition, vec![message.clone()], vec![state.clone()])
+                .await
+            {
+                Ok(Committed::Done(_)) => {
+                    tracing::info!(schedule = %key, tick, "schedule fired");
+                    return;
+                }
+                Ok(Committed::Conflict(now)) => current = now,
+                Err(error) => {
+                    tracing::error!(schedule = %key, error = %crate::report(&error), "schedule tick not fired");
+                    return;
+                }
+            }
         }
+        tracing::error!(schedule = %key, tick, "schedule tick not fired: its state kept changing");
     }
 
     /// Delete invocation statuses older than [`STATUS_RETENTION`] and expired idempotency keys,
@@ -525,7 +543,9 @@ impl Events {
                     removed,
                     "expired invocation statuses and idempotency keys removed"
                 ),
-                Err(error) => tracing::warn!(%error, "sweeping expired statuses failed"),
+                Err(error) => {
+                    tracing::warn!(error = %crate::report(&error), "sweeping expired statuses failed")
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -534,24 +554,24 @@ impl Events {
         }
     }
 
-    async fn sweep(&self, now: u64) -> Result<usize, EngineError> {
+    async fn sweep(&self, now: u64) -> Result<usize, QueueError> {
         let mut deletes = Vec::new();
-        for (key, raw) in self.engine.entries(EventTable::Invocations, "").await? {
+        for (key, raw) in self.queue.entries(EventTable::Invocations, "").await? {
             let expired = serde_json::from_slice::<InvocationStatus>(&raw).map_or(true, |s| {
                 s.updated_ms + (STATUS_RETENTION.as_millis() as u64) < now
             });
             if expired {
-                deletes.push(EventOp::Delete {
+                deletes.push(TableOp::Delete {
                     table: EventTable::Invocations,
                     key,
                 });
             }
         }
-        for (key, raw) in self.engine.entries(EventTable::Idempotency, "").await? {
+        for (key, raw) in self.queue.entries(EventTable::Idempotency, "").await? {
             let expired = serde_json::from_slice::<IdempotencyEntry>(&raw)
                 .map_or(true, |e| e.expires_ms <= now);
             if expired {
-                deletes.push(EventOp::Delete {
+                deletes.push(TableOp::Delete {
                     table: EventTable::Idempotency,
                     key,
                 });
@@ -559,17 +579,54 @@ impl Events {
         }
         let removed = deletes.len();
         if removed > 0 {
-            self.engine.write(deletes).await?;
+            self.queue.write(deletes, Durability::Immediate).await?;
         }
         Ok(removed)
     }
 
-    fn record_status(&self, status: &InvocationStatus) {
-        self.engine.write_lazily(vec![EventOp::Put {
+    /// Keep an invocation's status (eventually durable: losing it in a crash leaves the
+    /// previous status, and the message is redelivered).
+    async fn record_status(&self, status: &InvocationStatus) {
+        let value = match serde_json::to_vec(status) {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::error!(invocation = %status.id, %error, "invocation status not kept");
+                return;
+            }
+        };
+        let op = TableOp::Put {
             table: EventTable::Invocations,
             key: status.id.clone(),
-            value: serde_json::to_vec(status).unwrap_or_default(),
-        }]);
+            value,
+        };
+        if let Err(error) = self.queue.write(vec![op], Durability::Eventual).await {
+            tracing::error!(invocation = %status.id, error = %crate::report(&error), "invocation status not kept");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DeploymentObserver for Events {
+    fn started(&self, app: &Arc<DeployedApp>) {
+        self.start(app);
+    }
+
+    fn stopped(&self, app: &Arc<DeployedApp>) {
+        tracing::debug!(
+            app = app.name(),
+            version = app.version.number,
+            "consumers and schedulers stopping"
+        );
+    }
+
+    async fn removed(&self, app: &str) {
+        match self.queue.purge(&format!("{app}/")).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(app, purged, "queued messages of the removed app deleted"),
+            Err(error) => {
+                tracing::error!(app, error = %crate::report(&error), "queued messages of the removed app could not be deleted")
+            }
+        }
     }
 }
 
@@ -644,10 +701,10 @@ impl Consumer {
         // dies mid-batch holds the rest back for one timeout, not one per message.
         let visibility = self.function.timeout + Duration::from_secs(10);
         loop {
-            let leased = match self.events.engine.lease(&key, max, visibility, &stop).await {
+            let leased = match self.events.queue.lease(&key, max, visibility, &stop).await {
                 Ok(leased) => leased,
                 Err(error) => {
-                    tracing::error!(queue = %key, %error, "lease failed");
+                    tracing::error!(queue = %key, error = %crate::report(&error), "lease failed");
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -680,13 +737,14 @@ impl Consumer {
             }
             if per_message {
                 for leased in live {
-                    if !self
-                        .events
-                        .engine
-                        .extend(&key, leased.id, leased.attempt, visibility)
-                    {
+                    match self.events.queue.extend(&leased, visibility).await {
+                        Ok(true) => {}
                         // The lease ran out while earlier messages ran: someone else has it.
-                        continue;
+                        Ok(false) => continue,
+                        Err(error) => {
+                            tracing::warn!(queue = %key, id = leased.id, error = %crate::report(&error), "lease not extended; the message will be redelivered");
+                            continue;
+                        }
                     }
                     let attempt = self.invoke(std::slice::from_ref(&leased)).await;
                     self.settle(&leased, &attempt).await;
@@ -897,8 +955,10 @@ impl Consumer {
                 self.send_record(destination, leased, attempt, true, "Success")
                     .await;
             }
-            self.events.engine.ack(&key, leased.id, leased.attempt);
-            self.update_status(leased, "succeeded", attempt, None);
+            if let Err(error) = self.events.queue.ack(leased).await {
+                tracing::error!(queue = %key, id = leased.id, error = %crate::report(&error), "ack failed; the message will be redelivered");
+            }
+            self.update_status(leased, "succeeded", attempt, None).await;
             return;
         }
         let decision = policy::after_failure(
@@ -911,10 +971,10 @@ impl Consumer {
         match decision {
             AfterFailure::Retry { delay } => {
                 tracing::info!(queue = %key, id = leased.id, attempt = leased.attempt, ?delay, error = ?attempt.error, "delivery failed; will retry");
-                self.events
-                    .engine
-                    .retry(&key, leased.id, leased.attempt, delay);
-                self.update_status(leased, "retrying", attempt, None);
+                if let Err(error) = self.events.queue.nack(leased, delay).await {
+                    tracing::error!(queue = %key, id = leased.id, error = %crate::report(&error), "retry not scheduled; the message will be redelivered when its lease expires");
+                }
+                self.update_status(leased, "retrying", attempt, None).await;
             }
             AfterFailure::DeadLetter(reason) => self.give_up(leased, reason, attempt).await,
         }
@@ -944,11 +1004,12 @@ impl Consumer {
             error,
             at_ms: now_ms(),
         };
-        if let Err(error) = self.events.engine.dead_letter(leased, &dlq, dead).await {
-            tracing::error!(queue = %key, id = leased.id, %error, "could not dead-letter; the message will be redelivered");
+        if let Err(error) = self.events.queue.dead_letter(leased, &dlq, dead).await {
+            tracing::error!(queue = %key, id = leased.id, error = %crate::report(&error), "could not dead-letter; the message will be redelivered");
             return;
         }
-        self.update_status(leased, "failed", attempt, Some(dlq));
+        self.update_status(leased, "failed", attempt, Some(dlq))
+            .await;
     }
 
     async fn send_record(
@@ -990,6 +1051,7 @@ impl Consumer {
                 status: attempt.status,
                 error: attempt.error.as_ref().map(|(code, _)| code.as_str()),
                 response,
+                at_ms: now_ms(),
             },
         );
         let message = destination_message(
@@ -999,12 +1061,12 @@ impl Consumer {
             Bytes::from(record.to_string()),
             Some("application/json"),
         );
-        if let Err(error) = self.events.engine.commit(vec![message], vec![]).await {
-            tracing::error!(%error, destination = %destination, "destination record not sent");
+        if let Err(error) = self.events.queue.commit(vec![message], vec![]).await {
+            tracing::error!(error = %crate::report(&error), destination = %destination, "destination record not sent");
         }
     }
 
-    fn update_status(
+    async fn update_status(
         &self,
         leased: &Leased,
         status: &str,
@@ -1034,24 +1096,26 @@ impl Consumer {
                 truncated,
             }
         });
-        self.events.record_status(&InvocationStatus {
-            id: id.clone(),
-            app: self.app.clone(),
-            function: self.function.name.to_string(),
-            status: status.to_owned(),
-            attempts: leased.attempt,
-            enqueued_ms: leased.meta.enqueued_ms,
-            updated_ms: now_ms(),
-            result,
-            error: attempt
-                .error
-                .as_ref()
-                .map(|(code, message)| InvocationError {
-                    code: code.as_str().to_owned(),
-                    message: message.clone(),
-                }),
-            dead_letter,
-        });
+        self.events
+            .record_status(&InvocationStatus {
+                id: id.clone(),
+                app: self.app.clone(),
+                function: self.function.name.to_string(),
+                status: status.to_owned(),
+                attempts: leased.attempt,
+                enqueued_ms: leased.meta.enqueued_ms,
+                updated_ms: now_ms(),
+                result,
+                error: attempt
+                    .error
+                    .as_ref()
+                    .map(|(code, message)| InvocationError {
+                        code: code.as_str().to_owned(),
+                        message: message.clone(),
+                    }),
+                dead_letter,
+            })
+            .await;
     }
 }
 
@@ -1126,127 +1190,6 @@ pub(crate) fn parse_event(headers: &http::HeaderMap, body: Bytes) -> Result<Clou
     parsed.map_err(|e| Error::new(ErrorCode::InvalidEvent, e.to_string()))
 }
 
-/// nimbus's local API, as functions call it (`http://nimbus.internal/v1/...` from Wasm,
-/// `$NIMBUS_API/v1/...` from processes): send to a queue, publish on the bus — each behind the
-/// caller's grants (`queues = [...]`, `publish = true`).
-#[derive(Default)]
-pub(crate) struct LocalApi {
-    platform: std::sync::OnceLock<std::sync::Weak<crate::Platform>>,
-}
-
-impl LocalApi {
-    /// Connect to the platform once it exists (executors are made before it).
-    pub(crate) fn attach(&self, platform: &Arc<crate::Platform>) {
-        let _ = self.platform.set(Arc::downgrade(platform));
-    }
-
-    async fn serve(
-        &self,
-        caller: &nimbus_runtime::Caller,
-        method: &http::Method,
-        path: &str,
-        headers: &http::HeaderMap,
-        body: Bytes,
-    ) -> Result<serde_json::Value, Error> {
-        let platform = self
-            .platform
-            .get()
-            .and_then(std::sync::Weak::upgrade)
-            .ok_or_else(|| Error::new(ErrorCode::Internal, "nimbus is starting or stopping"))?;
-        let app = platform.app(&caller.app)?;
-        let Some(spec) = app
-            .spec
-            .functions
-            .iter()
-            .find(|(name, _)| name.as_str() == &*caller.function)
-            .map(|(_, spec)| spec)
-        else {
-            return Err(Error::new(
-                ErrorCode::FunctionNotFound,
-                "the calling function is no longer deployed",
-            ));
-        };
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match (method, segments.as_slice()) {
-            (&http::Method::POST, ["v1", "queues", queue, "messages"]) => {
-                if !spec.queues.iter().any(|q| q.as_str() == *queue) {
-                    return Err(Error::new(
-                        ErrorCode::Forbidden,
-                        format!(
-                            "function {:?} may not send to queue {queue:?}; add it to the function's `queues` in the manifest",
-                            caller.function
-                        ),
-                    ));
-                }
-                let mut meta = MessageMeta::new(MessageKind::Message, now_ms());
-                meta.content_type = header_text(headers, "content-type");
-                meta.group = header_text(headers, "x-nimbus-group");
-                let ids = platform
-                    .events
-                    .send(&app, queue, vec![(body, meta)])
-                    .await?;
-                Ok(serde_json::json!({ "id": ids.first() }))
-            }
-            (&http::Method::POST, ["v1", "events"]) => {
-                if !spec.publish {
-                    return Err(Error::new(
-                        ErrorCode::Forbidden,
-                        format!(
-                            "function {:?} may not publish events; set `publish = true` on it in the manifest",
-                            caller.function
-                        ),
-                    ));
-                }
-                let event = parse_event(headers, body)?;
-                let published = platform.events.publish(&app, event).await?;
-                Ok(serde_json::to_value(published).unwrap_or_default())
-            }
-            _ => Err(Error::new(
-                ErrorCode::RouteNotFound,
-                format!(
-                    "no local API {method} {path}; see docs/events.md (POST /v1/queues/QUEUE/messages, POST /v1/events)"
-                ),
-            )),
-        }
-    }
-}
-
-fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-#[async_trait::async_trait]
-impl nimbus_runtime::Services for LocalApi {
-    async fn call(
-        &self,
-        caller: &nimbus_runtime::Caller,
-        method: &http::Method,
-        path: &str,
-        headers: &http::HeaderMap,
-        body: Bytes,
-    ) -> nimbus_runtime::ServiceResponse {
-        match self.serve(caller, method, path, headers, body).await {
-            Ok(value) => nimbus_runtime::ServiceResponse {
-                status: 200,
-                body: Bytes::from(value.to_string()),
-            },
-            Err(error) => {
-                tracing::info!(app = %caller.app, function = %caller.function, code = %error.code, message = %error.message, "local API call refused");
-                nimbus_runtime::ServiceResponse {
-                    status: nimbus_gateway::status_for(error.code).as_u16(),
-                    body: Bytes::from(
-                        serde_json::json!({"error": {"code": error.code, "message": error.message}})
-                            .to_string(),
-                    ),
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1256,7 +1199,8 @@ mod tests {
     async fn expired_statuses_and_idempotency_keys_are_swept() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(nimbus_store_redb::RedbStore::open(dir.path()).unwrap());
-        let events = Events::new(Engine::open(store).unwrap());
+        let queue = nimbus_store_redb::QueueEngine::open(store).unwrap();
+        let events = Events::new(queue, tokio_util::task::TaskTracker::new());
         let now = now_ms();
         let day = STATUS_RETENTION.as_millis() as u64;
         let status = |id: &str, updated_ms: u64| InvocationStatus {
@@ -1273,14 +1217,14 @@ mod tests {
         };
         let mut ops = Vec::new();
         for (id, updated) in [("old", now - day - 1), ("new", now - 1000)] {
-            ops.push(EventOp::Put {
+            ops.push(TableOp::Put {
                 table: EventTable::Invocations,
                 key: id.into(),
                 value: serde_json::to_vec(&status(id, updated)).unwrap(),
             });
         }
         for (key, expires_ms) in [("a/f/old", now - 1), ("a/f/new", now + 1000)] {
-            ops.push(EventOp::Put {
+            ops.push(TableOp::Put {
                 table: EventTable::Idempotency,
                 key: key.into(),
                 value: serde_json::to_vec(&IdempotencyEntry {
@@ -1290,12 +1234,16 @@ mod tests {
                 .unwrap(),
             });
         }
-        events.engine.write(ops).await.unwrap();
+        events
+            .queue
+            .write(ops, Durability::Immediate)
+            .await
+            .unwrap();
         assert_eq!(events.sweep(now).await.unwrap(), 2);
         assert!(events.invocation("old").await.is_err());
         assert_eq!(events.invocation("new").await.unwrap().id, "new");
         let keys = events
-            .engine
+            .queue
             .entries(EventTable::Idempotency, "")
             .await
             .unwrap();

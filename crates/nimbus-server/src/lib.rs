@@ -7,8 +7,10 @@
 //! servers and the background tasks watch.
 
 mod admin;
+mod deployments;
 mod events;
 mod executors;
+mod local_api;
 mod platform;
 mod records;
 
@@ -23,8 +25,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use platform::Platform;
+
+/// An error with its causes, `outer: inner: root`, for the log.
+pub(crate) fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// File in the data directory holding the admin bearer token (mode 0600).
 pub const TOKEN_FILE: &str = "admin.token";
@@ -71,8 +86,10 @@ pub struct RunningServer {
     pub admin_addr: SocketAddr,
     pub token: String,
     pub platform: Arc<Platform>,
+    events: Arc<events::Events>,
     shutdown: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Every task the server started; shutdown waits for them.
+    tasks: TaskTracker,
 }
 
 impl RunningServer {
@@ -90,16 +107,28 @@ impl RunningServer {
     }
 
     /// Stop serving and wait for the servers to close.
+    ///
+    /// Order: records queued so far are written; the token is cancelled (the gateway drains
+    /// in-flight requests, consumers finish the deliveries they started — anything cut short is
+    /// redelivered after the restart); every task is awaited, at most a little longer than the
+    /// gateway's drain; every app is unpublished; then the queue is closed (its writer commits
+    /// what is queued) and the record writer releases the store.
     pub async fn shutdown(self) {
         self.platform.flush_records().await;
         self.shutdown.cancel();
-        for task in self.tasks {
-            let _ = task.await;
+        self.tasks.close();
+        let limit = nimbus_gateway::DRAIN_TIMEOUT + Duration::from_secs(1);
+        if tokio::time::timeout(limit, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?limit,
+                "tasks still running at shutdown; unfinished deliveries will be redelivered"
+            );
         }
-        self.platform
-            .events
-            .stop(nimbus_gateway::DRAIN_TIMEOUT)
-            .await;
+        self.platform.unpublish();
+        self.events.close().await;
         self.platform.records_stopped().await;
     }
 
@@ -121,7 +150,21 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("open store")?
         .context("open store")?;
     let store = Arc::new(store);
-    let local_api = Arc::new(events::LocalApi::default());
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let queue = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || nimbus_store_redb::QueueEngine::open(store))
+            .await
+            .context("open the queue engine")?
+            .context("open the queue engine")?
+    };
+    let events = events::Events::new(queue, tasks.clone());
+    let deployments = deployments::Deployments::default();
+    let local_api = Arc::new(local_api::LocalApi::new(
+        deployments.clone(),
+        events.clone(),
+    ));
     let services: Arc<dyn nimbus_runtime::Services> = local_api.clone();
     let executor = WasmExecutor::new(WasmConfig {
         cache_dir: config.data_dir.join(CACHE_DIR),
@@ -152,28 +195,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     .context("start process executor")?
     .context("start process executor")?;
     let gateway = Gateway::new(config.gateway.clone());
-    let shutdown = CancellationToken::new();
-    let engine = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || nimbus_events::Engine::open(store))
-            .await
-            .context("open the queue engine")?
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("open the queue engine")?
-    };
-    let events = events::Events::new(engine);
     gateway.set_async(events.clone());
 
     let platform = Platform::new(
         store,
-        Arc::new(executor),
-        Arc::new(process),
+        executors::Executors {
+            wasm: Arc::new(executor),
+            process: Arc::new(process),
+        },
         gateway.clone(),
-        events,
-        config.idle_timeout,
-        shutdown.clone(),
+        deployments,
+        events.clone(),
+        platform::Lifecycle {
+            idle_timeout: config.idle_timeout,
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        },
     );
-    local_api.attach(&platform);
     platform.restore().await.context("restore deployed apps")?;
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
@@ -194,26 +232,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let admin_addr = admin_listener.local_addr()?;
     platform.set_gateway_url(format!("http://{gateway_addr}"));
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(nimbus_gateway::serve(
-        listener,
-        gateway,
-        shutdown.clone(),
-    )));
-    let router = admin::router(platform.clone(), token.clone());
+    tasks.spawn(nimbus_gateway::serve(listener, gateway, shutdown.clone()));
+    let router = admin::router(platform.clone(), events.clone(), token.clone());
     let admin_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
+    tasks.spawn(async move {
         let served = axum::serve(admin_listener, router)
             .with_graceful_shutdown(admin_shutdown.cancelled_owned())
             .await;
         if let Err(error) = served {
             tracing::error!(error = %error, "admin API stopped");
         }
-    }));
-    tasks.push(tokio::spawn(platform.clone().reap_idle_forever()));
-    tasks.push(tokio::spawn(
-        platform.events.clone().sweep_forever(shutdown.clone()),
-    ));
+    });
+    tasks.spawn(platform.clone().reap_idle_forever());
+    tasks.spawn(events.clone().sweep_forever(shutdown.clone()));
 
     write_file(
         &config.data_dir.join(ADMIN_URL_FILE),
@@ -230,6 +261,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         admin_addr,
         token,
         platform,
+        events,
         shutdown,
         tasks,
     })

@@ -6,7 +6,7 @@
 //! the version to the store; then swap the in-memory state and the gateway's table. A refused
 //! deploy therefore changes nothing, and the previous version keeps serving throughout.
 
-use crate::events::{CompiledRules, Events};
+use crate::deployments::{DeployedApp, DeploymentObserver, Deployments, Snapshot};
 use crate::records::RecordWriter;
 use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInfo, RouteInfo};
 use nimbus_core::error::Error;
@@ -19,37 +19,31 @@ use nimbus_store::{NewVersion, RecordStore, Registry, StoreError, VersionRecord}
 use nimbus_store_redb::RedbStore;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Callers allowed to wait for a permit, per unit of `max_concurrency`.
 pub const WAIT_QUEUE_FACTOR: usize = 4;
-
-pub(crate) struct DeployedApp {
-    pub(crate) version: VersionRecord,
-    pub(crate) spec: AppSpec,
-    pub(crate) pools: BTreeMap<String, Arc<Pool>>,
-    pub(crate) rules: CompiledRules,
-    /// Cancelled when this version stops serving: its consumers and schedulers stop.
-    workers: CancellationToken,
-}
 
 pub struct Platform {
     store: Arc<RedbStore>,
     executor: Arc<dyn Executor>,
     gateway: Arc<Gateway>,
     records: Arc<RecordWriter>,
-    apps: RwLock<BTreeMap<String, Arc<DeployedApp>>>,
+    deployments: Deployments,
+    observer: Arc<dyn DeploymentObserver>,
     deploy_lock: tokio::sync::Mutex<()>,
     idle_timeout: Duration,
     shutdown: CancellationToken,
+    /// Every background task; shutdown waits for them.
+    tasks: TaskTracker,
     gateway_url: Mutex<String>,
     pub(crate) compiled: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) pooling: bool,
     pub(crate) sandbox: nimbus_runtime_process::sandbox::Capabilities,
-    pub(crate) events: Arc<Events>,
 }
 
 /// The user-facing form of a storage error.
@@ -71,8 +65,8 @@ pub(crate) fn store_error(error: StoreError) -> Error {
             ErrorCode::DigestMismatch,
             format!("uploaded bytes hash to {actual}, not {expected}"),
         ),
-        StoreError::Backend(message) => {
-            tracing::error!(error = %message, "store failure");
+        error @ StoreError::Backend(_) => {
+            tracing::error!(error = %crate::report(&error), "store failure");
             Error::new(ErrorCode::Internal, "storage failure; see the server log")
         }
     }
@@ -90,38 +84,49 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// How the platform's background work lives and ends.
+pub(crate) struct Lifecycle {
+    /// Idle instances older than this are dropped (scale to zero).
+    pub(crate) idle_timeout: Duration,
+    pub(crate) shutdown: CancellationToken,
+    /// The server's one task tracker.
+    pub(crate) tasks: TaskTracker,
+}
+
 impl Platform {
     pub(crate) fn new(
         store: Arc<RedbStore>,
-        executor: Arc<nimbus_runtime_wasm::WasmExecutor>,
-        process: Arc<nimbus_runtime_process::ProcessExecutor>,
+        executors: crate::executors::Executors,
         gateway: Arc<Gateway>,
-        events: Arc<Events>,
-        idle_timeout: Duration,
-        shutdown: CancellationToken,
+        deployments: Deployments,
+        observer: Arc<dyn DeploymentObserver>,
+        lifecycle: Lifecycle,
     ) -> Arc<Platform> {
-        let pooling = executor.is_pooling();
-        let sandbox = process.capabilities();
-        let executor = Arc::new(crate::executors::Executors {
-            wasm: executor,
-            process,
-        });
-        let records = RecordWriter::start(store.clone(), shutdown.clone());
+        let Lifecycle {
+            idle_timeout,
+            shutdown,
+            tasks,
+        } = lifecycle;
+        let pooling = executors.wasm.is_pooling();
+        let sandbox = executors.process.capabilities();
+        let executor = Arc::new(executors);
+        let records = RecordWriter::start(store.clone(), shutdown.clone(), &tasks);
         Arc::new(Platform {
             store,
             executor,
             gateway,
             records,
-            apps: RwLock::new(BTreeMap::new()),
+            deployments,
+            observer,
             deploy_lock: tokio::sync::Mutex::new(()),
             idle_timeout,
             shutdown,
+            tasks,
             gateway_url: Mutex::new(String::new()),
             compiled: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             pooling,
             sandbox,
-            events,
         })
     }
 
@@ -147,11 +152,19 @@ impl Platform {
         self.records.stopped().await;
     }
 
-    fn snapshot(&self) -> BTreeMap<String, Arc<DeployedApp>> {
-        self.apps
-            .read()
-            .map(|apps| apps.clone())
-            .unwrap_or_default()
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.deployments.snapshot()
+    }
+
+    /// The current snapshot plus `app`'s new version (or without `app`): what a deploy,
+    /// rollback or removal will publish.
+    fn next_snapshot(&self, app: &str, deployed: Option<DeployedApp>) -> Snapshot {
+        let mut next = Snapshot::clone(&self.snapshot());
+        match deployed {
+            Some(deployed) => next.insert(app.to_owned(), Arc::new(deployed)),
+            None => next.remove(app),
+        };
+        next
     }
 
     /// Load every app's active version; used at startup.
@@ -256,7 +269,8 @@ impl Platform {
                 Pool::new(loaded, config, self.records.clone()),
             );
         }
-        let rules = CompiledRules::compile(&spec.events)?;
+        let rules = nimbus_events::Rules::compile(&spec.events.rules)
+            .map_err(|message| Error::new(ErrorCode::InvalidManifest, message))?;
         Ok((
             DeployedApp {
                 version,
@@ -269,33 +283,29 @@ impl Platform {
         ))
     }
 
-    fn install(
-        &self,
-        apps: BTreeMap<String, Arc<DeployedApp>>,
-        table: RouteTable<Arc<RouteTarget>>,
-    ) {
+    /// Publish `apps` and `table`, then tell the observer which versions stopped and started.
+    fn install(&self, apps: Snapshot, table: RouteTable<Arc<RouteTarget>>) {
         for app in apps.values() {
             for pool in app.pools.values() {
                 if pool.config().min_instances > 0 && pool.idle_count() + pool.busy_count() == 0 {
                     let pool = pool.clone();
-                    tokio::spawn(async move { pool.prewarm().await });
+                    self.tasks.spawn(async move { pool.prewarm().await });
                 }
             }
         }
-        let previous = match self.apps.write() {
-            Ok(mut slot) => std::mem::replace(&mut *slot, apps.clone()),
-            Err(_) => BTreeMap::new(),
-        };
+        let previous = self.deployments.publish(apps);
         self.gateway.set_routes(table);
+        let current = self.snapshot();
         // Versions that stopped serving stop consuming; new ones start.
-        for (name, old) in &previous {
-            if apps.get(name).is_none_or(|new| !Arc::ptr_eq(new, old)) {
+        for (name, old) in previous.iter() {
+            if current.get(name).is_none_or(|new| !Arc::ptr_eq(new, old)) {
                 old.workers.cancel();
+                self.observer.stopped(old);
             }
         }
-        for (name, new) in &apps {
+        for (name, new) in current.iter() {
             if previous.get(name).is_none_or(|old| !Arc::ptr_eq(new, old)) {
-                self.events.start(new, &new.workers);
+                self.observer.started(new);
             }
         }
     }
@@ -346,8 +356,8 @@ impl Platform {
             created_ms: 0,
         };
         let (deployed, infos) = self.prepare_parsed(pending, manifest.app).await?;
-        let mut apps = self.snapshot();
-        apps.insert(app_name.clone(), Arc::new(deployed));
+        let response = describe(&deployed, infos);
+        let apps = self.next_snapshot(&app_name, Some(deployed));
         let table = build_routes(&apps)?;
 
         let store = self.store.clone();
@@ -356,7 +366,6 @@ impl Platform {
         if committed.number != latest + 1 {
             tracing::error!(app = %app_name, expected = latest + 1, got = committed.number, "version numbering raced");
         }
-        let response = describe(&apps[&app_name], infos);
         self.install(apps, table);
         tracing::info!(app = %app_name, version = committed.number, "deployed");
         Ok(response)
@@ -375,13 +384,12 @@ impl Platform {
         let name = app.to_owned();
         let version = blocking(move || store.version(&name, previous)).await?;
         let (deployed, infos) = self.prepare(version).await?;
-        let mut apps = self.snapshot();
-        apps.insert(app.to_owned(), Arc::new(deployed));
+        let response = describe(&deployed, infos);
+        let apps = self.next_snapshot(app, Some(deployed));
         let table = build_routes(&apps)?;
         let store = self.store.clone();
         let name = app.to_owned();
         blocking(move || store.rollback(&name)).await?;
-        let response = describe(&apps[app], infos);
         self.install(apps, table);
         tracing::info!(app, version = previous, "rolled back");
         Ok(response)
@@ -393,19 +401,10 @@ impl Platform {
         let store = self.store.clone();
         let name = app.to_owned();
         blocking(move || store.remove_app(&name)).await?;
-        let mut apps = self.snapshot();
-        apps.remove(app);
+        let apps = self.next_snapshot(app, None);
         let table = build_routes(&apps)?;
         self.install(apps, table);
-        let purged = self
-            .events
-            .engine()
-            .purge(&format!("{app}/"))
-            .await
-            .map_err(crate::events::engine_error)?;
-        if purged > 0 {
-            tracing::info!(app, purged, "queued messages of the removed app deleted");
-        }
+        self.observer.removed(app).await;
         tracing::info!(app, "removed");
         Ok(info.unwrap_or(AppInfo {
             name: app.to_owned(),
@@ -526,9 +525,8 @@ impl Platform {
 
     /// The deployed app named `app`.
     pub(crate) fn app(&self, app: &str) -> Result<Arc<DeployedApp>, Error> {
-        self.snapshot()
+        self.deployments
             .get(app)
-            .cloned()
             .ok_or_else(|| store_error(StoreError::AppNotFound(app.to_owned())))
     }
 
@@ -538,6 +536,19 @@ impl Platform {
 
     pub(crate) fn record_store(&self) -> Arc<dyn RecordStore> {
         self.store.clone()
+    }
+
+    /// Stop serving everything (at shutdown, after every task has stopped): publish an empty
+    /// snapshot and an empty routing table. This also breaks the one reference cycle of a
+    /// running server — pools hold their functions, functions hold the local API, the local
+    /// API reads the snapshot that holds the pools — so the store is released.
+    pub(crate) fn unpublish(&self) {
+        let previous = self.deployments.publish(Snapshot::new());
+        self.gateway.set_routes(RouteTable::default());
+        for app in previous.values() {
+            app.workers.cancel();
+            self.observer.stopped(app);
+        }
     }
 
     /// Periodically drop instances idle past the idle timeout (scale to zero).
@@ -555,7 +566,7 @@ impl Platform {
                     pool.reap_idle(now);
                     if pool.config().min_instances > 0 {
                         let pool = pool.clone();
-                        tokio::spawn(async move { pool.prewarm().await });
+                        self.tasks.spawn(async move { pool.prewarm().await });
                     }
                 }
             }
@@ -585,9 +596,7 @@ fn describe(app: &DeployedApp, functions: Vec<LoadedInfo>) -> DeployResponse {
 }
 
 /// The gateway table for a set of deployed apps; conflicts between apps are refused here.
-fn build_routes(
-    apps: &BTreeMap<String, Arc<DeployedApp>>,
-) -> Result<RouteTable<Arc<RouteTarget>>, Error> {
+fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> {
     let mut entries = Vec::new();
     for (name, app) in apps {
         for route in &app.spec.routes {

@@ -32,10 +32,11 @@ impl RecordWriter {
     pub(crate) fn start(
         store: Arc<dyn RecordStore>,
         shutdown: CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
     ) -> Arc<RecordWriter> {
         let (sender, mut receiver) = mpsc::channel(CHANNEL);
         let (done_tx, done) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             let mut waiters = Vec::new();
             loop {

@@ -9,6 +9,7 @@
 //!
 //! - `queue_meta` / `queue_body`: (queue, message id) → message metadata (JSON, rewritten on
 //!   retries) / body (written once); `invocations`, `idempotency`, `schedules`: key → JSON.
+//!   The [`queue`] module's engine is their only writer and implements [`nimbus_store::Queue`].
 //!
 //! Crash safety: redb commits are atomic and durable (registry writes use the default, fully
 //! durable commit); artifacts are written before the version that references them, so a crash
@@ -17,8 +18,8 @@
 
 use nimbus_core::InvocationRecord;
 use nimbus_store::{
-    AppRecord, EventOp, EventStore, EventTable, NewVersion, RecordStore, Registry, Result,
-    StoreError, VersionRecord, is_sha256_hex, sha256_hex,
+    AppRecord, EventTable, NewVersion, RecordStore, Registry, Result, StoreError, TableOp,
+    VersionRecord, is_sha256_hex, sha256_hex,
 };
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
@@ -26,6 +27,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub mod queue;
+
+pub use queue::QueueEngine;
 
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
@@ -58,8 +63,8 @@ pub struct RedbStore {
     artifacts: PathBuf,
 }
 
-fn backend(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(error.to_string())
+fn backend(error: impl Into<nimbus_store::BoxError>) -> StoreError {
+    StoreError::backend(error)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -283,8 +288,34 @@ impl Registry for RedbStore {
     }
 }
 
-impl EventStore for RedbStore {
-    fn commit_events(&self, ops: &[EventOp], durable: bool) -> Result<()> {
+/// One change to the queue tables; a batch of them commits atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EventOp {
+    /// Store a message: its metadata and its body (written once).
+    PutMessage {
+        queue: String,
+        id: u64,
+        meta: Vec<u8>,
+        body: Vec<u8>,
+    },
+    /// Replace a stored message's metadata (attempts, next visibility).
+    PutMeta {
+        queue: String,
+        id: u64,
+        meta: Vec<u8>,
+    },
+    /// Forget a message (acknowledged, moved, purged).
+    DeleteMessage {
+        queue: String,
+        id: u64,
+    },
+    Table(TableOp),
+}
+
+/// The queue tables, as the engine reads and writes them. A commit is atomic; a `durable` one
+/// is on disk when it returns, a non-durable one becomes durable with the next durable commit.
+impl RedbStore {
+    pub(crate) fn commit_events(&self, ops: &[EventOp], durable: bool) -> Result<()> {
         let mut txn = self.db.begin_write().map_err(backend)?;
         txn.set_durability(if durable {
             Durability::Immediate
@@ -318,13 +349,13 @@ impl EventStore for RedbStore {
                         metas.remove((queue.as_str(), *id)).map_err(backend)?;
                         bodies.remove((queue.as_str(), *id)).map_err(backend)?;
                     }
-                    EventOp::Put { table, key, value } => {
+                    EventOp::Table(TableOp::Put { table, key, value }) => {
                         txn.open_table(event_table(*table))
                             .map_err(backend)?
                             .insert(key.as_str(), value.as_slice())
                             .map_err(backend)?;
                     }
-                    EventOp::Delete { table, key } => {
+                    EventOp::Table(TableOp::Delete { table, key }) => {
                         txn.open_table(event_table(*table))
                             .map_err(backend)?
                             .remove(key.as_str())
@@ -336,7 +367,7 @@ impl EventStore for RedbStore {
         txn.commit().map_err(backend)
     }
 
-    fn message_metas(&self) -> Result<Vec<(String, u64, Vec<u8>)>> {
+    pub(crate) fn message_metas(&self) -> Result<Vec<(String, u64, Vec<u8>)>> {
         let txn = self.db.begin_read().map_err(backend)?;
         let metas = txn.open_table(QUEUE_META).map_err(backend)?;
         let mut out = Vec::new();
@@ -348,7 +379,7 @@ impl EventStore for RedbStore {
         Ok(out)
     }
 
-    fn message_body(&self, queue: &str, id: u64) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn message_body(&self, queue: &str, id: u64) -> Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read().map_err(backend)?;
         let bodies = txn.open_table(QUEUE_BODY).map_err(backend)?;
         Ok(bodies
@@ -357,13 +388,17 @@ impl EventStore for RedbStore {
             .map(|v| v.value().to_vec()))
     }
 
-    fn event_entry(&self, table: EventTable, key: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn event_entry(&self, table: EventTable, key: &str) -> Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read().map_err(backend)?;
         let table = txn.open_table(event_table(table)).map_err(backend)?;
         Ok(table.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
     }
 
-    fn event_entries(&self, table: EventTable, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    pub(crate) fn event_entries(
+        &self,
+        table: EventTable,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
         let txn = self.db.begin_read().map_err(backend)?;
         let table = txn.open_table(event_table(table)).map_err(backend)?;
         let mut out = Vec::new();

@@ -1,5 +1,10 @@
-//! The conformance suite every store backend must pass. A backend's tests call [`run_all`]
-//! with a factory for fresh, empty stores.
+//! The conformance suites every store backend must pass, and a fault-injecting wrapper.
+//! Compiled only with the `conformance` feature: backends enable it in their dev-dependencies.
+//!
+//! A backend's tests call [`run_all`] with a factory for fresh, empty registry and record
+//! stores, and [`queue::run_all`] with one for fresh queues — also wrapped in
+//! [`unreliable::Unreliable`], which proves that a failed call surfaces as an error and leaves
+//! the state as it was (the suite retries what failed, as the driver does).
 
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -7,6 +12,9 @@
 use crate::{NewVersion, RecordStore, Registry, StoreError, sha256_hex};
 use nimbus_core::{InvocationRecord, Outcome};
 use std::collections::BTreeMap;
+
+pub mod queue;
+pub mod unreliable;
 
 /// A store under test: both traits on one value.
 pub trait Store: Registry + RecordStore {}

@@ -1,9 +1,12 @@
 //! Storage traits: the registry (apps, immutable versions, artifacts), invocation records, and
-//! the asynchronous side's queues and tables ([`EventStore`]).
+//! the asynchronous side's durable queues and keyed tables ([`Queue`]).
 //!
-//! Implementations live in their own crates (`nimbus-store-redb` today, a NATS JetStream one
-//! for clusters later) and must pass the shared [`conformance`] suite. Methods are synchronous
-//! and may block on disk: async callers use `spawn_blocking`.
+//! This crate is a promise, not an implementation: it holds the traits and their plain types
+//! and depends on no backend. Implementations live in their own crates (`nimbus-store-redb`
+//! today, a NATS JetStream one for clusters later) and must pass the shared conformance suite
+//! (feature `conformance`, kept out of production builds). [`Queue`] is async and every waiting
+//! method takes a cancellation token; the registry and record traits are synchronous and may
+//! block on disk (async callers use `spawn_blocking`).
 //!
 //! Guarantees every backend gives:
 //! - a deploy is atomic: after a crash either the new version is active or the old one is;
@@ -15,7 +18,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod queue;
+
+pub use queue::{
+    BoxError, Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, QueueResult,
+    TableOp,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,8 +37,15 @@ pub enum StoreError {
     ArtifactNotFound(String),
     #[error("artifact bytes hash to {actual}, not {expected}")]
     DigestMismatch { expected: String, actual: String },
-    #[error("storage failure: {0}")]
-    Backend(String),
+    #[error("storage failure")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// A backend's own failure, kept whole as the source.
+    pub fn backend(error: impl Into<BoxError>) -> StoreError {
+        StoreError::Backend(error.into())
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -128,63 +145,4 @@ pub trait RecordStore: Send + Sync {
     ) -> Result<Vec<InvocationRecord>>;
     /// The highest sequence number assigned for `app`/`function` (0 if none).
     fn last_seq(&self, app: &str, function: &str) -> Result<u64>;
-}
-
-/// Keyed tables of the asynchronous side, beside the queues themselves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventTable {
-    /// Async invocation id → its status and result.
-    Invocations,
-    /// `app/function/key` → the invocation an idempotency key produced, and until when.
-    Idempotency,
-    /// `app/schedule` → the last tick fired.
-    Schedules,
-}
-
-/// One change to the asynchronous side's state; a batch of them commits atomically.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventOp {
-    /// Store a message: its metadata and its body (written once).
-    PutMessage {
-        queue: String,
-        id: u64,
-        meta: Vec<u8>,
-        body: Vec<u8>,
-    },
-    /// Replace a stored message's metadata (attempts, next visibility).
-    PutMeta {
-        queue: String,
-        id: u64,
-        meta: Vec<u8>,
-    },
-    /// Forget a message (acknowledged, moved, purged).
-    DeleteMessage {
-        queue: String,
-        id: u64,
-    },
-    Put {
-        table: EventTable,
-        key: String,
-        value: Vec<u8>,
-    },
-    Delete {
-        table: EventTable,
-        key: String,
-    },
-}
-
-/// Durable state of queues and of the keyed tables above.
-///
-/// A commit is atomic: after a crash either every op of a batch is visible or none is. A
-/// `durable` commit is on disk when `commit_events` returns; a non-durable one becomes durable
-/// with the next durable commit and may be lost in a crash before it (used for acks and lease
-/// bookkeeping, where losing the change means a redelivery, never a loss).
-pub trait EventStore: Send + Sync {
-    fn commit_events(&self, ops: &[EventOp], durable: bool) -> Result<()>;
-    /// Every stored message's queue, id and metadata, in (queue, id) order.
-    fn message_metas(&self) -> Result<Vec<(String, u64, Vec<u8>)>>;
-    fn message_body(&self, queue: &str, id: u64) -> Result<Option<Vec<u8>>>;
-    fn event_entry(&self, table: EventTable, key: &str) -> Result<Option<Vec<u8>>>;
-    /// Entries of `table` whose key starts with `prefix`.
-    fn event_entries(&self, table: EventTable, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
 }

@@ -1,9 +1,14 @@
-//! What a queued message is: its body plus metadata saying what kind of delivery it is, how
-//! often it was tried and, once dead-lettered, why.
+//! The queue vocabulary: what a queued message is (its body plus metadata saying what kind of
+//! delivery it is, how often it was tried and, once dead-lettered, why), and the shapes in which
+//! a queue backend hands messages out.
+//!
+//! Plain data shared by the queue contract (`nimbus_store::Queue`), its backends, the pure
+//! event logic (`nimbus-events`) and the driver that moves messages to functions.
 
-use crate::policy::DeadReason;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How the body of a message is to be read and delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +29,28 @@ pub enum MessageKind {
     },
     /// An invocation record for an `on_success`/`on_failure` destination.
     Record { success: bool },
+}
+
+/// Why an event was given up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeadReason {
+    /// Every allowed attempt failed.
+    RetriesExhausted,
+    /// The event grew older than `max_age` before it could succeed.
+    EventAgeExceeded,
+    /// The stored metadata could not be read back (the body is kept as it was).
+    Unreadable,
+}
+
+impl DeadReason {
+    /// The condition name Lambda's destination records use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::RetriesExhausted => "RetriesExhausted",
+            DeadReason::EventAgeExceeded => "EventAgeExceeded",
+            DeadReason::Unreadable => "Unreadable",
+        }
+    }
 }
 
 /// A message that exhausted its attempts or its age.
@@ -88,4 +115,47 @@ pub fn dlq_of(queue: &str) -> String {
 /// The queue holding asynchronous invocations of a function (`@function`).
 pub fn async_queue_of(function: &str) -> String {
     format!("@{function}")
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// `app/queue`.
+    pub queue: String,
+    pub meta: MessageMeta,
+    pub body: Bytes,
+}
+
+/// A leased message: deliver it, then ack, retry or dead-letter it while the lease holds.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub queue: String,
+    pub id: u64,
+    /// 1 on the first delivery. Together with `queue` and `id` it names the lease: a backend
+    /// refuses to settle a message under an attempt that is no longer current.
+    pub attempt: u32,
+    pub meta: Arc<MessageMeta>,
+    pub body: Bytes,
+}
+
+/// A message as `peek` shows it.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    pub id: u64,
+    pub meta: Arc<MessageMeta>,
+    pub body: Bytes,
+    pub in_flight: bool,
+}
+
+/// Counts for one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Deliverable now.
+    pub ready: usize,
+    /// Leased and not yet acknowledged.
+    pub in_flight: usize,
+    /// Waiting for a retry's backoff, or behind their FIFO group's head.
+    pub delayed: usize,
+    pub oldest_enqueued_ms: Option<u64>,
 }

@@ -1,0 +1,70 @@
+//! What is deployed, as one immutable snapshot: per app its active version, parsed spec,
+//! pools, compiled bus rules and the cancellation token of its workers.
+//!
+//! The platform is the only writer: it builds a new map and publishes it whole (`ArcSwap`), so
+//! a reader — the gateway's tables work the same way — sees the old snapshot or the new one,
+//! never a mix, takes no lock and copies nothing. What changed is then reported to a
+//! [`DeploymentObserver`] the composition root wires (the asynchronous side starts and stops
+//! its consumers and schedulers there); the platform knows nothing of what observes it.
+
+use arc_swap::ArcSwap;
+use nimbus_core::AppSpec;
+use nimbus_dispatch::Pool;
+use nimbus_events::Rules;
+use nimbus_store::VersionRecord;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// One app's active version, ready to serve.
+pub(crate) struct DeployedApp {
+    pub(crate) version: VersionRecord,
+    pub(crate) spec: AppSpec,
+    pub(crate) pools: BTreeMap<String, Arc<Pool>>,
+    pub(crate) rules: Rules,
+    /// Cancelled when this version stops serving: its consumers and schedulers stop.
+    pub(crate) workers: CancellationToken,
+}
+
+impl DeployedApp {
+    pub(crate) fn name(&self) -> &str {
+        self.spec.name.as_str()
+    }
+}
+
+pub(crate) type Snapshot = BTreeMap<String, Arc<DeployedApp>>;
+
+/// The published snapshot; cheap to clone and share.
+#[derive(Clone, Default)]
+pub(crate) struct Deployments {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Deployments {
+    /// The current snapshot (a reference count, no copy).
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub(crate) fn get(&self, app: &str) -> Option<Arc<DeployedApp>> {
+        self.current.load().get(app).cloned()
+    }
+
+    /// Publish `next`; returns the snapshot it replaced. Only the platform calls this, under
+    /// its deploy lock.
+    pub(crate) fn publish(&self, next: Snapshot) -> Arc<Snapshot> {
+        self.current.swap(Arc::new(next))
+    }
+}
+
+/// Told what changed after each publish. Calls come in order, from the deploy lock.
+#[async_trait::async_trait]
+pub(crate) trait DeploymentObserver: Send + Sync {
+    /// `app` began serving (a deploy, rollback or restore); its workers stop with
+    /// `app.workers`.
+    fn started(&self, app: &Arc<DeployedApp>);
+    /// `app` stopped serving (replaced or removed); its workers token is already cancelled.
+    fn stopped(&self, app: &Arc<DeployedApp>);
+    /// The app named `app` was removed: whatever is kept for it goes too.
+    async fn removed(&self, app: &str);
+}
