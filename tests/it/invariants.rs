@@ -94,48 +94,51 @@ fn the_events_logic_knows_no_http_pools_executors_or_storage_engine() {
     }
 }
 
-#[test]
-fn the_events_logic_is_pure() {
-    let tree = normal_deps("nimbus-events");
-    for forbidden in ["tokio", "nimbus-store", "nimbus-store-redb"] {
+/// `package`'s normal dependencies include none of `forbidden`; `why` says what it is.
+fn assert_depends_on_none(package: &str, forbidden: &[&str], why: &str) {
+    let tree = normal_deps(package);
+    for name in forbidden {
         assert!(
-            !tree.contains(forbidden),
-            "nimbus-events is pure logic and must not depend on {forbidden}:\n{tree}"
+            !tree.contains(name),
+            "{package} {why} and must not depend on {name}:\n{tree}"
         );
     }
+}
+
+#[test]
+fn the_events_logic_is_pure() {
+    assert_depends_on_none(
+        "nimbus-events",
+        &["tokio", "nimbus-store", "nimbus-store-redb"],
+        "is pure logic",
+    );
 }
 
 #[test]
 fn the_manifest_parser_knows_no_async_runtime_or_store() {
-    let tree = normal_deps("nimbus-manifest");
-    for forbidden in ["tokio", "nimbus-store", "redb"] {
-        assert!(
-            !tree.contains(forbidden),
-            "nimbus-manifest must not depend on {forbidden}:\n{tree}"
-        );
-    }
+    assert_depends_on_none(
+        "nimbus-manifest",
+        &["tokio", "nimbus-store", "redb"],
+        "only parses nimbus.toml",
+    );
 }
 
 #[test]
 fn the_gateway_does_not_reach_the_store() {
-    let tree = normal_deps("nimbus-gateway");
-    for forbidden in ["nimbus-store", "redb"] {
-        assert!(
-            !tree.contains(forbidden),
-            "nimbus-gateway must not depend on {forbidden}:\n{tree}"
-        );
-    }
+    assert_depends_on_none(
+        "nimbus-gateway",
+        &["nimbus-store", "redb"],
+        "is on the invocation path",
+    );
 }
 
 #[test]
 fn the_store_traits_depend_on_no_backend() {
-    let tree = normal_deps("nimbus-store");
-    for forbidden in ["redb", "nimbus-store-redb", "async-nats"] {
-        assert!(
-            !tree.contains(forbidden),
-            "nimbus-store is the storage contract and must not depend on {forbidden}:\n{tree}"
-        );
-    }
+    assert_depends_on_none(
+        "nimbus-store",
+        &["redb", "nimbus-store-redb", "async-nats"],
+        "is the storage contract",
+    );
 }
 
 #[test]
