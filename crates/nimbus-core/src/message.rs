@@ -159,3 +159,22 @@ pub struct QueueStats {
     pub delayed: usize,
     pub oldest_enqueued_ms: Option<u64>,
 }
+
+/// The shape a function takes asynchronous deliveries in, declared by its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventShape {
+    /// HTTP requests: events in CloudEvents binary mode, one delivery per message
+    /// (`wasi:http` components).
+    CloudEvents,
+    /// One JSON event per invocation, as Lambda's event sources send it: queue batches as SQS
+    /// events, bus events and schedule ticks as EventBridge events, destination records and raw
+    /// payloads verbatim.
+    LambdaJson,
+}
+
+impl EventShape {
+    /// Whether a queue trigger hands this shape a whole batch in one invocation.
+    pub fn takes_batches(self) -> bool {
+        matches!(self, EventShape::LambdaJson)
+    }
+}

@@ -139,6 +139,11 @@ impl Pool {
         &self.config
     }
 
+    /// The shape asynchronous deliveries to this function take.
+    pub fn event_shape(&self) -> nimbus_core::message::EventShape {
+        self.function.event_shape()
+    }
+
     /// Instances currently idle (warm).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|idle| idle.len()).unwrap_or(0)

@@ -8,9 +8,13 @@
 //!   ([`eventbridge_event`]), destination records as Lambda's invocation records
 //!   ([`invocation_record`]). A Lambda consumer reports a partial batch failure with
 //!   `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}` ([`batch_item_failures`]).
+//!
+//! [`delivery`] puts these together: the one request a leased batch becomes, for a function of
+//! a given [`EventShape`].
 
 use crate::cloudevent::CloudEvent;
-use nimbus_core::message::{Leased, MessageKind};
+use bytes::Bytes;
+use nimbus_core::message::{EventShape, Leased, MessageKind};
 use serde_json::{Value, json};
 
 /// The account id in ARNs nimbus makes up for Lambda-shaped events.
@@ -199,6 +203,134 @@ pub fn batch_item_failures(response: &[u8]) -> Option<Vec<String>> {
     )
 }
 
+/// Who a delivery is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub app: &'a str,
+    pub function: &'a str,
+    /// The queue's name within the app (`orders`, `@worker`).
+    pub queue: &'a str,
+    pub shape: EventShape,
+}
+
+/// The HTTP request a delivery becomes, as plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// The body is the function's event, verbatim (Lambda-style functions): no HTTP event
+    /// wrapping.
+    pub raw: bool,
+}
+
+impl Delivery {
+    fn post(headers: Vec<(String, String)>, body: Bytes, raw: bool) -> Delivery {
+        Delivery {
+            method: "POST".into(),
+            uri: "/".into(),
+            headers,
+            body,
+            raw,
+        }
+    }
+
+    /// A CloudEvent in HTTP binary mode.
+    fn binary(mut headers: Vec<(String, String)>, event: &CloudEvent) -> Delivery {
+        headers.extend(event.binary_headers());
+        Delivery::post(headers, event.data.clone().unwrap_or_default(), false)
+    }
+}
+
+/// The request that delivers `batch` (leased from `target.queue`, oldest first) to
+/// `target.function`. Only a batch of queue messages to a [`EventShape::LambdaJson`] function
+/// is delivered whole (as one SQS event); for everything else only the first message counts.
+/// An error says why a stored event cannot be delivered (it is not retried differently).
+pub fn delivery(
+    target: &Target<'_>,
+    batch: &[Leased],
+    request_id: &str,
+) -> Result<Delivery, String> {
+    let first = batch.first().ok_or("nothing to deliver")?;
+    let lambda = target.shape == EventShape::LambdaJson;
+    let mut headers = vec![
+        ("host".to_owned(), "localhost".to_owned()),
+        ("x-request-id".to_owned(), request_id.to_owned()),
+        ("x-nimbus-attempt".to_owned(), first.attempt.to_string()),
+    ];
+    if let Some(invocation) = &first.meta.invocation {
+        headers.push(("x-nimbus-invocation-id".to_owned(), invocation.clone()));
+    }
+    Ok(match &first.meta.kind {
+        MessageKind::Http {
+            method,
+            uri,
+            headers: stored,
+        } => {
+            headers.extend(
+                stored
+                    .iter()
+                    .filter(|(name, _)| name != "x-request-id" && name != "host")
+                    .cloned(),
+            );
+            Delivery {
+                method: method.clone(),
+                uri: uri.clone(),
+                headers,
+                body: first.body.clone(),
+                raw: false,
+            }
+        }
+        MessageKind::Raw if lambda => {
+            headers.push(("content-type".to_owned(), "application/json".to_owned()));
+            Delivery::post(headers, first.body.clone(), true)
+        }
+        MessageKind::Raw => {
+            let mut event = CloudEvent::new(
+                format!("/apps/{}/functions/{}", target.app, target.function),
+                INVOKE_TYPE,
+            );
+            event.id = request_id.to_owned();
+            event.time = Some(millis_to_rfc3339(first.meta.enqueued_ms));
+            event.datacontenttype = Some("application/json".into());
+            event.data = (!first.body.is_empty()).then(|| first.body.clone());
+            Delivery::binary(headers, &event)
+        }
+        MessageKind::Event => {
+            let event = CloudEvent::from_json(&first.body).map_err(|e| e.to_string())?;
+            if lambda {
+                Delivery::post(
+                    headers,
+                    Bytes::from(eventbridge_event(&event).to_string()),
+                    true,
+                )
+            } else {
+                Delivery::binary(headers, &event)
+            }
+        }
+        MessageKind::Message if lambda => Delivery::post(
+            headers,
+            Bytes::from(sqs_event(target.app, target.queue, batch).to_string()),
+            true,
+        ),
+        MessageKind::Message => Delivery::binary(
+            headers,
+            &queue_message_event(target.app, target.queue, first),
+        ),
+        MessageKind::Record { .. } if lambda => Delivery::post(headers, first.body.clone(), true),
+        MessageKind::Record { success } => {
+            let mut event = CloudEvent::new(
+                format!("/apps/{}/functions", target.app),
+                if *success { SUCCESS_TYPE } else { FAILURE_TYPE },
+            );
+            event.datacontenttype = Some("application/json".into());
+            event.data = Some(first.body.clone());
+            Delivery::binary(headers, &event)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +409,231 @@ mod tests {
         );
         assert_eq!(batch_item_failures(b"null"), None);
         assert_eq!(batch_item_failures(b"not json"), None);
+    }
+
+    fn message_of(kind: MessageKind, body: &str, invocation: Option<&str>) -> Leased {
+        let mut meta = MessageMeta::new(kind, 1_700_000_000_000);
+        meta.invocation = invocation.map(str::to_owned);
+        Leased {
+            queue: "shop/@worker".into(),
+            id: 41,
+            attempt: 3,
+            meta: Arc::new(meta),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn header<'a>(delivery: &'a Delivery, name: &str) -> Option<&'a str> {
+        delivery
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn every_message_kind_has_one_delivery_per_shape() {
+        let event = CloudEvent::new("/shop", "order.placed")
+            .with_json(&json!({"id": 1}))
+            .to_json()
+            .to_string();
+        let http = MessageKind::Http {
+            method: "PUT".into(),
+            uri: "/orders/1?x=y".into(),
+            headers: vec![
+                ("host".into(), "evil.example".into()),
+                ("x-request-id".into(), "forged".into()),
+                ("content-type".into(), "text/plain".into()),
+            ],
+        };
+        // kind, body, shape → method, uri, raw, content-type, ce-type, body check
+        type Case<'a> = (
+            MessageKind,
+            &'a str,
+            EventShape,
+            (&'a str, &'a str, bool, Option<&'a str>, Option<&'a str>),
+        );
+        let cases: Vec<Case> = vec![
+            (
+                http.clone(),
+                "hi",
+                EventShape::CloudEvents,
+                ("PUT", "/orders/1?x=y", false, Some("text/plain"), None),
+            ),
+            (
+                http,
+                "hi",
+                EventShape::LambdaJson,
+                ("PUT", "/orders/1?x=y", false, Some("text/plain"), None),
+            ),
+            (
+                MessageKind::Raw,
+                "{\"a\":1}",
+                EventShape::CloudEvents,
+                (
+                    "POST",
+                    "/",
+                    false,
+                    Some("application/json"),
+                    Some(INVOKE_TYPE),
+                ),
+            ),
+            (
+                MessageKind::Raw,
+                "{\"a\":1}",
+                EventShape::LambdaJson,
+                ("POST", "/", true, Some("application/json"), None),
+            ),
+            (
+                MessageKind::Event,
+                &event,
+                EventShape::CloudEvents,
+                (
+                    "POST",
+                    "/",
+                    false,
+                    Some("application/json"),
+                    Some("order.placed"),
+                ),
+            ),
+            (
+                MessageKind::Event,
+                &event,
+                EventShape::LambdaJson,
+                ("POST", "/", true, None, None),
+            ),
+            (
+                MessageKind::Message,
+                "m",
+                EventShape::CloudEvents,
+                ("POST", "/", false, None, Some(QUEUE_MESSAGE_TYPE)),
+            ),
+            (
+                MessageKind::Message,
+                "m",
+                EventShape::LambdaJson,
+                ("POST", "/", true, None, None),
+            ),
+            (
+                MessageKind::Record { success: true },
+                "{}",
+                EventShape::CloudEvents,
+                (
+                    "POST",
+                    "/",
+                    false,
+                    Some("application/json"),
+                    Some(SUCCESS_TYPE),
+                ),
+            ),
+            (
+                MessageKind::Record { success: false },
+                "{}",
+                EventShape::CloudEvents,
+                (
+                    "POST",
+                    "/",
+                    false,
+                    Some("application/json"),
+                    Some(FAILURE_TYPE),
+                ),
+            ),
+            (
+                MessageKind::Record { success: false },
+                "{}",
+                EventShape::LambdaJson,
+                ("POST", "/", true, None, None),
+            ),
+        ];
+        for (kind, body, shape, (method, uri, raw, content_type, ce_type)) in cases {
+            let target = Target {
+                app: "shop",
+                function: "worker",
+                queue: "@worker",
+                shape,
+            };
+            let leased = message_of(kind.clone(), body, Some("inv-1"));
+            let got = delivery(&target, std::slice::from_ref(&leased), "req-9").unwrap();
+            let what = format!("{kind:?} to {shape:?}");
+            assert_eq!(
+                (got.method.as_str(), got.uri.as_str(), got.raw),
+                (method, uri, raw),
+                "{what}"
+            );
+            assert_eq!(header(&got, "content-type"), content_type, "{what}");
+            assert_eq!(header(&got, "ce-type"), ce_type, "{what}");
+            // The platform's own headers win over stored ones, and come once.
+            assert_eq!(header(&got, "host"), Some("localhost"), "{what}");
+            assert_eq!(header(&got, "x-request-id"), Some("req-9"), "{what}");
+            assert_eq!(
+                got.headers
+                    .iter()
+                    .filter(|(n, _)| n == "x-request-id")
+                    .count(),
+                1,
+                "{what}"
+            );
+            assert_eq!(header(&got, "x-nimbus-attempt"), Some("3"), "{what}");
+            assert_eq!(
+                header(&got, "x-nimbus-invocation-id"),
+                Some("inv-1"),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn lambda_deliveries_carry_the_lambda_event() {
+        let lambda = Target {
+            app: "shop",
+            function: "worker",
+            queue: "orders",
+            shape: EventShape::LambdaJson,
+        };
+        let batch = [leased(7, "a"), leased(8, "b")];
+        let sqs = delivery(&lambda, &batch, "r").unwrap();
+        let parsed: Value = serde_json::from_slice(&sqs.body).unwrap();
+        assert_eq!(
+            parsed["Records"].as_array().unwrap().len(),
+            2,
+            "the whole batch, once"
+        );
+        let event = CloudEvent::new("/shop", "order.placed").with_json(&json!({"id": 1}));
+        let leased = message_of(MessageKind::Event, &event.to_json().to_string(), None);
+        let bridge = delivery(&lambda, &[leased], "r").unwrap();
+        let parsed: Value = serde_json::from_slice(&bridge.body).unwrap();
+        assert_eq!(parsed["detail-type"], "order.placed");
+        assert_eq!(parsed["detail"]["id"], 1);
+        let raw = message_of(MessageKind::Raw, "{\"verbatim\":true}", None);
+        assert_eq!(
+            delivery(&lambda, &[raw], "r").unwrap().body,
+            "{\"verbatim\":true}"
+        );
+    }
+
+    #[test]
+    fn cloudevents_deliveries_are_binary_mode_one_message_at_a_time() {
+        let wasm = Target {
+            app: "shop",
+            function: "worker",
+            queue: "orders",
+            shape: EventShape::CloudEvents,
+        };
+        let batch = [leased(7, "a"), leased(8, "b")];
+        let got = delivery(&wasm, &batch, "r").unwrap();
+        assert_eq!(got.body, "a", "only the first message");
+        assert_eq!(header(&got, "ce-id"), Some("7"));
+        assert_eq!(header(&got, "ce-source"), Some("/apps/shop/queues/orders"));
+        let raw = message_of(MessageKind::Raw, "", None);
+        let got = delivery(&wasm, &[raw], "req-5").unwrap();
+        assert_eq!(
+            header(&got, "ce-id"),
+            Some("req-5"),
+            "a raw invoke's event id is its request id"
+        );
+        assert!(got.body.is_empty());
+        assert!(delivery(&wasm, &[], "r").is_err());
+        let broken = message_of(MessageKind::Event, "not json", None);
+        assert!(delivery(&wasm, &[broken], "r").is_err());
     }
 }

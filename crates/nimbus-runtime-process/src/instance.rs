@@ -54,6 +54,11 @@ pub(crate) struct ProcessFunction {
 
 #[async_trait::async_trait]
 impl LoadedFunction for ProcessFunction {
+    /// Lambda handlers take one JSON event per invocation, as Lambda's event sources send it.
+    fn event_shape(&self) -> nimbus_core::message::EventShape {
+        nimbus_core::message::EventShape::LambdaJson
+    }
+
     async fn instantiate(&self) -> Result<Box<dyn Instance>, InvokeError> {
         let started = Instant::now();
         let id = uuid::Uuid::new_v4().simple().to_string();

@@ -70,6 +70,11 @@ impl WasmFunction {
 
 #[async_trait::async_trait]
 impl LoadedFunction for WasmFunction {
+    /// wasi:http components take events as HTTP requests (CloudEvents binary mode).
+    fn event_shape(&self) -> nimbus_core::message::EventShape {
+        nimbus_core::message::EventShape::CloudEvents
+    }
+
     async fn instantiate(&self) -> Result<Box<dyn Instance>, InvokeError> {
         let logs = LogSink::default();
         let wasi = WasiCtxBuilder::new()

@@ -141,6 +141,10 @@ pub trait LoadedFunction: Send + Sync {
     /// Create a new instance (a cold start). Called by the dispatcher when no idle instance is
     /// available; may be called concurrently.
     async fn instantiate(&self) -> Result<Box<dyn Instance>, InvokeError>;
+
+    /// The shape asynchronous deliveries take for this function (the driver never asks what
+    /// kind of function it is).
+    fn event_shape(&self) -> nimbus_core::message::EventShape;
 }
 
 /// One live instance. Serves a single invocation at a time; `invoke` consumes it and the

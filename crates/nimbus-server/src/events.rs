@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use nimbus_api::{InvocationError, InvocationResult, InvocationStatus};
 use nimbus_core::error::Error;
-use nimbus_core::{DeliveryPolicy, Destination, ErrorCode, FunctionKind, FunctionSpec};
+use nimbus_core::{DeliveryPolicy, Destination, ErrorCode, FunctionSpec};
 use nimbus_dispatch::Pool;
 use nimbus_events::format::{self, Outcome};
 use nimbus_events::message::{async_queue_of, dlq_of};
@@ -379,9 +379,10 @@ impl Events {
             ) else {
                 continue;
             };
-            let batch = match spec.kind {
-                FunctionKind::Wasm => BatchMode::Each(trigger.batch_size as usize),
-                FunctionKind::Process { .. } => BatchMode::Records(trigger.batch_size as usize),
+            let batch = if pool.event_shape().takes_batches() {
+                BatchMode::Records(trigger.batch_size as usize)
+            } else {
+                BatchMode::Each(trigger.batch_size as usize)
             };
             let consumer = Arc::new(Consumer {
                 events: events.clone(),
@@ -843,105 +844,33 @@ impl Consumer {
         }
     }
 
+    /// The request for a batch: its shape is decided by `nimbus_events::format::delivery`.
     fn request(
         &self,
         batch: &[Leased],
         request_id: &str,
     ) -> Result<nimbus_runtime::Request, String> {
-        let first = &batch[0];
-        let lambda = matches!(self.function.kind, FunctionKind::Process { .. });
-        let mut builder = http::Request::builder()
-            .header("host", "localhost")
-            .header("x-request-id", request_id)
-            .header("x-nimbus-attempt", first.attempt.to_string());
-        if let Some(invocation) = &first.meta.invocation {
-            builder = builder.header("x-nimbus-invocation-id", invocation.as_str());
-        }
-        let (builder, body, raw) = match &first.meta.kind {
-            MessageKind::Http {
-                method,
-                uri,
-                headers,
-            } => {
-                let mut builder = builder.method(method.as_str()).uri(uri.as_str());
-                for (name, value) in headers {
-                    if name != "x-request-id" && name != "host" {
-                        builder = builder.header(name.as_str(), value.as_str());
-                    }
-                }
-                (builder, first.body.clone(), false)
-            }
-            MessageKind::Raw if lambda => (
-                builder
-                    .method("POST")
-                    .uri("/")
-                    .header("content-type", "application/json"),
-                first.body.clone(),
-                true,
-            ),
-            MessageKind::Raw => {
-                let mut event = CloudEvent::new(
-                    format!("/apps/{}/functions/{}", self.app, self.function.name),
-                    format::INVOKE_TYPE,
-                );
-                event.id = request_id.to_owned();
-                event.time = Some(format::millis_to_rfc3339(first.meta.enqueued_ms));
-                event.datacontenttype = Some("application/json".into());
-                event.data = (!first.body.is_empty()).then(|| first.body.clone());
-                binary(builder, &event)
-            }
-            MessageKind::Event => {
-                let event = CloudEvent::from_json(&first.body).map_err(|e| e.to_string())?;
-                if lambda {
-                    (
-                        builder.method("POST").uri("/"),
-                        Bytes::from(format::eventbridge_event(&event).to_string()),
-                        true,
-                    )
-                } else {
-                    binary(builder, &event)
-                }
-            }
-            MessageKind::Message => {
-                if lambda {
-                    (
-                        builder.method("POST").uri("/"),
-                        Bytes::from(format::sqs_event(&self.app, &self.queue, batch).to_string()),
-                        true,
-                    )
-                } else {
-                    binary(
-                        builder,
-                        &format::queue_message_event(&self.app, &self.queue, first),
-                    )
-                }
-            }
-            MessageKind::Record { success } => {
-                if lambda {
-                    (builder.method("POST").uri("/"), first.body.clone(), true)
-                } else {
-                    let mut event = CloudEvent::new(
-                        format!("/apps/{}/functions", self.app),
-                        if *success {
-                            format::SUCCESS_TYPE
-                        } else {
-                            format::FAILURE_TYPE
-                        },
-                    );
-                    event.datacontenttype = Some("application/json".into());
-                    event.data = Some(first.body.clone());
-                    binary(builder, &event)
-                }
-            }
+        let target = format::Target {
+            app: &self.app,
+            function: self.function.name.as_str(),
+            queue: &self.queue,
+            shape: self.pool.event_shape(),
         };
+        let delivery = format::delivery(&target, batch, request_id)?;
+        let mut builder = http::Request::builder()
+            .method(delivery.method.as_str())
+            .uri(delivery.uri.as_str());
+        for (name, value) in &delivery.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
         let mut request = builder
             .body(
-                http_body_util::Full::new(body)
+                http_body_util::Full::new(delivery.body)
                     .map_err(|never: std::convert::Infallible| -> BodyError { match never {} })
                     .boxed_unsync(),
             )
             .map_err(|e| format!("the stored request cannot be replayed: {e}"))?;
-        if raw {
+        if delivery.raw {
             request.extensions_mut().insert(RawEvent);
         }
         Ok(request)
@@ -1117,17 +1046,6 @@ impl Consumer {
             })
             .await;
     }
-}
-
-fn binary(
-    builder: http::request::Builder,
-    event: &CloudEvent,
-) -> (http::request::Builder, Bytes, bool) {
-    let mut builder = builder.method("POST").uri("/");
-    for (name, value) in event.binary_headers() {
-        builder = builder.header(name, value);
-    }
-    (builder, event.data.clone().unwrap_or_default(), false)
 }
 
 /// Read a whole body, refusing more than `limit` bytes.
