@@ -190,11 +190,14 @@ fn the_platform_does_not_call_the_asynchronous_side() {
 #[test]
 fn the_events_driver_never_asks_what_kind_a_function_is() {
     // Executors declare the event shape they take; the driver reads it from the pool.
-    let driver =
-        std::fs::read_to_string(workspace_root().join("crates/nimbus-server/src/events.rs"))
-            .unwrap();
-    assert!(
-        !driver.contains("FunctionKind"),
-        "events.rs must not match on the function kind; use Pool::event_shape"
-    );
+    let dir = workspace_root().join("crates/nimbus-server/src/events");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let driver = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !driver.contains("FunctionKind"),
+            "{} must not match on the function kind; use Pool::event_shape",
+            path.display()
+        );
+    }
 }

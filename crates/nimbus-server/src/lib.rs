@@ -159,7 +159,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .context("open the queue engine")?
             .context("open the queue engine")?
     };
-    let events = events::Events::new(queue, tasks.clone());
+    let events = events::Events::new(queue, events::Events::standard_triggers(), tasks.clone());
     let deployments = deployments::Deployments::default();
     let local_api = Arc::new(local_api::LocalApi::new(
         deployments.clone(),
