@@ -21,4 +21,6 @@ pub use events::{
 pub use name::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
-pub use spec::{AppSpec, FunctionKind, FunctionSpec, InstanceMode, Network, RouteSpec, Runtime};
+pub use spec::{
+    AppSpec, FunctionKind, FunctionSpec, Grants, InstanceMode, Network, RouteSpec, Runtime,
+};

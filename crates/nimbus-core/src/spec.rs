@@ -91,12 +91,31 @@ pub struct FunctionSpec {
     /// How asynchronous deliveries to this function are retried and where results go.
     #[serde(default)]
     pub delivery: DeliveryPolicy,
-    /// Queues of the app this function may send to (a grant).
+    /// What this function may touch through the local API.
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// What a function may touch beyond its own code, as its manifest grants it: one value that
+/// every service checks, deny by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Grants {
+    /// Queues of the app this function may send to (`queues = [...]`).
     #[serde(default)]
     pub queues: Vec<Name>,
-    /// Whether this function may publish events to the app's bus (a grant).
+    /// Whether this function may publish events to the app's bus (`publish = true`).
     #[serde(default)]
     pub publish: bool,
+}
+
+impl Grants {
+    pub fn may_send_to(&self, queue: &str) -> bool {
+        self.queues.iter().any(|q| q.as_str() == queue)
+    }
+
+    pub fn may_publish(&self) -> bool {
+        self.publish
+    }
 }
 
 impl FunctionSpec {
@@ -119,8 +138,7 @@ impl FunctionSpec {
             kind: FunctionKind::Wasm,
             min_instances: 0,
             delivery: DeliveryPolicy::default(),
-            queues: Vec::new(),
-            publish: false,
+            grants: Grants::default(),
         }
     }
 }

@@ -380,9 +380,9 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             spec.min_instances = value as u32;
         }
         for queue in &f.queues {
-            spec.queues.push(queue_ref(queue, key("queues"))?);
+            spec.grants.queues.push(queue_ref(queue, key("queues"))?);
         }
-        spec.publish = f.publish.unwrap_or(false);
+        spec.grants.publish = f.publish.unwrap_or(false);
         if let Some(delivery) = &f.delivery {
             let policy = &mut spec.delivery;
             if let Some(retries) = &delivery.retries {
@@ -1045,7 +1045,7 @@ queue = "orders"
             worker.delivery.on_failure,
             Some(Destination::Queue(Name::new("failed").unwrap()))
         );
-        assert!(worker.publish);
+        assert!(worker.grants.publish);
         let events = &manifest.app.events;
         assert!(events.queues[1].fifo, "{:?}", events.queues);
         assert_eq!(events.queue_triggers[0].batch_size, 5);
@@ -1068,7 +1068,7 @@ queue = "orders"
         // Defaults.
         let audit = &manifest.app.functions[&Name::new("audit").unwrap()];
         assert_eq!(audit.delivery, DeliveryPolicy::default());
-        assert!(!audit.publish);
+        assert!(!audit.grants.publish);
     }
 
     #[test]

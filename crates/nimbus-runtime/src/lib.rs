@@ -242,6 +242,27 @@ pub trait Services: Send + Sync {
     ) -> ServiceResponse;
 }
 
+/// One request to one service of the local API, with who is calling and what they may touch.
+#[derive(Debug)]
+pub struct ServiceRequest<'a> {
+    pub caller: &'a Caller,
+    /// The caller's grants; a service refuses (`forbidden`) what they do not name.
+    pub grants: &'a nimbus_core::Grants,
+    pub method: &'a http::Method,
+    /// The whole path, starting with the prefix the service is registered under.
+    pub path: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// One service of the local API (queues, the bus; objects, key-value, tables and secrets
+/// next), registered at the composition root under a path prefix. It answers with a JSON body
+/// or an error; the local API turns errors into the standard error body and status.
+#[async_trait::async_trait]
+pub trait Service: Send + Sync {
+    async fn call(&self, request: ServiceRequest<'_>) -> Result<Bytes, nimbus_core::error::Error>;
+}
+
 /// Serve one local API request whose body is still unread, the same way for every executor:
 /// at most [`LOCAL_API_MAX_BODY`] bytes (else 413), then `services` answers.
 pub async fn call_local<B>(

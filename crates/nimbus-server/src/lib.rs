@@ -161,10 +161,24 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let events = events::Events::new(queue, events::Events::standard_triggers(), tasks.clone());
     let deployments = deployments::Deployments::default();
-    let local_api = Arc::new(local_api::LocalApi::new(
-        deployments.clone(),
-        events.clone(),
-    ));
+    // The local API's services: one line each.
+    let local_api = Arc::new(
+        local_api::LocalApi::new(deployments.clone())
+            .with(
+                "/v1/queues/",
+                Arc::new(local_api::Queues {
+                    deployments: deployments.clone(),
+                    events: events.clone(),
+                }),
+            )
+            .with(
+                "/v1/events",
+                Arc::new(local_api::Bus {
+                    deployments: deployments.clone(),
+                    events: events.clone(),
+                }),
+            ),
+    );
     let services: Arc<dyn nimbus_runtime::Services> = local_api.clone();
     let executor = WasmExecutor::new(WasmConfig {
         cache_dir: config.data_dir.join(CACHE_DIR),

@@ -1,0 +1,124 @@
+//! nimbus's local API for functions: what a Wasm guest reaches at `http://nimbus.internal` and
+//! a process function at `$NIMBUS_API`, served in-process. It finds the caller in the deployed
+//! snapshot, routes by path prefix to one of the [`Service`]s registered at the composition
+//! root, and renders what they answer; each service checks the caller's [`Grants`].
+//!
+//! [`Grants`]: nimbus_core::Grants
+
+mod bus;
+mod queues;
+
+pub(crate) use bus::Bus;
+pub(crate) use queues::Queues;
+
+use crate::deployments::Deployments;
+use bytes::Bytes;
+use nimbus_core::ErrorCode;
+use nimbus_core::error::Error;
+use nimbus_runtime::{Caller, Service, ServiceRequest, ServiceResponse};
+use std::sync::Arc;
+
+pub(crate) struct LocalApi {
+    deployments: Deployments,
+    /// (path prefix, service), tried in order.
+    services: Vec<(&'static str, Arc<dyn Service>)>,
+}
+
+impl LocalApi {
+    pub(crate) fn new(deployments: Deployments) -> LocalApi {
+        LocalApi {
+            deployments,
+            services: Vec::new(),
+        }
+    }
+
+    /// Serve `service` under `prefix` (e.g. `/v1/queues/`).
+    pub(crate) fn with(mut self, prefix: &'static str, service: Arc<dyn Service>) -> LocalApi {
+        self.services.push((prefix, service));
+        self
+    }
+
+    async fn serve(
+        &self,
+        caller: &Caller,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+        body: Bytes,
+    ) -> Result<Bytes, Error> {
+        let gone = || {
+            Error::new(
+                ErrorCode::FunctionNotFound,
+                "the calling function is no longer deployed",
+            )
+        };
+        let app = self.deployments.get(&caller.app).ok_or_else(gone)?;
+        let spec = app
+            .spec
+            .functions
+            .iter()
+            .find(|(name, _)| name.as_str() == &*caller.function)
+            .map(|(_, spec)| spec)
+            .ok_or_else(gone)?;
+        let Some((_, service)) = self
+            .services
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+        else {
+            return Err(not_found(method, path));
+        };
+        service
+            .call(ServiceRequest {
+                caller,
+                grants: &spec.grants,
+                method,
+                path,
+                headers,
+                body,
+            })
+            .await
+    }
+}
+
+/// The answer to a path or method no service serves.
+pub(crate) fn not_found(method: &http::Method, path: &str) -> Error {
+    Error::new(
+        ErrorCode::RouteNotFound,
+        format!(
+            "no local API {method} {path}; see docs/events.md (POST /v1/queues/QUEUE/messages, POST /v1/events)"
+        ),
+    )
+}
+
+fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[async_trait::async_trait]
+impl nimbus_runtime::Services for LocalApi {
+    async fn call(
+        &self,
+        caller: &Caller,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+        body: Bytes,
+    ) -> ServiceResponse {
+        match self.serve(caller, method, path, headers, body).await {
+            Ok(body) => ServiceResponse { status: 200, body },
+            Err(error) => {
+                tracing::info!(app = %caller.app, function = %caller.function, code = %error.code, message = %error.message, "local API call refused");
+                ServiceResponse {
+                    status: nimbus_gateway::status_for(error.code).as_u16(),
+                    body: Bytes::from(
+                        serde_json::json!({"error": {"code": error.code, "message": error.message}})
+                            .to_string(),
+                    ),
+                }
+            }
+        }
+    }
+}
