@@ -201,3 +201,36 @@ fn the_events_driver_never_asks_what_kind_a_function_is() {
         );
     }
 }
+
+#[test]
+fn only_the_wire_crate_writes_error_bodies() {
+    // One error edge: every surface renders failures through nimbus_wire.
+    let mut offenders = Vec::new();
+    let crates = workspace_root().join("crates");
+    let mut stack = vec![crates.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.starts_with(crates.join("nimbus-wire"))
+            {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let writes_one = text
+                    .lines()
+                    .filter(|line| !line.trim_start().starts_with("//"))
+                    .any(|line| {
+                        line.contains(r#"json!({"error""#) || line.contains(r#"{"error":{"#)
+                    });
+                if writes_one {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "error bodies must come from nimbus_wire::error_body/error_response: {offenders:?}"
+    );
+}

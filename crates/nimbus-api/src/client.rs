@@ -80,7 +80,7 @@ impl Client {
                 status: status.as_u16(),
                 code: body.error.code,
                 message: body.error.message,
-                request_id: body.error.request_id,
+                request_id: body.error.request_id.unwrap_or_default(),
             }),
             Err(_) => Err(ApiError::Protocol(format!(
                 "{status}: {}",

@@ -4,7 +4,7 @@
 //! requires `Authorization: Bearer <token>`. docs/api.md documents every endpoint. The CLI
 //! talks to nimbus only through this client, so anything the CLI can do a script can do too.
 
-use nimbus_core::{ErrorCode, InvocationRecord};
+use nimbus_core::InvocationRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -12,17 +12,7 @@ pub mod artifact;
 mod client;
 pub use client::{ApiError, Client};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    pub code: ErrorCode,
-    pub message: String,
-    pub request_id: String,
-}
+pub use nimbus_wire::{Accepted as AsyncInvokeResponse, ErrorBody, ErrorDetail};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployRequest {
@@ -148,17 +138,6 @@ pub fn split_function_ref(reference: &str) -> (Option<&str>, &str) {
         Some((app, function)) => (Some(app), function),
         None => (None, reference),
     }
-}
-
-/// `202` answer to an asynchronous invocation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AsyncInvokeResponse {
-    pub invocation_id: String,
-    /// `queued`.
-    pub status: String,
-    /// The idempotency key had been seen within its window: this is the earlier invocation.
-    #[serde(default)]
-    pub replay: bool,
 }
 
 /// An asynchronous invocation's status (`GET /v1/invocations/{id}`).

@@ -149,12 +149,16 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// A failure that leaves nimbus: a code plus a message that says what to do next.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A failure that leaves nimbus: a code plus a message that says what to do next, and — for
+/// failures inside nimbus — the cause, kept for the one log line at the edge (never shown to
+/// the client).
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
+    #[source]
+    pub source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -162,9 +166,25 @@ impl Error {
         Error {
             code,
             message: message.into(),
+            source: None,
         }
     }
+
+    /// The same failure, caused by `source`.
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
 }
+
+/// Equal when code and message are (the cause is for the log).
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.message == other.message
+    }
+}
+
+impl Eq for Error {}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! HTTP ingress: accept, route, limit, hand to the dispatcher, answer.
 //!
-//! The gateway is the only crate that knows HTTP status codes ([`error::status_for`]); every
-//! failure leaves as a JSON body `{"error":{"code","message","request_id"}}` with the request id
+//! Every failure leaves through the shared error edge (`nimbus-wire`, which owns the one code →
+//! status map): a JSON body `{"error":{"code","message","request_id"}}` with the request id
 //! also in `x-request-id`. Route matching is the pure [`router`] module; the table is swapped
 //! atomically on deploy ([`Gateway::set_routes`]), so a request sees either the old or the new
 //! table, never a mix.

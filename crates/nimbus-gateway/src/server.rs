@@ -158,7 +158,15 @@ impl Gateway {
         let mut response = match self.route(request, request_id.clone()).await {
             Ok(response) => response,
             Err(error) => {
-                tracing::debug!(request_id = %request_id, code = %error.code, message = %error.message, "request failed");
+                match &error.source {
+                    // A failure inside nimbus: this is its one log line, with the cause.
+                    Some(source) => {
+                        tracing::error!(request_id = %request_id, code = %error.code, message = %error.message, cause = %nimbus_wire::report(&**source), "request failed")
+                    }
+                    None => {
+                        tracing::debug!(request_id = %request_id, code = %error.code, message = %error.message, "request failed")
+                    }
+                }
                 error.into_response(&request_id)
             }
         };
@@ -334,32 +342,16 @@ impl Gateway {
                 key.as_deref(),
             )
             .await
-            .map_err(|e| GatewayError::new(e.code, e.message))?;
-        let body = serde_json::json!({
-            "invocation_id": accepted.invocation_id,
-            "status": "queued",
-            "replay": accepted.replay,
-        })
-        .to_string();
-        let mut response = http::Response::new(
-            http_body_util::Full::new(Bytes::from(body))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
-        *response.status_mut() = http::StatusCode::ACCEPTED;
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Ok(value) = HeaderValue::from_str(&accepted.invocation_id) {
-            headers.insert(X_NIMBUS_INVOCATION_ID, value);
-        }
-        Ok(response)
+            .map_err(GatewayError::from)?;
+        Ok(
+            nimbus_wire::accepted_response(&accepted.invocation_id, accepted.replay).map(|bytes| {
+                http_body_util::Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
+            }),
+        )
     }
 }
-
-const X_NIMBUS_INVOCATION_ID: HeaderName = HeaderName::from_static("x-nimbus-invocation-id");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_NIMBUS_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
 const X_NIMBUS_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");

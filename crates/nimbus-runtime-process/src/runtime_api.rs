@@ -265,10 +265,12 @@ async fn serve_local(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if presented != Some(local.token.as_str()) {
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            serde_json::json!({"error": {"code": "unauthorized", "message": "send NIMBUS_API_TOKEN as a bearer token"}}),
-        );
+        return nimbus_wire::error_response(
+            nimbus_core::ErrorCode::Unauthorized,
+            "send NIMBUS_API_TOKEN as a bearer token",
+            None,
+        )
+        .map(Full::new);
     }
     let (parts, body) = request.into_parts();
     let answer =

@@ -283,13 +283,21 @@ where
     {
         Ok(collected) => {
             services
-                .call(caller, &parts.method, path, &parts.headers, collected.to_bytes())
+                .call(
+                    caller,
+                    &parts.method,
+                    path,
+                    &parts.headers,
+                    collected.to_bytes(),
+                )
                 .await
         }
         Err(_) => ServiceResponse {
-            status: 413,
-            body: Bytes::from_static(
-                br#"{"error":{"code":"payload_too_large","message":"the local API takes at most 1 MiB per request; send less, or store the payload and pass a reference"}}"#,
+            status: nimbus_wire::status_for(nimbus_core::ErrorCode::PayloadTooLarge).as_u16(),
+            body: nimbus_wire::error_body(
+                nimbus_core::ErrorCode::PayloadTooLarge,
+                "the local API takes at most 1 MiB per request; send less, or store the payload and pass a reference",
+                None,
             ),
         },
     }

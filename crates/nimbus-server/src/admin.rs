@@ -1,8 +1,9 @@
 //! The admin REST API (`/v1/...`) on its own listener, behind a bearer token.
 //!
 //! Handlers are thin: they parse, call the [`Platform`], and turn errors into the standard JSON
-//! error body through [`ApiFailure`], the single place admin errors become responses (statuses
-//! come from the gateway's `status_for`). Every failure is logged with its request id.
+//! error body through [`ApiFailure`], the single place admin errors become responses (rendered
+//! by `nimbus_wire::error_response`, like every other edge). Every failure is logged there, once,
+//! with its request id and causes.
 
 use crate::events::Events;
 use crate::platform::Platform;
@@ -90,18 +91,15 @@ impl From<Error> for ApiFailure {
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         let request_id = uuid::Uuid::new_v4().simple().to_string();
-        let status = nimbus_gateway::status_for(self.0.code);
-        if status.is_server_error() {
-            tracing::error!(request_id, code = %self.0.code, message = %self.0.message, "admin request failed");
+        let error = &self.0;
+        // Logged once, here, with its causes.
+        if nimbus_wire::status_for(error.code).is_server_error() {
+            tracing::error!(request_id, code = %error.code, error = %crate::report(error), "admin request failed");
         } else {
-            tracing::info!(request_id, code = %self.0.code, message = %self.0.message, "admin request refused");
+            tracing::info!(request_id, code = %error.code, message = %error.message, "admin request refused");
         }
-        let body = serde_json::json!({"error": {"code": self.0.code, "message": self.0.message, "request_id": request_id}});
-        let mut response = (status, Json(body)).into_response();
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-request-id", value);
-        }
-        response
+        nimbus_wire::error_response(error.code, &error.message, Some(&request_id))
+            .map(AxumBody::from)
     }
 }
 
@@ -248,20 +246,8 @@ async fn invoke(
                 key.as_deref(),
             )
             .await?;
-        let mut response = (
-            axum::http::StatusCode::ACCEPTED,
-            Json(nimbus_api::AsyncInvokeResponse {
-                invocation_id: accepted.invocation_id.clone(),
-                status: "queued".into(),
-                replay: accepted.replay,
-            }),
-        )
-            .into_response();
-        if let Ok(value) = HeaderValue::from_str(&accepted.invocation_id) {
-            response
-                .headers_mut()
-                .insert("x-nimbus-invocation-id", value);
-        }
+        let response = nimbus_wire::accepted_response(&accepted.invocation_id, accepted.replay)
+            .map(AxumBody::from);
         return Ok(response);
     }
     let mut method = "POST".to_owned();

@@ -29,17 +29,7 @@ use tokio_util::task::TaskTracker;
 
 pub use platform::Platform;
 
-/// An error with its causes, `outer: inner: root`, for the log.
-pub(crate) fn report(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use nimbus_wire::report;
 
 /// File in the data directory holding the admin bearer token (mode 0600).
 pub const TOKEN_FILE: &str = "admin.token";

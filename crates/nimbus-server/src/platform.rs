@@ -66,8 +66,7 @@ pub(crate) fn store_error(error: StoreError) -> Error {
             format!("uploaded bytes hash to {actual}, not {expected}"),
         ),
         error @ StoreError::Backend(_) => {
-            tracing::error!(error = %crate::report(&error), "store failure");
-            Error::new(ErrorCode::Internal, "storage failure; see the server log")
+            Error::new(ErrorCode::Internal, "storage failure; see the server log").caused_by(error)
         }
     }
 }

@@ -110,7 +110,7 @@ impl RecordSink for RecordWriter {
         if record.status == 0
             && let Some(code) = record.outcome.error_code()
         {
-            record.status = nimbus_gateway::status_for(code).as_u16();
+            record.status = nimbus_wire::status_for(code).as_u16();
         }
         tracing::debug!(
             request_id = %record.request_id, app = %record.app, function = %record.function,

@@ -58,12 +58,13 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The user-facing form of a queue failure; the cause rides along to the edge's log line.
 pub(crate) fn queue_error(error: QueueError) -> Error {
-    tracing::error!(error = %crate::report(&error), "queue backend failure");
     Error::new(
         ErrorCode::Internal,
         "the event store failed; see the server log",
     )
+    .caused_by(error)
 }
 
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>, Error> {

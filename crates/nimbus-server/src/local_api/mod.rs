@@ -110,13 +110,16 @@ impl nimbus_runtime::Services for LocalApi {
         match self.serve(caller, method, path, headers, body).await {
             Ok(body) => ServiceResponse { status: 200, body },
             Err(error) => {
-                tracing::info!(app = %caller.app, function = %caller.function, code = %error.code, message = %error.message, "local API call refused");
+                let status = nimbus_wire::status_for(error.code);
+                // Logged once, here, with its causes.
+                if status.is_server_error() {
+                    tracing::error!(app = %caller.app, function = %caller.function, code = %error.code, error = %crate::report(&error), "local API call failed");
+                } else {
+                    tracing::info!(app = %caller.app, function = %caller.function, code = %error.code, message = %error.message, "local API call refused");
+                }
                 ServiceResponse {
-                    status: nimbus_gateway::status_for(error.code).as_u16(),
-                    body: Bytes::from(
-                        serde_json::json!({"error": {"code": error.code, "message": error.message}})
-                            .to_string(),
-                    ),
+                    status: status.as_u16(),
+                    body: nimbus_wire::error_body(error.code, &error.message, None),
                 }
             }
         }
