@@ -2,7 +2,7 @@
 //! built from `guests/` and `examples/`, real HTTP clients. Modules are scenarios by topic.
 
 // Test code: failing loudly is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod support;
 

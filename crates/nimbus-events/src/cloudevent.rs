@@ -310,16 +310,16 @@ fn percent_decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
+    while let Some(&byte) = bytes.get(i) {
+        if byte == b'%'
             && let Some(hex) = value.get(i + 1..i + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
+            && let Ok(decoded) = u8::from_str_radix(hex, 16)
         {
-            out.push(byte);
+            out.push(decoded);
             i += 3;
             continue;
         }
-        out.push(bytes[i]);
+        out.push(byte);
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()

@@ -77,15 +77,21 @@ pub fn sqs_event(app: &str, queue: &str, batch: &[Leased]) -> Value {
         .iter()
         .map(|leased| {
             let meta = &leased.meta;
-            let mut attributes = json!({
-                "ApproximateReceiveCount": leased.attempt.to_string(),
-                "SentTimestamp": meta.enqueued_ms.to_string(),
-                "SenderId": "nimbus",
-                "ApproximateFirstReceiveTimestamp": meta.enqueued_ms.to_string(),
-            });
+            let mut attributes = serde_json::Map::new();
+            for (name, value) in [
+                ("ApproximateReceiveCount", leased.attempt.to_string()),
+                ("SentTimestamp", meta.enqueued_ms.to_string()),
+                ("SenderId", "nimbus".to_owned()),
+                (
+                    "ApproximateFirstReceiveTimestamp",
+                    meta.enqueued_ms.to_string(),
+                ),
+            ] {
+                attributes.insert(name.to_owned(), value.into());
+            }
             if let Some(group) = &meta.group {
-                attributes["MessageGroupId"] = group.clone().into();
-                attributes["SequenceNumber"] = leased.id.to_string().into();
+                attributes.insert("MessageGroupId".to_owned(), group.clone().into());
+                attributes.insert("SequenceNumber".to_owned(), leased.id.to_string().into());
             }
             let message_attributes: serde_json::Map<String, Value> = meta
                 .attributes
@@ -155,12 +161,11 @@ pub fn invocation_record(
     request: Value,
     outcome: &Outcome<'_>,
 ) -> Value {
-    let mut response_context = json!({
-        "statusCode": outcome.status,
-        "executedVersion": version.to_string(),
-    });
+    let mut response_context = serde_json::Map::new();
+    response_context.insert("statusCode".to_owned(), outcome.status.into());
+    response_context.insert("executedVersion".to_owned(), version.to_string().into());
     if let Some(error) = outcome.error {
-        response_context["functionError"] = error.into();
+        response_context.insert("functionError".to_owned(), error.into());
     }
     json!({
         "version": "1.0",

@@ -246,8 +246,11 @@ fn numeric(operand: &Value, path: &[String]) -> Result<Bounds, PatternError> {
         ));
     }
     let mut bounds = Bounds::default();
-    for pair in items.chunks(2) {
-        let (Some(op), Some(n)) = (pair[0].as_str(), pair[1].as_f64()) else {
+    for pair in items.chunks_exact(2) {
+        let [op, n] = pair else {
+            continue;
+        };
+        let (Some(op), Some(n)) = (op.as_str(), n.as_f64()) else {
             return Err(error(
                 path,
                 "`numeric` pairs are an operator string then a number",

@@ -95,7 +95,7 @@ impl<T> RouteTable<T> {
         }
         routes.sort_by(|a, b| a.key.cmp(&b.key));
         for (i, a) in routes.iter().enumerate() {
-            for b in &routes[i + 1..] {
+            for b in routes.iter().skip(i + 1) {
                 if same_shape(a, b) && methods_overlap(&a.entry.methods, &b.entry.methods) {
                     return Err(RouteError::Conflict {
                         path: a.entry.path.clone(),

@@ -50,7 +50,8 @@ impl Buffer {
     fn push(&mut self, data: &[u8]) {
         let room = LOG_LIMIT.saturating_sub(self.bytes.len());
         let kept = data.len().min(room);
-        self.bytes.extend_from_slice(&data[..kept]);
+        self.bytes
+            .extend_from_slice(data.get(..kept).unwrap_or(data));
         self.dropped += data.len() - kept;
     }
 
@@ -83,14 +84,14 @@ async fn read(
         tokio::select! {
             read = pipe.read(&mut chunk), if open => match read {
                 Ok(0) | Err(_) => open = false,
-                Ok(n) => buffer.push(&chunk[..n]),
+                Ok(n) => buffer.push(chunk.get(..n).unwrap_or(&chunk)),
             },
             request = requests.recv() => {
                 let Some(reply) = request else { return };
                 while open {
                     match pipe.try_read(&mut chunk) {
                         Ok(0) => open = false,
-                        Ok(n) => buffer.push(&chunk[..n]),
+                        Ok(n) => buffer.push(chunk.get(..n).unwrap_or(&chunk)),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(_) => open = false,
                     }

@@ -811,16 +811,15 @@ fn unescape_mount_point(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && let Ok(value) =
-                u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("x"), 8)
+    while let Some(&byte) = bytes.get(i) {
+        if byte == b'\\'
+            && let Some(octal) = text.get(i + 1..i + 4)
+            && let Ok(value) = u8::from_str_radix(octal, 8)
         {
             out.push(value);
             i += 4;
         } else {
-            out.push(bytes[i]);
+            out.push(byte);
             i += 1;
         }
     }

@@ -216,7 +216,9 @@ impl LogSink {
         if let Ok(mut buffer) = self.buffer.lock() {
             let room = MAX_LOG_BYTES.saturating_sub(buffer.bytes.len());
             let kept = room.min(data.len());
-            buffer.bytes.extend_from_slice(&data[..kept]);
+            buffer
+                .bytes
+                .extend_from_slice(data.get(..kept).unwrap_or(data));
             buffer.dropped += data.len() - kept;
         }
     }

@@ -182,12 +182,17 @@ pub(crate) fn classify_binary(bytes: &[u8]) -> Result<(), LoadError> {
         code: ErrorCode::InvalidComponent,
         message: message.to_owned(),
     };
-    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+    let Some((magic, version)) = bytes.get(..4).zip(bytes.get(4..8)) else {
+        return Err(invalid(
+            "not a WebAssembly binary (missing the \\0asm header)",
+        ));
+    };
+    if magic != b"\0asm" {
         return Err(invalid(
             "not a WebAssembly binary (missing the \\0asm header)",
         ));
     }
-    if bytes[4..8] == [1, 0, 0, 0] {
+    if version == [1, 0, 0, 0] {
         return Err(invalid(
             "this is a core WebAssembly module, not a component; build with --target wasm32-wasip2 (or wrap it with `wasm-tools component new`)",
         ));

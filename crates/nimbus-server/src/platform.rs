@@ -375,10 +375,9 @@ impl Platform {
         let store = self.store.clone();
         let name = app.to_owned();
         let record = blocking(move || store.app(&name)).await?;
-        if record.history.len() < 2 {
+        let Some(&previous) = record.history.iter().rev().nth(1) else {
             return Err(store_error(StoreError::NoPreviousVersion(app.to_owned())));
-        }
-        let previous = record.history[record.history.len() - 2];
+        };
         let store = self.store.clone();
         let name = app.to_owned();
         let version = blocking(move || store.version(&name, previous)).await?;

@@ -7,7 +7,7 @@
 //! the state as it was (the suite retries what failed, as the driver does).
 
 // Test support: failing loudly is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::{NewVersion, RecordStore, Registry, StoreError, sha256_hex};
 use nimbus_core::{InvocationRecord, Outcome};

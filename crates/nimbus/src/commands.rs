@@ -139,21 +139,21 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Queue(command) => queue(&cli, command).await,
         Command::Publish(args) => {
-            let mut event = serde_json::json!({
-                "specversion": "1.0",
-                "id": uuid::Uuid::now_v7().to_string(),
-                "source": args.source,
-                "type": args.ty,
-            });
+            let mut event = serde_json::Map::new();
+            event.insert("specversion".into(), "1.0".into());
+            event.insert("id".into(), uuid::Uuid::now_v7().to_string().into());
+            event.insert("source".into(), args.source.clone().into());
+            event.insert("type".into(), args.ty.clone().into());
             if let Some(subject) = &args.subject {
-                event["subject"] = subject.clone().into();
+                event.insert("subject".into(), subject.clone().into());
             }
             if let Some(data) = &args.data {
                 let data: serde_json::Value = serde_json::from_str(data)
                     .map_err(|e| Failure::Usage(format!("--data is not JSON: {e}")))?;
-                event["datacontenttype"] = "application/json".into();
-                event["data"] = data;
+                event.insert("datacontenttype".into(), "application/json".into());
+                event.insert("data".into(), data);
             }
+            let event = serde_json::Value::Object(event);
             let published = client::connect(&cli)?.publish(&args.app, &event).await?;
             if cli.json {
                 output::json(&published);

@@ -13,15 +13,15 @@ pub(crate) fn json<T: serde::Serialize>(value: &T) {
 pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.len());
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
         }
     }
     let line = |cells: Vec<String>| {
         let text: Vec<String> = cells
             .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .zip(widths.iter().copied().chain(std::iter::repeat(0)))
+            .map(|(c, width)| format!("{c:<width$}"))
             .collect();
         println!("{}", text.join("  ").trim_end());
     };

@@ -188,7 +188,7 @@ impl Consumer {
                             ErrorCode::FunctionError,
                             format!(
                                 "the function answered {status}: {}",
-                                String::from_utf8_lossy(&body[..body.len().min(512)])
+                                String::from_utf8_lossy(body.get(..512).unwrap_or(&body))
                             ),
                         )),
                         body,
@@ -373,7 +373,10 @@ impl Consumer {
         };
         let result = attempt.ok.then(|| {
             let truncated = attempt.body.len() > MAX_RESULT_BYTES;
-            let body = &attempt.body[..attempt.body.len().min(MAX_RESULT_BYTES)];
+            let body = attempt
+                .body
+                .get(..MAX_RESULT_BYTES)
+                .unwrap_or(&attempt.body);
             let (text, base64) = match std::str::from_utf8(body) {
                 Ok(text) => (Some(text.to_owned()), None),
                 Err(_) => (
