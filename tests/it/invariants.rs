@@ -234,3 +234,13 @@ fn only_the_wire_crate_writes_error_bodies() {
         "error bodies must come from nimbus_wire::error_body/error_response: {offenders:?}"
     );
 }
+
+#[test]
+fn the_gateway_does_not_depend_on_the_manifest_parser() {
+    // Route syntax is the tiny nimbus-route crate both share.
+    assert_depends_on_none(
+        "nimbus-gateway",
+        &["nimbus-manifest", "nimbus-events", "toml"],
+        "is on the invocation path",
+    );
+}

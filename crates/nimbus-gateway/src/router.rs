@@ -7,7 +7,7 @@
 //! the answer is "method not allowed" with the union of allowed methods. Two routes with the
 //! same host, path shape and an overlapping method are a conflict, refused at build time.
 
-use nimbus_manifest::route_path::{RoutePath, Segment};
+use nimbus_route::{RoutePath, Segment};
 
 /// A route to compile: where it listens and what it points at.
 #[derive(Debug, Clone)]

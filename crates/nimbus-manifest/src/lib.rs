@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use toml::Spanned;
 
-pub mod route_path;
+pub use nimbus_route as route_path;
 
 /// A parsed manifest: the app spec plus what the CLI needs to build and upload it.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,37 +171,29 @@ const METHODS: [&str; 9] = [
 
 /// Parse and validate manifest `text`; `file` is only used in error messages.
 pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
-    let at = |span: Option<Range<usize>>, key: String, message: String| {
-        let offset = span.map(|s| s.start).unwrap_or(0).min(text.len());
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-        ManifestError {
-            file: file.to_owned(),
-            line,
-            column,
-            key,
-            message,
-        }
+    let mut ctx = Ctx {
+        file,
+        text,
+        queue_names: Vec::new(),
+        function_names: Vec::new(),
     };
-
     let deserializer = toml::Deserializer::parse(text)
-        .map_err(|e| at(e.span(), String::new(), e.message().to_owned()))?;
+        .map_err(|e| ctx.at(e.span(), String::new(), e.message().to_owned()))?;
     let raw: RawManifest = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
         let inner = e.into_inner();
-        at(inner.span(), key, inner.message().trim().to_owned())
+        ctx.at(inner.span(), key, inner.message().trim().to_owned())
     })?;
 
     let app_name = Name::new(raw.name.get_ref())
-        .map_err(|e| at(Some(raw.name.span()), "name".into(), e.to_string()))?;
+        .map_err(|e| ctx.at(Some(raw.name.span()), "name".into(), e.to_string()))?;
 
     // Queues first: functions' grants and policies refer to them.
     let mut queues = Vec::new();
     for (raw_name, q) in &raw.queue {
         let name = Name::new(raw_name.get_ref()).map_err(|e| {
-            at(
+            ctx.at(
                 Some(raw_name.span()),
                 format!("queue.{}", raw_name.get_ref()),
                 e.to_string(),
@@ -209,616 +201,44 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         })?;
         queues.push(QueueSpec { name, fifo: q.fifo });
     }
-    let queue_name_list: Vec<String> = queues.iter().map(|q| q.name.to_string()).collect();
-    let queue_names: Vec<&str> = queue_name_list.iter().map(String::as_str).collect();
-    let function_names: Vec<String> = raw.function.keys().map(|k| k.get_ref().clone()).collect();
-    let known = |names: &[&str]| {
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
-        }
-    };
-    let queue_ref = |value: &Spanned<String>, key: String| -> Result<Name, ManifestError> {
-        Name::new(value.get_ref())
-            .ok()
-            .filter(|n| queue_names.contains(&n.as_str()))
-            .ok_or_else(|| {
-                at(
-                    Some(value.span()),
-                    key,
-                    format!(
-                        "no queue {:?} in this manifest (declared: {}); declare it as [queue.{}]",
-                        value.get_ref(),
-                        known(&queue_names),
-                        value.get_ref()
-                    ),
-                )
-            })
-    };
-    let function_ref = |value: &Spanned<String>, key: String| -> Result<Name, ManifestError> {
-        Name::new(value.get_ref())
-            .ok()
-            .filter(|n| function_names.iter().any(|f| f == n.as_str()))
-            .ok_or_else(|| {
-                let names: Vec<&str> = function_names.iter().map(String::as_str).collect();
-                at(
-                    Some(value.span()),
-                    key,
-                    format!(
-                        "no function {:?} in this manifest (declared: {})",
-                        value.get_ref(),
-                        known(&names)
-                    ),
-                )
-            })
-    };
-    let duration = |value: &Spanned<String>, key: String| {
-        humantime::parse_duration(value.get_ref()).map_err(|_| {
-            at(
-                Some(value.span()),
-                key,
-                format!(
-                    "expected a duration like \"30s\" or \"6h\", got {:?}",
-                    value.get_ref()
-                ),
-            )
-        })
-    };
+    ctx.queue_names = queues.iter().map(|q| q.name.to_string()).collect();
+    ctx.function_names = raw.function.keys().map(|k| k.get_ref().clone()).collect();
 
     let mut functions = BTreeMap::new();
     let mut sources = BTreeMap::new();
     for (raw_name, f) in raw.function {
-        let key = |field: &str| format!("function.{}.{field}", raw_name.get_ref());
-        let name = Name::new(raw_name.get_ref()).map_err(|e| {
-            at(
-                Some(raw_name.span()),
-                format!("function.{}", raw_name.get_ref()),
-                e.to_string(),
-            )
-        })?;
-        let mut spec = FunctionSpec::with_defaults(name.clone());
-        if let Some(memory) = &f.memory {
-            let parsed: bytesize::ByteSize = memory.get_ref().parse().map_err(|_| {
-                at(
-                    Some(memory.span()),
-                    key("memory"),
-                    format!(
-                        "expected a size like \"128MiB\", got {:?}",
-                        memory.get_ref()
-                    ),
-                )
-            })?;
-            if parsed.as_u64() < (1 << 20) || parsed.as_u64() > FunctionSpec::MAX_MEMORY_BYTES {
-                return Err(at(
-                    Some(memory.span()),
-                    key("memory"),
-                    "expected a size between 1MiB and 4GiB".into(),
-                ));
-            }
-            spec.memory_bytes = parsed.as_u64();
-        }
-        if let Some(timeout) = &f.timeout {
-            let parsed = humantime::parse_duration(timeout.get_ref()).map_err(|_| {
-                at(
-                    Some(timeout.span()),
-                    key("timeout"),
-                    format!(
-                        "expected a duration like \"5s\" or \"250ms\", got {:?}",
-                        timeout.get_ref()
-                    ),
-                )
-            })?;
-            if parsed.is_zero() || parsed > FunctionSpec::MAX_TIMEOUT {
-                return Err(at(
-                    Some(timeout.span()),
-                    key("timeout"),
-                    "expected a duration above 0 and at most 15m".into(),
-                ));
-            }
-            spec.timeout = parsed;
-        }
-        if let Some(max) = &f.max_concurrency {
-            let value = *max.get_ref();
-            if !(1..=10_000).contains(&value) {
-                return Err(at(
-                    Some(max.span()),
-                    key("max_concurrency"),
-                    format!("expected a number from 1 to 10000, got {value}"),
-                ));
-            }
-            spec.max_concurrency = value as u32;
-        }
-        for (env_key, value) in f.env {
-            let valid = !env_key.get_ref().is_empty()
-                && !env_key.get_ref().contains(['=', '\0'])
-                && !value.contains('\0');
-            if !valid {
-                return Err(at(
-                    Some(env_key.span()),
-                    key("env"),
-                    format!("invalid environment variable name {:?}", env_key.get_ref()),
-                ));
-            }
-            spec.env.insert(env_key.into_inner(), value);
-        }
-        for host in &f.allowed_outbound_hosts {
-            let rule = OutboundRule::parse(host.get_ref()).map_err(|e| {
-                at(
-                    Some(host.span()),
-                    key("allowed_outbound_hosts"),
-                    e.to_string(),
-                )
-            })?;
-            spec.allowed_outbound_hosts.push(rule);
-        }
-        if let Some(instance) = &f.instance {
-            spec.instance = match instance.get_ref().as_str() {
-                "reuse" => InstanceMode::Reuse,
-                "fresh" => InstanceMode::Fresh,
-                other => {
-                    return Err(at(
-                        Some(instance.span()),
-                        key("instance"),
-                        format!("expected \"reuse\" or \"fresh\", got {other:?}"),
-                    ));
-                }
-            };
-        }
-        if let Some(min) = &f.min_instances {
-            let value = *min.get_ref();
-            if value < 0 || value > i64::from(spec.max_concurrency) {
-                return Err(at(
-                    Some(min.span()),
-                    key("min_instances"),
-                    format!(
-                        "expected a number from 0 to max_concurrency ({}), got {value}",
-                        spec.max_concurrency
-                    ),
-                ));
-            }
-            spec.min_instances = value as u32;
-        }
-        for queue in &f.queues {
-            spec.grants.queues.push(queue_ref(queue, key("queues"))?);
-        }
-        spec.grants.publish = f.publish.unwrap_or(false);
-        if let Some(delivery) = &f.delivery {
-            let policy = &mut spec.delivery;
-            if let Some(retries) = &delivery.retries {
-                let value = *retries.get_ref();
-                if !(0..=i64::from(DeliveryPolicy::MAX_RETRIES)).contains(&value) {
-                    return Err(at(
-                        Some(retries.span()),
-                        key("delivery.retries"),
-                        format!(
-                            "expected a number from 0 to {}, got {value}",
-                            DeliveryPolicy::MAX_RETRIES
-                        ),
-                    ));
-                }
-                policy.retries = value as u32;
-            }
-            if let Some(v) = &delivery.backoff {
-                policy.backoff = duration(v, key("delivery.backoff"))?;
-            }
-            if let Some(v) = &delivery.max_backoff {
-                policy.max_backoff = duration(v, key("delivery.max_backoff"))?;
-            }
-            if let Some(v) = &delivery.max_age {
-                policy.max_age = duration(v, key("delivery.max_age"))?;
-                if policy.max_age < std::time::Duration::from_secs(1) {
-                    return Err(at(
-                        Some(v.span()),
-                        key("delivery.max_age"),
-                        "expected at least 1s".into(),
-                    ));
-                }
-            }
-            if policy.max_backoff < policy.backoff {
-                policy.max_backoff = policy.backoff;
-            }
-            if let Some(v) = &delivery.dead_letter {
-                policy.dead_letter = Some(queue_ref(v, key("delivery.dead_letter"))?);
-            }
-            for (field, raw_value, slot) in [
-                ("on_success", &delivery.on_success, &mut policy.on_success),
-                ("on_failure", &delivery.on_failure, &mut policy.on_failure),
-            ] {
-                let Some(value) = raw_value else { continue };
-                let field_key = key(&format!("delivery.{field}"));
-                let destination = match value.get_ref().split_once(':') {
-                    Some(("function", name)) => Destination::Function(function_ref(
-                        &Spanned::new(value.span(), name.to_owned()),
-                        field_key,
-                    )?),
-                    Some(("queue", name)) => Destination::Queue(queue_ref(
-                        &Spanned::new(value.span(), name.to_owned()),
-                        field_key,
-                    )?),
-                    _ => {
-                        return Err(at(
-                            Some(value.span()),
-                            field_key,
-                            format!(
-                                "expected \"function:NAME\" or \"queue:NAME\", got {:?}",
-                                value.get_ref()
-                            ),
-                        ));
-                    }
-                };
-                *slot = Some(destination);
-            }
-        }
-        let here = |field: &Option<Spanned<String>>| field.as_ref().map(|v| v.span());
-        let (path, form) = match (&f.component, &f.runtime) {
-            (Some(component), None) => {
-                for (field, span) in [
-                    ("handler", here(&f.handler)),
-                    ("code", here(&f.code)),
-                    ("network", here(&f.network)),
-                ] {
-                    if span.is_some() {
-                        return Err(at(
-                            span,
-                            key(field),
-                            format!(
-                                "`{field}` is for process functions (with `runtime`); a component function takes `component` only"
-                            ),
-                        ));
-                    }
-                }
-                if component.get_ref().trim().is_empty() {
-                    return Err(at(
-                        Some(component.span()),
-                        key("component"),
-                        "expected the path of a .wasm component".into(),
-                    ));
-                }
-                (component.get_ref().clone(), SourceForm::Component)
-            }
-            (None, Some(runtime)) => {
-                let runtime_value = match runtime.get_ref().as_str() {
-                    "provided" | "provided.al2" | "provided.al2023" => Runtime::Provided,
-                    "python3" => Runtime::Python3,
-                    "nodejs" => Runtime::Nodejs,
-                    other => {
-                        return Err(at(
-                            Some(runtime.span()),
-                            key("runtime"),
-                            format!(
-                                "expected \"provided\", \"python3\" or \"nodejs\", got {other:?}"
-                            ),
-                        ));
-                    }
-                };
-                let Some(code) = &f.code else {
-                    return Err(at(
-                        Some(runtime.span()),
-                        key("code"),
-                        "a process function needs `code`, the directory holding its handler (or `bootstrap`)".into(),
-                    ));
-                };
-                if code.get_ref().trim().is_empty() {
-                    return Err(at(
-                        Some(code.span()),
-                        key("code"),
-                        "expected the path of a directory".into(),
-                    ));
-                }
-                let handler = match (runtime_value, &f.handler) {
-                    (Runtime::Provided, None) => None,
-                    (Runtime::Provided, Some(handler)) => Some(handler.get_ref().clone()),
-                    (_, None) => {
-                        return Err(at(
-                            Some(runtime.span()),
-                            key("handler"),
-                            "a managed runtime needs `handler = \"module.function\"`".into(),
-                        ));
-                    }
-                    (_, Some(handler)) => {
-                        let valid =
-                            handler
-                                .get_ref()
-                                .rsplit_once('.')
-                                .is_some_and(|(module, function)| {
-                                    !module.is_empty()
-                                        && !function.is_empty()
-                                        && !module.starts_with('/')
-                                        && !module.split('/').any(|part| part == "..")
-                                        && function.chars().all(|c| {
-                                            c.is_ascii_alphanumeric() || c == '_' || c == '$'
-                                        })
-                                });
-                        if !valid {
-                            return Err(at(
-                                Some(handler.span()),
-                                key("handler"),
-                                format!(
-                                    "expected \"module.function\" (e.g. \"app.handler\"), got {:?}",
-                                    handler.get_ref()
-                                ),
-                            ));
-                        }
-                        Some(handler.get_ref().clone())
-                    }
-                };
-                let network = match f.network.as_ref().map(|n| n.get_ref().as_str()) {
-                    None | Some("none") => Network::None,
-                    Some("host") => Network::Host,
-                    Some(other) => {
-                        return Err(at(
-                            here(&f.network),
-                            key("network"),
-                            format!("expected \"none\" or \"host\", got {other:?}"),
-                        ));
-                    }
-                };
-                if let Some(first) = f.allowed_outbound_hosts.first() {
-                    return Err(at(
-                        Some(first.span()),
-                        key("allowed_outbound_hosts"),
-                        "process functions cannot be limited per host; use `network = \"host\"` to give the process the host's network, unfiltered".into(),
-                    ));
-                }
-                spec.kind = FunctionKind::Process {
-                    runtime: runtime_value,
-                    handler,
-                    network,
-                };
-                (code.get_ref().clone(), SourceForm::CodeDirectory)
-            }
-            (Some(component), Some(_)) => {
-                return Err(at(
-                    Some(component.span()),
-                    key("component"),
-                    "a function has either `component` (Wasm) or `runtime` + `code` (process), not both".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(at(
-                    Some(raw_name.span()),
-                    format!("function.{}", raw_name.get_ref()),
-                    "expected `component = \"path.wasm\"`, or `runtime` and `code` for a Lambda-style function".into(),
-                ));
-            }
-        };
-        sources.insert(
-            name.clone(),
-            FunctionSource {
-                path,
-                form,
-                build: f.build,
-            },
-        );
+        let (name, spec, source) = function(&ctx, raw_name, f)?;
+        sources.insert(name.clone(), source);
         functions.insert(name, spec);
     }
-
-    let mut routes = Vec::new();
-    for (index, route) in raw.route.iter().enumerate() {
-        let key = |field: &str| format!("route[{index}].{field}");
-        let r = route.get_ref();
-        route_path::RoutePath::parse(r.path.get_ref())
-            .map_err(|e| at(Some(r.path.span()), key("path"), e.to_string()))?;
-        let function = Name::new(r.function.get_ref())
-            .ok()
-            .filter(|n| functions.contains_key(n))
-            .ok_or_else(|| {
-                let known: Vec<&str> = functions.keys().map(Name::as_str).collect();
-                at(
-                    Some(r.function.span()),
-                    key("function"),
-                    format!(
-                        "no function {:?} in this manifest (declared: {})",
-                        r.function.get_ref(),
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                )
-            })?;
-        let mut methods = Vec::new();
-        for method in &r.methods {
-            let upper = method.get_ref().to_ascii_uppercase();
-            if !METHODS.contains(&upper.as_str()) {
-                return Err(at(
-                    Some(method.span()),
-                    key("methods"),
-                    format!(
-                        "expected one of {}, got {:?}",
-                        METHODS.join(", "),
-                        method.get_ref()
-                    ),
-                ));
-            }
-            if !methods.contains(&upper) {
-                methods.push(upper);
-            }
-        }
-        let host = match &r.host {
-            Some(host) => {
-                let h = host.get_ref().to_ascii_lowercase();
-                if h.is_empty() || h.contains(['/', ':', ' ']) {
-                    return Err(at(
-                        Some(host.span()),
-                        key("host"),
-                        format!(
-                            "expected a host name without scheme or port, got {:?}",
-                            host.get_ref()
-                        ),
-                    ));
-                }
-                Some(h)
-            }
-            None => None,
-        };
-        routes.push(RouteSpec {
-            path: r.path.get_ref().clone(),
-            methods,
-            host,
-            function,
-        });
+    let routes = raw
+        .route
+        .iter()
+        .enumerate()
+        .map(|(index, r)| route(&ctx, index, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut queue_triggers = Vec::new();
+    for (index, t) in raw.trigger.queue.iter().enumerate() {
+        let trigger = queue_trigger(&ctx, index, t, &queue_triggers)?;
+        queue_triggers.push(trigger);
     }
-
-    let mut events = EventsSpec {
+    let mut schedules = Vec::new();
+    for (index, s) in raw.trigger.schedule.iter().enumerate() {
+        let parsed = schedule(&ctx, index, s, &schedules)?;
+        schedules.push(parsed);
+    }
+    let events = EventsSpec {
         queues,
-        ..EventsSpec::default()
+        queue_triggers,
+        schedules,
+        rules: raw
+            .trigger
+            .event
+            .iter()
+            .enumerate()
+            .map(|(index, r)| rule(&ctx, index, r))
+            .collect::<Result<_, _>>()?,
     };
-    for (index, trigger) in raw.trigger.queue.iter().enumerate() {
-        let key = |field: &str| format!("trigger.queue[{index}].{field}");
-        let t = trigger.get_ref();
-        let queue = queue_ref(&t.queue, key("queue"))?;
-        let function = function_ref(&t.function, key("function"))?;
-        if events.queue_triggers.iter().any(|q| q.queue == queue) {
-            return Err(at(
-                Some(t.queue.span()),
-                key("queue"),
-                format!(
-                    "queue {queue:?} already has a consumer; a queue is consumed by one function"
-                ),
-            ));
-        }
-        let mut spec = QueueTriggerSpec {
-            queue,
-            function,
-            batch_size: QueueTriggerSpec::DEFAULT_BATCH_SIZE,
-            concurrency: QueueTriggerSpec::DEFAULT_CONCURRENCY,
-        };
-        if let Some(v) = &t.batch_size {
-            let value = *v.get_ref();
-            if !(1..=i64::from(QueueTriggerSpec::MAX_BATCH_SIZE)).contains(&value) {
-                return Err(at(
-                    Some(v.span()),
-                    key("batch_size"),
-                    format!(
-                        "expected a number from 1 to {}, got {value}",
-                        QueueTriggerSpec::MAX_BATCH_SIZE
-                    ),
-                ));
-            }
-            spec.batch_size = value as u32;
-        }
-        if let Some(v) = &t.concurrency {
-            let value = *v.get_ref();
-            if !(1..=1000).contains(&value) {
-                return Err(at(
-                    Some(v.span()),
-                    key("concurrency"),
-                    format!("expected a number from 1 to 1000, got {value}"),
-                ));
-            }
-            spec.concurrency = value as u32;
-        }
-        events.queue_triggers.push(spec);
-    }
-    for (index, schedule) in raw.trigger.schedule.iter().enumerate() {
-        let key = |field: &str| format!("trigger.schedule[{index}].{field}");
-        let s = schedule.get_ref();
-        let function = function_ref(&s.function, key("function"))?;
-        let timezone = s
-            .timezone
-            .as_ref()
-            .map(|t| t.get_ref().clone())
-            .unwrap_or_else(|| "UTC".to_owned());
-        let (expr, expr_span, expr_key) = match (&s.cron, &s.rate) {
-            (Some(cron), None) => (
-                ScheduleExpr::Cron(cron.get_ref().clone()),
-                cron.span(),
-                key("cron"),
-            ),
-            (None, Some(rate)) => (
-                ScheduleExpr::Rate(
-                    nimbus_events::schedule::parse_rate(rate.get_ref())
-                        .map_err(|e| at(Some(rate.span()), key("rate"), e))?,
-                ),
-                rate.span(),
-                key("rate"),
-            ),
-            _ => {
-                return Err(at(
-                    Some(schedule.span()),
-                    format!("trigger.schedule[{index}]"),
-                    "expected exactly one of `cron = \"0 */5 * * * *\"` or `rate = \"5 minutes\"`"
-                        .into(),
-                ));
-            }
-        };
-        if let Err(message) = nimbus_events::schedule::Schedule::new(&expr, &timezone) {
-            let (span, key) = match &s.timezone {
-                Some(tz) if message.contains("time zone") => (tz.span(), key("timezone")),
-                _ => (expr_span, expr_key),
-            };
-            return Err(at(Some(span), key, message));
-        }
-        let missed = match s.missed.as_ref().map(|m| m.get_ref().as_str()) {
-            None | Some("skip") => Missed::Skip,
-            Some("run_once") => Missed::RunOnce,
-            Some(other) => {
-                return Err(at(
-                    s.missed.as_ref().map(|m| m.span()),
-                    key("missed"),
-                    format!("expected \"skip\" or \"run_once\", got {other:?}"),
-                ));
-            }
-        };
-        let name = match &s.name {
-            Some(name) => Name::new(name.get_ref())
-                .map_err(|e| at(Some(name.span()), key("name"), e.to_string()))?
-                .to_string(),
-            None => format!("{function}-{index}"),
-        };
-        if events.schedules.iter().any(|other| other.name == name) {
-            return Err(at(
-                Some(schedule.span()),
-                key("name"),
-                format!("two schedules are named {name:?}; give each a distinct `name`"),
-            ));
-        }
-        let payload = s
-            .payload
-            .as_ref()
-            .map(|p| serde_json::to_string(p).unwrap_or_default());
-        events.schedules.push(ScheduleSpec {
-            name,
-            expr,
-            timezone,
-            missed,
-            function,
-            payload,
-        });
-    }
-    for (index, rule) in raw.trigger.event.iter().enumerate() {
-        let key = |field: &str| format!("trigger.event[{index}].{field}");
-        let r = rule.get_ref();
-        let pattern = match r.pattern.get_ref() {
-            toml::Value::String(text) => text.clone(),
-            other => serde_json::to_string(other).unwrap_or_default(),
-        };
-        nimbus_events::Pattern::parse(&pattern)
-            .map_err(|e| at(Some(r.pattern.span()), key("pattern"), e.to_string()))?;
-        let target = match (&r.function, &r.queue) {
-            (Some(function), None) => {
-                Destination::Function(function_ref(function, key("function"))?)
-            }
-            (None, Some(queue)) => Destination::Queue(queue_ref(queue, key("queue"))?),
-            _ => {
-                return Err(at(
-                    Some(rule.span()),
-                    format!("trigger.event[{index}]"),
-                    "expected exactly one target: `function = \"name\"` or `queue = \"name\"`"
-                        .into(),
-                ));
-            }
-        };
-        events.rules.push(RuleSpec {
-            name: r.name.clone().unwrap_or_else(|| format!("rule-{index}")),
-            pattern,
-            target,
-        });
-    }
-
     Ok(Manifest {
         app: AppSpec {
             name: app_name,
@@ -827,6 +247,666 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             events,
         },
         sources,
+    })
+}
+
+/// What every section's parser needs: where errors point, and the names declared elsewhere in
+/// the file (grants, policies and triggers refer to queues and functions).
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    queue_names: Vec<String>,
+    function_names: Vec<String>,
+}
+
+impl Ctx<'_> {
+    /// An error at `span` (line and column computed from the text), under `key`.
+    fn at(&self, span: Option<Range<usize>>, key: String, message: String) -> ManifestError {
+        let offset = span.map(|s| s.start).unwrap_or(0).min(self.text.len());
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        ManifestError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            key,
+            message,
+        }
+    }
+
+    fn known(names: &[&str]) -> String {
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// A declared queue's name.
+    fn queue_ref(&self, value: &Spanned<String>, key: String) -> Result<Name, ManifestError> {
+        let names: Vec<&str> = self.queue_names.iter().map(String::as_str).collect();
+        Name::new(value.get_ref())
+            .ok()
+            .filter(|n| names.contains(&n.as_str()))
+            .ok_or_else(|| {
+                self.at(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "no queue {:?} in this manifest (declared: {}); declare it as [queue.{}]",
+                        value.get_ref(),
+                        Ctx::known(&names),
+                        value.get_ref()
+                    ),
+                )
+            })
+    }
+
+    /// A declared function's name.
+    fn function_ref(&self, value: &Spanned<String>, key: String) -> Result<Name, ManifestError> {
+        Name::new(value.get_ref())
+            .ok()
+            .filter(|n| self.function_names.iter().any(|f| f == n.as_str()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.function_names.iter().map(String::as_str).collect();
+                self.at(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "no function {:?} in this manifest (declared: {})",
+                        value.get_ref(),
+                        Ctx::known(&names)
+                    ),
+                )
+            })
+    }
+
+    fn duration(
+        &self,
+        value: &Spanned<String>,
+        key: String,
+    ) -> Result<std::time::Duration, ManifestError> {
+        humantime::parse_duration(value.get_ref()).map_err(|_| {
+            self.at(
+                Some(value.span()),
+                key,
+                format!(
+                    "expected a duration like \"30s\" or \"6h\", got {:?}",
+                    value.get_ref()
+                ),
+            )
+        })
+    }
+}
+
+/// One `[function.NAME]` table.
+fn function(
+    ctx: &Ctx<'_>,
+    raw_name: Spanned<String>,
+    f: RawFunction,
+) -> Result<(Name, FunctionSpec, FunctionSource), ManifestError> {
+    let key = |field: &str| format!("function.{}.{field}", raw_name.get_ref());
+    let name = Name::new(raw_name.get_ref()).map_err(|e| {
+        ctx.at(
+            Some(raw_name.span()),
+            format!("function.{}", raw_name.get_ref()),
+            e.to_string(),
+        )
+    })?;
+    let mut spec = FunctionSpec::with_defaults(name.clone());
+    if let Some(memory) = &f.memory {
+        let parsed: bytesize::ByteSize = memory.get_ref().parse().map_err(|_| {
+            ctx.at(
+                Some(memory.span()),
+                key("memory"),
+                format!(
+                    "expected a size like \"128MiB\", got {:?}",
+                    memory.get_ref()
+                ),
+            )
+        })?;
+        if parsed.as_u64() < (1 << 20) || parsed.as_u64() > FunctionSpec::MAX_MEMORY_BYTES {
+            return Err(ctx.at(
+                Some(memory.span()),
+                key("memory"),
+                "expected a size between 1MiB and 4GiB".into(),
+            ));
+        }
+        spec.memory_bytes = parsed.as_u64();
+    }
+    if let Some(timeout) = &f.timeout {
+        let parsed = humantime::parse_duration(timeout.get_ref()).map_err(|_| {
+            ctx.at(
+                Some(timeout.span()),
+                key("timeout"),
+                format!(
+                    "expected a duration like \"5s\" or \"250ms\", got {:?}",
+                    timeout.get_ref()
+                ),
+            )
+        })?;
+        if parsed.is_zero() || parsed > FunctionSpec::MAX_TIMEOUT {
+            return Err(ctx.at(
+                Some(timeout.span()),
+                key("timeout"),
+                "expected a duration above 0 and at most 15m".into(),
+            ));
+        }
+        spec.timeout = parsed;
+    }
+    if let Some(max) = &f.max_concurrency {
+        let value = *max.get_ref();
+        if !(1..=10_000).contains(&value) {
+            return Err(ctx.at(
+                Some(max.span()),
+                key("max_concurrency"),
+                format!("expected a number from 1 to 10000, got {value}"),
+            ));
+        }
+        spec.max_concurrency = value as u32;
+    }
+    for (env_key, value) in &f.env {
+        let valid = !env_key.get_ref().is_empty()
+            && !env_key.get_ref().contains(['=', '\0'])
+            && !value.contains('\0');
+        if !valid {
+            return Err(ctx.at(
+                Some(env_key.span()),
+                key("env"),
+                format!("invalid environment variable name {:?}", env_key.get_ref()),
+            ));
+        }
+        spec.env.insert(env_key.get_ref().clone(), value.clone());
+    }
+    for host in &f.allowed_outbound_hosts {
+        let rule = OutboundRule::parse(host.get_ref()).map_err(|e| {
+            ctx.at(
+                Some(host.span()),
+                key("allowed_outbound_hosts"),
+                e.to_string(),
+            )
+        })?;
+        spec.allowed_outbound_hosts.push(rule);
+    }
+    if let Some(instance) = &f.instance {
+        spec.instance = match instance.get_ref().as_str() {
+            "reuse" => InstanceMode::Reuse,
+            "fresh" => InstanceMode::Fresh,
+            other => {
+                return Err(ctx.at(
+                    Some(instance.span()),
+                    key("instance"),
+                    format!("expected \"reuse\" or \"fresh\", got {other:?}"),
+                ));
+            }
+        };
+    }
+    if let Some(min) = &f.min_instances {
+        let value = *min.get_ref();
+        if value < 0 || value > i64::from(spec.max_concurrency) {
+            return Err(ctx.at(
+                Some(min.span()),
+                key("min_instances"),
+                format!(
+                    "expected a number from 0 to max_concurrency ({}), got {value}",
+                    spec.max_concurrency
+                ),
+            ));
+        }
+        spec.min_instances = value as u32;
+    }
+    for queue in &f.queues {
+        spec.grants
+            .queues
+            .push(ctx.queue_ref(queue, key("queues"))?);
+    }
+    spec.grants.publish = f.publish.unwrap_or(false);
+    if let Some(raw) = &f.delivery {
+        delivery(ctx, &key, raw, &mut spec.delivery)?;
+    }
+    let (path, form) = source(ctx, &raw_name, &key, &f, &mut spec)?;
+    Ok((
+        name,
+        spec,
+        FunctionSource {
+            path,
+            form,
+            build: f.build.clone(),
+        },
+    ))
+}
+
+/// A function's `delivery = { ... }` policy, over the defaults in `policy`.
+fn delivery(
+    ctx: &Ctx<'_>,
+    key: &dyn Fn(&str) -> String,
+    delivery: &RawDelivery,
+    policy: &mut DeliveryPolicy,
+) -> Result<(), ManifestError> {
+    if let Some(retries) = &delivery.retries {
+        let value = *retries.get_ref();
+        if !(0..=i64::from(DeliveryPolicy::MAX_RETRIES)).contains(&value) {
+            return Err(ctx.at(
+                Some(retries.span()),
+                key("delivery.retries"),
+                format!(
+                    "expected a number from 0 to {}, got {value}",
+                    DeliveryPolicy::MAX_RETRIES
+                ),
+            ));
+        }
+        policy.retries = value as u32;
+    }
+    if let Some(v) = &delivery.backoff {
+        policy.backoff = ctx.duration(v, key("delivery.backoff"))?;
+    }
+    if let Some(v) = &delivery.max_backoff {
+        policy.max_backoff = ctx.duration(v, key("delivery.max_backoff"))?;
+    }
+    if let Some(v) = &delivery.max_age {
+        policy.max_age = ctx.duration(v, key("delivery.max_age"))?;
+        if policy.max_age < std::time::Duration::from_secs(1) {
+            return Err(ctx.at(
+                Some(v.span()),
+                key("delivery.max_age"),
+                "expected at least 1s".into(),
+            ));
+        }
+    }
+    if policy.max_backoff < policy.backoff {
+        policy.max_backoff = policy.backoff;
+    }
+    if let Some(v) = &delivery.dead_letter {
+        policy.dead_letter = Some(ctx.queue_ref(v, key("delivery.dead_letter"))?);
+    }
+    for (field, raw_value, slot) in [
+        ("on_success", &delivery.on_success, &mut policy.on_success),
+        ("on_failure", &delivery.on_failure, &mut policy.on_failure),
+    ] {
+        let Some(value) = raw_value else { continue };
+        let field_key = key(&format!("delivery.{field}"));
+        let destination = match value.get_ref().split_once(':') {
+            Some(("function", name)) => Destination::Function(
+                ctx.function_ref(&Spanned::new(value.span(), name.to_owned()), field_key)?,
+            ),
+            Some(("queue", name)) => Destination::Queue(
+                ctx.queue_ref(&Spanned::new(value.span(), name.to_owned()), field_key)?,
+            ),
+            _ => {
+                return Err(ctx.at(
+                    Some(value.span()),
+                    field_key,
+                    format!(
+                        "expected \"function:NAME\" or \"queue:NAME\", got {:?}",
+                        value.get_ref()
+                    ),
+                ));
+            }
+        };
+        *slot = Some(destination);
+    }
+    Ok(())
+}
+
+/// Where a function's code is and what runs it: a Wasm `component`, or `runtime` + `code`
+/// (+ `handler`, `network`) for a Lambda-style process. Sets `spec.kind`.
+fn source(
+    ctx: &Ctx<'_>,
+    raw_name: &Spanned<String>,
+    key: &dyn Fn(&str) -> String,
+    f: &RawFunction,
+    spec: &mut FunctionSpec,
+) -> Result<(String, SourceForm), ManifestError> {
+    let here = |field: &Option<Spanned<String>>| field.as_ref().map(|v| v.span());
+    Ok(match (&f.component, &f.runtime) {
+        (Some(component), None) => {
+            for (field, span) in [
+                ("handler", here(&f.handler)),
+                ("code", here(&f.code)),
+                ("network", here(&f.network)),
+            ] {
+                if span.is_some() {
+                    return Err(ctx.at(
+                        span,
+                        key(field),
+                        format!(
+                            "`{field}` is for process functions (with `runtime`); a component function takes `component` only"
+                        ),
+                    ));
+                }
+            }
+            if component.get_ref().trim().is_empty() {
+                return Err(ctx.at(
+                    Some(component.span()),
+                    key("component"),
+                    "expected the path of a .wasm component".into(),
+                ));
+            }
+            (component.get_ref().clone(), SourceForm::Component)
+        }
+        (None, Some(runtime)) => {
+            let runtime_value = match runtime.get_ref().as_str() {
+                "provided" | "provided.al2" | "provided.al2023" => Runtime::Provided,
+                "python3" => Runtime::Python3,
+                "nodejs" => Runtime::Nodejs,
+                other => {
+                    return Err(ctx.at(
+                        Some(runtime.span()),
+                        key("runtime"),
+                        format!("expected \"provided\", \"python3\" or \"nodejs\", got {other:?}"),
+                    ));
+                }
+            };
+            let Some(code) = &f.code else {
+                return Err(ctx.at(
+                    Some(runtime.span()),
+                    key("code"),
+                    "a process function needs `code`, the directory holding its handler (or `bootstrap`)".into(),
+                ));
+            };
+            if code.get_ref().trim().is_empty() {
+                return Err(ctx.at(
+                    Some(code.span()),
+                    key("code"),
+                    "expected the path of a directory".into(),
+                ));
+            }
+            let handler = match (runtime_value, &f.handler) {
+                (Runtime::Provided, None) => None,
+                (Runtime::Provided, Some(handler)) => Some(handler.get_ref().clone()),
+                (_, None) => {
+                    return Err(ctx.at(
+                        Some(runtime.span()),
+                        key("handler"),
+                        "a managed runtime needs `handler = \"module.function\"`".into(),
+                    ));
+                }
+                (_, Some(handler)) => {
+                    let valid =
+                        handler
+                            .get_ref()
+                            .rsplit_once('.')
+                            .is_some_and(|(module, function)| {
+                                !module.is_empty()
+                                    && !function.is_empty()
+                                    && !module.starts_with('/')
+                                    && !module.split('/').any(|part| part == "..")
+                                    && function
+                                        .chars()
+                                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                            });
+                    if !valid {
+                        return Err(ctx.at(
+                            Some(handler.span()),
+                            key("handler"),
+                            format!(
+                                "expected \"module.function\" (e.g. \"app.handler\"), got {:?}",
+                                handler.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(handler.get_ref().clone())
+                }
+            };
+            let network = match f.network.as_ref().map(|n| n.get_ref().as_str()) {
+                None | Some("none") => Network::None,
+                Some("host") => Network::Host,
+                Some(other) => {
+                    return Err(ctx.at(
+                        here(&f.network),
+                        key("network"),
+                        format!("expected \"none\" or \"host\", got {other:?}"),
+                    ));
+                }
+            };
+            if let Some(first) = f.allowed_outbound_hosts.first() {
+                return Err(ctx.at(
+                    Some(first.span()),
+                    key("allowed_outbound_hosts"),
+                    "process functions cannot be limited per host; use `network = \"host\"` to give the process the host's network, unfiltered".into(),
+                ));
+            }
+            spec.kind = FunctionKind::Process {
+                runtime: runtime_value,
+                handler,
+                network,
+            };
+            (code.get_ref().clone(), SourceForm::CodeDirectory)
+        }
+        (Some(component), Some(_)) => {
+            return Err(ctx.at(
+                Some(component.span()),
+                key("component"),
+                "a function has either `component` (Wasm) or `runtime` + `code` (process), not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(ctx.at(
+                Some(raw_name.span()),
+                format!("function.{}", raw_name.get_ref()),
+                "expected `component = \"path.wasm\"`, or `runtime` and `code` for a Lambda-style function".into(),
+            ));
+        }
+    })
+}
+
+/// One `[[route]]`.
+fn route(
+    ctx: &Ctx<'_>,
+    index: usize,
+    route: &Spanned<RawRoute>,
+) -> Result<RouteSpec, ManifestError> {
+    let key = |field: &str| format!("route[{index}].{field}");
+    let r = route.get_ref();
+    route_path::RoutePath::parse(r.path.get_ref())
+        .map_err(|e| ctx.at(Some(r.path.span()), key("path"), e.to_string()))?;
+    let function = ctx.function_ref(&r.function, key("function"))?;
+    let mut methods = Vec::new();
+    for method in &r.methods {
+        let upper = method.get_ref().to_ascii_uppercase();
+        if !METHODS.contains(&upper.as_str()) {
+            return Err(ctx.at(
+                Some(method.span()),
+                key("methods"),
+                format!(
+                    "expected one of {}, got {:?}",
+                    METHODS.join(", "),
+                    method.get_ref()
+                ),
+            ));
+        }
+        if !methods.contains(&upper) {
+            methods.push(upper);
+        }
+    }
+    let host = match &r.host {
+        Some(host) => {
+            let h = host.get_ref().to_ascii_lowercase();
+            if h.is_empty() || h.contains(['/', ':', ' ']) {
+                return Err(ctx.at(
+                    Some(host.span()),
+                    key("host"),
+                    format!(
+                        "expected a host name without scheme or port, got {:?}",
+                        host.get_ref()
+                    ),
+                ));
+            }
+            Some(h)
+        }
+        None => None,
+    };
+    Ok(RouteSpec {
+        path: r.path.get_ref().clone(),
+        methods,
+        host,
+        function,
+    })
+}
+
+/// One `[[trigger.queue]]`.
+fn queue_trigger(
+    ctx: &Ctx<'_>,
+    index: usize,
+    trigger: &Spanned<RawQueueTrigger>,
+    earlier: &[QueueTriggerSpec],
+) -> Result<QueueTriggerSpec, ManifestError> {
+    let key = |field: &str| format!("trigger.queue[{index}].{field}");
+    let t = trigger.get_ref();
+    let queue = ctx.queue_ref(&t.queue, key("queue"))?;
+    let function = ctx.function_ref(&t.function, key("function"))?;
+    if earlier.iter().any(|q| q.queue == queue) {
+        return Err(ctx.at(
+            Some(t.queue.span()),
+            key("queue"),
+            format!("queue {queue:?} already has a consumer; a queue is consumed by one function"),
+        ));
+    }
+    let mut spec = QueueTriggerSpec {
+        queue,
+        function,
+        batch_size: QueueTriggerSpec::DEFAULT_BATCH_SIZE,
+        concurrency: QueueTriggerSpec::DEFAULT_CONCURRENCY,
+    };
+    if let Some(v) = &t.batch_size {
+        let value = *v.get_ref();
+        if !(1..=i64::from(QueueTriggerSpec::MAX_BATCH_SIZE)).contains(&value) {
+            return Err(ctx.at(
+                Some(v.span()),
+                key("batch_size"),
+                format!(
+                    "expected a number from 1 to {}, got {value}",
+                    QueueTriggerSpec::MAX_BATCH_SIZE
+                ),
+            ));
+        }
+        spec.batch_size = value as u32;
+    }
+    if let Some(v) = &t.concurrency {
+        let value = *v.get_ref();
+        if !(1..=1000).contains(&value) {
+            return Err(ctx.at(
+                Some(v.span()),
+                key("concurrency"),
+                format!("expected a number from 1 to 1000, got {value}"),
+            ));
+        }
+        spec.concurrency = value as u32;
+    }
+    Ok(spec)
+}
+
+/// One `[[trigger.schedule]]`.
+fn schedule(
+    ctx: &Ctx<'_>,
+    index: usize,
+    schedule: &Spanned<RawSchedule>,
+    earlier: &[ScheduleSpec],
+) -> Result<ScheduleSpec, ManifestError> {
+    let key = |field: &str| format!("trigger.schedule[{index}].{field}");
+    let s = schedule.get_ref();
+    let function = ctx.function_ref(&s.function, key("function"))?;
+    let timezone = s
+        .timezone
+        .as_ref()
+        .map(|t| t.get_ref().clone())
+        .unwrap_or_else(|| "UTC".to_owned());
+    let (expr, expr_span, expr_key) = match (&s.cron, &s.rate) {
+        (Some(cron), None) => (
+            ScheduleExpr::Cron(cron.get_ref().clone()),
+            cron.span(),
+            key("cron"),
+        ),
+        (None, Some(rate)) => (
+            ScheduleExpr::Rate(
+                nimbus_events::schedule::parse_rate(rate.get_ref())
+                    .map_err(|e| ctx.at(Some(rate.span()), key("rate"), e))?,
+            ),
+            rate.span(),
+            key("rate"),
+        ),
+        _ => {
+            return Err(ctx.at(
+                Some(schedule.span()),
+                format!("trigger.schedule[{index}]"),
+                "expected exactly one of `cron = \"0 */5 * * * *\"` or `rate = \"5 minutes\"`"
+                    .into(),
+            ));
+        }
+    };
+    if let Err(message) = nimbus_events::schedule::Schedule::new(&expr, &timezone) {
+        let (span, key) = match &s.timezone {
+            Some(tz) if message.contains("time zone") => (tz.span(), key("timezone")),
+            _ => (expr_span, expr_key),
+        };
+        return Err(ctx.at(Some(span), key, message));
+    }
+    let missed = match s.missed.as_ref().map(|m| m.get_ref().as_str()) {
+        None | Some("skip") => Missed::Skip,
+        Some("run_once") => Missed::RunOnce,
+        Some(other) => {
+            return Err(ctx.at(
+                s.missed.as_ref().map(|m| m.span()),
+                key("missed"),
+                format!("expected \"skip\" or \"run_once\", got {other:?}"),
+            ));
+        }
+    };
+    let name = match &s.name {
+        Some(name) => Name::new(name.get_ref())
+            .map_err(|e| ctx.at(Some(name.span()), key("name"), e.to_string()))?
+            .to_string(),
+        None => format!("{function}-{index}"),
+    };
+    if earlier.iter().any(|other| other.name == name) {
+        return Err(ctx.at(
+            Some(schedule.span()),
+            key("name"),
+            format!("two schedules are named {name:?}; give each a distinct `name`"),
+        ));
+    }
+    let payload = s
+        .payload
+        .as_ref()
+        .map(|p| serde_json::to_string(p).unwrap_or_default());
+    Ok(ScheduleSpec {
+        name,
+        expr,
+        timezone,
+        missed,
+        function,
+        payload,
+    })
+}
+
+/// One `[[trigger.event]]` rule.
+fn rule(ctx: &Ctx<'_>, index: usize, rule: &Spanned<RawRule>) -> Result<RuleSpec, ManifestError> {
+    let key = |field: &str| format!("trigger.event[{index}].{field}");
+    let r = rule.get_ref();
+    let pattern = match r.pattern.get_ref() {
+        toml::Value::String(text) => text.clone(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    };
+    nimbus_events::Pattern::parse(&pattern)
+        .map_err(|e| ctx.at(Some(r.pattern.span()), key("pattern"), e.to_string()))?;
+    let target = match (&r.function, &r.queue) {
+        (Some(function), None) => {
+            Destination::Function(ctx.function_ref(function, key("function"))?)
+        }
+        (None, Some(queue)) => Destination::Queue(ctx.queue_ref(queue, key("queue"))?),
+        _ => {
+            return Err(ctx.at(
+                Some(rule.span()),
+                format!("trigger.event[{index}]"),
+                "expected exactly one target: `function = \"name\"` or `queue = \"name\"`".into(),
+            ));
+        }
+    };
+    Ok(RuleSpec {
+        name: r.name.clone().unwrap_or_else(|| format!("rule-{index}")),
+        pattern,
+        target,
     })
 }
 

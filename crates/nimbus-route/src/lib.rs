@@ -1,5 +1,6 @@
-//! Route path templates: `/literal/{param}/{*rest}`. Parsing lives here so the manifest can
-//! reject a bad path at the line it is written on; matching lives in the gateway's router.
+//! Route path templates: `/literal/{param}/{*rest}`. One parser, shared: the manifest rejects a
+//! bad path at the line it is written on, and the gateway's router builds its table from the
+//! same segments (matching lives there) without depending on the manifest.
 
 /// One segment of a route path.
 #[derive(Debug, Clone, PartialEq, Eq)]
