@@ -5,6 +5,7 @@
 //! gateway maps codes to statuses). Everything here is plain data plus pure functions, so it can
 //! be tested exhaustively and depended on by every layer without dragging anything in.
 
+pub mod clock;
 pub mod error;
 pub mod events;
 pub mod message;

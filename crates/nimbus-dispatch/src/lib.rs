@@ -388,4 +388,101 @@ mod tests {
             "clock order must not panic or expire"
         );
     }
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use nimbus_core::message::EventShape;
+    use nimbus_runtime::testing::ScriptedFunction;
+
+    #[derive(Default)]
+    struct Records(std::sync::Mutex<Vec<InvocationRecord>>);
+
+    impl RecordSink for Records {
+        fn record(&self, record: InvocationRecord) {
+            self.0.lock().unwrap().push(record);
+        }
+    }
+
+    fn config(max_concurrency: u32, max_waiting: usize) -> PoolConfig {
+        PoolConfig {
+            app: "a".into(),
+            function: "f".into(),
+            version: 1,
+            timeout: Duration::from_secs(5),
+            max_concurrency,
+            max_waiting,
+            wait_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            min_instances: 0,
+        }
+    }
+
+    fn request() -> Request {
+        http::Request::new(
+            http_body_util::Full::new(Bytes::new())
+                .map_err(
+                    |never: std::convert::Infallible| -> nimbus_runtime::BodyError {
+                        match never {}
+                    },
+                )
+                .boxed_unsync(),
+        )
+    }
+
+    /// Yield until `done` holds (the invocation task settles its instance after the answer).
+    async fn settle(done: impl Fn() -> bool) {
+        for _ in 0..10_000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the pool never settled");
+    }
+
+    #[tokio::test]
+    async fn warm_instances_are_reused_and_failed_ones_discarded() {
+        // Calls 0 and 1 succeed, call 2 traps, call 3 succeeds.
+        let function = ScriptedFunction::new(EventShape::CloudEvents, |n, _| match n {
+            2 => Err(InvokeError::Trap("boom".into())),
+            _ => Ok((200, Bytes::from_static(b"ok"))),
+        });
+        let records = Arc::new(Records::default());
+        let pool = Arc::new(Pool::new(function.clone(), config(4, 0), records.clone()));
+        for call in 0..4 {
+            let answer = pool.invoke(request(), format!("r{call}").into()).await;
+            assert_eq!(answer.is_ok(), call != 2, "call {call}");
+            settle(|| records.0.lock().unwrap().len() == call + 1).await;
+        }
+        assert_eq!(function.calls(), 4);
+        assert_eq!(
+            function.instances(),
+            2,
+            "one instance served calls 0-2; the trap discarded it"
+        );
+        let records = records.0.lock().unwrap();
+        let cold: Vec<bool> = records.iter().map(|r| r.cold).collect();
+        assert_eq!(cold, [true, false, false, true]);
+        assert_eq!(records[2].outcome, Outcome::Trap);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn idle_instances_are_reaped_after_the_idle_timeout() {
+        let function =
+            ScriptedFunction::new(EventShape::CloudEvents, |_, _| Ok((200, Bytes::new())));
+        let pool = Arc::new(Pool::new(
+            function.clone(),
+            config(4, 0),
+            Arc::new(Records::default()),
+        ));
+        pool.invoke(request(), "r".into()).await.unwrap();
+        settle(|| pool.idle_count() == 1).await;
+        let now = Instant::now();
+        assert_eq!(pool.reap_idle(now), 0, "not idle long enough");
+        assert_eq!(pool.reap_idle(now + Duration::from_secs(61)), 1);
+        assert_eq!(pool.idle_count(), 0, "scaled to zero");
+        pool.invoke(request(), "r2".into()).await.unwrap();
+        assert_eq!(function.instances(), 2, "the next call is a cold start");
+    }
 }

@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Errors inside request and response bodies.
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// A streaming HTTP body as it crosses the gateway ↔ executor boundary.
 pub type Body = UnsyncBoxBody<Bytes, BodyError>;

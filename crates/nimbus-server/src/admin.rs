@@ -350,7 +350,7 @@ async fn invocation(
 }
 
 async fn queues(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::QueueInfo>> {
-    let now = crate::events::now_ms();
+    let now = state.events.now_ms();
     let mut out = Vec::new();
     for app in state.platform.app_infos() {
         let prefix = format!("{}/", app.name);
@@ -407,10 +407,8 @@ async fn send_one(
     body: axum::body::Bytes,
 ) -> ApiResult<nimbus_api::SendResponse> {
     let deployed = state.platform.app(&app)?;
-    let mut meta = nimbus_events::MessageMeta::new(
-        nimbus_events::MessageKind::Message,
-        crate::events::now_ms(),
-    );
+    let mut meta =
+        nimbus_events::MessageMeta::new(nimbus_events::MessageKind::Message, state.events.now_ms());
     meta.group = query.group;
     meta.content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -435,7 +433,7 @@ async fn send_batch(
             format!("expected {{\"messages\": [{{\"body\": \"…\"}}, …]}}: {e}"),
         )
     })?;
-    let now = crate::events::now_ms();
+    let now = state.events.now_ms();
     let mut messages = Vec::with_capacity(batch.messages.len());
     for (index, message) in batch.messages.into_iter().enumerate() {
         let body = match (message.body, message.body_base64) {

@@ -149,7 +149,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .context("open the queue engine")?
             .context("open the queue engine")?
     };
-    let events = events::Events::new(queue, events::Events::standard_triggers(), tasks.clone());
+    let events = events::Events::new(
+        queue,
+        events::Events::standard_triggers(),
+        Arc::new(nimbus_core::clock::SystemClock),
+        tasks.clone(),
+    );
     let deployments = deployments::Deployments::default();
     // The local API's services: one line each.
     let local_api = Arc::new(

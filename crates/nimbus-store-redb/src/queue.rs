@@ -34,6 +34,7 @@
 use crate::{EventOp, RedbStore};
 use async_trait::async_trait;
 use bytes::Bytes;
+use nimbus_core::clock::{Clock, SystemClock};
 use nimbus_core::message::{
     Dead, DeadReason, Leased, MessageKind, MessageMeta, NewMessage, Peeked, QueueStats, dlq_of,
 };
@@ -113,13 +114,8 @@ pub struct QueueEngine {
     cached_bytes: AtomicUsize,
     /// Ids are unique across restarts: they start above the time of opening in microseconds.
     id_floor: u64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    /// Visibility, backoff and redrive times.
+    clock: Arc<dyn Clock>,
 }
 
 fn encode(meta: &MessageMeta) -> QueueResult<Vec<u8>> {
@@ -138,6 +134,14 @@ impl QueueEngine {
     /// Load every stored message and start the writer thread. Blocking: call from
     /// `spawn_blocking` or before the runtime is busy.
     pub fn open(store: Arc<RedbStore>) -> QueueResult<Arc<QueueEngine>> {
+        QueueEngine::open_with_clock(store, Arc::new(SystemClock))
+    }
+
+    /// [`QueueEngine::open`] on `clock` (tests use paused time).
+    pub fn open_with_clock(
+        store: Arc<RedbStore>,
+        clock: Arc<dyn Clock>,
+    ) -> QueueResult<Arc<QueueEngine>> {
         let metas = store.message_metas().map_err(store_error)?;
         let id_floor = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -162,7 +166,7 @@ impl QueueEngine {
             state.next_id = state.next_id.max(id_floor);
         }
         if !unreadable.is_empty() {
-            quarantine(&store, &mut queues, unreadable, id_floor)?;
+            quarantine(&store, &mut queues, unreadable, id_floor, clock.now_ms())?;
         }
         let (sender, receiver) = mpsc::channel::<WriteJob>();
         let writer_store = store.clone();
@@ -177,6 +181,7 @@ impl QueueEngine {
             writer_thread: Mutex::new(Some(writer_thread)),
             cached_bytes: AtomicUsize::new(0),
             id_floor,
+            clock,
         }))
     }
 
@@ -317,6 +322,7 @@ fn quarantine(
     queues: &mut HashMap<String, QueueState>,
     unreadable: Vec<(String, u64, String)>,
     id_floor: u64,
+    now_ms: u64,
 ) -> QueueResult<()> {
     let mut ops = Vec::new();
     let mut moved = Vec::new();
@@ -333,12 +339,12 @@ fn quarantine(
         let state = queues.entry(target.clone()).or_default();
         let new_id = state.next_id.max(id_floor);
         state.next_id = new_id + 1;
-        let mut meta = MessageMeta::new(MessageKind::Message, now_ms());
+        let mut meta = MessageMeta::new(MessageKind::Message, now_ms);
         meta.dead = Some(Dead {
             reason: DeadReason::Unreadable,
             origin: queue.clone(),
             error: format!("stored metadata of message {id} is unreadable: {error}"),
-            at_ms: now_ms(),
+            at_ms: now_ms,
         });
         tracing::error!(%queue, id, %error, dead_letter = %target, "stored message metadata is unreadable; the message was moved to the dead-letter queue");
         ops.push(EventOp::DeleteMessage { queue, id });
@@ -404,7 +410,7 @@ impl Queue for QueueEngine {
         max: usize,
         visibility: Duration,
     ) -> QueueResult<Vec<Leased>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let until = now + visibility.as_millis() as u64;
         let mut leased = Vec::new();
         let mut missing = Vec::new();
@@ -481,7 +487,7 @@ impl Queue for QueueEngine {
                 return Ok(leased);
             }
             let wait = next_at
-                .map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(1)))
+                .map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms()).max(1)))
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(1));
             tokio::select! {
@@ -505,7 +511,7 @@ impl Queue for QueueEngine {
     }
 
     async fn nack(&self, leased: &Leased, delay: Duration) -> QueueResult<bool> {
-        let at = now_ms() + delay.as_millis() as u64;
+        let at = self.clock.now_ms() + delay.as_millis() as u64;
         let meta = {
             let mut queues = self.state()?;
             let Some((ready, entry, notify)) = lease_of(&mut queues, leased) else {
@@ -538,7 +544,7 @@ impl Queue for QueueEngine {
             return Ok(false);
         };
         ready.remove(&(entry.visible_at, leased.id));
-        entry.visible_at = now_ms() + visibility.as_millis() as u64;
+        entry.visible_at = self.clock.now_ms() + visibility.as_millis() as u64;
         ready.insert((entry.visible_at, leased.id));
         Ok(true)
     }
@@ -610,7 +616,7 @@ impl Queue for QueueEngine {
             let origin = meta.dead.take().map(|d| d.origin).unwrap_or_default();
             meta.attempts = 0;
             meta.not_before_ms = 0;
-            meta.enqueued_ms = now_ms();
+            meta.enqueued_ms = self.clock.now_ms();
             messages.push(NewMessage {
                 queue: origin,
                 meta,
@@ -671,7 +677,7 @@ impl Queue for QueueEngine {
     }
 
     async fn stats(&self, prefix: &str) -> QueueResult<Vec<QueueStats>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let queues = self.state()?;
         let mut out: Vec<QueueStats> = queues
             .iter()
@@ -1019,7 +1025,7 @@ mod tests {
                 reason: DeadReason::RetriesExhausted,
                 origin: "a/q".into(),
                 error: "function_error: boom".into(),
-                at_ms: now_ms(),
+                at_ms: SystemClock.now_ms(),
             };
             assert!(
                 engine
@@ -1102,5 +1108,41 @@ mod tests {
         first.unwrap();
         assert_eq!(second.unwrap(), Committed::Conflict(Some(b"1".to_vec())));
         let _ = retry(|| engine.entry(EventTable::Schedules, "a/s")).await;
+    }
+
+    /// Leases, retries' backoff and lease waits follow the injected clock: a 30 s lease and a
+    /// one-minute backoff take no wall-clock time on paused time.
+    #[tokio::test(start_paused = true)]
+    async fn leases_and_backoff_follow_the_injected_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(nimbus_store::conformance::TokioClock::new(
+            1_700_000_000_000,
+        ));
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        let engine = QueueEngine::open_with_clock(store, clock).unwrap();
+        let mut message = message("a/q", "x", None);
+        message.meta.enqueued_ms = 1_700_000_000_000;
+        engine.commit(vec![message], vec![]).await.unwrap();
+        let first = engine.try_lease("a/q", 1, LEASE).await.unwrap();
+        assert_eq!(first.len(), 1);
+        tokio::time::advance(LEASE - Duration::from_millis(1)).await;
+        assert!(engine.try_lease("a/q", 1, LEASE).await.unwrap().is_empty());
+        tokio::time::advance(Duration::from_millis(2)).await;
+        let second = engine.try_lease("a/q", 1, LEASE).await.unwrap();
+        assert_eq!(second[0].attempt, 2, "the expired lease is redelivered");
+        assert!(!engine.ack(&first[0]).await.unwrap());
+        assert!(
+            engine
+                .nack(&second[0], Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(engine.try_lease("a/q", 1, LEASE).await.unwrap().is_empty());
+        // A waiting lease wakes when the backoff ends (auto-advance runs the clock forward).
+        let cancel = CancellationToken::new();
+        let third = engine.lease("a/q", 1, LEASE, &cancel).await.unwrap();
+        assert_eq!(third[0].attempt, 3);
+        engine.close().await;
     }
 }

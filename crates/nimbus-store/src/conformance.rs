@@ -157,3 +157,27 @@ fn record(app: &str, function: &str, id: &str) -> InvocationRecord {
         logs: String::new(),
     }
 }
+
+/// A clock that follows tokio's: under `#[tokio::test(start_paused = true)]` it moves only
+/// when the runtime's time does (`tokio::time::advance`, or auto-advance when idle), so tests
+/// of leases, retries and schedules run in milliseconds.
+pub struct TokioClock {
+    base_ms: u64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock reading `base_ms` now.
+    pub fn new(base_ms: u64) -> TokioClock {
+        TokioClock {
+            base_ms,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl nimbus_core::clock::Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        self.base_ms + self.start.elapsed().as_millis() as u64
+    }
+}

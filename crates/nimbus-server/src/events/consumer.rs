@@ -4,8 +4,7 @@
 //! decides.
 
 use super::{
-    Events, MAX_RESPONSE_BYTES, MAX_RESULT_BYTES, destination_message, now_ms, queue_key,
-    read_limited,
+    Events, MAX_RESPONSE_BYTES, MAX_RESULT_BYTES, destination_message, queue_key, read_limited,
 };
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -85,7 +84,7 @@ impl Consumer {
                 continue;
             }
             // Too old to try: dead-letter without invoking.
-            let now = now_ms();
+            let now = self.events.now_ms();
             let (expired, live): (Vec<Leased>, Vec<Leased>) = leased
                 .into_iter()
                 .partition(|l| policy::expired(self.policy(), l.meta.enqueued_ms, now));
@@ -260,7 +259,7 @@ impl Consumer {
             self.policy(),
             leased.attempt,
             leased.meta.enqueued_ms,
-            now_ms(),
+            self.events.now_ms(),
             rand::random::<f64>(),
         );
         match decision {
@@ -297,7 +296,7 @@ impl Consumer {
             reason,
             origin: key.clone(),
             error,
-            at_ms: now_ms(),
+            at_ms: self.events.now_ms(),
         };
         if let Err(error) = self.events.queue.dead_letter(leased, &dlq, dead).await {
             tracing::error!(queue = %key, id = leased.id, error = %crate::report(&error), "could not dead-letter; the message will be redelivered");
@@ -346,10 +345,11 @@ impl Consumer {
                 status: attempt.status,
                 error: attempt.error.as_ref().map(|(code, _)| code.as_str()),
                 response,
-                at_ms: now_ms(),
+                at_ms: self.events.now_ms(),
             },
         );
         let message = destination_message(
+            self.events.now_ms(),
             &self.app,
             destination,
             MessageKind::Record { success },
@@ -402,7 +402,7 @@ impl Consumer {
                 status: status.to_owned(),
                 attempts: leased.attempt,
                 enqueued_ms: leased.meta.enqueued_ms,
-                updated_ms: now_ms(),
+                updated_ms: self.events.now_ms(),
                 result,
                 error: attempt
                     .error

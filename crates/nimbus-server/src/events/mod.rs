@@ -13,12 +13,15 @@
 //! function's policy names one.
 
 mod consumer;
+#[cfg(test)]
+mod paused;
 pub(crate) mod triggers;
 
 use crate::deployments::{DeployedApp, DeploymentObserver};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use nimbus_api::InvocationStatus;
+use nimbus_core::clock::Clock;
 use nimbus_core::error::Error;
 use nimbus_core::{Destination, ErrorCode};
 use nimbus_events::message::async_queue_of;
@@ -51,13 +54,6 @@ const MAX_ASYNC_WORKERS: u32 = 32;
 /// Messages one async-queue worker leases at once (each is its own invocation).
 const ASYNC_LEASE_BATCH: usize = 16;
 
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The user-facing form of a queue failure; the cause rides along to the edge's log line.
 pub(crate) fn queue_error(error: QueueError) -> Error {
     Error::new(
@@ -85,6 +81,8 @@ pub struct Events {
     queue: Arc<dyn Queue>,
     /// Started for every version that begins serving, in order.
     triggers: Vec<Box<dyn Trigger>>,
+    /// Enqueue times, ages, schedule ticks (tests use paused time).
+    clock: Arc<dyn Clock>,
     /// Itself, for the tasks it starts (which outlive a call but not the server).
     this: std::sync::Weak<Events>,
     /// Consumers and schedulers join the server's one tracker, so shutdown can wait for them
@@ -134,11 +132,13 @@ impl Events {
     pub(crate) fn new(
         queue: Arc<dyn Queue>,
         triggers: Vec<Box<dyn Trigger>>,
+        clock: Arc<dyn Clock>,
         tasks: tokio_util::task::TaskTracker,
     ) -> Arc<Events> {
         Arc::new_cyclic(|this| Events {
             queue,
             triggers,
+            clock,
             this: this.clone(),
             tasks,
         })
@@ -151,6 +151,11 @@ impl Events {
             Box::new(triggers::QueueTriggers),
             Box::new(triggers::Schedules),
         ]
+    }
+
+    /// Now, in milliseconds since the epoch, on the driver's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     pub(crate) fn queue(&self) -> &Arc<dyn Queue> {
@@ -172,7 +177,7 @@ impl Events {
         idempotency_key: Option<&str>,
     ) -> Result<nimbus_gateway::AsyncAccepted, Error> {
         let idem_key = idempotency_key.map(|k| format!("{app}/{function}/{k}"));
-        let now = now_ms();
+        let now = self.now_ms();
         let id = uuid::Uuid::now_v7().simple().to_string();
         let mut meta = MessageMeta::new(kind, now);
         meta.invocation = Some(id.clone());
@@ -339,6 +344,7 @@ impl Events {
         for (rule, target) in app.rules.matching(&document) {
             tracing::debug!(app = app_name, rule, event = %event.id, "rule matched");
             messages.push(destination_message(
+                self.now_ms(),
                 app_name,
                 target,
                 MessageKind::Event,
@@ -363,7 +369,7 @@ impl Events {
     /// now and every [`SWEEP_INTERVAL`] until `stop`.
     pub(crate) async fn sweep_forever(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            match self.sweep(now_ms()).await {
+            match self.sweep(self.now_ms()).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(
                     removed,
@@ -463,6 +469,7 @@ impl DeploymentObserver for Events {
 
 /// A message carrying a result, error record or event to a destination.
 fn destination_message(
+    now_ms: u64,
     app: &str,
     target: &Destination,
     kind: MessageKind,
@@ -473,7 +480,7 @@ fn destination_message(
         Destination::Function(function) => (async_queue_of(function.as_str()), kind),
         Destination::Queue(queue) => (queue.to_string(), MessageKind::Message),
     };
-    let mut meta = MessageMeta::new(kind, now_ms());
+    let mut meta = MessageMeta::new(kind, now_ms);
     meta.content_type = content_type.map(str::to_owned);
     if matches!(target, Destination::Function(_)) {
         meta.invocation = Some(uuid::Uuid::now_v7().simple().to_string());
@@ -549,14 +556,20 @@ pub(crate) fn parse_event(headers: &http::HeaderMap, body: Bytes) -> Result<Clou
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use nimbus_core::clock::SystemClock;
 
     #[tokio::test]
     async fn expired_statuses_and_idempotency_keys_are_swept() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(nimbus_store_redb::RedbStore::open(dir.path()).unwrap());
         let queue = nimbus_store_redb::QueueEngine::open(store).unwrap();
-        let events = Events::new(queue, Vec::new(), tokio_util::task::TaskTracker::new());
-        let now = now_ms();
+        let events = Events::new(
+            queue,
+            Vec::new(),
+            Arc::new(SystemClock),
+            tokio_util::task::TaskTracker::new(),
+        );
+        let now = SystemClock.now_ms();
         let day = STATUS_RETENTION.as_millis() as u64;
         let status = |id: &str, updated_ms: u64| InvocationStatus {
             id: id.into(),

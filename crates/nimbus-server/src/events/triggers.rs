@@ -13,7 +13,7 @@
 
 use super::consumer::{BatchMode, Consumer};
 use super::{
-    ASYNC_LEASE_BATCH, CONDITIONAL_ATTEMPTS, Events, MAX_ASYNC_WORKERS, now_ms, queue_key, to_json,
+    ASYNC_LEASE_BATCH, CONDITIONAL_ATTEMPTS, Events, MAX_ASYNC_WORKERS, queue_key, to_json,
 };
 use crate::deployments::DeployedApp;
 use bytes::Bytes;
@@ -148,7 +148,7 @@ impl Schedules {
                 return;
             }
         };
-        let plan = resume(&schedule, last, now_ms() as i64, spec.missed);
+        let plan = resume(&schedule, last, events.now_ms() as i64, spec.missed);
         if let Some(tick) = plan.fire_now {
             Schedules::fire(&events, &app, &spec, &key, tick).await;
         }
@@ -156,7 +156,7 @@ impl Schedules {
         while let Some(tick) = next {
             // Sleep in bounded steps so clock changes are noticed.
             loop {
-                let now = now_ms() as i64;
+                let now = events.now_ms() as i64;
                 if now >= tick {
                     break;
                 }
@@ -170,7 +170,7 @@ impl Schedules {
                 return;
             }
             Schedules::fire(&events, &app, &spec, &key, tick).await;
-            next = schedule.next_after(tick.max(now_ms() as i64 - 1));
+            next = schedule.next_after(tick.max(events.now_ms() as i64 - 1));
         }
     }
 
@@ -191,7 +191,7 @@ impl Schedules {
         event.id = format!("{app}-{}-{tick}", spec.name);
         event.subject = Some(spec.name.clone());
         event.time = Some(format::millis_to_rfc3339(tick.max(0) as u64));
-        let mut meta = MessageMeta::new(MessageKind::Event, now_ms());
+        let mut meta = MessageMeta::new(MessageKind::Event, events.now_ms());
         meta.invocation = Some(uuid::Uuid::now_v7().simple().to_string());
         let message = NewMessage {
             queue: queue_key(app, &async_queue_of(spec.function.as_str())),

@@ -3,7 +3,7 @@
 
 use super::{header_text, not_found};
 use crate::deployments::Deployments;
-use crate::events::{Events, now_ms};
+use crate::events::Events;
 use bytes::Bytes;
 use nimbus_core::ErrorCode;
 use nimbus_core::error::Error;
@@ -40,7 +40,7 @@ impl Service for Queues {
                 "the calling app is no longer deployed",
             )
         })?;
-        let mut meta = MessageMeta::new(MessageKind::Message, now_ms());
+        let mut meta = MessageMeta::new(MessageKind::Message, self.events.now_ms());
         meta.content_type = header_text(request.headers, "content-type");
         meta.group = header_text(request.headers, "x-nimbus-group");
         let ids = self
