@@ -169,15 +169,13 @@ async fn upload_artifact(
         )
         .into());
     }
-    let store = state.platform.store();
-    let key = digest.clone();
-    match tokio::task::spawn_blocking(move || store.put_artifact(&key, &body)).await {
-        Ok(Ok(())) => Ok(Json(serde_json::json!({"digest": digest}))),
-        Ok(Err(error)) => Err(crate::platform::store_error(error).into()),
-        Err(error) => {
-            Err(Error::new(ErrorCode::Internal, format!("store artifact: {error}")).into())
-        }
-    }
+    state
+        .platform
+        .store()
+        .put_artifact(&digest, body)
+        .await
+        .map_err(crate::platform::store_error)?;
+    Ok(Json(serde_json::json!({"digest": digest})))
 }
 
 async fn deploy(
@@ -580,23 +578,30 @@ async fn logs(
     // Validate the function exists, so a typo is an error rather than an empty log.
     state.platform.pool(Some(&app), &function)?;
     let store = state.platform.record_store();
-    let records = tokio::task::spawn_blocking(move || {
-        let after = match query.tail {
-            Some(tail) => store
-                .last_seq(&app, &function)?
-                .saturating_sub(tail as u64)
-                .max(query.after),
-            None => query.after,
-        };
-        store.records(
+    let read = |e: nimbus_store::StoreError| {
+        Error::new(
+            ErrorCode::Internal,
+            "the invocation records could not be read",
+        )
+        .caused_by(e)
+    };
+    let after = match query.tail {
+        Some(tail) => store
+            .last_seq(&app, &function)
+            .await
+            .map_err(read)?
+            .saturating_sub(tail as u64)
+            .max(query.after),
+        None => query.after,
+    };
+    let records = store
+        .records(
             &app,
             &function,
             after,
             query.limit.unwrap_or(1000).min(1000),
         )
-    })
-    .await
-    .map_err(|e| Error::new(ErrorCode::Internal, format!("read records: {e}")))?
-    .map_err(|e| Error::new(ErrorCode::Internal, format!("read records: {e}")))?;
+        .await
+        .map_err(read)?;
     Ok(Json(LogsResponse { records }))
 }

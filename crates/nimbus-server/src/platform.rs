@@ -71,18 +71,6 @@ pub(crate) fn store_error(error: StoreError) -> Error {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Error> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(store_error),
-        Err(error) => Err(Error::new(
-            ErrorCode::Internal,
-            format!("storage task failed: {error}"),
-        )),
-    }
-}
-
 /// How the platform's background work lives and ends.
 pub(crate) struct Lifecycle {
     /// Idle instances older than this are dropped (scale to zero).
@@ -170,13 +158,13 @@ impl Platform {
     pub(crate) async fn restore(&self) -> anyhow::Result<()> {
         let _guard = self.deploy_lock.lock().await;
         let store = self.store.clone();
-        let apps = blocking(move || store.apps()).await?;
+        let apps = store.apps().await.map_err(store_error)?;
         let mut loaded = BTreeMap::new();
         for app in apps {
             let Some(active) = app.active else { continue };
             let store = self.store.clone();
             let name = app.name.clone();
-            let version = blocking(move || store.version(&name, active)).await?;
+            let version = store.version(&name, active).await.map_err(store_error)?;
             match self.prepare(version).await {
                 Ok((deployed, _)) => {
                     loaded.insert(app.name.clone(), Arc::new(deployed));
@@ -225,7 +213,7 @@ impl Platform {
                 })?;
             let store = self.store.clone();
             let key = digest.clone();
-            let bytes = blocking(move || store.get_artifact(&key)).await?;
+            let bytes = store.get_artifact(&key).await.map_err(store_error)?;
             let started = Instant::now();
             let (loaded, source) = self
                 .executor
@@ -341,7 +329,7 @@ impl Platform {
         // Deploys are serialized by the lock, so the store will assign exactly latest + 1.
         let store = self.store.clone();
         let name = app_name.clone();
-        let latest = match blocking(move || store.app(&name)).await {
+        let latest = match store.app(&name).await.map_err(store_error) {
             Ok(record) => record.latest,
             Err(error) if error.code == ErrorCode::AppNotFound => 0,
             Err(error) => return Err(error),
@@ -361,7 +349,10 @@ impl Platform {
 
         let store = self.store.clone();
         let name = app_name.clone();
-        let committed = blocking(move || store.deploy(&name, new_version)).await?;
+        let committed = store
+            .deploy(&name, new_version)
+            .await
+            .map_err(store_error)?;
         if committed.number != latest + 1 {
             tracing::error!(app = %app_name, expected = latest + 1, got = committed.number, "version numbering raced");
         }
@@ -374,20 +365,20 @@ impl Platform {
         let _guard = self.deploy_lock.lock().await;
         let store = self.store.clone();
         let name = app.to_owned();
-        let record = blocking(move || store.app(&name)).await?;
+        let record = store.app(&name).await.map_err(store_error)?;
         let Some(&previous) = record.history.iter().rev().nth(1) else {
             return Err(store_error(StoreError::NoPreviousVersion(app.to_owned())));
         };
         let store = self.store.clone();
         let name = app.to_owned();
-        let version = blocking(move || store.version(&name, previous)).await?;
+        let version = store.version(&name, previous).await.map_err(store_error)?;
         let (deployed, infos) = self.prepare(version).await?;
         let response = describe(&deployed, infos);
         let apps = self.next_snapshot(app, Some(deployed));
         let table = build_routes(&apps)?;
         let store = self.store.clone();
         let name = app.to_owned();
-        blocking(move || store.rollback(&name)).await?;
+        store.rollback(&name).await.map_err(store_error)?;
         self.install(apps, table);
         tracing::info!(app, version = previous, "rolled back");
         Ok(response)
@@ -398,7 +389,7 @@ impl Platform {
         let info = self.app_infos().into_iter().find(|a| a.name == app);
         let store = self.store.clone();
         let name = app.to_owned();
-        blocking(move || store.remove_app(&name)).await?;
+        store.remove_app(&name).await.map_err(store_error)?;
         let apps = self.next_snapshot(app, None);
         let table = build_routes(&apps)?;
         self.install(apps, table);
@@ -428,7 +419,7 @@ impl Platform {
 
     pub(crate) async fn app_infos_with_latest(&self) -> Result<Vec<AppInfo>, Error> {
         let store = self.store.clone();
-        let records = blocking(move || store.apps()).await?;
+        let records = store.apps().await.map_err(store_error)?;
         let mut infos = self.app_infos();
         for info in &mut infos {
             if let Some(record) = records.iter().find(|r| r.name == info.name) {

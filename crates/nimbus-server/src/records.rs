@@ -66,13 +66,8 @@ impl RecordWriter {
                 }
                 if !batch.is_empty() {
                     let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    let store = store.clone();
-                    match tokio::task::spawn_blocking(move || store.append_records(records)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(error)) => {
-                            tracing::warn!(error = %error, "write invocation records")
-                        }
-                        Err(error) => tracing::warn!(error = %error, "record writer task"),
+                    if let Err(error) = store.append_records(records).await {
+                        tracing::warn!(error = %crate::report(&error), "write invocation records");
                     }
                 }
                 for done in waiters.drain(..) {

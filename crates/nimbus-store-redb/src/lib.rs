@@ -16,6 +16,8 @@
 //! leaves at worst an unreferenced artifact. Records use eventual durability: a crash may lose
 //! the last few records, never corrupt the registry.
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use nimbus_core::InvocationRecord;
 use nimbus_store::{
     AppRecord, EventTable, NewVersion, RecordStore, Registry, Result, StoreError, TableOp,
@@ -58,7 +60,15 @@ pub const DATABASE_FILE: &str = "nimbus.redb";
 /// The directory of uploaded artifacts in the store's directory.
 pub const ARTIFACTS_DIR: &str = "artifacts";
 
+/// The embedded store. Cheap to clone (one shared database); every trait method runs its redb
+/// transaction or file I/O on tokio's blocking pool.
+#[derive(Clone)]
 pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+/// The database and the artifact directory, used synchronously.
+pub(crate) struct Inner {
     db: Database,
     artifacts: PathBuf,
 }
@@ -76,8 +86,32 @@ fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 impl RedbStore {
-    /// Open (or create) the store in `dir`.
+    /// Open (or create) the store in `dir`. Blocking: call it from `spawn_blocking` or before
+    /// the runtime is busy.
     pub fn open(dir: &Path) -> Result<RedbStore> {
+        Ok(RedbStore {
+            inner: Arc::new(Inner::open(dir)?),
+        })
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// Run `work` on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(backend)?
+    }
+}
+
+impl Inner {
+    fn open(dir: &Path) -> Result<Inner> {
         let artifacts = dir.join(ARTIFACTS_DIR);
         std::fs::create_dir_all(&artifacts).map_err(backend)?;
         let db = Database::create(dir.join(DATABASE_FILE)).map_err(backend)?;
@@ -94,7 +128,7 @@ impl RedbStore {
             txn.open_table(SCHEDULES).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
-        Ok(RedbStore { db, artifacts })
+        Ok(Inner { db, artifacts })
     }
 
     fn artifact_path(&self, digest: &str) -> Result<PathBuf> {
@@ -122,8 +156,8 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl Registry for RedbStore {
-    fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+impl Inner {
+    pub(crate) fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<()> {
         let path = self.artifact_path(digest)?;
         let actual = sha256_hex(bytes);
         if actual != digest {
@@ -145,7 +179,7 @@ impl Registry for RedbStore {
         Ok(())
     }
 
-    fn get_artifact(&self, digest: &str) -> Result<Arc<[u8]>> {
+    pub(crate) fn get_artifact(&self, digest: &str) -> Result<Arc<[u8]>> {
         let path = self.artifact_path(digest)?;
         match std::fs::read(&path) {
             Ok(bytes) => Ok(bytes.into()),
@@ -156,11 +190,11 @@ impl Registry for RedbStore {
         }
     }
 
-    fn has_artifact(&self, digest: &str) -> Result<bool> {
+    pub(crate) fn has_artifact(&self, digest: &str) -> Result<bool> {
         Ok(is_sha256_hex(digest) && self.artifact_path(digest)?.exists())
     }
 
-    fn deploy(&self, app: &str, version: NewVersion) -> Result<VersionRecord> {
+    pub(crate) fn deploy(&self, app: &str, version: NewVersion) -> Result<VersionRecord> {
         for digest in version.functions.values() {
             if !self.has_artifact(digest)? {
                 return Err(StoreError::ArtifactNotFound(digest.clone()));
@@ -202,7 +236,7 @@ impl Registry for RedbStore {
         Ok(record)
     }
 
-    fn rollback(&self, app: &str) -> Result<VersionRecord> {
+    pub(crate) fn rollback(&self, app: &str) -> Result<VersionRecord> {
         let txn = self.db.begin_write().map_err(backend)?;
         let version = {
             let mut apps = txn.open_table(APPS).map_err(backend)?;
@@ -232,7 +266,7 @@ impl Registry for RedbStore {
         Ok(version)
     }
 
-    fn remove_app(&self, app: &str) -> Result<()> {
+    pub(crate) fn remove_app(&self, app: &str) -> Result<()> {
         let txn = self.db.begin_write().map_err(backend)?;
         {
             let mut apps = txn.open_table(APPS).map_err(backend)?;
@@ -262,7 +296,7 @@ impl Registry for RedbStore {
         txn.commit().map_err(backend)
     }
 
-    fn apps(&self) -> Result<Vec<AppRecord>> {
+    pub(crate) fn apps(&self) -> Result<Vec<AppRecord>> {
         let txn = self.db.begin_read().map_err(backend)?;
         let apps = txn.open_table(APPS).map_err(backend)?;
         let mut out = Vec::new();
@@ -273,11 +307,11 @@ impl Registry for RedbStore {
         Ok(out)
     }
 
-    fn app(&self, app: &str) -> Result<AppRecord> {
+    pub(crate) fn app(&self, app: &str) -> Result<AppRecord> {
         self.read_app(app)
     }
 
-    fn version(&self, app: &str, number: u64) -> Result<VersionRecord> {
+    pub(crate) fn version(&self, app: &str, number: u64) -> Result<VersionRecord> {
         let txn = self.db.begin_read().map_err(backend)?;
         let versions = txn.open_table(VERSIONS).map_err(backend)?;
         let value = versions
@@ -314,7 +348,7 @@ pub(crate) enum EventOp {
 
 /// The queue tables, as the engine reads and writes them. A commit is atomic; a `durable` one
 /// is on disk when it returns, a non-durable one becomes durable with the next durable commit.
-impl RedbStore {
+impl Inner {
     pub(crate) fn commit_events(&self, ops: &[EventOp], durable: bool) -> Result<()> {
         let mut txn = self.db.begin_write().map_err(backend)?;
         txn.set_durability(if durable {
@@ -413,8 +447,8 @@ impl RedbStore {
     }
 }
 
-impl RecordStore for RedbStore {
-    fn append_records(&self, batch: Vec<InvocationRecord>) -> Result<()> {
+impl Inner {
+    pub(crate) fn append_records(&self, batch: Vec<InvocationRecord>) -> Result<()> {
         // Group by function, keeping arrival order within each function.
         let mut groups: BTreeMap<String, Vec<InvocationRecord>> = BTreeMap::new();
         for record in batch {
@@ -455,7 +489,7 @@ impl RecordStore for RedbStore {
         txn.commit().map_err(backend)
     }
 
-    fn records(
+    pub(crate) fn records(
         &self,
         app: &str,
         function: &str,
@@ -492,7 +526,7 @@ impl RecordStore for RedbStore {
         Ok(out)
     }
 
-    fn last_seq(&self, app: &str, function: &str) -> Result<u64> {
+    pub(crate) fn last_seq(&self, app: &str, function: &str) -> Result<u64> {
         let key = format!("{app}/{function}");
         let txn = self.db.begin_read().map_err(backend)?;
         let seqs = txn.open_table(SEQS).map_err(backend)?;
@@ -504,28 +538,104 @@ impl RecordStore for RedbStore {
     }
 }
 
+#[async_trait]
+impl Registry for RedbStore {
+    async fn put_artifact(&self, digest: &str, bytes: Bytes) -> Result<()> {
+        let digest = digest.to_owned();
+        self.run(move |inner| inner.put_artifact(&digest, &bytes))
+            .await
+    }
+
+    async fn get_artifact(&self, digest: &str) -> Result<Arc<[u8]>> {
+        let digest = digest.to_owned();
+        self.run(move |inner| inner.get_artifact(&digest)).await
+    }
+
+    async fn has_artifact(&self, digest: &str) -> Result<bool> {
+        let digest = digest.to_owned();
+        self.run(move |inner| inner.has_artifact(&digest)).await
+    }
+
+    async fn deploy(&self, app: &str, version: NewVersion) -> Result<VersionRecord> {
+        let app = app.to_owned();
+        self.run(move |inner| inner.deploy(&app, version)).await
+    }
+
+    async fn rollback(&self, app: &str) -> Result<VersionRecord> {
+        let app = app.to_owned();
+        self.run(move |inner| inner.rollback(&app)).await
+    }
+
+    async fn remove_app(&self, app: &str) -> Result<()> {
+        let app = app.to_owned();
+        self.run(move |inner| inner.remove_app(&app)).await
+    }
+
+    async fn apps(&self) -> Result<Vec<AppRecord>> {
+        self.run(|inner| inner.apps()).await
+    }
+
+    async fn app(&self, app: &str) -> Result<AppRecord> {
+        let app = app.to_owned();
+        self.run(move |inner| inner.app(&app)).await
+    }
+
+    async fn version(&self, app: &str, number: u64) -> Result<VersionRecord> {
+        let app = app.to_owned();
+        self.run(move |inner| inner.version(&app, number)).await
+    }
+}
+
+#[async_trait]
+impl RecordStore for RedbStore {
+    async fn append_records(&self, records: Vec<InvocationRecord>) -> Result<()> {
+        self.run(move |inner| inner.append_records(records)).await
+    }
+
+    async fn records(
+        &self,
+        app: &str,
+        function: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>> {
+        let (app, function) = (app.to_owned(), function.to_owned());
+        self.run(move |inner| inner.records(&app, &function, after, limit))
+            .await
+    }
+
+    async fn last_seq(&self, app: &str, function: &str) -> Result<u64> {
+        let (app, function) = (app.to_owned(), function.to_owned());
+        self.run(move |inner| inner.last_seq(&app, &function)).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn conformance() {
+    #[tokio::test]
+    async fn conformance() {
         let dirs = std::sync::Mutex::new(Vec::new());
         nimbus_store::conformance::run_all(|| {
             let dir = tempfile::tempdir().unwrap();
             let store = RedbStore::open(dir.path()).unwrap();
             dirs.lock().unwrap().push(dir);
             store
-        });
+        })
+        .await;
     }
 
-    #[test]
-    fn survives_reopen() {
+    #[tokio::test]
+    async fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = RedbStore::open(dir.path()).unwrap();
             let digest = sha256_hex(b"x");
-            store.put_artifact(&digest, b"x").unwrap();
+            store
+                .put_artifact(&digest, Bytes::from_static(b"x"))
+                .await
+                .unwrap();
             store
                 .deploy(
                     "a",
@@ -534,14 +644,15 @@ mod tests {
                         functions: [("f".to_owned(), digest)].into(),
                     },
                 )
+                .await
                 .unwrap();
         }
         let store = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(store.app("a").unwrap().active, Some(1));
+        assert_eq!(store.app("a").await.unwrap().active, Some(1));
     }
 
-    #[test]
-    fn records_are_pruned_to_the_retention_limit() {
+    #[tokio::test]
+    async fn records_are_pruned_to_the_retention_limit() {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path()).unwrap();
         let record = |i: u64| InvocationRecord {
@@ -564,9 +675,10 @@ mod tests {
         {
             store
                 .append_records(chunk.iter().map(|&i| record(i)).collect())
+                .await
                 .unwrap();
         }
-        let kept = store.records("a", "f", 0, usize::MAX).unwrap();
+        let kept = store.records("a", "f", 0, usize::MAX).await.unwrap();
         assert_eq!(kept.len() as u64, RECORDS_PER_FUNCTION);
         assert_eq!(kept[0].seq, 251);
         assert_eq!(

@@ -31,7 +31,7 @@
 //! persisted), and a retry's backoff is honoured. A message whose stored metadata cannot be
 //! read is not skipped: it is moved, body intact, to its queue's dead-letter queue.
 
-use crate::{EventOp, RedbStore};
+use crate::{EventOp, Inner, RedbStore};
 use async_trait::async_trait;
 use bytes::Bytes;
 use nimbus_core::clock::{Clock, SystemClock};
@@ -142,7 +142,7 @@ impl QueueEngine {
         store: Arc<RedbStore>,
         clock: Arc<dyn Clock>,
     ) -> QueueResult<Arc<QueueEngine>> {
-        let metas = store.message_metas().map_err(store_error)?;
+        let metas = store.inner().message_metas().map_err(store_error)?;
         let id_floor = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
@@ -166,13 +166,19 @@ impl QueueEngine {
             state.next_id = state.next_id.max(id_floor);
         }
         if !unreadable.is_empty() {
-            quarantine(&store, &mut queues, unreadable, id_floor, clock.now_ms())?;
+            quarantine(
+                store.inner(),
+                &mut queues,
+                unreadable,
+                id_floor,
+                clock.now_ms(),
+            )?;
         }
         let (sender, receiver) = mpsc::channel::<WriteJob>();
         let writer_store = store.clone();
         let writer_thread = std::thread::Builder::new()
             .name("nimbus-queue-writer".into())
-            .spawn(move || writer_loop(&writer_store, receiver))
+            .spawn(move || writer_loop(writer_store.inner(), receiver))
             .map_err(QueueError::backend)?;
         Ok(Arc::new(QueueEngine {
             store,
@@ -304,10 +310,10 @@ impl QueueEngine {
     /// Run a blocking read of the store off the async workers.
     async fn read<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&RedbStore) -> nimbus_store::Result<T> + Send + 'static,
+        work: impl FnOnce(&Inner) -> nimbus_store::Result<T> + Send + 'static,
     ) -> QueueResult<T> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
+        tokio::task::spawn_blocking(move || work(store.inner()))
             .await
             .map_err(QueueError::backend)?
             .map_err(store_error)
@@ -318,7 +324,7 @@ impl QueueEngine {
 /// envelope, keeping the body, so nothing stored is silently dropped. Runs at open, before the
 /// writer starts.
 fn quarantine(
-    store: &RedbStore,
+    store: &Inner,
     queues: &mut HashMap<String, QueueState>,
     unreadable: Vec<(String, u64, String)>,
     id_floor: u64,
@@ -848,7 +854,7 @@ type Overlay = HashMap<(EventTable, String), Option<Vec<u8>>>;
 /// Does `condition` hold, given the store and the ops of earlier jobs in the same batch? Its
 /// error or, when it fails, what the key holds.
 fn check(
-    store: &RedbStore,
+    store: &Inner,
     overlay: &Overlay,
     condition: &Condition,
 ) -> Result<Result<(), Option<Vec<u8>>>, StoreError> {
@@ -877,7 +883,7 @@ fn record_overlay(overlay: &mut Overlay, ops: &[EventOp]) {
     }
 }
 
-fn writer_loop(store: &RedbStore, jobs: mpsc::Receiver<WriteJob>) {
+fn writer_loop(store: &Inner, jobs: mpsc::Receiver<WriteJob>) {
     let mut dirty = false;
     loop {
         let first = match jobs.recv_timeout(if dirty {
@@ -1059,6 +1065,7 @@ mod tests {
         {
             let store = RedbStore::open(dir.path()).unwrap();
             store
+                .inner()
                 .commit_events(
                     &[EventOp::PutMessage {
                         queue: "a/q".into(),

@@ -20,18 +20,19 @@ pub mod unreliable;
 pub trait Store: Registry + RecordStore {}
 impl<T: Registry + RecordStore> Store for T {}
 
-pub fn run_all<S: Store>(make: impl Fn() -> S) {
-    artifacts_are_content_addressed(&make());
-    deploy_activates_and_rollback_restores(&make());
-    remove_app_forgets_everything(&make());
-    records_are_sequenced_and_bounded(&make());
+pub async fn run_all<S: Store>(make: impl Fn() -> S) {
+    artifacts_are_content_addressed(&make()).await;
+    deploy_activates_and_rollback_restores(&make()).await;
+    remove_app_forgets_everything(&make()).await;
+    records_are_sequenced_and_bounded(&make()).await;
 }
 
-fn version(store: &impl Store, manifest: &str) -> NewVersion {
+async fn version(store: &impl Store, manifest: &str) -> NewVersion {
     let bytes = format!("wasm for {manifest}");
     let digest = sha256_hex(bytes.as_bytes());
     store
-        .put_artifact(&digest, bytes.as_bytes())
+        .put_artifact(&digest, bytes::Bytes::from(bytes.clone()))
+        .await
         .expect("put artifact");
     NewVersion {
         manifest: manifest.to_owned(),
@@ -39,106 +40,134 @@ fn version(store: &impl Store, manifest: &str) -> NewVersion {
     }
 }
 
-pub fn artifacts_are_content_addressed(store: &impl Store) {
+pub async fn artifacts_are_content_addressed(store: &impl Store) {
     let bytes = b"\0asm not really";
     let digest = sha256_hex(bytes);
-    assert!(!store.has_artifact(&digest).unwrap());
+    assert!(!store.has_artifact(&digest).await.unwrap());
     assert!(matches!(
-        store.get_artifact(&digest),
+        store.get_artifact(&digest).await,
         Err(StoreError::ArtifactNotFound(_))
     ));
     let wrong = sha256_hex(b"other");
     assert!(matches!(
-        store.put_artifact(&wrong, bytes),
+        store
+            .put_artifact(&wrong, bytes::Bytes::from_static(bytes))
+            .await,
         Err(StoreError::DigestMismatch { .. })
     ));
-    store.put_artifact(&digest, bytes).unwrap();
-    store.put_artifact(&digest, bytes).unwrap();
-    assert_eq!(&*store.get_artifact(&digest).unwrap(), bytes);
+    store
+        .put_artifact(&digest, bytes::Bytes::from_static(bytes))
+        .await
+        .unwrap();
+    store
+        .put_artifact(&digest, bytes::Bytes::from_static(bytes))
+        .await
+        .unwrap();
+    assert_eq!(&*store.get_artifact(&digest).await.unwrap(), bytes);
     // A digest that is not hex must never become a path.
-    assert!(store.get_artifact("../../etc/passwd").is_err());
+    assert!(store.get_artifact("../../etc/passwd").await.is_err());
 }
 
-pub fn deploy_activates_and_rollback_restores(store: &impl Store) {
-    assert!(matches!(store.app("shop"), Err(StoreError::AppNotFound(_))));
+pub async fn deploy_activates_and_rollback_restores(store: &impl Store) {
+    assert!(matches!(
+        store.app("shop").await,
+        Err(StoreError::AppNotFound(_))
+    ));
     let missing = NewVersion {
         manifest: "m".into(),
         functions: BTreeMap::from([("f".into(), sha256_hex(b"never"))]),
     };
     assert!(matches!(
-        store.deploy("shop", missing),
+        store.deploy("shop", missing).await,
         Err(StoreError::ArtifactNotFound(_))
     ));
     assert!(
-        matches!(store.app("shop"), Err(StoreError::AppNotFound(_))),
+        matches!(store.app("shop").await, Err(StoreError::AppNotFound(_))),
         "a failed deploy leaves nothing"
     );
 
-    let v1 = store.deploy("shop", version(store, "one")).unwrap();
+    let v1 = store
+        .deploy("shop", version(store, "one").await)
+        .await
+        .unwrap();
     assert_eq!(v1.number, 1);
     assert!(matches!(
-        store.rollback("shop"),
+        store.rollback("shop").await,
         Err(StoreError::NoPreviousVersion(_))
     ));
-    let v2 = store.deploy("shop", version(store, "two")).unwrap();
+    let v2 = store
+        .deploy("shop", version(store, "two").await)
+        .await
+        .unwrap();
     assert_eq!(v2.number, 2);
     assert_ne!(v1.digest, v2.digest);
-    assert_eq!(store.app("shop").unwrap().active, Some(2));
+    assert_eq!(store.app("shop").await.unwrap().active, Some(2));
 
-    let back = store.rollback("shop").unwrap();
+    let back = store.rollback("shop").await.unwrap();
     assert_eq!(back.number, 1);
     assert_eq!(back.manifest, "one");
-    assert_eq!(store.app("shop").unwrap().active, Some(1));
+    assert_eq!(store.app("shop").await.unwrap().active, Some(1));
     assert!(matches!(
-        store.rollback("shop"),
+        store.rollback("shop").await,
         Err(StoreError::NoPreviousVersion(_))
     ));
 
-    let v3 = store.deploy("shop", version(store, "three")).unwrap();
+    let v3 = store
+        .deploy("shop", version(store, "three").await)
+        .await
+        .unwrap();
     assert_eq!(v3.number, 3, "numbers are never reused");
     assert_eq!(
-        store.version("shop", 2).unwrap().manifest,
+        store.version("shop", 2).await.unwrap().manifest,
         "two",
         "versions are immutable and kept"
     );
-    assert_eq!(store.apps().unwrap().len(), 1);
+    assert_eq!(store.apps().await.unwrap().len(), 1);
 }
 
-pub fn remove_app_forgets_everything(store: &impl Store) {
-    store.deploy("gone", version(store, "x")).unwrap();
+pub async fn remove_app_forgets_everything(store: &impl Store) {
+    store
+        .deploy("gone", version(store, "x").await)
+        .await
+        .unwrap();
     store
         .append_records(vec![record("gone", "f", "r1")])
+        .await
         .unwrap();
-    store.remove_app("gone").unwrap();
-    assert!(matches!(store.app("gone"), Err(StoreError::AppNotFound(_))));
-    assert!(store.records("gone", "f", 0, 10).unwrap().is_empty());
+    store.remove_app("gone").await.unwrap();
     assert!(matches!(
-        store.remove_app("gone"),
+        store.app("gone").await,
+        Err(StoreError::AppNotFound(_))
+    ));
+    assert!(store.records("gone", "f", 0, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        store.remove_app("gone").await,
         Err(StoreError::AppNotFound(_))
     ));
 }
 
-pub fn records_are_sequenced_and_bounded(store: &impl Store) {
+pub async fn records_are_sequenced_and_bounded(store: &impl Store) {
     let batch: Vec<_> = (0..5).map(|i| record("a", "f", &format!("r{i}"))).collect();
-    store.append_records(batch).unwrap();
+    store.append_records(batch).await.unwrap();
     store
         .append_records(vec![record("a", "g", "other")])
+        .await
         .unwrap();
-    let all = store.records("a", "f", 0, 100).unwrap();
+    let all = store.records("a", "f", 0, 100).await.unwrap();
     assert_eq!(
         all.iter().map(|r| r.seq).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5]
     );
     assert_eq!(&*all[0].request_id, "r0");
-    let after = store.records("a", "f", 3, 100).unwrap();
+    let after = store.records("a", "f", 3, 100).await.unwrap();
     assert_eq!(
         after.iter().map(|r| &*r.request_id).collect::<Vec<_>>(),
         vec!["r3", "r4"]
     );
-    assert_eq!(store.records("a", "f", 0, 2).unwrap().len(), 2);
-    assert_eq!(store.records("a", "g", 0, 100).unwrap().len(), 1);
-    assert_eq!(store.last_seq("a", "f").unwrap(), 5);
-    assert_eq!(store.last_seq("a", "none").unwrap(), 0);
+    assert_eq!(store.records("a", "f", 0, 2).await.unwrap().len(), 2);
+    assert_eq!(store.records("a", "g", 0, 100).await.unwrap().len(), 1);
+    assert_eq!(store.last_seq("a", "f").await.unwrap(), 5);
+    assert_eq!(store.last_seq("a", "none").await.unwrap(), 0);
 }
 
 fn record(app: &str, function: &str, id: &str) -> InvocationRecord {

@@ -4,9 +4,9 @@
 //! This crate is a promise, not an implementation: it holds the traits and their plain types
 //! and depends on no backend. Implementations live in their own crates (`nimbus-store-redb`
 //! today, a NATS JetStream one for clusters later) and must pass the shared conformance suite
-//! (feature `conformance`, kept out of production builds). [`Queue`] is async and every waiting
-//! method takes a cancellation token; the registry and record traits are synchronous and may
-//! block on disk (async callers use `spawn_blocking`).
+//! (feature `conformance`, kept out of production builds). Every trait is async, as a network
+//! backend needs; an embedded backend runs its disk work on the blocking pool itself. Every
+//! waiting method takes a cancellation token.
 //!
 //! Guarantees every backend gives:
 //! - a deploy is atomic: after a crash either the new version is active or the old one is;
@@ -111,32 +111,34 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Apps, versions and artifacts.
+#[async_trait::async_trait]
 pub trait Registry: Send + Sync {
     /// Store `bytes` under `digest` after checking that they hash to it. Idempotent.
-    fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<()>;
-    fn get_artifact(&self, digest: &str) -> Result<Arc<[u8]>>;
-    fn has_artifact(&self, digest: &str) -> Result<bool>;
+    async fn put_artifact(&self, digest: &str, bytes: bytes::Bytes) -> Result<()>;
+    async fn get_artifact(&self, digest: &str) -> Result<Arc<[u8]>>;
+    async fn has_artifact(&self, digest: &str) -> Result<bool>;
 
     /// Record a new version of `app` and make it active, atomically. Every referenced artifact
     /// must already be stored.
-    fn deploy(&self, app: &str, version: NewVersion) -> Result<VersionRecord>;
+    async fn deploy(&self, app: &str, version: NewVersion) -> Result<VersionRecord>;
     /// Re-activate the version that was active before the current one.
-    fn rollback(&self, app: &str) -> Result<VersionRecord>;
+    async fn rollback(&self, app: &str) -> Result<VersionRecord>;
     /// Remove an app, its versions and its records.
-    fn remove_app(&self, app: &str) -> Result<()>;
+    async fn remove_app(&self, app: &str) -> Result<()>;
 
-    fn apps(&self) -> Result<Vec<AppRecord>>;
-    fn app(&self, app: &str) -> Result<AppRecord>;
-    fn version(&self, app: &str, number: u64) -> Result<VersionRecord>;
+    async fn apps(&self) -> Result<Vec<AppRecord>>;
+    async fn app(&self, app: &str) -> Result<AppRecord>;
+    async fn version(&self, app: &str, number: u64) -> Result<VersionRecord>;
 }
 
 /// Invocation records, kept per function with a bounded history.
+#[async_trait::async_trait]
 pub trait RecordStore: Send + Sync {
     /// Append records, assigning each a per-function sequence number. May trade durability for
     /// speed: records are telemetry, not state.
-    fn append_records(&self, records: Vec<InvocationRecord>) -> Result<()>;
+    async fn append_records(&self, records: Vec<InvocationRecord>) -> Result<()>;
     /// Records of `app`/`function` with `seq > after`, oldest first, at most `limit`.
-    fn records(
+    async fn records(
         &self,
         app: &str,
         function: &str,
@@ -144,5 +146,5 @@ pub trait RecordStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<InvocationRecord>>;
     /// The highest sequence number assigned for `app`/`function` (0 if none).
-    fn last_seq(&self, app: &str, function: &str) -> Result<u64>;
+    async fn last_seq(&self, app: &str, function: &str) -> Result<u64>;
 }
