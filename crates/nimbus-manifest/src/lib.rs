@@ -20,11 +20,22 @@ use toml::Spanned;
 pub use nimbus_route as route_path;
 
 /// A parsed manifest: the app spec plus what the CLI needs to build and upload it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Manifest {
     pub app: AppSpec,
     /// Per function: the component path (relative to the manifest) and optional build command.
     pub sources: BTreeMap<Name, FunctionSource>,
+    /// What the spec keeps as text, parsed once here so nothing parses it again.
+    pub compiled: Compiled,
+}
+
+/// The parsed forms of the spec's event rules and schedules.
+#[derive(Debug, Clone, Default)]
+pub struct Compiled {
+    /// The bus rules with their patterns compiled, in `app.events.rules` order.
+    pub rules: nimbus_events::Rules,
+    /// One per `app.events.schedules` entry, in the same order.
+    pub schedules: Vec<nimbus_events::schedule::Schedule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,21 +234,24 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         queue_triggers.push(trigger);
     }
     let mut schedules = Vec::new();
+    let mut parsed_schedules = Vec::new();
     for (index, s) in raw.trigger.schedule.iter().enumerate() {
-        let parsed = schedule(&ctx, index, s, &schedules)?;
-        schedules.push(parsed);
+        let (spec, parsed) = schedule(&ctx, index, s, &schedules)?;
+        schedules.push(spec);
+        parsed_schedules.push(parsed);
+    }
+    let mut rules = Vec::new();
+    let mut patterns = Vec::new();
+    for (index, r) in raw.trigger.event.iter().enumerate() {
+        let (spec, pattern) = rule(&ctx, index, r)?;
+        patterns.push((spec.name.clone(), pattern, spec.target.clone()));
+        rules.push(spec);
     }
     let events = EventsSpec {
         queues,
         queue_triggers,
         schedules,
-        rules: raw
-            .trigger
-            .event
-            .iter()
-            .enumerate()
-            .map(|(index, r)| rule(&ctx, index, r))
-            .collect::<Result<_, _>>()?,
+        rules,
     };
     Ok(Manifest {
         app: AppSpec {
@@ -247,6 +261,10 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             events,
         },
         sources,
+        compiled: Compiled {
+            rules: nimbus_events::Rules::new(patterns),
+            schedules: parsed_schedules,
+        },
     })
 }
 
@@ -803,7 +821,7 @@ fn schedule(
     index: usize,
     schedule: &Spanned<RawSchedule>,
     earlier: &[ScheduleSpec],
-) -> Result<ScheduleSpec, ManifestError> {
+) -> Result<(ScheduleSpec, nimbus_events::schedule::Schedule), ManifestError> {
     let key = |field: &str| format!("trigger.schedule[{index}].{field}");
     let s = schedule.get_ref();
     let function = ctx.function_ref(&s.function, key("function"))?;
@@ -835,13 +853,16 @@ fn schedule(
             ));
         }
     };
-    if let Err(message) = nimbus_events::schedule::Schedule::new(&expr, &timezone) {
-        let (span, key) = match &s.timezone {
-            Some(tz) if message.contains("time zone") => (tz.span(), key("timezone")),
-            _ => (expr_span, expr_key),
-        };
-        return Err(ctx.at(Some(span), key, message));
-    }
+    let parsed = match nimbus_events::schedule::Schedule::new(&expr, &timezone) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            let (span, key) = match &s.timezone {
+                Some(tz) if message.contains("time zone") => (tz.span(), key("timezone")),
+                _ => (expr_span, expr_key),
+            };
+            return Err(ctx.at(Some(span), key, message));
+        }
+    };
     let missed = match s.missed.as_ref().map(|m| m.get_ref().as_str()) {
         None | Some("skip") => Missed::Skip,
         Some("run_once") => Missed::RunOnce,
@@ -869,26 +890,48 @@ fn schedule(
     let payload = s
         .payload
         .as_ref()
-        .map(|p| serde_json::to_string(p).unwrap_or_default());
-    Ok(ScheduleSpec {
-        name,
-        expr,
-        timezone,
-        missed,
-        function,
-        payload,
-    })
+        .map(|p| {
+            serde_json::to_string(p).map_err(|e| {
+                ctx.at(
+                    Some(schedule.span()),
+                    key("payload"),
+                    format!("the payload cannot be read as JSON: {e}"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok((
+        ScheduleSpec {
+            name,
+            expr,
+            timezone,
+            missed,
+            function,
+            payload,
+        },
+        parsed,
+    ))
 }
 
 /// One `[[trigger.event]]` rule.
-fn rule(ctx: &Ctx<'_>, index: usize, rule: &Spanned<RawRule>) -> Result<RuleSpec, ManifestError> {
+fn rule(
+    ctx: &Ctx<'_>,
+    index: usize,
+    rule: &Spanned<RawRule>,
+) -> Result<(RuleSpec, nimbus_events::Pattern), ManifestError> {
     let key = |field: &str| format!("trigger.event[{index}].{field}");
     let r = rule.get_ref();
     let pattern = match r.pattern.get_ref() {
         toml::Value::String(text) => text.clone(),
-        other => serde_json::to_string(other).unwrap_or_default(),
+        other => serde_json::to_string(other).map_err(|e| {
+            ctx.at(
+                Some(r.pattern.span()),
+                key("pattern"),
+                format!("the pattern cannot be read as JSON: {e}"),
+            )
+        })?,
     };
-    nimbus_events::Pattern::parse(&pattern)
+    let compiled = nimbus_events::Pattern::parse(&pattern)
         .map_err(|e| ctx.at(Some(r.pattern.span()), key("pattern"), e.to_string()))?;
     let target = match (&r.function, &r.queue) {
         (Some(function), None) => {
@@ -903,11 +946,14 @@ fn rule(ctx: &Ctx<'_>, index: usize, rule: &Spanned<RawRule>) -> Result<RuleSpec
             ));
         }
     };
-    Ok(RuleSpec {
-        name: r.name.clone().unwrap_or_else(|| format!("rule-{index}")),
-        pattern,
-        target,
-    })
+    Ok((
+        RuleSpec {
+            name: r.name.clone().unwrap_or_else(|| format!("rule-{index}")),
+            pattern,
+            target,
+        },
+        compiled,
+    ))
 }
 
 #[cfg(test)]

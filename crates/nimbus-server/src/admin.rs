@@ -136,7 +136,7 @@ async fn status(State(state): State<AdminState>) -> ApiResult<Status> {
     let platform = &state.platform;
     Ok(Json(Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        gateway_url: platform.gateway_url(),
+        gateway_url: platform.gateway_url().to_owned(),
         apps: platform.app_infos().len(),
         functions: platform.function_infos().len(),
         compiled: platform.compiled.load(std::sync::atomic::Ordering::Relaxed),

@@ -22,6 +22,8 @@ pub(crate) struct DeployedApp {
     pub(crate) spec: AppSpec,
     pub(crate) pools: BTreeMap<String, Arc<Pool>>,
     pub(crate) rules: Rules,
+    /// The parsed `spec.events.schedules`, in the same order.
+    pub(crate) schedules: Vec<nimbus_events::schedule::Schedule>,
     /// Cancelled when this version stops serving: its consumers and schedulers stop.
     pub(crate) workers: CancellationToken,
 }

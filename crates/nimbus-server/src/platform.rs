@@ -10,7 +10,7 @@ use crate::deployments::{DeployedApp, DeploymentObserver, Deployments, Snapshot}
 use crate::records::RecordWriter;
 use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInfo, RouteInfo};
 use nimbus_core::error::Error;
-use nimbus_core::{AppSpec, ErrorCode, FunctionKind, InstanceMode, Name};
+use nimbus_core::{ErrorCode, FunctionKind, InstanceMode, Name};
 use nimbus_dispatch::{Pool, PoolConfig};
 use nimbus_gateway::router::{RouteEntry, RouteTable};
 use nimbus_gateway::{Gateway, RouteTarget};
@@ -18,8 +18,8 @@ use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadSource};
 use nimbus_store::{NewVersion, RecordStore, Registry, StoreError, VersionRecord};
 use nimbus_store_redb::RedbStore;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,7 +39,8 @@ pub struct Platform {
     shutdown: CancellationToken,
     /// Every background task; shutdown waits for them.
     tasks: TaskTracker,
-    gateway_url: Mutex<String>,
+    /// Set once, when the gateway has bound its port.
+    gateway_url: std::sync::OnceLock<String>,
     pub(crate) compiled: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) pooling: bool,
@@ -109,7 +110,7 @@ impl Platform {
             idle_timeout,
             shutdown,
             tasks,
-            gateway_url: Mutex::new(String::new()),
+            gateway_url: std::sync::OnceLock::new(),
             compiled: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             pooling,
@@ -118,16 +119,13 @@ impl Platform {
     }
 
     pub(crate) fn set_gateway_url(&self, url: String) {
-        if let Ok(mut slot) = self.gateway_url.lock() {
-            *slot = url;
+        if self.gateway_url.set(url).is_err() {
+            tracing::warn!("the gateway URL was already set");
         }
     }
 
-    pub(crate) fn gateway_url(&self) -> String {
-        self.gateway_url
-            .lock()
-            .map(|u| u.clone())
-            .unwrap_or_default()
+    pub(crate) fn gateway_url(&self) -> &str {
+        self.gateway_url.get().map_or("", String::as_str)
     }
 
     pub(crate) async fn flush_records(&self) {
@@ -190,14 +188,19 @@ impl Platform {
             &version.manifest,
         )
         .map_err(|e| Error::new(ErrorCode::InvalidManifest, e.to_string()))?;
-        self.prepare_parsed(version, manifest.app).await
+        self.prepare_parsed(version, manifest).await
     }
 
     async fn prepare_parsed(
         &self,
         version: VersionRecord,
-        spec: AppSpec,
+        manifest: nimbus_manifest::Manifest,
     ) -> Result<(DeployedApp, Vec<LoadedInfo>), Error> {
+        let nimbus_manifest::Manifest {
+            app: spec,
+            compiled,
+            ..
+        } = manifest;
         let mut pools = BTreeMap::new();
         let mut infos = Vec::new();
         for (name, function) in &spec.functions {
@@ -256,14 +259,13 @@ impl Platform {
                 Pool::new(loaded, config, self.records.clone()),
             );
         }
-        let rules = nimbus_events::Rules::compile(&spec.events.rules)
-            .map_err(|message| Error::new(ErrorCode::InvalidManifest, message))?;
         Ok((
             DeployedApp {
                 version,
                 spec,
                 pools,
-                rules,
+                rules: compiled.rules,
+                schedules: compiled.schedules,
                 workers: self.shutdown.child_token(),
             },
             infos,
@@ -342,7 +344,7 @@ impl Platform {
             functions: new_version.functions.clone(),
             created_ms: 0,
         };
-        let (deployed, infos) = self.prepare_parsed(pending, manifest.app).await?;
+        let (deployed, infos) = self.prepare_parsed(pending, manifest).await?;
         let response = describe(&deployed, infos);
         let apps = self.next_snapshot(&app_name, Some(deployed));
         let table = build_routes(&apps)?;

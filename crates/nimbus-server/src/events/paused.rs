@@ -39,7 +39,8 @@ fn fixture(triggers: Vec<Box<dyn Trigger>>) -> Fixture {
 
 /// A deployed version of `manifest` whose every function is `function`.
 fn deploy(manifest: &str, function: &Arc<ScriptedFunction>) -> Arc<DeployedApp> {
-    let spec = nimbus_manifest::parse("nimbus.toml", manifest).unwrap().app;
+    let parsed = nimbus_manifest::parse("nimbus.toml", manifest).unwrap();
+    let spec = parsed.app;
     let pools = spec
         .functions
         .iter()
@@ -71,7 +72,8 @@ fn deploy(manifest: &str, function: &Arc<ScriptedFunction>) -> Arc<DeployedApp> 
             functions: BTreeMap::new(),
             created_ms: 0,
         },
-        rules: nimbus_events::Rules::compile(&spec.events.rules).unwrap(),
+        rules: parsed.compiled.rules,
+        schedules: parsed.compiled.schedules,
         spec,
         pools,
         workers: CancellationToken::new(),

@@ -111,21 +111,14 @@ pub(crate) struct Schedules;
 
 impl Trigger for Schedules {
     fn start(&self, events: &Arc<Events>, app: &Arc<DeployedApp>) {
-        for schedule in &app.spec.events.schedules {
-            match Schedule::new(&schedule.expr, &schedule.timezone) {
-                Ok(parsed) => {
-                    events.tasks.spawn(Schedules::run(
-                        events.clone(),
-                        app.name().to_owned(),
-                        schedule.clone(),
-                        parsed,
-                        app.workers.clone(),
-                    ));
-                }
-                Err(error) => {
-                    tracing::error!(app = app.name(), schedule = %schedule.name, %error, "schedule not started")
-                }
-            }
+        for (schedule, parsed) in app.spec.events.schedules.iter().zip(&app.schedules) {
+            events.tasks.spawn(Schedules::run(
+                events.clone(),
+                app.name().to_owned(),
+                schedule.clone(),
+                parsed.clone(),
+                app.workers.clone(),
+            ));
         }
     }
 }
