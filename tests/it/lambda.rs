@@ -905,3 +905,53 @@ async fn kill_9_leaves_no_function_processes_and_restart_serves() {
     let response = http.get(format!("{gateway}/py/x")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 201);
 }
+
+/// What this host lets a process do, probed by the test itself (not asked of nimbus): the
+/// sandbox must use every isolation the host permits, so nothing is silently skipped.
+#[tokio::test]
+async fn the_sandbox_uses_every_isolation_this_host_permits() {
+    let permits = |args: &[&str]| {
+        std::process::Command::new("unshare")
+            .args(args)
+            .arg("true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mount = permits(&["--mount"]);
+    let net = permits(&["--net"]);
+    let pid = permits(&["--pid", "--fork"]);
+    // A writable cgroup hierarchy: v2 at the root, or v1's memory and pids controllers.
+    let writable = |dir: &str| {
+        let probe = std::path::Path::new(dir).join(format!("nimbus-probe-{}", std::process::id()));
+        let made = std::fs::create_dir(&probe).is_ok();
+        if made {
+            let _ = std::fs::remove_dir(&probe);
+        }
+        made
+    };
+    let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let cgroup = if cgroup_v2 {
+        writable("/sys/fs/cgroup").then_some("v2")
+    } else {
+        (writable("/sys/fs/cgroup/memory") && writable("/sys/fs/cgroup/pids")).then_some("v1")
+    };
+
+    let p = Platform::start().await;
+    let status = p.client.status().await.unwrap().process_sandbox;
+    assert_eq!(
+        (
+            status.mount_namespace,
+            status.network_namespace,
+            status.pid_namespace
+        ),
+        (mount, net, pid),
+        "namespaces in effect vs. what this host permits: {status:?}"
+    );
+    assert_eq!(
+        status.cgroup.as_deref(),
+        cgroup,
+        "cgroup limits in effect vs. what this host permits: {status:?}"
+    );
+}
