@@ -1,7 +1,7 @@
 //! `POST /v1/events`: publish a CloudEvent (structured or binary mode) on the caller's app's
 //! bus, if its grants allow publishing.
 
-use super::not_found;
+use super::{calling_app, not_found};
 use crate::deployments::Deployments;
 use crate::events::{Events, parse_event};
 use bytes::Bytes;
@@ -32,12 +32,7 @@ impl Service for Bus {
                 ),
             ));
         }
-        let app = self.deployments.get(&request.caller.app).ok_or_else(|| {
-            Error::new(
-                ErrorCode::AppNotFound,
-                "the calling app is no longer deployed",
-            )
-        })?;
+        let app = calling_app(&self.deployments, request.caller)?;
         let event = parse_event(request.headers, request.body)?;
         let published = self.events.publish(&app, event).await?;
         serde_json::to_vec(&published)

@@ -46,20 +46,19 @@ impl LocalApi {
         headers: &http::HeaderMap,
         body: Bytes,
     ) -> Result<Bytes, Error> {
-        let gone = || {
-            Error::new(
-                ErrorCode::FunctionNotFound,
-                "the calling function is no longer deployed",
-            )
-        };
-        let app = self.deployments.get(&caller.app).ok_or_else(gone)?;
+        let app = calling_app(&self.deployments, caller)?;
         let spec = app
             .spec
             .functions
             .iter()
             .find(|(name, _)| name.as_str() == &*caller.function)
             .map(|(_, spec)| spec)
-            .ok_or_else(gone)?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::FunctionNotFound,
+                    "the calling function is no longer deployed",
+                )
+            })?;
         let Some((_, service)) = self
             .services
             .iter()
@@ -88,6 +87,19 @@ pub(crate) fn not_found(method: &http::Method, path: &str) -> Error {
             "no local API {method} {path}; see docs/events.md (POST /v1/queues/QUEUE/messages, POST /v1/events)"
         ),
     )
+}
+
+/// The caller's deployed app (gone only if it was removed mid-call).
+fn calling_app(
+    deployments: &Deployments,
+    caller: &Caller,
+) -> Result<Arc<crate::deployments::DeployedApp>, Error> {
+    deployments.get(&caller.app).ok_or_else(|| {
+        Error::new(
+            ErrorCode::FunctionNotFound,
+            "the calling function is no longer deployed",
+        )
+    })
 }
 
 fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {

@@ -1,7 +1,7 @@
 //! `POST /v1/queues/{queue}/messages`: send one message to a declared queue of the caller's
 //! app, if its grants name the queue.
 
-use super::{header_text, not_found};
+use super::{calling_app, header_text, not_found};
 use crate::deployments::Deployments;
 use crate::events::Events;
 use bytes::Bytes;
@@ -34,12 +34,7 @@ impl Service for Queues {
                 ),
             ));
         }
-        let app = self.deployments.get(&request.caller.app).ok_or_else(|| {
-            Error::new(
-                ErrorCode::AppNotFound,
-                "the calling app is no longer deployed",
-            )
-        })?;
+        let app = calling_app(&self.deployments, request.caller)?;
         let mut meta = MessageMeta::new(MessageKind::Message, self.events.now_ms());
         meta.content_type = header_text(request.headers, "content-type");
         meta.group = header_text(request.headers, "x-nimbus-group");
