@@ -244,3 +244,44 @@ fn the_gateway_does_not_depend_on_the_manifest_parser() {
         "is on the invocation path",
     );
 }
+
+#[test]
+fn the_server_composes_and_implements_no_engine_protocol_or_format() {
+    // Direct dependencies only: the server may name the crates that own these, not the
+    // libraries that do the work.
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--depth",
+            "1",
+            "-p",
+            "nimbus-server",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let direct = String::from_utf8(output.stdout).unwrap();
+    for (forbidden, owner) in [
+        ("redb ", "nimbus-store-redb (storage engine)"),
+        ("wasmtime", "nimbus-runtime-wasm (executor)"),
+        ("hyper ", "nimbus-gateway (HTTP ingress)"),
+        ("cron ", "nimbus-events (schedules)"),
+        ("chrono", "nimbus-events (time formats)"),
+        ("toml ", "nimbus-manifest (the manifest format)"),
+    ] {
+        assert!(
+            !direct.lines().any(|line| line.starts_with(forbidden)),
+            "nimbus-server must not depend on {forbidden} directly; that is {owner}'s:\n{direct}"
+        );
+    }
+}
