@@ -280,8 +280,10 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// An error at `span` (line and column computed from the text), under `key`.
     fn at(&self, span: Option<Range<usize>>, key: String, message: String) -> ManifestError {
-        let offset = span.map(|s| s.start).unwrap_or(0).min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or(self.text);
+        let offset = self
+            .text
+            .floor_char_boundary(span.map(|s| s.start).unwrap_or(0));
+        let before = self.text.get(..offset).unwrap_or_default();
         let line = before.matches('\n').count() + 1;
         let column = offset - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
         ManifestError {
