@@ -6,6 +6,9 @@
 //!   the records one batch wrote for that function) and `seqs` (app/function → last seq).
 //!   Storing a batch as one chunk makes a record cost one serialization, not one B-tree insert.
 //! - `artifacts/<sha256>.wasm`: written to a temporary file, fsynced, renamed, directory fsynced.
+//! - `objects/blobs/<id>`: one file per stored object version, written under `objects/tmp/`,
+//!   fsynced and renamed before the `objects` table ((bucket, key) → JSON metadata + blob id)
+//!   points at it; `buckets`: name → JSON. See the `objects` module.
 //!
 //! - `queue_meta` / `queue_body`: (queue, message id) → message metadata (JSON, rewritten on
 //!   retries) / body (written once); `invocations`, `idempotency`, `schedules`: key → JSON.
@@ -30,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod objects;
 pub mod queue;
 
 pub use queue::QueueEngine;
@@ -59,6 +63,8 @@ pub const RECORDS_PER_FUNCTION: u64 = 1000;
 pub const DATABASE_FILE: &str = "nimbus.redb";
 /// The directory of uploaded artifacts in the store's directory.
 pub const ARTIFACTS_DIR: &str = "artifacts";
+/// The directory of stored objects' bytes in the store's directory.
+pub const OBJECTS_DIR: &str = "objects";
 
 /// The embedded store. Cheap to clone (one shared database); every trait method runs its redb
 /// transaction or file I/O on tokio's blocking pool.
@@ -71,6 +77,8 @@ pub struct RedbStore {
 pub(crate) struct Inner {
     db: Database,
     artifacts: PathBuf,
+    /// `blobs/` (one file per stored object version) and `tmp/` (puts in progress).
+    objects: PathBuf,
 }
 
 fn backend(error: impl Into<nimbus_store::BoxError>) -> StoreError {
@@ -114,6 +122,9 @@ impl Inner {
     fn open(dir: &Path) -> Result<Inner> {
         let artifacts = dir.join(ARTIFACTS_DIR);
         std::fs::create_dir_all(&artifacts).map_err(backend)?;
+        let objects = dir.join(OBJECTS_DIR);
+        std::fs::create_dir_all(objects.join("blobs")).map_err(backend)?;
+        std::fs::create_dir_all(objects.join("tmp")).map_err(backend)?;
         let db = Database::create(dir.join(DATABASE_FILE)).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         {
@@ -126,9 +137,17 @@ impl Inner {
             txn.open_table(INVOCATIONS).map_err(backend)?;
             txn.open_table(IDEMPOTENCY).map_err(backend)?;
             txn.open_table(SCHEDULES).map_err(backend)?;
+            txn.open_table(objects::BUCKETS).map_err(backend)?;
+            txn.open_table(objects::OBJECTS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
-        Ok(Inner { db, artifacts })
+        let inner = Inner {
+            db,
+            artifacts,
+            objects,
+        };
+        inner.remove_orphaned_blobs()?;
+        Ok(inner)
     }
 
     fn artifact_path(&self, digest: &str) -> Result<PathBuf> {

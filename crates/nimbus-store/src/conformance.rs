@@ -13,6 +13,7 @@ use crate::{NewVersion, RecordStore, Registry, StoreError, sha256_hex};
 use nimbus_core::{InvocationRecord, Outcome};
 use std::collections::BTreeMap;
 
+pub mod objects;
 pub mod queue;
 pub mod unreliable;
 

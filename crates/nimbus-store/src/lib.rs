@@ -20,8 +20,13 @@ use std::sync::Arc;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod objects;
 pub mod queue;
 
+pub use objects::{
+    BucketInfo, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult, ObjectStore,
+    PutCondition,
+};
 pub use queue::{
     BoxError, Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, QueueResult,
     TableOp,

@@ -1,0 +1,158 @@
+//! The object-storage contract: buckets that belong to apps, and objects streamed to and from
+//! the backend — never held whole in memory.
+//!
+//! Guarantees every backend gives:
+//! - a put is atomic: readers see the old object or the new one, never part of one, and a put
+//!   whose body fails (or a crash mid-put) leaves the old object as it was;
+//! - a reader that has begun an object finishes reading the version it began, even if the
+//!   object is overwritten or deleted meanwhile;
+//! - listings are in key order (bytewise, as S3's), and stable under concurrent writes to other
+//!   keys.
+//!
+//! Wire protocols (S3) and their naming rules live above this trait; the store only refuses what
+//! it cannot store (an empty key or one longer than [`MAX_KEY_BYTES`]).
+
+use crate::BoxError;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::pin::Pin;
+
+/// Longest key, in bytes (S3's limit).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// An object's bytes, as they stream.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("no bucket named {0:?}")]
+    NoSuchBucket(String),
+    #[error("bucket {bucket:?} already exists (it belongs to app {app:?})")]
+    BucketExists { bucket: String, app: String },
+    #[error("bucket {0:?} is not empty; delete its objects first")]
+    BucketNotEmpty(String),
+    #[error("no object {key:?} in bucket {bucket:?}")]
+    NoSuchKey { bucket: String, key: String },
+    #[error("the object does not match the request's precondition")]
+    PreconditionFailed,
+    #[error("invalid object key: {0}")]
+    InvalidKey(String),
+    #[error("the requested range is outside the object of {size} bytes")]
+    InvalidRange { size: u64 },
+    #[error("the request body could not be read")]
+    Body(#[source] BoxError),
+    #[error("object storage failure")]
+    Backend(#[source] BoxError),
+}
+
+impl ObjectError {
+    pub fn backend(error: impl Into<BoxError>) -> ObjectError {
+        ObjectError::Backend(error.into())
+    }
+}
+
+pub type ObjectResult<T> = std::result::Result<T, ObjectError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BucketInfo {
+    pub name: String,
+    /// The app the bucket belongs to.
+    pub app: String,
+    pub created_ms: u64,
+}
+
+/// What a put stores beside the bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewObject {
+    pub content_type: Option<String>,
+    /// Headers kept and returned as given (`content-encoding`, `cache-control`,
+    /// `content-disposition`, `expires`) and user metadata (`x-amz-meta-*`), by lower-case name.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A stored object's description.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// Lower-case hex MD5 of the bytes (S3's ETag for a single-part object, unquoted).
+    pub etag: String,
+    pub last_modified_ms: u64,
+    pub content_type: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A put's precondition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    Always,
+    /// Only if no object has the key (`If-None-Match: *`).
+    IfAbsent,
+    /// Only if the current object's ETag is this one (`If-Match`).
+    IfMatch(String),
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub objects: Vec<ObjectInfo>,
+    /// More keys follow the last one returned.
+    pub truncated: bool,
+}
+
+/// Buckets and objects. See the module docs for what every backend guarantees.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Create `bucket` for `app`. Bucket names are global, as in S3.
+    async fn create_bucket(&self, bucket: &str, app: &str) -> ObjectResult<BucketInfo>;
+    /// Delete an empty bucket.
+    async fn delete_bucket(&self, bucket: &str) -> ObjectResult<()>;
+    async fn bucket(&self, bucket: &str) -> ObjectResult<BucketInfo>;
+    /// Every bucket, by name.
+    async fn buckets(&self) -> ObjectResult<Vec<BucketInfo>>;
+
+    /// Store `body` under `key`, atomically, if `condition` holds when it commits.
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        object: NewObject,
+        condition: PutCondition,
+        body: ByteStream,
+    ) -> ObjectResult<ObjectInfo>;
+    async fn head_object(&self, bucket: &str, key: &str) -> ObjectResult<ObjectInfo>;
+    /// The object and its bytes, or the bytes of `range` (end exclusive, clamped to the size).
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> ObjectResult<(ObjectInfo, ByteStream)>;
+    /// Delete `key`; false if there was none (deleting is idempotent, as in S3).
+    async fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<bool>;
+    /// Up to `max` objects whose key starts with `prefix` and sorts after `start_after`.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> ObjectResult<Listing>;
+}
+
+/// Can a store hold `key`?
+pub fn check_key(key: &str) -> ObjectResult<()> {
+    if key.is_empty() {
+        return Err(ObjectError::InvalidKey("a key cannot be empty".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ObjectError::InvalidKey(format!(
+            "a key is at most {MAX_KEY_BYTES} bytes, this one is {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
