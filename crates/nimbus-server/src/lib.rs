@@ -191,6 +191,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 TOKEN_FILE,
                 nimbus_store_redb::DATABASE_FILE,
                 nimbus_store_redb::ARTIFACTS_DIR,
+                nimbus_store_redb::OBJECTS_DIR,
                 CACHE_DIR,
             ]
             .iter()
