@@ -83,30 +83,22 @@ impl Inner {
     }
 
     fn read_bucket(&self, bucket: &str) -> ObjectResult<BucketInfo> {
-        let txn = self.db.begin_read().map_err(backend).map_err(store_error)?;
-        let buckets = txn
-            .open_table(BUCKETS)
-            .map_err(backend)
-            .map_err(store_error)?;
+        let txn = self.db.begin_read().map_err(ObjectError::backend)?;
+        let buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
         let value = buckets
             .get(bucket)
-            .map_err(backend)
-            .map_err(store_error)?
+            .map_err(ObjectError::backend)?
             .ok_or_else(|| ObjectError::NoSuchBucket(bucket.to_owned()))?;
         from_json(value.value()).map_err(store_error)
     }
 
     fn read_object(&self, bucket: &str, key: &str) -> ObjectResult<Stored> {
         self.read_bucket(bucket)?;
-        let txn = self.db.begin_read().map_err(backend).map_err(store_error)?;
-        let objects = txn
-            .open_table(OBJECTS)
-            .map_err(backend)
-            .map_err(store_error)?;
+        let txn = self.db.begin_read().map_err(ObjectError::backend)?;
+        let objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
         let value = objects
             .get((bucket, key))
-            .map_err(backend)
-            .map_err(store_error)?
+            .map_err(ObjectError::backend)?
             .ok_or_else(|| ObjectError::NoSuchKey {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
@@ -115,17 +107,10 @@ impl Inner {
     }
 
     fn create_bucket(&self, bucket: &str, app: &str) -> ObjectResult<BucketInfo> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(backend)
-            .map_err(store_error)?;
+        let txn = self.db.begin_write().map_err(ObjectError::backend)?;
         let info = {
-            let mut buckets = txn
-                .open_table(BUCKETS)
-                .map_err(backend)
-                .map_err(store_error)?;
-            if let Some(existing) = buckets.get(bucket).map_err(backend).map_err(store_error)? {
+            let mut buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
+            if let Some(existing) = buckets.get(bucket).map_err(ObjectError::backend)? {
                 let existing: BucketInfo = from_json(existing.value()).map_err(store_error)?;
                 return Err(ObjectError::BucketExists {
                     bucket: bucket.to_owned(),
@@ -139,61 +124,44 @@ impl Inner {
             };
             buckets
                 .insert(bucket, to_json(&info).map_err(store_error)?.as_slice())
-                .map_err(backend)
-                .map_err(store_error)?;
+                .map_err(ObjectError::backend)?;
             info
         };
-        txn.commit().map_err(backend).map_err(store_error)?;
+        txn.commit().map_err(ObjectError::backend)?;
         Ok(info)
     }
 
     fn delete_bucket(&self, bucket: &str) -> ObjectResult<()> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(backend)
-            .map_err(store_error)?;
+        let txn = self.db.begin_write().map_err(ObjectError::backend)?;
         {
-            let objects = txn
-                .open_table(OBJECTS)
-                .map_err(backend)
-                .map_err(store_error)?;
+            let objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
             let first = objects
                 .range((bucket, "")..)
-                .map_err(backend)
-                .map_err(store_error)?
+                .map_err(ObjectError::backend)?
                 .next()
                 .transpose()
-                .map_err(backend)
-                .map_err(store_error)?;
+                .map_err(ObjectError::backend)?;
             if first.is_some_and(|(k, _)| k.value().0 == bucket) {
                 return Err(ObjectError::BucketNotEmpty(bucket.to_owned()));
             }
-            let mut buckets = txn
-                .open_table(BUCKETS)
-                .map_err(backend)
-                .map_err(store_error)?;
+            let mut buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
             if buckets
                 .remove(bucket)
-                .map_err(backend)
-                .map_err(store_error)?
+                .map_err(ObjectError::backend)?
                 .is_none()
             {
                 return Err(ObjectError::NoSuchBucket(bucket.to_owned()));
             }
         }
-        txn.commit().map_err(backend).map_err(store_error)
+        txn.commit().map_err(ObjectError::backend)
     }
 
     fn buckets(&self) -> ObjectResult<Vec<BucketInfo>> {
-        let txn = self.db.begin_read().map_err(backend).map_err(store_error)?;
-        let buckets = txn
-            .open_table(BUCKETS)
-            .map_err(backend)
-            .map_err(store_error)?;
+        let txn = self.db.begin_read().map_err(ObjectError::backend)?;
+        let buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
         let mut out = Vec::new();
-        for entry in buckets.iter().map_err(backend).map_err(store_error)? {
-            let (_, value) = entry.map_err(backend).map_err(store_error)?;
+        for entry in buckets.iter().map_err(ObjectError::backend)? {
+            let (_, value) = entry.map_err(ObjectError::backend)?;
             out.push(from_json(value.value()).map_err(store_error)?);
         }
         Ok(out)
@@ -206,33 +174,14 @@ impl Inner {
         stored: &Stored,
         condition: &PutCondition,
     ) -> ObjectResult<Option<String>> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(backend)
-            .map_err(store_error)?;
+        let txn = self.db.begin_write().map_err(ObjectError::backend)?;
         let replaced = {
-            let buckets = txn
-                .open_table(BUCKETS)
-                .map_err(backend)
-                .map_err(store_error)?;
-            if buckets
-                .get(bucket)
-                .map_err(backend)
-                .map_err(store_error)?
-                .is_none()
-            {
-                return Err(ObjectError::NoSuchBucket(bucket.to_owned()));
-            }
-            let mut objects = txn
-                .open_table(OBJECTS)
-                .map_err(backend)
-                .map_err(store_error)?;
+            require_bucket(&txn, bucket)?;
+            let mut objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
             let key = stored.info.key.as_str();
             let current: Option<Stored> = objects
                 .get((bucket, key))
-                .map_err(backend)
-                .map_err(store_error)?
+                .map_err(ObjectError::backend)?
                 .map(|v| from_json(v.value()))
                 .transpose()
                 .map_err(store_error)?;
@@ -251,47 +200,27 @@ impl Inner {
                     (bucket, key),
                     to_json(stored).map_err(store_error)?.as_slice(),
                 )
-                .map_err(backend)
-                .map_err(store_error)?;
+                .map_err(ObjectError::backend)?;
             current.map(|c| c.blob)
         };
-        txn.commit().map_err(backend).map_err(store_error)?;
+        txn.commit().map_err(ObjectError::backend)?;
         Ok(replaced)
     }
 
     fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<Option<String>> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(backend)
-            .map_err(store_error)?;
+        let txn = self.db.begin_write().map_err(ObjectError::backend)?;
         let removed = {
-            let buckets = txn
-                .open_table(BUCKETS)
-                .map_err(backend)
-                .map_err(store_error)?;
-            if buckets
-                .get(bucket)
-                .map_err(backend)
-                .map_err(store_error)?
-                .is_none()
-            {
-                return Err(ObjectError::NoSuchBucket(bucket.to_owned()));
-            }
-            let mut objects = txn
-                .open_table(OBJECTS)
-                .map_err(backend)
-                .map_err(store_error)?;
+            require_bucket(&txn, bucket)?;
+            let mut objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
             let removed = objects
                 .remove((bucket, key))
-                .map_err(backend)
-                .map_err(store_error)?
+                .map_err(ObjectError::backend)?
                 .map(|v| from_json::<Stored>(v.value()))
                 .transpose()
                 .map_err(store_error)?;
             removed.map(|s| s.blob)
         };
-        txn.commit().map_err(backend).map_err(store_error)?;
+        txn.commit().map_err(ObjectError::backend)?;
         Ok(removed)
     }
 
@@ -303,11 +232,8 @@ impl Inner {
         max: usize,
     ) -> ObjectResult<Listing> {
         self.read_bucket(bucket)?;
-        let txn = self.db.begin_read().map_err(backend).map_err(store_error)?;
-        let objects = txn
-            .open_table(OBJECTS)
-            .map_err(backend)
-            .map_err(store_error)?;
+        let txn = self.db.begin_read().map_err(ObjectError::backend)?;
+        let objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
         let from = match start_after {
             Some(after) if after > prefix => after,
             _ => prefix,
@@ -316,10 +242,9 @@ impl Inner {
         let mut truncated = false;
         for entry in objects
             .range((bucket, from)..)
-            .map_err(backend)
-            .map_err(store_error)?
+            .map_err(ObjectError::backend)?
         {
-            let (k, value) = entry.map_err(backend).map_err(store_error)?;
+            let (k, value) = entry.map_err(ObjectError::backend)?;
             let (b, key) = k.value();
             if b != bucket || !key.starts_with(prefix) {
                 break;
@@ -341,6 +266,15 @@ impl Inner {
             objects: out,
             truncated,
         })
+    }
+}
+
+/// Refuse, inside a write transaction, to touch a bucket that does not exist.
+fn require_bucket(txn: &redb::WriteTransaction, bucket: &str) -> ObjectResult<()> {
+    let buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
+    match buckets.get(bucket).map_err(ObjectError::backend)? {
+        Some(_) => Ok(()),
+        None => Err(ObjectError::NoSuchBucket(bucket.to_owned())),
     }
 }
 
