@@ -2,18 +2,11 @@
 
 use crate::support::workspace_root;
 
-fn normal_deps(package: &str) -> String {
+/// `cargo tree --offline --prefix none` with `args`, from the workspace root.
+fn cargo_tree(args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "-p",
-            package,
-        ])
+        .args(["tree", "--offline", "--prefix", "none"])
+        .args(args)
         .current_dir(workspace_root())
         .output()
         .unwrap();
@@ -23,6 +16,10 @@ fn normal_deps(package: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
+}
+
+fn normal_deps(package: &str) -> String {
+    cargo_tree(&["-e", "normal", "-p", package])
 }
 
 #[test]
@@ -144,28 +141,14 @@ fn the_store_traits_depend_on_no_backend() {
 #[test]
 fn the_conformance_suite_stays_out_of_production_builds() {
     // `-e normal` leaves dev-dependencies out: what the server binary links.
-    let output = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal,features",
-            "--prefix",
-            "none",
-            "-p",
-            "nimbus",
-            "-i",
-            "nimbus-store",
-        ])
-        .current_dir(workspace_root())
-        .output()
-        .unwrap();
-    let tree = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let tree = cargo_tree(&[
+        "-e",
+        "normal,features",
+        "-p",
+        "nimbus",
+        "-i",
+        "nimbus-store",
+    ]);
     assert!(
         !tree.contains("\"conformance\""),
         "the nimbus binary must not enable nimbus-store's conformance feature:\n{tree}"
@@ -249,28 +232,7 @@ fn the_gateway_does_not_depend_on_the_manifest_parser() {
 fn the_server_composes_and_implements_no_engine_protocol_or_format() {
     // Direct dependencies only: the server may name the crates that own these, not the
     // libraries that do the work.
-    let output = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--depth",
-            "1",
-            "-p",
-            "nimbus-server",
-        ])
-        .current_dir(workspace_root())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let direct = String::from_utf8(output.stdout).unwrap();
+    let direct = cargo_tree(&["-e", "normal", "--depth", "1", "-p", "nimbus-server"]);
     for (forbidden, owner) in [
         ("redb ", "nimbus-store-redb (storage engine)"),
         ("wasmtime", "nimbus-runtime-wasm (executor)"),

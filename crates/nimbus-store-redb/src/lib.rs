@@ -629,20 +629,30 @@ impl RecordStore for RedbStore {
     }
 }
 
+/// Fresh stores in temporary directories that live as long as the factory.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TempStores(std::sync::Mutex<Vec<tempfile::TempDir>>);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+impl TempStores {
+    pub(crate) fn make(&self) -> RedbStore {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        self.0.lock().unwrap().push(dir);
+        store
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn conformance() {
-        let dirs = std::sync::Mutex::new(Vec::new());
-        nimbus_store::conformance::run_all(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let store = RedbStore::open(dir.path()).unwrap();
-            dirs.lock().unwrap().push(dir);
-            store
-        })
-        .await;
+        let stores = TempStores::default();
+        nimbus_store::conformance::run_all(|| stores.make()).await;
     }
 
     #[tokio::test]

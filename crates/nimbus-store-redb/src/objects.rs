@@ -485,14 +485,8 @@ mod tests {
 
     #[tokio::test]
     async fn conformance() {
-        let dirs = std::sync::Mutex::new(Vec::new());
-        nimbus_store::conformance::objects::run_all(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let store = RedbStore::open(dir.path()).unwrap();
-            dirs.lock().unwrap().push(dir);
-            store
-        })
-        .await;
+        let stores = crate::TempStores::default();
+        nimbus_store::conformance::objects::run_all(|| stores.make()).await;
     }
 
     /// What a crash mid-put leaves — a temporary file, or a renamed blob whose commit never

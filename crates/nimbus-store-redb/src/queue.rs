@@ -127,7 +127,9 @@ fn store_error(error: StoreError) -> QueueError {
 }
 
 fn poisoned() -> QueueError {
-    QueueError::backend("the queue engine's state was left inconsistent by a panic")
+    QueueError::backend(
+        "the queue engine's in-memory state was left inconsistent by a panic; restart nimbus (stored messages are intact and load again)",
+    )
 }
 
 impl QueueEngine {
@@ -972,15 +974,13 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(30);
 
-    /// Fresh engines in temporary directories that live as long as the factory.
-    struct Engines(Mutex<Vec<tempfile::TempDir>>);
+    /// Fresh engines over fresh stores that live as long as the factory.
+    #[derive(Default)]
+    struct Engines(crate::TempStores);
 
     impl Engines {
         fn make(&self) -> Arc<QueueEngine> {
-            let dir = tempfile::tempdir().unwrap();
-            let engine = open(dir.path());
-            self.0.lock().unwrap().push(dir);
-            engine
+            QueueEngine::open(Arc::new(self.0.make())).unwrap()
         }
     }
 
@@ -990,13 +990,13 @@ mod tests {
 
     #[tokio::test]
     async fn conformance() {
-        let engines = Engines(Mutex::new(Vec::new()));
+        let engines = Engines::default();
         nimbus_store::conformance::queue::run_all(|| engines.make()).await;
     }
 
     #[tokio::test]
     async fn conformance_through_faults() {
-        let engines = Engines(Mutex::new(Vec::new()));
+        let engines = Engines::default();
         let injected = Arc::new(AtomicUsize::new(0));
         let wrappers = Mutex::new(Vec::new());
         nimbus_store::conformance::queue::run_all(|| {

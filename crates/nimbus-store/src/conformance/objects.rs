@@ -41,15 +41,21 @@ pub async fn read(stream: ByteStream) -> Vec<u8> {
     chunks.concat()
 }
 
-async fn put(store: &impl ObjectStore, bucket: &str, key: &str, bytes: &[u8]) {
+/// A put with default metadata.
+async fn put_with(
+    store: &impl ObjectStore,
+    bucket: &str,
+    key: &str,
+    condition: PutCondition,
+    body: ByteStream,
+) -> crate::objects::ObjectResult<crate::objects::ObjectInfo> {
     store
-        .put_object(
-            bucket,
-            key,
-            NewObject::default(),
-            PutCondition::Always,
-            body(&[bytes]),
-        )
+        .put_object(bucket, key, NewObject::default(), condition, body)
+        .await
+}
+
+async fn put(store: &impl ObjectStore, bucket: &str, key: &str, bytes: &[u8]) {
+    put_with(store, bucket, key, PutCondition::Always, body(&[bytes]))
         .await
         .expect("put");
 }
@@ -90,15 +96,7 @@ pub async fn buckets_belong_to_apps_and_must_be_empty_to_go(store: &impl ObjectS
         Err(ObjectError::NoSuchBucket(_))
     ));
     assert!(matches!(
-        store
-            .put_object(
-                "photos",
-                "k",
-                NewObject::default(),
-                PutCondition::Always,
-                body(&[b"x"])
-            )
-            .await,
+        put_with(store, "photos", "k", PutCondition::Always, body(&[b"x"])).await,
         Err(ObjectError::NoSuchBucket(_))
     ));
 }
@@ -133,14 +131,7 @@ pub async fn objects_round_trip_in_chunks_with_md5_etags(store: &impl ObjectStor
     assert_eq!(got, info);
     assert_eq!(read(stream).await, b"hello world");
     // An empty object is an object.
-    let empty = store
-        .put_object(
-            "b",
-            "empty",
-            NewObject::default(),
-            PutCondition::Always,
-            body(&[]),
-        )
+    let empty = put_with(store, "b", "empty", PutCondition::Always, body(&[]))
         .await
         .unwrap();
     assert_eq!(
@@ -160,28 +151,12 @@ pub async fn objects_round_trip_in_chunks_with_md5_etags(store: &impl ObjectStor
         Err(ObjectError::NoSuchKey { .. })
     ));
     assert!(matches!(
-        store
-            .put_object(
-                "b",
-                "",
-                NewObject::default(),
-                PutCondition::Always,
-                body(&[])
-            )
-            .await,
+        put_with(store, "b", "", PutCondition::Always, body(&[])).await,
         Err(ObjectError::InvalidKey(_))
     ));
     let long = "k".repeat(crate::objects::MAX_KEY_BYTES + 1);
     assert!(matches!(
-        store
-            .put_object(
-                "b",
-                &long,
-                NewObject::default(),
-                PutCondition::Always,
-                body(&[])
-            )
-            .await,
+        put_with(store, "b", &long, PutCondition::Always, body(&[])).await,
         Err(ObjectError::InvalidKey(_))
     ));
 }
@@ -190,14 +165,7 @@ pub async fn ranges_are_clamped_and_checked(store: &impl ObjectStore) {
     store.create_bucket("r", "app").await.unwrap();
     let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     let chunks: Vec<&[u8]> = bytes.chunks(7_000).collect();
-    store
-        .put_object(
-            "r",
-            "big",
-            NewObject::default(),
-            PutCondition::Always,
-            body(&chunks),
-        )
+    put_with(store, "r", "big", PutCondition::Always, body(&chunks))
         .await
         .unwrap();
     for (range, expect) in [
@@ -221,67 +189,49 @@ pub async fn ranges_are_clamped_and_checked(store: &impl ObjectStore) {
 
 pub async fn overwrites_and_conditions(store: &impl ObjectStore) {
     store.create_bucket("c", "app").await.unwrap();
-    let first = store
-        .put_object(
-            "c",
-            "k",
-            NewObject::default(),
-            PutCondition::IfAbsent,
-            body(&[b"one"]),
-        )
+    let first = put_with(store, "c", "k", PutCondition::IfAbsent, body(&[b"one"]))
         .await
         .unwrap();
     assert!(matches!(
-        store
-            .put_object(
-                "c",
-                "k",
-                NewObject::default(),
-                PutCondition::IfAbsent,
-                body(&[b"two"])
-            )
-            .await,
+        put_with(store, "c", "k", PutCondition::IfAbsent, body(&[b"two"])).await,
         Err(ObjectError::PreconditionFailed)
     ));
     assert!(matches!(
-        store
-            .put_object(
-                "c",
-                "k",
-                NewObject::default(),
-                PutCondition::IfMatch("0".repeat(32)),
-                body(&[b"two"])
-            )
-            .await,
+        put_with(
+            store,
+            "c",
+            "k",
+            PutCondition::IfMatch("0".repeat(32)),
+            body(&[b"two"])
+        )
+        .await,
         Err(ObjectError::PreconditionFailed)
     ));
     let (_, stream) = store.get_object("c", "k", None).await.unwrap();
     assert_eq!(read(stream).await, b"one", "refused puts change nothing");
-    let second = store
-        .put_object(
-            "c",
-            "k",
-            NewObject::default(),
-            PutCondition::IfMatch(first.etag.clone()),
-            body(&[b"two"]),
-        )
-        .await
-        .unwrap();
+    let second = put_with(
+        store,
+        "c",
+        "k",
+        PutCondition::IfMatch(first.etag.clone()),
+        body(&[b"two"]),
+    )
+    .await
+    .unwrap();
     assert_ne!(second.etag, first.etag);
     let (_, stream) = store.get_object("c", "k", None).await.unwrap();
     assert_eq!(read(stream).await, b"two");
     assert!(store.delete_object("c", "k").await.unwrap());
     assert!(!store.delete_object("c", "k").await.unwrap(), "idempotent");
     assert!(matches!(
-        store
-            .put_object(
-                "c",
-                "k",
-                NewObject::default(),
-                PutCondition::IfMatch(second.etag),
-                body(&[b"three"])
-            )
-            .await,
+        put_with(
+            store,
+            "c",
+            "k",
+            PutCondition::IfMatch(second.etag),
+            body(&[b"three"])
+        )
+        .await,
         Err(ObjectError::PreconditionFailed)
     ));
 }
@@ -290,29 +240,27 @@ pub async fn a_failed_body_leaves_the_old_object(store: &impl ObjectStore) {
     store.create_bucket("f", "app").await.unwrap();
     put(store, "f", "k", b"old").await;
     assert!(matches!(
-        store
-            .put_object(
-                "f",
-                "k",
-                NewObject::default(),
-                PutCondition::Always,
-                failing_body(&[b"new, but ", b"cut"])
-            )
-            .await,
+        put_with(
+            store,
+            "f",
+            "k",
+            PutCondition::Always,
+            failing_body(&[b"new, but ", b"cut"])
+        )
+        .await,
         Err(ObjectError::Body(_))
     ));
     let (_, stream) = store.get_object("f", "k", None).await.unwrap();
     assert_eq!(read(stream).await, b"old");
     assert!(matches!(
-        store
-            .put_object(
-                "f",
-                "fresh",
-                NewObject::default(),
-                PutCondition::Always,
-                failing_body(&[b"x"])
-            )
-            .await,
+        put_with(
+            store,
+            "f",
+            "fresh",
+            PutCondition::Always,
+            failing_body(&[b"x"])
+        )
+        .await,
         Err(ObjectError::Body(_))
     ));
     assert!(matches!(

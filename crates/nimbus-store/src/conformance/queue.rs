@@ -9,7 +9,7 @@ use bytes::Bytes;
 use nimbus_core::message::{Dead, DeadReason, Leased, MessageKind, MessageMeta, NewMessage};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -45,10 +45,7 @@ where
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    nimbus_core::clock::Clock::now_ms(&nimbus_core::clock::SystemClock)
 }
 
 pub fn message(queue: &str, body: &str, group: Option<&str>) -> NewMessage {

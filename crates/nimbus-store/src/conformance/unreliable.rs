@@ -40,10 +40,6 @@ impl<Q: Queue> Unreliable<Q> {
         self.injected.load(Ordering::Relaxed)
     }
 
-    pub fn inner(&self) -> &Q {
-        &self.inner
-    }
-
     fn gate(&self, op: &'static str) -> QueueResult<()> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         if call.is_multiple_of(self.every) {
