@@ -46,7 +46,7 @@ TOML
 
 nimbus_round() {
   local data=$WORK/data-$1
-  "$NIMBUS" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$data" >"$WORK/serve-$1.log" 2>&1 &
+  "$NIMBUS" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --aws-listen 127.0.0.1:0 --data-dir "$data" >"$WORK/serve-$1.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 1 200); do [ -s "$data/admin.url" ] && break; sleep 0.05; done

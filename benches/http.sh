@@ -50,7 +50,7 @@ max_concurrency = 256
 path = "/hello"
 function = "hello"
 TOML
-  NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --data-dir "$dir/data" --idle-timeout "$2" >"$dir/log" 2>&1 &
+  NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --aws-listen 127.0.0.1:0 --data-dir "$dir/data" --idle-timeout "$2" >"$dir/log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 200); do [ -f "$dir/data/admin.url" ] && break; sleep 0.05; done
   "$NIMBUS" --data-dir "$dir/data" deploy "$dir/app" --json >/dev/null
@@ -106,7 +106,7 @@ deploy_to_first_200() { # $1 = data dir with a running server, $2 = app dir, $3 
 }
 dir=$WORK/deploy; port=$(free_port); mkdir -p "$dir/app"; cp "$HELLO" "$dir/app/hello.wasm"
 printf 'name = "fresh-deploy"\n[function.hello]\ncomponent = "hello.wasm"\n[[route]]\npath = "/hello"\nfunction = "hello"\n' > "$dir/app/nimbus.toml"
-NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --data-dir "$dir/data" >/dev/null 2>&1 &
+NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --aws-listen 127.0.0.1:0 --data-dir "$dir/data" >/dev/null 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do [ -f "$dir/data/admin.url" ] && break; sleep 0.05; done
 compiled_ms=$(deploy_to_first_200 "$dir/data" "$dir/app" "http://127.0.0.1:$port/hello")

@@ -70,7 +70,7 @@ TOML
 start() { # $1 = idle timeout; sets BASE (no subshell, so PIDS keeps the server)
   local dir=$WORK/data-$RANDOM port
   port=$(free_port)
-  NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --data-dir "$dir" --idle-timeout "$1" ${SERVE_FLAGS:-} >"$WORK/log" 2>&1 &
+  NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --aws-listen 127.0.0.1:0 --data-dir "$dir" --idle-timeout "$1" ${SERVE_FLAGS:-} >"$WORK/log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 200); do [ -f "$dir/admin.url" ] && break; sleep 0.05; done
   "$NIMBUS" --data-dir "$dir" deploy "$APP" --json >/dev/null

@@ -44,6 +44,8 @@ pub(crate) fn spawn_server(dir: &std::path::Path) -> Server {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--aws-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir)

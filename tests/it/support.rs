@@ -86,6 +86,7 @@ pub fn config(dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::new(dir);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.aws_listen = "127.0.0.1:0".parse().unwrap();
     config.max_instances = 200;
     config
 }

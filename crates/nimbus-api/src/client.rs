@@ -75,18 +75,7 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ApiError::Protocol(e.to_string()));
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ApiError::Api {
-                status: status.as_u16(),
-                code: body.error.code,
-                message: body.error.message,
-                request_id: body.error.request_id.unwrap_or_default(),
-            }),
-            Err(_) => Err(ApiError::Protocol(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&bytes)
-            ))),
-        }
+        Err(api_error(status, &bytes))
     }
 
     pub async fn status(&self) -> Result<Status, ApiError> {
@@ -261,6 +250,128 @@ impl Client {
                 .body(event.to_string()),
         )
         .await
+    }
+
+    pub async fn create_key(&self, request: &CreateKeyRequest) -> Result<AccessKey, ApiError> {
+        self.send(self.http.post(self.url("/v1/keys")).json(request))
+            .await
+    }
+
+    pub async fn keys(&self) -> Result<Vec<AccessKey>, ApiError> {
+        self.send(self.http.get(self.url("/v1/keys"))).await
+    }
+
+    pub async fn revoke_key(&self, id: &str) -> Result<AccessKey, ApiError> {
+        self.send(self.http.delete(self.url(&format!("/v1/keys/{id}"))))
+            .await
+    }
+
+    pub async fn buckets(&self) -> Result<Vec<BucketEntry>, ApiError> {
+        self.send(self.http.get(self.url("/v1/buckets"))).await
+    }
+
+    pub async fn create_bucket(
+        &self,
+        request: &CreateBucketRequest,
+    ) -> Result<BucketEntry, ApiError> {
+        self.send(self.http.post(self.url("/v1/buckets")).json(request))
+            .await
+    }
+
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<BucketEntry, ApiError> {
+        self.send(self.http.delete(self.url(&format!("/v1/buckets/{bucket}"))))
+            .await
+    }
+
+    /// Up to `limit` objects of `bucket` under `prefix`, after the key `after`.
+    pub async fn objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ObjectPage, ApiError> {
+        let mut query = vec![("prefix", prefix.to_owned()), ("limit", limit.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        self.send(
+            self.http
+                .get(self.url(&format!("/v1/buckets/{bucket}/objects")))
+                .query(&query),
+        )
+        .await
+    }
+
+    /// Store `body` (streamed) as `bucket`/`key`.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: Option<&str>,
+        body: reqwest::Body,
+    ) -> Result<ObjectEntry, ApiError> {
+        let mut request = self
+            .http
+            .put(self.url(&object_path(bucket, key)))
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        self.send(request).await
+    }
+
+    /// Read `bucket`/`key`: the response, its body still to stream.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<reqwest::Response, ApiError> {
+        let response = self
+            .http
+            .get(self.url(&object_path(bucket, key)))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable {
+                url: self.base.clone(),
+                detail: e.to_string(),
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        Err(api_error(status, &bytes))
+    }
+
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<ObjectEntry, ApiError> {
+        self.send(self.http.delete(self.url(&object_path(bucket, key))))
+            .await
+    }
+}
+
+/// `/v1/buckets/{bucket}/objects/{key}`, the key's bytes percent-encoded except `/`.
+fn object_path(bucket: &str, key: &str) -> String {
+    let key: Vec<String> = key
+        .split('/')
+        .map(|segment| {
+            form_urlencoded::byte_serialize(segment.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        })
+        .collect();
+    format!("/v1/buckets/{bucket}/objects/{}", key.join("/"))
+}
+
+fn api_error(status: reqwest::StatusCode, bytes: &[u8]) -> ApiError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ApiError::Api {
+            status: status.as_u16(),
+            code: body.error.code,
+            message: body.error.message,
+            request_id: body.error.request_id.unwrap_or_default(),
+        },
+        Err(_) => ApiError::Protocol(format!("{status}: {}", String::from_utf8_lossy(bytes))),
     }
 }
 

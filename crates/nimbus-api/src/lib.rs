@@ -261,3 +261,59 @@ pub struct PublishResponse {
     /// Rule targets the event was queued for (0: no rule matched; the event was dropped).
     pub matched: usize,
 }
+
+/// `POST /v1/keys`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateKeyRequest {
+    /// The app whose buckets the key reaches; none for an operator-wide key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// An access key for the AWS-compatible endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessKey {
+    pub id: String,
+    pub app: Option<String>,
+    pub created_ms: u64,
+    pub description: Option<String>,
+    /// Only in the answer to the key's creation; never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// `POST /v1/buckets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateBucketRequest {
+    pub name: String,
+    /// The owning app; none for an operator's bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketEntry {
+    pub name: String,
+    pub app: Option<String>,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    pub key: String,
+    pub size: u64,
+    /// S3's ETag, unquoted.
+    pub etag: String,
+    pub last_modified_ms: u64,
+    pub content_type: Option<String>,
+}
+
+/// A page of `GET /v1/buckets/{bucket}/objects`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectPage {
+    pub objects: Vec<ObjectEntry>,
+    /// More keys follow; ask again with `after` = the last key.
+    pub truncated: bool,
+}

@@ -67,13 +67,23 @@ pub enum ErrorCode {
     InvalidEvent,
     /// The function has no grant for what it tried (sending to a queue, publishing events).
     Forbidden,
+    /// No bucket by that name.
+    BucketNotFound,
+    /// A bucket by that name exists already (bucket names are global).
+    BucketExists,
+    /// The bucket still holds objects.
+    BucketNotEmpty,
+    /// No object by that key in the bucket.
+    ObjectNotFound,
+    /// No access key by that id (or it was revoked).
+    KeyNotFound,
     /// Something inside nimbus failed; the logs have the detail.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`Internal` last).
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -103,6 +113,11 @@ impl ErrorCode {
         ErrorCode::InvocationNotFound,
         ErrorCode::InvalidEvent,
         ErrorCode::Forbidden,
+        ErrorCode::BucketNotFound,
+        ErrorCode::BucketExists,
+        ErrorCode::BucketNotEmpty,
+        ErrorCode::ObjectNotFound,
+        ErrorCode::KeyNotFound,
         ErrorCode::Internal,
     ];
 
@@ -138,6 +153,11 @@ impl ErrorCode {
             ErrorCode::InvocationNotFound => "invocation_not_found",
             ErrorCode::InvalidEvent => "invalid_event",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::BucketNotFound => "bucket_not_found",
+            ErrorCode::BucketExists => "bucket_exists",
+            ErrorCode::BucketNotEmpty => "bucket_not_empty",
+            ErrorCode::ObjectNotFound => "object_not_found",
+            ErrorCode::KeyNotFound => "key_not_found",
             ErrorCode::Internal => "internal",
         }
     }
@@ -223,7 +243,12 @@ mod tests {
             ErrorCode::InvocationNotFound => 26,
             ErrorCode::InvalidEvent => 27,
             ErrorCode::Forbidden => 28,
-            ErrorCode::Internal => 29,
+            ErrorCode::BucketNotFound => 29,
+            ErrorCode::BucketExists => 30,
+            ErrorCode::BucketNotEmpty => 31,
+            ErrorCode::ObjectNotFound => 32,
+            ErrorCode::KeyNotFound => 33,
+            ErrorCode::Internal => 34,
         }
     }
 

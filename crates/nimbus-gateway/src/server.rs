@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use nimbus_core::ErrorCode;
 use nimbus_dispatch::{DispatchError, Pool};
 use nimbus_runtime::{Body, BodyError, ClientAddr, Response};
@@ -410,54 +409,21 @@ impl http_body::Body for LimitedBody {
     }
 }
 
-/// How long in-flight requests may take to finish after shutdown is signalled.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub use nimbus_wire::DRAIN_TIMEOUT;
 
 /// Serve HTTP/1.1 and h2c on `listener` until `shutdown` is cancelled; then stop accepting,
 /// let in-flight requests finish (at most [`DRAIN_TIMEOUT`]) and close idle connections.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(gateway.config.header_read_timeout);
-    let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %error, "accept");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let header_read_timeout = gateway.config.header_read_timeout;
+    let make = move |peer| {
         let gateway = gateway.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-                    request.extensions_mut().insert(ClientAddr(peer));
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
-                });
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = watcher.watch(connection).await;
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing");
-    }
+        hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(ClientAddr(peer));
+            let gateway = gateway.clone();
+            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
+        })
+    };
+    nimbus_wire::serve(listener, header_read_timeout, make, shutdown).await;
 }
 
 #[cfg(test)]

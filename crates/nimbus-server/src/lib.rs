@@ -39,6 +39,8 @@ pub const ADMIN_URL_FILE: &str = "admin.url";
 pub const CACHE_DIR: &str = "cache";
 /// File in the data directory holding the gateway's URL.
 pub const GATEWAY_URL_FILE: &str = "gateway.url";
+/// File in the data directory holding the AWS-compatible endpoint's URL.
+pub const AWS_URL_FILE: &str = "aws.url";
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -54,6 +56,11 @@ pub struct ServerConfig {
     pub max_instances: u32,
     /// Confine process functions with namespaces and cgroups where the host permits.
     pub process_sandbox: bool,
+    /// Where the AWS-compatible endpoint (S3) listens; loopback unless you mean otherwise.
+    pub aws_listen: SocketAddr,
+    /// The domain under which buckets are addressed virtual-host style
+    /// (`<bucket>.<domain>`); path-style addressing always works.
+    pub aws_domain: Option<String>,
 }
 
 impl ServerConfig {
@@ -66,6 +73,8 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(300),
             max_instances: 1000,
             process_sandbox: true,
+            aws_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            aws_domain: None,
         }
     }
 }
@@ -74,6 +83,7 @@ impl ServerConfig {
 pub struct RunningServer {
     pub gateway_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub aws_addr: SocketAddr,
     pub token: String,
     pub platform: Arc<Platform>,
     events: Arc<events::Events>,
@@ -89,6 +99,11 @@ impl RunningServer {
 
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin_addr)
+    }
+
+    /// The AWS-compatible endpoint (`AWS_ENDPOINT_URL`).
+    pub fn aws_url(&self) -> String {
+        format!("http://{}", self.aws_addr)
     }
 
     /// A token that, when cancelled, stops the server.
@@ -140,6 +155,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("open store")?
         .context("open store")?;
     let store = Arc::new(store);
+    let master_key_path = config.data_dir.join(nimbus_aws::MASTER_KEY_FILE);
+    let master_key = tokio::task::spawn_blocking(move || {
+        nimbus_aws::MasterKey::load_or_create(&master_key_path)
+    })
+    .await
+    .context("prepare the master key")?
+    .context("prepare the master key")?;
+    let keys = nimbus_aws::Keys::new(store.clone(), master_key);
+    let objects: Arc<dyn nimbus_store::ObjectStore> = store.clone();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let queue = {
@@ -192,6 +216,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 nimbus_store_redb::DATABASE_FILE,
                 nimbus_store_redb::ARTIFACTS_DIR,
                 nimbus_store_redb::OBJECTS_DIR,
+                nimbus_aws::MASTER_KEY_FILE,
                 CACHE_DIR,
             ]
             .iter()
@@ -238,12 +263,36 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 config.admin_listen
             )
         })?;
+    let aws_listener = TcpListener::bind(config.aws_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "bind the AWS-compatible endpoint to {} (in use? choose another with --aws-listen)",
+                config.aws_listen
+            )
+        })?;
     let gateway_addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let aws_addr = aws_listener.local_addr()?;
+    let aws = nimbus_aws::service(
+        nimbus_aws::Services {
+            s3: nimbus_objects::Objects::new(objects.clone()),
+            access: nimbus_objects::Access::new(objects.clone(), keys.clone()),
+        },
+        keys.clone(),
+        config.aws_domain.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    tasks.spawn(nimbus_aws::serve(aws_listener, aws, shutdown.clone()));
     platform.set_gateway_url(format!("http://{gateway_addr}"));
 
     tasks.spawn(nimbus_gateway::serve(listener, gateway, shutdown.clone()));
-    let router = admin::router(platform.clone(), events.clone(), token.clone());
+    let router = admin::router(
+        platform.clone(),
+        events.clone(),
+        admin::AdminServices { keys, objects },
+        token.clone(),
+    );
     let admin_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let served = axum::serve(admin_listener, router)
@@ -264,11 +313,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         &config.data_dir.join(GATEWAY_URL_FILE),
         &format!("http://{gateway_addr}\n"),
     )?;
-    tracing::info!(gateway = %gateway_addr, admin = %admin_addr, data_dir = %config.data_dir.display(), "nimbus serving");
+    write_file(
+        &config.data_dir.join(AWS_URL_FILE),
+        &format!("http://{aws_addr}\n"),
+    )?;
+    tracing::info!(gateway = %gateway_addr, admin = %admin_addr, aws = %aws_addr, data_dir = %config.data_dir.display(), "nimbus serving");
 
     Ok(RunningServer {
         gateway_addr,
         admin_addr,
+        aws_addr,
         token,
         platform,
         events,

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use nimbus_core::InvocationRecord;
 use nimbus_store::{
-    AppRecord, EventTable, NewVersion, RecordStore, Registry, Result, StoreError, TableOp,
-    VersionRecord, is_sha256_hex, sha256_hex,
+    AccessKeyRecord, AppRecord, EventTable, KeyStore, NewVersion, RecordStore, Registry, Result,
+    StoreError, TableOp, VersionRecord, is_sha256_hex, sha256_hex,
 };
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
@@ -47,6 +47,7 @@ const QUEUE_BODY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("qu
 const INVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
+const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
 
 fn event_table(table: EventTable) -> TableDefinition<'static, &'static str, &'static [u8]> {
     match table {
@@ -137,6 +138,7 @@ impl Inner {
             txn.open_table(INVOCATIONS).map_err(backend)?;
             txn.open_table(IDEMPOTENCY).map_err(backend)?;
             txn.open_table(SCHEDULES).map_err(backend)?;
+            txn.open_table(ACCESS_KEYS).map_err(backend)?;
             txn.open_table(objects::BUCKETS).map_err(backend)?;
             txn.open_table(objects::OBJECTS).map_err(backend)?;
         }
@@ -626,6 +628,71 @@ impl RecordStore for RedbStore {
     async fn last_seq(&self, app: &str, function: &str) -> Result<u64> {
         let (app, function) = (app.to_owned(), function.to_owned());
         self.run(move |inner| inner.last_seq(&app, &function)).await
+    }
+}
+
+impl Inner {
+    fn insert_key(&self, key: &AccessKeyRecord) -> Result<bool> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut keys = txn.open_table(ACCESS_KEYS).map_err(backend)?;
+            if keys.get(key.id.as_str()).map_err(backend)?.is_some() {
+                return Ok(false);
+            }
+            keys.insert(key.id.as_str(), to_json(key)?.as_slice())
+                .map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(true)
+    }
+
+    fn key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let keys = txn.open_table(ACCESS_KEYS).map_err(backend)?;
+        let value = keys.get(id).map_err(backend)?;
+        value.map(|value| from_json(value.value())).transpose()
+    }
+
+    fn keys(&self) -> Result<Vec<AccessKeyRecord>> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let keys = txn.open_table(ACCESS_KEYS).map_err(backend)?;
+        let mut all = Vec::new();
+        for entry in keys.iter().map_err(backend)? {
+            let (_, value) = entry.map_err(backend)?;
+            all.push(from_json(value.value())?);
+        }
+        Ok(all)
+    }
+
+    fn remove_key(&self, id: &str) -> Result<bool> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let removed = {
+            let mut keys = txn.open_table(ACCESS_KEYS).map_err(backend)?;
+            keys.remove(id).map_err(backend)?.is_some()
+        };
+        txn.commit().map_err(backend)?;
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl KeyStore for RedbStore {
+    async fn insert_key(&self, key: AccessKeyRecord) -> Result<bool> {
+        self.run(move |inner| inner.insert_key(&key)).await
+    }
+
+    async fn key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let id = id.to_owned();
+        self.run(move |inner| inner.key(&id)).await
+    }
+
+    async fn keys(&self) -> Result<Vec<AccessKeyRecord>> {
+        self.run(|inner| inner.keys()).await
+    }
+
+    async fn remove_key(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.run(move |inner| inner.remove_key(&id)).await
     }
 }
 

@@ -14,12 +14,11 @@ use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use nimbus_store::objects::check_key;
 use nimbus_store::{
-    BucketInfo, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult, ObjectStore,
-    PutCondition, StoreError,
+    BucketInfo, ByteRange, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult,
+    ObjectStore, PutCondition, StoreError,
 };
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
@@ -106,7 +105,7 @@ impl Inner {
         from_json(value.value()).map_err(store_error)
     }
 
-    fn create_bucket(&self, bucket: &str, app: &str) -> ObjectResult<BucketInfo> {
+    fn create_bucket(&self, bucket: &str, app: Option<&str>) -> ObjectResult<BucketInfo> {
         let txn = self.db.begin_write().map_err(ObjectError::backend)?;
         let info = {
             let mut buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
@@ -119,7 +118,7 @@ impl Inner {
             }
             let info = BucketInfo {
                 name: bucket.to_owned(),
-                app: app.to_owned(),
+                app: app.map(str::to_owned),
                 created_ms: now_ms(),
             };
             buckets
@@ -316,9 +315,9 @@ impl RedbStore {
 
 #[async_trait]
 impl ObjectStore for RedbStore {
-    async fn create_bucket(&self, bucket: &str, app: &str) -> ObjectResult<BucketInfo> {
-        let (bucket, app) = (bucket.to_owned(), app.to_owned());
-        self.blocking(move |inner| inner.create_bucket(&bucket, &app))
+    async fn create_bucket(&self, bucket: &str, app: Option<&str>) -> ObjectResult<BucketInfo> {
+        let (bucket, app) = (bucket.to_owned(), app.map(str::to_owned));
+        self.blocking(move |inner| inner.create_bucket(&bucket, app.as_deref()))
             .await
     }
 
@@ -411,7 +410,7 @@ impl ObjectStore for RedbStore {
         &self,
         bucket: &str,
         key: &str,
-        range: Option<Range<u64>>,
+        range: Option<ByteRange>,
     ) -> ObjectResult<(ObjectInfo, ByteStream)> {
         // The blob can be replaced between reading the row and opening the file: then read the
         // row again (a second replacement in that instant is answered as not found).
@@ -421,10 +420,12 @@ impl ObjectStore for RedbStore {
                 .blocking(move |inner| inner.read_object(&b, &k))
                 .await?;
             let size = stored.info.size;
-            let (start, end) = match &range {
-                Some(r) if r.start >= size => return Err(ObjectError::InvalidRange { size }),
-                Some(r) => (r.start, r.end.min(size)),
+            let (start, end) = match range {
                 None => (0, size),
+                Some(range) => match range.resolve(size) {
+                    Some(bytes) => (bytes.start, bytes.end),
+                    None => return Err(ObjectError::InvalidRange { size }),
+                },
             };
             let mut file = match tokio::fs::File::open(self.inner.blob_path(&stored.blob)).await {
                 Ok(file) => file,
@@ -496,7 +497,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = RedbStore::open(dir.path()).unwrap();
-            store.create_bucket("b", "app").await.unwrap();
+            store.create_bucket("b", Some("app")).await.unwrap();
             store
                 .put_object(
                     "b",
@@ -532,7 +533,7 @@ mod tests {
     async fn replaced_blobs_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path()).unwrap();
-        store.create_bucket("b", "app").await.unwrap();
+        store.create_bucket("b", Some("app")).await.unwrap();
         for round in 0..5u8 {
             store
                 .put_object(

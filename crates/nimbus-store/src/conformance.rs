@@ -9,7 +9,7 @@
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use crate::{NewVersion, RecordStore, Registry, StoreError, sha256_hex};
+use crate::{AccessKeyRecord, KeyStore, NewVersion, RecordStore, Registry, StoreError, sha256_hex};
 use nimbus_core::{InvocationRecord, Outcome};
 use std::collections::BTreeMap;
 
@@ -17,15 +17,48 @@ pub mod objects;
 pub mod queue;
 pub mod unreliable;
 
-/// A store under test: both traits on one value.
-pub trait Store: Registry + RecordStore {}
-impl<T: Registry + RecordStore> Store for T {}
+/// A store under test: the registry-side traits on one value.
+pub trait Store: Registry + RecordStore + KeyStore {}
+impl<T: Registry + RecordStore + KeyStore> Store for T {}
 
 pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     artifacts_are_content_addressed(&make()).await;
     deploy_activates_and_rollback_restores(&make()).await;
     remove_app_forgets_everything(&make()).await;
     records_are_sequenced_and_bounded(&make()).await;
+    access_keys_are_unique_and_revocable(&make()).await;
+}
+
+pub async fn access_keys_are_unique_and_revocable(store: &impl Store) {
+    let key = |id: &str, app: Option<&str>| AccessKeyRecord {
+        id: id.to_owned(),
+        app: app.map(str::to_owned),
+        sealed_secret: vec![1, 2, 3],
+        created_ms: 7,
+        description: Some("ci".to_owned()),
+    };
+    assert_eq!(store.key("NK1").await.unwrap(), None);
+    assert!(store.insert_key(key("NK2", None)).await.unwrap());
+    assert!(store.insert_key(key("NK1", Some("shop"))).await.unwrap());
+    assert!(
+        !store.insert_key(key("NK1", None)).await.unwrap(),
+        "an id is never reused"
+    );
+    assert_eq!(
+        store.key("NK1").await.unwrap(),
+        Some(key("NK1", Some("shop")))
+    );
+    let ids: Vec<String> = store
+        .keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["NK1", "NK2"]);
+    assert!(store.remove_key("NK1").await.unwrap());
+    assert!(!store.remove_key("NK1").await.unwrap());
+    assert_eq!(store.key("NK1").await.unwrap(), None);
 }
 
 async fn version(store: &impl Store, manifest: &str) -> NewVersion {

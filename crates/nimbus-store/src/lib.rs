@@ -20,12 +20,14 @@ use std::sync::Arc;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod keys;
 pub mod objects;
 pub mod queue;
 
+pub use keys::{AccessKeyRecord, KeyStore};
 pub use objects::{
-    BucketInfo, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult, ObjectStore,
-    PutCondition,
+    BucketInfo, ByteRange, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult,
+    ObjectStore, PutCondition,
 };
 pub use queue::{
     BoxError, Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, QueueResult,

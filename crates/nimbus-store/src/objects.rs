@@ -30,8 +30,12 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>
 pub enum ObjectError {
     #[error("no bucket named {0:?}")]
     NoSuchBucket(String),
-    #[error("bucket {bucket:?} already exists (it belongs to app {app:?})")]
-    BucketExists { bucket: String, app: String },
+    #[error("bucket {bucket:?} already exists")]
+    BucketExists {
+        bucket: String,
+        /// Its owner: an app, or none for an operator's bucket.
+        app: Option<String>,
+    },
     #[error("bucket {0:?} is not empty; delete its objects first")]
     BucketNotEmpty(String),
     #[error("no object {key:?} in bucket {bucket:?}")]
@@ -40,7 +44,7 @@ pub enum ObjectError {
     PreconditionFailed,
     #[error("invalid object key: {0}")]
     InvalidKey(String),
-    #[error("the requested range is outside the object of {size} bytes")]
+    #[error("the requested range is not satisfiable for an object of {size} bytes")]
     InvalidRange { size: u64 },
     #[error("the request body could not be read")]
     Body(#[source] BoxError),
@@ -59,8 +63,8 @@ pub type ObjectResult<T> = std::result::Result<T, ObjectError>;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BucketInfo {
     pub name: String,
-    /// The app the bucket belongs to.
-    pub app: String,
+    /// The app the bucket belongs to; none for a bucket an operator created.
+    pub app: Option<String>,
     pub created_ms: u64,
 }
 
@@ -85,6 +89,40 @@ pub struct ObjectInfo {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The part of an object a read asks for (HTTP's byte ranges, resolved against the size of the
+/// version the read finds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// From `start` to `end` (exclusive), or to the end; an `end` past the size is clamped.
+    From { start: u64, end: Option<u64> },
+    /// The last `n` bytes (all of them if the object is shorter).
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The bytes this range covers in an object of `size` bytes; `None` if it covers none
+    /// (S3's `InvalidRange`).
+    pub fn resolve(self, size: u64) -> Option<Range<u64>> {
+        match self {
+            ByteRange::From { start, end } => {
+                let end = end.map_or(size, |end| end.min(size));
+                (start < end).then_some(start..end)
+            }
+            ByteRange::Suffix(0) => None,
+            ByteRange::Suffix(n) => Some(size.saturating_sub(n)..size),
+        }
+    }
+}
+
+impl From<Range<u64>> for ByteRange {
+    fn from(range: Range<u64>) -> ByteRange {
+        ByteRange::From {
+            start: range.start,
+            end: Some(range.end),
+        }
+    }
+}
+
 /// A put's precondition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutCondition {
@@ -106,8 +144,9 @@ pub struct Listing {
 /// Buckets and objects. See the module docs for what every backend guarantees.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
-    /// Create `bucket` for `app`. Bucket names are global, as in S3.
-    async fn create_bucket(&self, bucket: &str, app: &str) -> ObjectResult<BucketInfo>;
+    /// Create `bucket` for `app` (none: an operator's bucket). Bucket names are global, as in
+    /// S3.
+    async fn create_bucket(&self, bucket: &str, app: Option<&str>) -> ObjectResult<BucketInfo>;
     /// Delete an empty bucket.
     async fn delete_bucket(&self, bucket: &str) -> ObjectResult<()>;
     async fn bucket(&self, bucket: &str) -> ObjectResult<BucketInfo>;
@@ -124,12 +163,13 @@ pub trait ObjectStore: Send + Sync {
         body: ByteStream,
     ) -> ObjectResult<ObjectInfo>;
     async fn head_object(&self, bucket: &str, key: &str) -> ObjectResult<ObjectInfo>;
-    /// The object and its bytes, or the bytes of `range` (end exclusive, clamped to the size).
+    /// The object and its bytes, or the bytes of `range` resolved against the version read
+    /// ([`ByteRange::resolve`]); `InvalidRange` if it covers none.
     async fn get_object(
         &self,
         bucket: &str,
         key: &str,
-        range: Option<Range<u64>>,
+        range: Option<ByteRange>,
     ) -> ObjectResult<(ObjectInfo, ByteStream)>;
     /// Delete `key`; false if there was none (deleting is idempotent, as in S3).
     async fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<bool>;

@@ -6,6 +6,11 @@
 //! ([`accepted_response`]).
 //!
 //! Plain `http` types with a `Bytes` body: each edge maps the body into its server's type.
+//!
+//! [`serve`] is the accept loop every listener runs.
+
+pub mod serve;
+pub use serve::{DRAIN_TIMEOUT, serve};
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -52,7 +57,10 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::FunctionNotFound
         | ErrorCode::ArtifactNotFound
         | ErrorCode::QueueNotFound
-        | ErrorCode::InvocationNotFound => StatusCode::NOT_FOUND,
+        | ErrorCode::InvocationNotFound
+        | ErrorCode::BucketNotFound
+        | ErrorCode::ObjectNotFound
+        | ErrorCode::KeyNotFound => StatusCode::NOT_FOUND,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -75,7 +83,10 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::IncompatibleComponent
         | ErrorCode::DigestMismatch
         | ErrorCode::InvalidEvent => StatusCode::BAD_REQUEST,
-        ErrorCode::RouteConflict | ErrorCode::NoPreviousVersion => StatusCode::CONFLICT,
+        ErrorCode::RouteConflict
+        | ErrorCode::NoPreviousVersion
+        | ErrorCode::BucketExists
+        | ErrorCode::BucketNotEmpty => StatusCode::CONFLICT,
     }
 }
 
@@ -163,7 +174,7 @@ mod tests {
         use ErrorCode::*;
         match code {
             RouteNotFound | AppNotFound | FunctionNotFound | ArtifactNotFound | QueueNotFound
-            | InvocationNotFound => 404,
+            | InvocationNotFound | BucketNotFound | ObjectNotFound | KeyNotFound => 404,
             MethodNotAllowed => 405,
             PayloadTooLarge => 413,
             TooManyRequests => 429,
@@ -182,7 +193,7 @@ mod tests {
             | InvalidCode
             | DigestMismatch
             | InvalidEvent => 400,
-            RouteConflict | NoPreviousVersion => 409,
+            RouteConflict | NoPreviousVersion | BucketExists | BucketNotEmpty => 409,
             Forbidden => 403,
         }
     }

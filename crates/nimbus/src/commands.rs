@@ -165,6 +165,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Keys(command) => crate::objects::keys(&cli, command).await,
+        Command::Buckets { command } => crate::objects::buckets(&cli, command.as_ref()).await,
+        Command::Objects(command) => crate::objects::objects(&cli, command).await,
+        Command::Cp { source, target } => crate::objects::cp(&cli, source, target).await,
         Command::Rm { app } => {
             let removed = client::connect(&cli)?.remove(app).await?;
             if cli.json {
@@ -188,13 +192,16 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
     config.idle_timeout = args.idle_timeout;
     config.gateway.max_body_bytes = args.max_body.as_u64();
     config.process_sandbox = !args.no_process_sandbox;
+    config.aws_listen = args.aws_listen;
+    config.aws_domain = args.aws_domain.clone();
     let server = nimbus_server::start(config)
         .await
         .map_err(|e| Failure::Server(format!("{e:#}")))?;
     println!(
-        "nimbus serving on {} (admin API {})",
+        "nimbus serving on {} (admin API {}, S3 {})",
         server.gateway_url(),
-        server.admin_url()
+        server.admin_url(),
+        server.aws_url()
     );
     let stop = server.shutdown_token();
     tokio::spawn(async move {
@@ -225,6 +232,7 @@ async fn up(
     let mut config = ServerConfig::new(&data_dir);
     config.listen = listen;
     config.admin_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.aws_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let server = nimbus_server::start(config)
         .await
         .map_err(|e| Failure::Server(format!("{e:#}")))?;
@@ -241,6 +249,7 @@ async fn up(
             result.app,
             data_dir.display()
         );
+        println!("S3 endpoint (AWS_ENDPOINT_URL): {}", server.aws_url());
         println!(
             "other commands: nimbus --data-dir {} <command>",
             data_dir.display()

@@ -8,6 +8,7 @@
 
 mod client;
 mod commands;
+mod objects;
 mod output;
 mod project;
 
@@ -59,7 +60,9 @@ Examples:
   nimbus logs hello -f               follow a function's invocations and output
   nimbus invoke worker --async -d '{}'  queue an invocation; `nimbus invocation ID` shows it
   nimbus queue send shop/orders 'hi'  send a message; `nimbus queue ls` shows the queues
-  nimbus rollback my-app             go back to the previous version";
+  nimbus rollback my-app             go back to the previous version
+  nimbus keys create --app shop      an access key for the S3 endpoint (127.0.0.1:8090)
+  nimbus cp photo.jpg s3://uploads/  upload a file to a bucket";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -114,6 +117,61 @@ enum Command {
     Queue(QueueCommand),
     /// Publish a CloudEvent on an app's event bus.
     Publish(PublishArgs),
+    /// Access keys for the AWS-compatible endpoint (S3).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Buckets of the object store (`nimbus buckets` lists them).
+    Buckets {
+        #[command(subcommand)]
+        command: Option<BucketsCommand>,
+    },
+    /// Objects in a bucket.
+    #[command(subcommand)]
+    Objects(ObjectsCommand),
+    /// Copy a file to or from a bucket: `nimbus cp photo.jpg s3://uploads/photo.jpg`,
+    /// `nimbus cp s3://uploads/photo.jpg .` (`-` is standard input or output).
+    Cp { source: String, target: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// Limit the key to this app's buckets (default: an operator key, every bucket).
+        #[arg(long)]
+        app: Option<String>,
+        /// What the key is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List keys (never their secrets).
+    Ls,
+    /// Revoke a key: requests signed with it are refused from now on.
+    Rm { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum BucketsCommand {
+    /// List buckets.
+    Ls,
+    /// Create a bucket.
+    Create {
+        name: String,
+        /// The owning app (default: an operator's bucket).
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Remove an empty bucket.
+    Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum ObjectsCommand {
+    /// List a bucket's objects, optionally under a prefix.
+    Ls {
+        bucket: String,
+        prefix: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -181,6 +239,13 @@ struct ServeArgs {
     /// environment and timeouts still apply). For debugging, or hosts that forbid them.
     #[arg(long)]
     no_process_sandbox: bool,
+    /// Where the AWS-compatible endpoint (S3) listens.
+    #[arg(long, default_value = "127.0.0.1:8090", env = "NIMBUS_AWS_LISTEN")]
+    aws_listen: SocketAddr,
+    /// Serve buckets virtual-host style under this domain too (`BUCKET.DOMAIN`), as S3 does;
+    /// path-style (`/BUCKET/KEY`) always works.
+    #[arg(long, env = "NIMBUS_AWS_DOMAIN")]
+    aws_domain: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -1,7 +1,7 @@
 //! The [`ObjectStore`] conformance suite.
 
 use crate::BoxError;
-use crate::objects::{ByteStream, NewObject, ObjectError, ObjectStore, PutCondition};
+use crate::objects::{ByteRange, ByteStream, NewObject, ObjectError, ObjectStore, PutCondition};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
@@ -65,17 +65,26 @@ pub async fn buckets_belong_to_apps_and_must_be_empty_to_go(store: &impl ObjectS
         store.bucket("photos").await,
         Err(ObjectError::NoSuchBucket(_))
     ));
-    let created = store.create_bucket("photos", "shop").await.unwrap();
+    let created = store.create_bucket("photos", Some("shop")).await.unwrap();
     assert_eq!(
-        (created.name.as_str(), created.app.as_str()),
-        ("photos", "shop")
+        (created.name.as_str(), created.app.as_deref()),
+        ("photos", Some("shop"))
     );
     assert_eq!(store.bucket("photos").await.unwrap(), created);
-    match store.create_bucket("photos", "other").await {
-        Err(ObjectError::BucketExists { app, .. }) => assert_eq!(app, "shop"),
+    match store.create_bucket("photos", Some("other")).await {
+        Err(ObjectError::BucketExists { app, .. }) => assert_eq!(app.as_deref(), Some("shop")),
         other => panic!("a second create must be refused: {other:?}"),
     }
-    store.create_bucket("archive", "shop").await.unwrap();
+    store.create_bucket("archive", Some("shop")).await.unwrap();
+    // An operator's bucket belongs to no app.
+    let operators = store.create_bucket("shared", None).await.unwrap();
+    assert_eq!(operators.app, None);
+    assert_eq!(store.bucket("shared").await.unwrap().app, None);
+    match store.create_bucket("shared", Some("shop")).await {
+        Err(ObjectError::BucketExists { app, .. }) => assert_eq!(app, None),
+        other => panic!("a second create must be refused: {other:?}"),
+    }
+    store.delete_bucket("shared").await.unwrap();
     let names: Vec<String> = store
         .buckets()
         .await
@@ -102,7 +111,7 @@ pub async fn buckets_belong_to_apps_and_must_be_empty_to_go(store: &impl ObjectS
 }
 
 pub async fn objects_round_trip_in_chunks_with_md5_etags(store: &impl ObjectStore) {
-    store.create_bucket("b", "app").await.unwrap();
+    store.create_bucket("b", Some("app")).await.unwrap();
     let mut headers = BTreeMap::new();
     headers.insert("x-amz-meta-owner".to_owned(), "ada".to_owned());
     headers.insert("cache-control".to_owned(), "max-age=60".to_owned());
@@ -162,7 +171,7 @@ pub async fn objects_round_trip_in_chunks_with_md5_etags(store: &impl ObjectStor
 }
 
 pub async fn ranges_are_clamped_and_checked(store: &impl ObjectStore) {
-    store.create_bucket("r", "app").await.unwrap();
+    store.create_bucket("r", Some("app")).await.unwrap();
     let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     let chunks: Vec<&[u8]> = bytes.chunks(7_000).collect();
     put_with(store, "r", "big", PutCondition::Always, body(&chunks))
@@ -175,20 +184,43 @@ pub async fn ranges_are_clamped_and_checked(store: &impl ObjectStore) {
         (6_999..7_001, &bytes[6_999..7_001]),
     ] {
         let (info, stream) = store
-            .get_object("r", "big", Some(range.clone()))
+            .get_object("r", "big", Some(range.clone().into()))
             .await
             .unwrap();
         assert_eq!(info.size, 100_000, "the info is the whole object's");
         assert_eq!(read(stream).await, expect, "{range:?}");
     }
-    assert!(matches!(
-        store.get_object("r", "big", Some(100_000..100_010)).await,
-        Err(ObjectError::InvalidRange { size: 100_000 })
-    ));
+    for (range, expect) in [
+        (ByteRange::Suffix(10), &bytes[99_990..]),
+        (ByteRange::Suffix(1 << 40), &bytes[..]),
+        (
+            ByteRange::From {
+                start: 99_999,
+                end: None,
+            },
+            &bytes[99_999..],
+        ),
+    ] {
+        let (_, stream) = store.get_object("r", "big", Some(range)).await.unwrap();
+        assert_eq!(read(stream).await, expect, "{range:?}");
+    }
+    for unsatisfiable in [
+        (100_000..100_010).into(),
+        ByteRange::Suffix(0),
+        ByteRange::From {
+            start: 100_000,
+            end: None,
+        },
+    ] {
+        assert!(matches!(
+            store.get_object("r", "big", Some(unsatisfiable)).await,
+            Err(ObjectError::InvalidRange { size: 100_000 })
+        ));
+    }
 }
 
 pub async fn overwrites_and_conditions(store: &impl ObjectStore) {
-    store.create_bucket("c", "app").await.unwrap();
+    store.create_bucket("c", Some("app")).await.unwrap();
     let first = put_with(store, "c", "k", PutCondition::IfAbsent, body(&[b"one"]))
         .await
         .unwrap();
@@ -237,7 +269,7 @@ pub async fn overwrites_and_conditions(store: &impl ObjectStore) {
 }
 
 pub async fn a_failed_body_leaves_the_old_object(store: &impl ObjectStore) {
-    store.create_bucket("f", "app").await.unwrap();
+    store.create_bucket("f", Some("app")).await.unwrap();
     put(store, "f", "k", b"old").await;
     assert!(matches!(
         put_with(
@@ -270,8 +302,8 @@ pub async fn a_failed_body_leaves_the_old_object(store: &impl ObjectStore) {
 }
 
 pub async fn listings_are_ordered_filtered_and_paged(store: &impl ObjectStore) {
-    store.create_bucket("l", "app").await.unwrap();
-    store.create_bucket("l2", "app").await.unwrap();
+    store.create_bucket("l", Some("app")).await.unwrap();
+    store.create_bucket("l2", Some("app")).await.unwrap();
     let keys = ["b/2", "a", "b/1", "b/10", "c", "b", "ba"];
     for key in keys {
         put(store, "l", key, key.as_bytes()).await;
@@ -317,7 +349,7 @@ pub async fn listings_are_ordered_filtered_and_paged(store: &impl ObjectStore) {
 }
 
 pub async fn readers_finish_the_version_they_began(store: &impl ObjectStore) {
-    store.create_bucket("v", "app").await.unwrap();
+    store.create_bucket("v", Some("app")).await.unwrap();
     let old: Vec<u8> = vec![b'o'; 300_000];
     put(store, "v", "k", &old).await;
     let (_, mut stream) = store.get_object("v", "k", None).await.unwrap();

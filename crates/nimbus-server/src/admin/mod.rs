@@ -34,20 +34,37 @@ const MAX_ARTIFACT_BYTES: usize = 256 << 20;
 /// Largest response body `invoke` returns (Lambda's synchronous payload limit).
 const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 
+mod objects;
+
+/// The services the admin API manages beside the platform.
+#[derive(Clone)]
+pub(crate) struct AdminServices {
+    pub keys: nimbus_aws::Keys,
+    pub objects: Arc<dyn nimbus_store::ObjectStore>,
+}
+
 #[derive(Clone)]
 struct AdminState {
     platform: Arc<Platform>,
     events: Arc<Events>,
+    services: AdminServices,
     token: Arc<str>,
 }
 
-pub(crate) fn router(platform: Arc<Platform>, events: Arc<Events>, token: String) -> Router {
+pub(crate) fn router(
+    platform: Arc<Platform>,
+    events: Arc<Events>,
+    services: AdminServices,
+    token: String,
+) -> Router {
     let state = AdminState {
         platform,
         events,
+        services,
         token: Arc::from(token),
     };
     Router::new()
+        .merge(objects::routes())
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
         .route("/v1/deploy", post(deploy))
@@ -199,7 +216,21 @@ async fn remove_app(
     State(state): State<AdminState>,
     Path(app): Path<String>,
 ) -> ApiResult<nimbus_api::AppInfo> {
-    Ok(Json(state.platform.remove(&app).await?))
+    let removed = state.platform.remove(&app).await?;
+    // An app's keys go with it.
+    let revoked = state
+        .services
+        .keys
+        .revoke_app(&app)
+        .await
+        .map_err(|error| {
+            let message = error.to_string();
+            Error::new(ErrorCode::Internal, message).caused_by(error)
+        })?;
+    if revoked > 0 {
+        tracing::info!(app, revoked, "access keys of the removed app revoked");
+    }
+    Ok(Json(removed))
 }
 
 async fn rollback(

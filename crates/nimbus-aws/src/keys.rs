@@ -1,0 +1,358 @@
+//! Access keys: created with a random id and secret, the secret sealed under the platform's
+//! master key before it is stored (AES-256-GCM, the key id as associated data, so a sealed
+//! secret cannot be moved to another id) and shown to its creator once.
+//!
+//! Signature checks need the secret in the clear, as AWS's do: a key's secret is opened on its
+//! first use and kept in memory beside its principal, in a copy-on-write map read without a
+//! lock; revoking a key removes it from both.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use arc_swap::ArcSwap;
+use nimbus_store::{AccessKeyRecord, KeyStore, StoreError};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The master key's file in the data directory (32 random bytes, mode 0600).
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Prefix of every access key id nimbus issues (AWS's are `AKIA…`).
+pub const KEY_ID_PREFIX: &str = "NKIA";
+
+const NONCE_BYTES: usize = 12;
+
+/// Who a request is, once its signature checks out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// An operator-wide key: every bucket.
+    Operator,
+    /// An app's key: that app's resources only.
+    App(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the access key store failed")]
+    Store(#[from] StoreError),
+    #[error(
+        "the secret of access key {0} cannot be opened with this data directory's master key; \
+         revoke the key and create a new one"
+    )]
+    Unsealable(String),
+}
+
+/// The key that seals secrets at rest.
+pub struct MasterKey(Aes256Gcm);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// Read the master key at `path`, creating it (mode 0600) if there is none. Blocking.
+    pub fn load_or_create(path: &Path) -> io::Result<MasterKey> {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{} holds {} bytes, not a 32-byte master key; restore it from a backup",
+                            path.display(),
+                            bytes.len()
+                        ),
+                    )
+                })?;
+                return Ok(MasterKey::from_bytes(&key));
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        let key: [u8; 32] = rand::random();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(&key)?;
+        file.sync_all()?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(MasterKey::from_bytes(&key))
+    }
+
+    pub fn from_bytes(key: &[u8; 32]) -> MasterKey {
+        MasterKey(Aes256Gcm::new(key.into()))
+    }
+
+    /// Encrypt `plaintext`, bound to `context`: nonce ‖ ciphertext ‖ tag.
+    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let nonce: [u8; NONCE_BYTES] = rand::random();
+        let payload = Payload {
+            msg: plaintext,
+            aad: context,
+        };
+        // Encryption into a Vec fails only past GCM's 64 GiB message limit.
+        #[allow(clippy::expect_used, reason = "secrets are far below AES-GCM's limit")]
+        let sealed = self
+            .0
+            .encrypt(Nonce::from_slice(&nonce), payload)
+            .expect("AES-GCM encryption of a short secret");
+        let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Decrypt what [`MasterKey::seal`] sealed with the same `context`; `None` if it was sealed
+    /// under another key or context, or altered.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, ciphertext) = sealed.split_at_checked(NONCE_BYTES)?;
+        let payload = Payload {
+            msg: ciphertext,
+            aad: context,
+        };
+        self.0.decrypt(Nonce::from_slice(nonce), payload).ok()
+    }
+}
+
+/// A key as listed: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub app: Option<String>,
+    pub created_ms: u64,
+    pub description: Option<String>,
+}
+
+/// A key just created: the only time its secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub info: KeyInfo,
+    pub secret: String,
+}
+
+struct Known {
+    secret: s3s::auth::SecretKey,
+    principal: Principal,
+}
+
+/// The platform's access keys. Cheap to clone.
+#[derive(Clone)]
+pub struct Keys {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn KeyStore>,
+    master: MasterKey,
+    known: ArcSwap<HashMap<String, Arc<Known>>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").finish_non_exhaustive()
+    }
+}
+
+fn random_string(alphabet: &[u8], len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .filter_map(|_| alphabet.get(rng.random_range(0..alphabet.len())))
+        .map(|&b| char::from(b))
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn info(record: &AccessKeyRecord) -> KeyInfo {
+    KeyInfo {
+        id: record.id.clone(),
+        app: record.app.clone(),
+        created_ms: record.created_ms,
+        description: record.description.clone(),
+    }
+}
+
+impl Keys {
+    pub fn new(store: Arc<dyn KeyStore>, master: MasterKey) -> Keys {
+        Keys {
+            inner: Arc::new(Inner {
+                store,
+                master,
+                known: ArcSwap::default(),
+            }),
+        }
+    }
+
+    /// Create a key for `app` (none: operator-wide).
+    pub async fn create(
+        &self,
+        app: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<CreatedKey, KeyError> {
+        const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        const SECRET_ALPHABET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        loop {
+            let id = format!("{KEY_ID_PREFIX}{}", random_string(ID_ALPHABET, 16));
+            let secret = random_string(SECRET_ALPHABET, 40);
+            let record = AccessKeyRecord {
+                sealed_secret: self.inner.master.seal(id.as_bytes(), secret.as_bytes()),
+                id,
+                app: app.map(str::to_owned),
+                created_ms: now_ms(),
+                description: description.map(str::to_owned),
+            };
+            let info = info(&record);
+            // 80 random bits: a collision is astronomically unlikely, but cheap to retry.
+            if self.inner.store.insert_key(record).await? {
+                return Ok(CreatedKey { info, secret });
+            }
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
+        Ok(self.inner.store.keys().await?.iter().map(info).collect())
+    }
+
+    /// Revoke a key; false if there was none. Requests signed with it fail from now on.
+    pub async fn revoke(&self, id: &str) -> Result<bool, KeyError> {
+        let removed = self.inner.store.remove_key(id).await?;
+        self.forget(|known_id, _| known_id == id);
+        Ok(removed)
+    }
+
+    /// Revoke every key of `app` (the app is being removed); how many there were.
+    pub async fn revoke_app(&self, app: &str) -> Result<usize, KeyError> {
+        let mut revoked = 0;
+        for key in self.inner.store.keys().await? {
+            if key.app.as_deref() == Some(app) && self.inner.store.remove_key(&key.id).await? {
+                revoked += 1;
+            }
+        }
+        self.forget(|_, known| known.principal == Principal::App(app.to_owned()));
+        Ok(revoked)
+    }
+
+    fn forget(&self, gone: impl Fn(&str, &Known) -> bool) {
+        self.inner.known.rcu(|known| {
+            let mut known = HashMap::clone(known);
+            known.retain(|id, k| !gone(id, k));
+            known
+        });
+    }
+
+    /// Who `id` signs for, if it is a live key.
+    pub async fn principal(&self, id: &str) -> Result<Option<Principal>, KeyError> {
+        Ok(self.resolve(id).await?.map(|k| k.principal.clone()))
+    }
+
+    async fn resolve(&self, id: &str) -> Result<Option<Arc<Known>>, KeyError> {
+        if let Some(known) = self.inner.known.load().get(id) {
+            return Ok(Some(known.clone()));
+        }
+        let Some(record) = self.inner.store.key(id).await? else {
+            return Ok(None);
+        };
+        let secret = self
+            .inner
+            .master
+            .open(record.id.as_bytes(), &record.sealed_secret)
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| KeyError::Unsealable(record.id.clone()))?;
+        let known = Arc::new(Known {
+            secret: s3s::auth::SecretKey::from(secret),
+            principal: match record.app {
+                Some(app) => Principal::App(app),
+                None => Principal::Operator,
+            },
+        });
+        self.inner.known.rcu(|all| {
+            let mut all = HashMap::clone(all);
+            all.insert(record.id.clone(), known.clone());
+            all
+        });
+        Ok(Some(known))
+    }
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for Keys {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        match self.resolve(access_key).await {
+            Ok(Some(known)) => Ok(known.secret.clone()),
+            Ok(None) => Err(s3s::s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+            Err(error) => {
+                tracing::error!(error = %error, key = access_key, "access key lookup");
+                Err(s3s::s3_error!(InternalError, "{error}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_under_their_key_and_context() {
+        let master = MasterKey::from_bytes(&[7; 32]);
+        let sealed = master.seal(b"NKIA1", b"secret");
+        assert_eq!(
+            master.open(b"NKIA1", &sealed).as_deref(),
+            Some(&b"secret"[..])
+        );
+        assert_eq!(master.open(b"NKIA2", &sealed), None, "bound to its key id");
+        assert_eq!(
+            MasterKey::from_bytes(&[8; 32]).open(b"NKIA1", &sealed),
+            None
+        );
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(master.open(b"NKIA1", &altered), None);
+        assert_eq!(master.open(b"NKIA1", &sealed[..5]), None);
+        assert_ne!(
+            master.seal(b"NKIA1", b"secret"),
+            sealed,
+            "a fresh nonce each time"
+        );
+    }
+
+    #[test]
+    fn the_master_key_file_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MASTER_KEY_FILE);
+        let first = MasterKey::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let sealed = first.seal(b"k", b"v");
+        let again = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(again.open(b"k", &sealed).as_deref(), Some(&b"v"[..]));
+        std::fs::write(&path, b"short").unwrap();
+        let error = MasterKey::load_or_create(&path).unwrap_err();
+        assert!(
+            error.to_string().contains("not a 32-byte master key"),
+            "{error}"
+        );
+    }
+}

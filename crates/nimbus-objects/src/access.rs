@@ -1,0 +1,98 @@
+//! Who may touch which bucket. Runs after s3s has checked the signature: the key's principal
+//! is resolved once and left in the request's extensions for the operation; a bucket is
+//! reachable by an operator's key, or by a key of the app that owns it. A copy also needs its
+//! source bucket. Anonymous requests are refused.
+
+use nimbus_aws::{Keys, Principal};
+use nimbus_store::{ObjectError, ObjectStore};
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
+use s3s::{S3Request, S3Result, s3_error};
+use std::sync::Arc;
+
+pub struct Access {
+    store: Arc<dyn ObjectStore>,
+    keys: Keys,
+}
+
+impl Access {
+    pub fn new(store: Arc<dyn ObjectStore>, keys: Keys) -> Access {
+        Access { store, keys }
+    }
+
+    /// May `principal` reach `bucket`? A missing bucket is left to the operation to report
+    /// (`NoSuchBucket`), as S3 does for a caller who could own it.
+    async fn reach(&self, principal: &Principal, bucket: &str) -> S3Result<()> {
+        let app = match principal {
+            Principal::Operator => return Ok(()),
+            Principal::App(app) => app,
+        };
+        match self.store.bucket(bucket).await {
+            Ok(info) if info.app.as_deref() == Some(app.as_str()) => Ok(()),
+            Ok(_) => Err(access_denied()),
+            Err(ObjectError::NoSuchBucket(_)) => Ok(()),
+            Err(error) => Err(crate::error::s3_error(error, |_| false)),
+        }
+    }
+
+    async fn reach_source(
+        &self,
+        principal: Option<&Principal>,
+        source: &CopySource,
+    ) -> S3Result<()> {
+        let principal = principal.ok_or_else(access_denied)?;
+        match source {
+            CopySource::Bucket { bucket, .. } => self.reach(principal, bucket).await,
+            _ => Err(s3_error!(
+                NotImplemented,
+                "Copying from access points and outposts is not supported"
+            )),
+        }
+    }
+}
+
+pub(crate) fn access_denied() -> s3s::S3Error {
+    s3_error!(AccessDenied, "Access Denied")
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(credentials) = cx.credentials() else {
+            return Err(access_denied());
+        };
+        let principal = match self.keys.principal(&credentials.access_key).await {
+            Ok(Some(principal)) => principal,
+            // Revoked between the signature check and now.
+            Ok(None) => return Err(access_denied()),
+            Err(error) => {
+                tracing::error!(error = %error, "access key lookup");
+                return Err(s3_error!(InternalError, "{error}"));
+            }
+        };
+        let bucket = match cx.s3_path() {
+            s3s::path::S3Path::Root => None,
+            s3s::path::S3Path::Bucket { bucket } | s3s::path::S3Path::Object { bucket, .. } => {
+                Some(bucket.to_string())
+            }
+        };
+        // Creating a bucket claims a name; whose it is, the operation decides.
+        if let Some(bucket) = bucket
+            && cx.s3_op().name() != "CreateBucket"
+        {
+            self.reach(&principal, &bucket).await?;
+        }
+        cx.extensions_mut().insert(principal);
+        Ok(())
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        self.reach_source(req.extensions.get::<Principal>(), &req.input.copy_source)
+            .await
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        self.reach_source(req.extensions.get::<Principal>(), &req.input.copy_source)
+            .await
+    }
+}
