@@ -13,5 +13,6 @@ mod invariants;
 mod invocation;
 mod lambda;
 mod limits;
+mod objects;
 mod restart;
 mod scenarios;

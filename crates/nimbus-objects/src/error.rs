@@ -37,6 +37,25 @@ pub(crate) fn s3_error(error: ObjectError, caller_owns: impl Fn(Option<&str>) ->
         ObjectError::InvalidRange { .. } => {
             s3_error!(InvalidRange, "The requested range is not satisfiable")
         }
+        ObjectError::NoSuchUpload(_) => s3_error!(
+            NoSuchUpload,
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may \
+             have been aborted or completed."
+        ),
+        ObjectError::InvalidPart(_) => s3_error!(
+            InvalidPart,
+            "One or more of the specified parts could not be found. The part may not have been \
+             uploaded, or the specified entity tag may not match the part's entity tag."
+        ),
+        ObjectError::InvalidPartOrder => s3_error!(
+            InvalidPartOrder,
+            "The list of parts was not in ascending order. The parts list must be specified in \
+             order by part number."
+        ),
+        ObjectError::PartTooSmall { .. } => s3_error!(
+            EntityTooSmall,
+            "Your proposed upload is smaller than the minimum allowed object size."
+        ),
         ObjectError::Body(source) => body_error(source),
         ObjectError::Backend(source) => {
             tracing::error!(error = %source, "object store");

@@ -7,7 +7,7 @@ use crate::listing::{self, MAX_KEYS};
 use crate::meta::{self, Described};
 use crate::verify::{self, Expect};
 use nimbus_aws::{Principal, RequestId};
-use nimbus_store::{ByteRange, ObjectInfo, ObjectStore, PutCondition};
+use nimbus_store::{ByteRange, ObjectInfo, ObjectStore, PartInfo, PutCondition};
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3Request, S3Response, S3Result, s3_error};
@@ -170,7 +170,10 @@ fn listed(info: ObjectInfo, encode: &impl Fn(String) -> String) -> Object {
     }
 }
 
-fn prefixes(prefixes: Vec<String>, encode: &impl Fn(String) -> String) -> Option<CommonPrefixList> {
+fn prefixes_list(
+    prefixes: Vec<String>,
+    encode: &impl Fn(String) -> String,
+) -> Option<CommonPrefixList> {
     (!prefixes.is_empty()).then(|| {
         prefixes
             .into_iter()
@@ -734,7 +737,7 @@ impl Objects {
                     })
                     .collect(),
             ),
-            common_prefixes: prefixes(page.prefixes, &encode),
+            common_prefixes: prefixes_list(page.prefixes, &encode),
             encoding_type: input.encoding_type,
             request_charged: None,
         }))
@@ -783,7 +786,7 @@ impl Objects {
                     })
                     .collect(),
             ),
-            common_prefixes: prefixes(page.prefixes, &encode),
+            common_prefixes: prefixes_list(page.prefixes, &encode),
             encoding_type: input.encoding_type,
             request_charged: None,
         }))
@@ -838,11 +841,379 @@ impl Objects {
             next_key_marker: page.last.filter(|_| truncated).map(&encode),
             next_version_id_marker: truncated.then(|| "null".to_owned()),
             versions: Some(versions),
-            common_prefixes: prefixes(page.prefixes, &encode),
+            common_prefixes: prefixes_list(page.prefixes, &encode),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
     }
+}
+
+fn part_number(number: i32) -> S3Result<u32> {
+    match u32::try_from(number) {
+        Ok(n) if (1..=nimbus_store::objects::MAX_PART_NUMBER).contains(&n) => Ok(n),
+        _ => Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        )),
+    }
+}
+
+fn initiator() -> Initiator {
+    Initiator {
+        display_name: Some("nimbus".to_owned()),
+        id: Some("nimbus".to_owned()),
+    }
+}
+
+/// The bytes of `range` (`bytes=a-b`, inclusive) that a part copy asks for.
+fn copy_range(range: Option<&str>) -> S3Result<Option<ByteRange>> {
+    let Some(range) = range else { return Ok(None) };
+    let invalid = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first \
+             and last are the zero-based offsets of the first and last bytes to copy"
+        )
+    };
+    let (first, last) = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(invalid)?;
+    let first: u64 = first.parse().map_err(|_| invalid())?;
+    let last: u64 = last.parse().map_err(|_| invalid())?;
+    if last < first {
+        return Err(invalid());
+    }
+    Ok(Some(ByteRange::From {
+        start: first,
+        end: Some(last + 1),
+    }))
+}
+
+impl Objects {
+    async fn create_multipart_upload_(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        let described = Described {
+            content_type: input.content_type,
+            content_encoding: input.content_encoding,
+            cache_control: input.cache_control,
+            content_disposition: input.content_disposition,
+            content_language: input.content_language,
+            expires: input.expires,
+            metadata: input.metadata,
+            checksum: Checksum::default(),
+        };
+        let upload = self
+            .store
+            .create_upload(&input.bucket, &input.key, described.into_new_object())
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload.id),
+            checksum_algorithm: input.checksum_algorithm,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        let number = part_number(input.part_number)?;
+        if let Some(length) = input.content_length
+            && length as u64 > crate::MAX_PUT_BYTES
+        {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed size"
+            ));
+        }
+        let checksums = Checksum {
+            checksum_crc32: input.checksum_crc32,
+            checksum_crc32c: input.checksum_crc32c,
+            checksum_sha1: input.checksum_sha1,
+            checksum_sha256: input.checksum_sha256,
+            checksum_crc64nvme: input.checksum_crc64nvme,
+            ..Default::default()
+        };
+        let expect = expect(
+            input.content_md5.as_deref(),
+            checksums.clone(),
+            input.checksum_algorithm.as_ref(),
+            &req.headers,
+            req.trailing_headers,
+        )?;
+        let body = verify::verified(input.body.unwrap_or_else(empty_body), expect);
+        let part = self
+            .store
+            .put_part(&input.bucket, &input.key, &input.upload_id, number, body)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(part.etag)),
+            checksum_crc32: checksums.checksum_crc32,
+            checksum_crc32c: checksums.checksum_crc32c,
+            checksum_sha1: checksums.checksum_sha1,
+            checksum_sha256: checksums.checksum_sha256,
+            checksum_crc64nvme: checksums.checksum_crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy_(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let number = part_number(input.part_number)?;
+        let CopySource::Bucket {
+            bucket: source_bucket,
+            key: source_key,
+            ..
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Copying from access points and outposts is not supported"
+            ));
+        };
+        let range = copy_range(input.copy_source_range.as_deref())?;
+        let (source, body) = self
+            .store
+            .get_object(source_bucket, source_key, range)
+            .await
+            .map_err(|error| match error {
+                nimbus_store::ObjectError::InvalidRange { .. } => s3_error!(
+                    InvalidRange,
+                    "The x-amz-copy-source-range is outside the source object"
+                ),
+                other => store_error(other),
+            })?;
+        check_read(
+            &source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|error| match error.code() {
+            s3s::S3ErrorCode::NotModified => precondition_failed(),
+            _ => error,
+        })?;
+        let part = self
+            .store
+            .put_part(&input.bucket, &input.key, &input.upload_id, number, body)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(part.etag)),
+                last_modified: Some(meta::timestamp(part.last_modified_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload_(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let malformed = || {
+            s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our \
+                 published schema"
+            )
+        };
+        let listed = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(malformed)?;
+        let mut parts = Vec::with_capacity(listed.len());
+        for part in listed {
+            let number = part.part_number.ok_or_else(malformed)?;
+            let number = u32::try_from(number).map_err(|_| malformed())?;
+            let etag = part.e_tag.map(ETag::into_value).ok_or_else(malformed)?;
+            parts.push((number, etag));
+        }
+        let condition = match (&input.if_none_match, &input.if_match) {
+            (Some(ETagCondition::Any), None) => PutCondition::IfAbsent,
+            (None, Some(ETagCondition::ETag(etag))) => {
+                PutCondition::IfMatch(etag.value().to_owned())
+            }
+            (None, None) => PutCondition::Always,
+            _ => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "CompleteMultipartUpload supports If-None-Match: * or If-Match: ETag"
+                ));
+            }
+        };
+        let info = self
+            .store
+            .complete_upload(
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                &parts,
+                condition,
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            e_tag: Some(meta::etag(&info)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload_(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        self.store
+            .abort_upload(&input.bucket, &input.key, &input.upload_id)
+            .await
+            .map_err(store_error)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts_(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let max = max_keys(input.max_parts)?;
+        let marker = u32::try_from(input.part_number_marker.unwrap_or(0))
+            .map_err(|_| s3_error!(InvalidArgument, "part-number-marker cannot be negative"))?;
+        let (_, parts) = self
+            .store
+            .upload(&input.bucket, &input.key, &input.upload_id)
+            .await
+            .map_err(store_error)?;
+        let mut after: Vec<PartInfo> = parts.into_iter().filter(|p| p.number > marker).collect();
+        let truncated = after.len() > max;
+        after.truncate(max);
+        let next = after.last().map(|p| p.number as i32);
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            max_parts: Some(max as i32),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next,
+            is_truncated: Some(truncated),
+            initiator: Some(initiator()),
+            owner: Some(owner()),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            parts: Some(
+                after
+                    .into_iter()
+                    .map(|p| Part {
+                        e_tag: Some(ETag::Strong(p.etag)),
+                        last_modified: Some(meta::timestamp(p.last_modified_ms)),
+                        part_number: Some(p.number as i32),
+                        size: Some(p.size as i64),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads_(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let max = max_keys(input.max_uploads)?;
+        let url = url_encoded(input.encoding_type.as_ref())?;
+        let encode = listing::encoder(url);
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let all = self
+            .store
+            .uploads(&input.bucket, &prefix)
+            .await
+            .map_err(store_error)?;
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+        let after = all.into_iter().filter(|u| {
+            key_marker.is_empty()
+                || u.key > key_marker
+                || (u.key == key_marker && !id_marker.is_empty() && u.id > id_marker)
+        });
+        let mut uploads = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut truncated = false;
+        let mut last: Option<(String, String)> = None;
+        let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
+        for upload in after {
+            let common = delimiter.and_then(|d| {
+                let rest = upload.key.get(prefix.len()..)?;
+                let at = rest.find(d)?;
+                upload
+                    .key
+                    .get(..prefix.len() + at + d.len())
+                    .map(str::to_owned)
+            });
+            if common.as_ref().is_some_and(|c| prefixes.last() == Some(c)) {
+                continue;
+            }
+            if uploads.len() + prefixes.len() == max {
+                truncated = true;
+                break;
+            }
+            last = Some((upload.key.clone(), upload.id.clone()));
+            match common {
+                Some(common) => prefixes.push(common),
+                None => uploads.push(MultipartUpload {
+                    initiated: Some(meta::timestamp(upload.initiated_ms)),
+                    initiator: Some(initiator()),
+                    owner: Some(owner()),
+                    storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                    key: Some(encode(upload.key)),
+                    upload_id: Some(upload.id),
+                    ..Default::default()
+                }),
+            }
+        }
+        let (next_key, next_id) = match last.filter(|_| truncated) {
+            Some((key, id)) => (Some(encode(key)), Some(id)),
+            None => (None, None),
+        };
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: Some(encode(prefix)),
+            delimiter: input.delimiter.map(&encode),
+            key_marker: Some(encode(key_marker)),
+            upload_id_marker: Some(id_marker),
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            uploads: Some(uploads),
+            common_prefixes: prefixes_list(prefixes, &encode),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+}
+
+fn empty_body() -> StreamingBlob {
+    StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
 }
 
 /// Each operation quotes the request id in its error bodies.
@@ -879,4 +1250,11 @@ operations! {
     list_objects / list_objects_: ListObjectsInput => ListObjectsOutput;
     list_objects_v2 / list_objects_v2_: ListObjectsV2Input => ListObjectsV2Output;
     list_object_versions / list_object_versions_: ListObjectVersionsInput => ListObjectVersionsOutput;
+    create_multipart_upload / create_multipart_upload_: CreateMultipartUploadInput => CreateMultipartUploadOutput;
+    upload_part / upload_part_: UploadPartInput => UploadPartOutput;
+    upload_part_copy / upload_part_copy_: UploadPartCopyInput => UploadPartCopyOutput;
+    complete_multipart_upload / complete_multipart_upload_: CompleteMultipartUploadInput => CompleteMultipartUploadOutput;
+    abort_multipart_upload / abort_multipart_upload_: AbortMultipartUploadInput => AbortMultipartUploadOutput;
+    list_parts / list_parts_: ListPartsInput => ListPartsOutput;
+    list_multipart_uploads / list_multipart_uploads_: ListMultipartUploadsInput => ListMultipartUploadsOutput;
 }

@@ -80,6 +80,8 @@ pub(crate) struct Inner {
     artifacts: PathBuf,
     /// `blobs/` (one file per stored object version) and `tmp/` (puts in progress).
     objects: PathBuf,
+    /// Blobs that readers hold (see the `objects` module).
+    pins: objects::Pins,
 }
 
 fn backend(error: impl Into<nimbus_store::BoxError>) -> StoreError {
@@ -141,12 +143,15 @@ impl Inner {
             txn.open_table(ACCESS_KEYS).map_err(backend)?;
             txn.open_table(objects::BUCKETS).map_err(backend)?;
             txn.open_table(objects::OBJECTS).map_err(backend)?;
+            txn.open_table(objects::UPLOADS).map_err(backend)?;
+            txn.open_table(objects::PARTS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         let inner = Inner {
             db,
             artifacts,
             objects,
+            pins: objects::Pins::default(),
         };
         inner.remove_orphaned_blobs()?;
         Ok(inner)

@@ -4,35 +4,90 @@
 //! to `objects/blobs/<id>` and fsyncs the directory; only then does one redb transaction check
 //! the precondition and point `(bucket, key)` at the new blob. A crash before that commit leaves
 //! an unreferenced blob or temporary file, removed at the next open; after it, the new object is
-//! whole. The replaced blob is unlinked after the commit: a reader that already opened it keeps
-//! reading the version it began (Linux keeps an unlinked file's data while it is open).
+//! whole. Multipart parts are blobs written the same way, recorded per upload; completing an
+//! upload is one transaction that points the key at the listed parts' blobs, in order (no bytes
+//! are copied), and forgets the upload.
+//!
+//! Replaced blobs are unlinked after the commit, unless a reader holds them: a single-blob
+//! object's reader has its file open (Linux keeps an unlinked file's data while it is open); a
+//! multipart object's reader opens its parts one after another, so it pins their blobs first
+//! and their unlinking waits until it is done. Either way a reader finishes the version it
+//! began.
 
 use crate::{Inner, RedbStore, backend, from_json, now_ms, to_json};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
-use nimbus_store::objects::check_key;
+use nimbus_store::objects::{MAX_PART_NUMBER, MIN_PART_BYTES, check_key, multipart_etag};
 use nimbus_store::{
     BucketInfo, ByteRange, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult,
-    ObjectStore, PutCondition, StoreError,
+    ObjectStore, PartInfo, PutCondition, StoreError, UploadInfo,
 };
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 pub(crate) const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+/// (bucket, upload id) → [`UploadInfo`].
+pub(crate) const UPLOADS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("uploads");
+/// (bucket, upload id, part number) → [`StoredPart`].
+pub(crate) const PARTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("parts");
 
 /// Bytes read from a blob per chunk.
 const READ_CHUNK: usize = 64 << 10;
 
-/// An object's row: what clients see, and which blob holds its bytes.
+/// One blob of an object's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Segment {
+    blob: String,
+    size: u64,
+}
+
+/// An object's row: what clients see, and which blobs hold its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
     info: ObjectInfo,
+    /// The one blob of a single-part object (empty for a multipart one).
     blob: String,
+    /// A multipart object's parts, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    segments: Vec<Segment>,
+}
+
+impl Stored {
+    fn segments(&self) -> Vec<Segment> {
+        if self.segments.is_empty() {
+            vec![Segment {
+                blob: self.blob.clone(),
+                size: self.info.size,
+            }]
+        } else {
+            self.segments.clone()
+        }
+    }
+
+    fn blobs(&self) -> Vec<String> {
+        self.segments().into_iter().map(|s| s.blob).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredPart {
+    info: PartInfo,
+    blob: String,
+}
+
+/// Blobs readers hold, and replaced blobs waiting for their readers to finish.
+#[derive(Default)]
+pub(crate) struct Pins {
+    held: Mutex<(HashMap<String, usize>, HashSet<String>)>,
 }
 
 fn store_error(error: StoreError) -> ObjectError {
@@ -40,6 +95,10 @@ fn store_error(error: StoreError) -> ObjectError {
 }
 
 fn io_error(error: std::io::Error) -> ObjectError {
+    ObjectError::backend(error)
+}
+
+fn db(error: impl Into<nimbus_store::BoxError>) -> ObjectError {
     ObjectError::backend(error)
 }
 
@@ -52,17 +111,23 @@ impl Inner {
         self.objects.join("tmp").join(blob)
     }
 
-    /// Remove puts that never committed: temporary files, and blobs no object points at.
+    /// Remove puts that never committed: temporary files, and blobs no object or part points
+    /// at.
     pub(crate) fn remove_orphaned_blobs(&self) -> nimbus_store::Result<()> {
         for entry in std::fs::read_dir(self.objects.join("tmp")).map_err(backend)? {
             let _ = std::fs::remove_file(entry.map_err(backend)?.path());
         }
         let txn = self.db.begin_read().map_err(backend)?;
         let objects = txn.open_table(OBJECTS).map_err(backend)?;
-        let mut referenced = std::collections::HashSet::new();
+        let mut referenced = HashSet::new();
         for entry in objects.iter().map_err(backend)? {
             let (_, value) = entry.map_err(backend)?;
-            referenced.insert(from_json::<Stored>(value.value())?.blob);
+            referenced.extend(from_json::<Stored>(value.value())?.blobs());
+        }
+        let parts = txn.open_table(PARTS).map_err(backend)?;
+        for entry in parts.iter().map_err(backend)? {
+            let (_, value) = entry.map_err(backend)?;
+            referenced.insert(from_json::<StoredPart>(value.value())?.blob);
         }
         let mut removed = 0usize;
         for entry in std::fs::read_dir(self.objects.join("blobs")).map_err(backend)? {
@@ -81,35 +146,90 @@ impl Inner {
         Ok(())
     }
 
+    /// Unlink `blobs` now, or when the last reader holding each lets go.
+    fn discard(&self, blobs: impl IntoIterator<Item = String>) {
+        let mut now = Vec::new();
+        {
+            let mut held = self.pins.held.lock().unwrap_or_else(|p| p.into_inner());
+            let (counts, doomed) = &mut *held;
+            for blob in blobs {
+                if blob.is_empty() {
+                    continue;
+                }
+                if counts.contains_key(&blob) {
+                    doomed.insert(blob);
+                } else {
+                    now.push(blob);
+                }
+            }
+        }
+        for blob in now {
+            let path = self.blob_path(&blob);
+            if let Err(error) = std::fs::remove_file(&path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(%error, path = %path.display(), "a replaced object's blob was not removed; the next start removes it");
+            }
+        }
+    }
+
+    fn pin(&self, blobs: &[String]) {
+        let mut held = self.pins.held.lock().unwrap_or_else(|p| p.into_inner());
+        for blob in blobs {
+            *held.0.entry(blob.clone()).or_default() += 1;
+        }
+    }
+
+    fn unpin(&self, blobs: &[String]) {
+        let mut free = Vec::new();
+        {
+            let mut held = self.pins.held.lock().unwrap_or_else(|p| p.into_inner());
+            let (counts, doomed) = &mut *held;
+            for blob in blobs {
+                if let Some(count) = counts.get_mut(blob) {
+                    *count -= 1;
+                    if *count == 0 {
+                        counts.remove(blob);
+                        if doomed.remove(blob) {
+                            free.push(blob.clone());
+                        }
+                    }
+                }
+            }
+        }
+        self.discard(free);
+    }
+
     fn read_bucket(&self, bucket: &str) -> ObjectResult<BucketInfo> {
-        let txn = self.db.begin_read().map_err(ObjectError::backend)?;
-        let buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
+        let txn = self.db.begin_read().map_err(db)?;
+        let buckets = txn.open_table(BUCKETS).map_err(db)?;
         let value = buckets
             .get(bucket)
-            .map_err(ObjectError::backend)?
+            .map_err(db)?
             .ok_or_else(|| ObjectError::NoSuchBucket(bucket.to_owned()))?;
         from_json(value.value()).map_err(store_error)
     }
 
     fn read_object(&self, bucket: &str, key: &str) -> ObjectResult<Stored> {
         self.read_bucket(bucket)?;
-        let txn = self.db.begin_read().map_err(ObjectError::backend)?;
-        let objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
-        let value = objects
-            .get((bucket, key))
-            .map_err(ObjectError::backend)?
-            .ok_or_else(|| ObjectError::NoSuchKey {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-            })?;
+        let txn = self.db.begin_read().map_err(db)?;
+        let objects = txn.open_table(OBJECTS).map_err(db)?;
+        let value =
+            objects
+                .get((bucket, key))
+                .map_err(db)?
+                .ok_or_else(|| ObjectError::NoSuchKey {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                })?;
         from_json(value.value()).map_err(store_error)
     }
 
     fn create_bucket(&self, bucket: &str, app: Option<&str>) -> ObjectResult<BucketInfo> {
-        let txn = self.db.begin_write().map_err(ObjectError::backend)?;
+        let txn = self.db.begin_write().map_err(db)?;
         let info = {
-            let mut buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
-            if let Some(existing) = buckets.get(bucket).map_err(ObjectError::backend)? {
+            let mut buckets = txn.open_table(BUCKETS).map_err(db)?;
+            if let Some(existing) = buckets.get(bucket).map_err(db)? {
                 let existing: BucketInfo = from_json(existing.value()).map_err(store_error)?;
                 return Err(ObjectError::BucketExists {
                     bucket: bucket.to_owned(),
@@ -123,104 +243,128 @@ impl Inner {
             };
             buckets
                 .insert(bucket, to_json(&info).map_err(store_error)?.as_slice())
-                .map_err(ObjectError::backend)?;
+                .map_err(db)?;
             info
         };
-        txn.commit().map_err(ObjectError::backend)?;
+        txn.commit().map_err(db)?;
         Ok(info)
     }
 
+    /// Delete an empty bucket; uploads still in progress in it are aborted.
     fn delete_bucket(&self, bucket: &str) -> ObjectResult<()> {
-        let txn = self.db.begin_write().map_err(ObjectError::backend)?;
-        {
-            let objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
+        let txn = self.db.begin_write().map_err(db)?;
+        let discarded = {
+            let objects = txn.open_table(OBJECTS).map_err(db)?;
             let first = objects
                 .range((bucket, "")..)
-                .map_err(ObjectError::backend)?
+                .map_err(db)?
                 .next()
                 .transpose()
-                .map_err(ObjectError::backend)?;
+                .map_err(db)?;
             if first.is_some_and(|(k, _)| k.value().0 == bucket) {
                 return Err(ObjectError::BucketNotEmpty(bucket.to_owned()));
             }
-            let mut buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
-            if buckets
-                .remove(bucket)
-                .map_err(ObjectError::backend)?
-                .is_none()
-            {
+            let mut buckets = txn.open_table(BUCKETS).map_err(db)?;
+            if buckets.remove(bucket).map_err(db)?.is_none() {
                 return Err(ObjectError::NoSuchBucket(bucket.to_owned()));
             }
-        }
-        txn.commit().map_err(ObjectError::backend)
+            let mut uploads = txn.open_table(UPLOADS).map_err(db)?;
+            let ids: Vec<String> = uploads
+                .range((bucket, "")..)
+                .map_err(db)?
+                .map_while(|entry| {
+                    let (k, _) = entry.ok()?;
+                    let (b, id) = k.value();
+                    (b == bucket).then(|| id.to_owned())
+                })
+                .collect();
+            let mut discarded = Vec::new();
+            for id in ids {
+                uploads.remove((bucket, id.as_str())).map_err(db)?;
+                discarded.extend(remove_parts(&txn, bucket, &id)?);
+            }
+            discarded
+        };
+        txn.commit().map_err(db)?;
+        self.discard(discarded);
+        Ok(())
     }
 
     fn buckets(&self) -> ObjectResult<Vec<BucketInfo>> {
-        let txn = self.db.begin_read().map_err(ObjectError::backend)?;
-        let buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
+        let txn = self.db.begin_read().map_err(db)?;
+        let buckets = txn.open_table(BUCKETS).map_err(db)?;
         let mut out = Vec::new();
-        for entry in buckets.iter().map_err(ObjectError::backend)? {
-            let (_, value) = entry.map_err(ObjectError::backend)?;
+        for entry in buckets.iter().map_err(db)? {
+            let (_, value) = entry.map_err(db)?;
             out.push(from_json(value.value()).map_err(store_error)?);
         }
         Ok(out)
     }
 
-    /// Point `(bucket, key)` at `stored` if `condition` holds; returns the blob it replaced.
+    /// Point `(bucket, key)` at `stored` inside `txn` if `condition` holds; the blobs it
+    /// replaced.
+    fn put_row(
+        txn: &redb::WriteTransaction,
+        bucket: &str,
+        stored: &Stored,
+        condition: &PutCondition,
+    ) -> ObjectResult<Vec<String>> {
+        require_bucket(txn, bucket)?;
+        let mut objects = txn.open_table(OBJECTS).map_err(db)?;
+        let key = stored.info.key.as_str();
+        let current: Option<Stored> = objects
+            .get((bucket, key))
+            .map_err(db)?
+            .map(|v| from_json(v.value()))
+            .transpose()
+            .map_err(store_error)?;
+        let holds = match condition {
+            PutCondition::Always => true,
+            PutCondition::IfAbsent => current.is_none(),
+            PutCondition::IfMatch(etag) => current.as_ref().is_some_and(|c| &c.info.etag == etag),
+        };
+        if !holds {
+            return Err(ObjectError::PreconditionFailed);
+        }
+        objects
+            .insert(
+                (bucket, key),
+                to_json(stored).map_err(store_error)?.as_slice(),
+            )
+            .map_err(db)?;
+        Ok(current.map(|c| c.blobs()).unwrap_or_default())
+    }
+
+    /// Commit a single-part put; the blobs it replaced are discarded.
     fn commit_object(
         &self,
         bucket: &str,
         stored: &Stored,
         condition: &PutCondition,
-    ) -> ObjectResult<Option<String>> {
-        let txn = self.db.begin_write().map_err(ObjectError::backend)?;
-        let replaced = {
-            require_bucket(&txn, bucket)?;
-            let mut objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
-            let key = stored.info.key.as_str();
-            let current: Option<Stored> = objects
-                .get((bucket, key))
-                .map_err(ObjectError::backend)?
-                .map(|v| from_json(v.value()))
-                .transpose()
-                .map_err(store_error)?;
-            let holds = match condition {
-                PutCondition::Always => true,
-                PutCondition::IfAbsent => current.is_none(),
-                PutCondition::IfMatch(etag) => {
-                    current.as_ref().is_some_and(|c| &c.info.etag == etag)
-                }
-            };
-            if !holds {
-                return Err(ObjectError::PreconditionFailed);
-            }
-            objects
-                .insert(
-                    (bucket, key),
-                    to_json(stored).map_err(store_error)?.as_slice(),
-                )
-                .map_err(ObjectError::backend)?;
-            current.map(|c| c.blob)
-        };
-        txn.commit().map_err(ObjectError::backend)?;
-        Ok(replaced)
+    ) -> ObjectResult<()> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let replaced = Inner::put_row(&txn, bucket, stored, condition)?;
+        txn.commit().map_err(db)?;
+        self.discard(replaced);
+        Ok(())
     }
 
-    fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<Option<String>> {
-        let txn = self.db.begin_write().map_err(ObjectError::backend)?;
+    fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<bool> {
+        let txn = self.db.begin_write().map_err(db)?;
         let removed = {
             require_bucket(&txn, bucket)?;
-            let mut objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
-            let removed = objects
+            let mut objects = txn.open_table(OBJECTS).map_err(db)?;
+            objects
                 .remove((bucket, key))
-                .map_err(ObjectError::backend)?
+                .map_err(db)?
                 .map(|v| from_json::<Stored>(v.value()))
                 .transpose()
-                .map_err(store_error)?;
-            removed.map(|s| s.blob)
+                .map_err(store_error)?
         };
-        txn.commit().map_err(ObjectError::backend)?;
-        Ok(removed)
+        txn.commit().map_err(db)?;
+        let existed = removed.is_some();
+        self.discard(removed.map(|s| s.blobs()).unwrap_or_default());
+        Ok(existed)
     }
 
     fn list(
@@ -231,19 +375,16 @@ impl Inner {
         max: usize,
     ) -> ObjectResult<Listing> {
         self.read_bucket(bucket)?;
-        let txn = self.db.begin_read().map_err(ObjectError::backend)?;
-        let objects = txn.open_table(OBJECTS).map_err(ObjectError::backend)?;
+        let txn = self.db.begin_read().map_err(db)?;
+        let objects = txn.open_table(OBJECTS).map_err(db)?;
         let from = match start_after {
             Some(after) if after > prefix => after,
             _ => prefix,
         };
         let mut out = Vec::new();
         let mut truncated = false;
-        for entry in objects
-            .range((bucket, from)..)
-            .map_err(ObjectError::backend)?
-        {
-            let (k, value) = entry.map_err(ObjectError::backend)?;
+        for entry in objects.range((bucket, from)..).map_err(db)? {
+            let (k, value) = entry.map_err(db)?;
             let (b, key) = k.value();
             if b != bucket || !key.starts_with(prefix) {
                 break;
@@ -266,12 +407,240 @@ impl Inner {
             truncated,
         })
     }
+
+    /// The upload `(bucket, key, upload)`: an id names an upload of its own key only.
+    fn read_upload(
+        table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+    ) -> ObjectResult<UploadInfo> {
+        let info: Option<UploadInfo> = table
+            .get((bucket, upload))
+            .map_err(db)?
+            .map(|v| from_json(v.value()))
+            .transpose()
+            .map_err(store_error)?;
+        info.filter(|u| u.key == key)
+            .ok_or_else(|| ObjectError::NoSuchUpload(upload.to_owned()))
+    }
+
+    fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        object: NewObject,
+    ) -> ObjectResult<UploadInfo> {
+        let upload = UploadInfo {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            key: key.to_owned(),
+            initiated_ms: now_ms(),
+            object,
+        };
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            require_bucket(&txn, bucket)?;
+            let mut uploads = txn.open_table(UPLOADS).map_err(db)?;
+            uploads
+                .insert(
+                    (bucket, upload.id.as_str()),
+                    to_json(&upload).map_err(store_error)?.as_slice(),
+                )
+                .map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(upload)
+    }
+
+    fn commit_part(
+        &self,
+        (bucket, key, upload): (&str, &str, &str),
+        part: &StoredPart,
+    ) -> ObjectResult<()> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let replaced = {
+            let uploads = txn.open_table(UPLOADS).map_err(db)?;
+            Inner::read_upload(&uploads, bucket, key, upload)?;
+            let mut parts = txn.open_table(PARTS).map_err(db)?;
+            parts
+                .insert(
+                    (bucket, upload, part.info.number),
+                    to_json(part).map_err(store_error)?.as_slice(),
+                )
+                .map_err(db)?
+                .map(|old| from_json::<StoredPart>(old.value()))
+                .transpose()
+                .map_err(store_error)?
+        };
+        txn.commit().map_err(db)?;
+        self.discard(replaced.map(|p| p.blob));
+        Ok(())
+    }
+
+    fn upload(
+        &self,
+        (bucket, key, upload): (&str, &str, &str),
+    ) -> ObjectResult<(UploadInfo, Vec<PartInfo>)> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let info = Inner::read_upload(&txn.open_table(UPLOADS).map_err(db)?, bucket, key, upload)?;
+        let parts = read_parts(&txn, bucket, upload)?
+            .into_iter()
+            .map(|p| p.info)
+            .collect();
+        Ok((info, parts))
+    }
+
+    fn uploads(&self, bucket: &str, prefix: &str) -> ObjectResult<Vec<UploadInfo>> {
+        self.read_bucket(bucket)?;
+        let txn = self.db.begin_read().map_err(db)?;
+        let uploads = txn.open_table(UPLOADS).map_err(db)?;
+        let mut out: Vec<UploadInfo> = Vec::new();
+        for entry in uploads.range((bucket, "")..).map_err(db)? {
+            let (k, value) = entry.map_err(db)?;
+            if k.value().0 != bucket {
+                break;
+            }
+            let upload: UploadInfo = from_json(value.value()).map_err(store_error)?;
+            if upload.key.starts_with(prefix) {
+                out.push(upload);
+            }
+        }
+        out.sort_by(|a, b| (&a.key, a.initiated_ms).cmp(&(&b.key, b.initiated_ms)));
+        Ok(out)
+    }
+
+    fn complete_upload(
+        &self,
+        (bucket, key, upload): (&str, &str, &str),
+        listed: &[(u32, String)],
+        condition: &PutCondition,
+    ) -> ObjectResult<ObjectInfo> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let (info, discarded) = {
+            let uploads = txn.open_table(UPLOADS).map_err(db)?;
+            let upload_info = Inner::read_upload(&uploads, bucket, key, upload)?;
+            drop(uploads);
+            let mut stored_parts: HashMap<u32, StoredPart> = HashMap::new();
+            {
+                let parts = txn.open_table(PARTS).map_err(db)?;
+                for entry in parts
+                    .range((bucket, upload, 0)..=(bucket, upload, u32::MAX))
+                    .map_err(db)?
+                {
+                    let (_, value) = entry.map_err(db)?;
+                    let part: StoredPart = from_json(value.value()).map_err(store_error)?;
+                    stored_parts.insert(part.info.number, part);
+                }
+            }
+            if listed.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
+                return Err(ObjectError::InvalidPartOrder);
+            }
+            let mut segments = Vec::with_capacity(listed.len());
+            let mut etags = Vec::with_capacity(listed.len());
+            for (index, (number, etag)) in listed.iter().enumerate() {
+                let part = stored_parts
+                    .get(number)
+                    .filter(|p| p.info.etag == etag.trim_matches('"'))
+                    .ok_or(ObjectError::InvalidPart(*number))?;
+                if index + 1 < listed.len() && part.info.size < MIN_PART_BYTES {
+                    return Err(ObjectError::PartTooSmall {
+                        part: *number,
+                        size: part.info.size,
+                    });
+                }
+                segments.push(Segment {
+                    blob: part.blob.clone(),
+                    size: part.info.size,
+                });
+                etags.push(part.info.etag.as_str());
+            }
+            let etag = multipart_etag(&etags)
+                .ok_or_else(|| ObjectError::backend("a stored part's ETag is not hex MD5"))?;
+            let stored = Stored {
+                info: ObjectInfo {
+                    key: upload_info.key.clone(),
+                    size: segments.iter().map(|s| s.size).sum(),
+                    etag,
+                    last_modified_ms: now_ms(),
+                    content_type: upload_info.object.content_type.clone(),
+                    headers: upload_info.object.headers.clone(),
+                },
+                blob: String::new(),
+                segments,
+            };
+            let mut discarded = Inner::put_row(&txn, bucket, &stored, condition)?;
+            let used: HashSet<&str> = stored.segments.iter().map(|s| s.blob.as_str()).collect();
+            let parts = remove_parts(&txn, bucket, upload)?;
+            discarded.extend(parts.into_iter().filter(|b| !used.contains(b.as_str())));
+            let mut uploads = txn.open_table(UPLOADS).map_err(db)?;
+            uploads.remove((bucket, upload)).map_err(db)?;
+            (stored.info, discarded)
+        };
+        txn.commit().map_err(db)?;
+        self.discard(discarded);
+        Ok(info)
+    }
+
+    fn abort_upload(&self, (bucket, key, upload): (&str, &str, &str)) -> ObjectResult<()> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let discarded = {
+            let mut uploads = txn.open_table(UPLOADS).map_err(db)?;
+            Inner::read_upload(&uploads, bucket, key, upload)?;
+            uploads.remove((bucket, upload)).map_err(db)?;
+            drop(uploads);
+            remove_parts(&txn, bucket, upload)?
+        };
+        txn.commit().map_err(db)?;
+        self.discard(discarded);
+        Ok(())
+    }
+}
+
+fn read_parts(
+    txn: &redb::ReadTransaction,
+    bucket: &str,
+    upload: &str,
+) -> ObjectResult<Vec<StoredPart>> {
+    let parts = txn.open_table(PARTS).map_err(db)?;
+    let mut out = Vec::new();
+    for entry in parts
+        .range((bucket, upload, 0)..=(bucket, upload, u32::MAX))
+        .map_err(db)?
+    {
+        let (_, value) = entry.map_err(db)?;
+        out.push(from_json(value.value()).map_err(store_error)?);
+    }
+    Ok(out)
+}
+
+/// Remove an upload's part rows inside `txn`; their blobs.
+fn remove_parts(
+    txn: &redb::WriteTransaction,
+    bucket: &str,
+    upload: &str,
+) -> ObjectResult<Vec<String>> {
+    let mut parts = txn.open_table(PARTS).map_err(db)?;
+    let mut blobs = Vec::new();
+    let removed = parts
+        .extract_from_if((bucket, upload, 0)..=(bucket, upload, u32::MAX), |_, _| {
+            true
+        })
+        .map_err(db)?;
+    for entry in removed {
+        let (_, value) = entry.map_err(db)?;
+        blobs.push(
+            from_json::<StoredPart>(value.value())
+                .map_err(store_error)?
+                .blob,
+        );
+    }
+    Ok(blobs)
 }
 
 /// Refuse, inside a write transaction, to touch a bucket that does not exist.
 fn require_bucket(txn: &redb::WriteTransaction, bucket: &str) -> ObjectResult<()> {
-    let buckets = txn.open_table(BUCKETS).map_err(ObjectError::backend)?;
-    match buckets.get(bucket).map_err(ObjectError::backend)? {
+    let buckets = txn.open_table(BUCKETS).map_err(db)?;
+    match buckets.get(bucket).map_err(db)? {
         Some(_) => Ok(()),
         None => Err(ObjectError::NoSuchBucket(bucket.to_owned())),
     }
@@ -292,6 +661,41 @@ async fn write_body(path: &Path, mut body: ByteStream) -> ObjectResult<(u64, Str
     Ok((size, hex::encode(md5.finalize())))
 }
 
+/// A stream that keeps blobs pinned until it is dropped.
+struct Pinned {
+    inner: ByteStream,
+    store: Arc<Inner>,
+    blobs: Vec<String>,
+}
+
+impl Stream for Pinned {
+    type Item = Result<Bytes, nimbus_store::BoxError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.as_mut().poll_next(cx)
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        self.store.unpin(&self.blobs);
+    }
+}
+
+/// Open `path` at `start` and stream `len` bytes of it.
+async fn read_blob(path: PathBuf, start: u64, len: u64) -> std::io::Result<ByteStream> {
+    let mut file = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+    }
+    let reader = tokio::io::AsyncReadExt::take(file, len);
+    Ok(Box::pin(
+        tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+            .map_ok(Bytes::from)
+            .map_err(|e| -> nimbus_store::BoxError { Box::new(e) }),
+    ))
+}
+
 impl RedbStore {
     async fn blocking<T: Send + 'static>(
         &self,
@@ -303,13 +707,42 @@ impl RedbStore {
             .map_err(ObjectError::backend)?
     }
 
-    async fn remove_blob(&self, blob: String) {
+    /// Write `body` to a new blob (temporary file, fsync, rename, directory fsync); its id,
+    /// size and MD5.
+    async fn write_blob(&self, body: ByteStream) -> ObjectResult<(String, u64, String)> {
+        let blob = uuid::Uuid::new_v4().simple().to_string();
+        let tmp = self.inner.tmp_path(&blob);
+        let (size, etag) = match write_body(&tmp, body).await {
+            Ok(written) => written,
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(error);
+            }
+        };
         let path = self.inner.blob_path(&blob);
-        if let Err(error) = tokio::fs::remove_file(&path).await
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(%error, path = %path.display(), "a replaced object's blob was not removed; the next start removes it");
+        let dir = self.inner.objects.join("blobs");
+        let placed = async {
+            tokio::fs::rename(&tmp, &path).await?;
+            tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+                .await
+                .map_err(std::io::Error::other)?
         }
+        .await;
+        if let Err(error) = placed {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(io_error(error));
+        }
+        Ok((blob, size, etag))
+    }
+
+    async fn discard(&self, blobs: Vec<String>) {
+        let _ = self
+            .blocking(move |inner| {
+                inner.discard(blobs);
+                Ok(())
+            })
+            .await;
     }
 }
 
@@ -346,30 +779,7 @@ impl ObjectStore for RedbStore {
     ) -> ObjectResult<ObjectInfo> {
         check_key(key)?;
         self.bucket(bucket).await?;
-        let blob = uuid::Uuid::new_v4().simple().to_string();
-        let tmp = self.inner.tmp_path(&blob);
-        let written = write_body(&tmp, body).await;
-        let (size, etag) = match written {
-            Ok(written) => written,
-            Err(error) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(error);
-            }
-        };
-        let path = self.inner.blob_path(&blob);
-        let dir = self.inner.objects.join("blobs");
-        let placed = async {
-            tokio::fs::rename(&tmp, &path).await?;
-            tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-                .await
-                .map_err(std::io::Error::other)?
-        }
-        .await;
-        if let Err(error) = placed {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(io_error(error));
-        }
+        let (blob, size, etag) = self.write_blob(body).await?;
         let stored = Stored {
             info: ObjectInfo {
                 key: key.to_owned(),
@@ -380,6 +790,7 @@ impl ObjectStore for RedbStore {
                 headers: object.headers,
             },
             blob: blob.clone(),
+            segments: Vec::new(),
         };
         let info = stored.info.clone();
         let bucket_name = bucket.to_owned();
@@ -387,14 +798,9 @@ impl ObjectStore for RedbStore {
             .blocking(move |inner| inner.commit_object(&bucket_name, &stored, &condition))
             .await
         {
-            Ok(replaced) => {
-                if let Some(old) = replaced {
-                    self.remove_blob(old).await;
-                }
-                Ok(info)
-            }
+            Ok(()) => Ok(info),
             Err(error) => {
-                self.remove_blob(blob).await;
+                self.discard(vec![blob]).await;
                 Err(error)
             }
         }
@@ -412,9 +818,10 @@ impl ObjectStore for RedbStore {
         key: &str,
         range: Option<ByteRange>,
     ) -> ObjectResult<(ObjectInfo, ByteStream)> {
-        // The blob can be replaced between reading the row and opening the file: then read the
-        // row again (a second replacement in that instant is answered as not found).
-        for _ in 0..2 {
+        // The version can be replaced between reading its row and reaching its blobs: then
+        // read the row again (replacements in that instant, over and over, are answered as not
+        // found).
+        for _ in 0..3 {
             let (b, k) = (bucket.to_owned(), key.to_owned());
             let stored = self
                 .blocking(move |inner| inner.read_object(&b, &k))
@@ -427,23 +834,51 @@ impl ObjectStore for RedbStore {
                     None => return Err(ObjectError::InvalidRange { size }),
                 },
             };
-            let mut file = match tokio::fs::File::open(self.inner.blob_path(&stored.blob)).await {
-                Ok(file) => file,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(io_error(error)),
-            };
-            if start > 0 {
-                file.seek(std::io::SeekFrom::Start(start))
-                    .await
-                    .map_err(io_error)?;
+            if stored.segments.is_empty() {
+                // One blob: an open file outlives its unlinking.
+                match read_blob(self.inner.blob_path(&stored.blob), start, end - start).await {
+                    Ok(stream) => return Ok((stored.info, stream)),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(error) => return Err(io_error(error)),
+                }
             }
-            let reader = tokio::io::AsyncReadExt::take(file, end.saturating_sub(start));
-            let stream: ByteStream = Box::pin(
-                tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
-                    .map_ok(Bytes::from)
-                    .map_err(|e| -> nimbus_store::BoxError { Box::new(e) }),
-            );
-            return Ok((stored.info, stream));
+            // Parts are opened one after another: pin them, then check the row still names
+            // them (a replacement committed before the pin may already have unlinked them).
+            let blobs = stored.blobs();
+            self.inner.pin(&blobs);
+            // Unpinned on drop, whichever way this attempt ends.
+            let mut pinned = Pinned {
+                inner: Box::pin(futures::stream::empty()),
+                store: self.inner.clone(),
+                blobs: blobs.clone(),
+            };
+            let (b, k) = (bucket.to_owned(), key.to_owned());
+            let current = self.blocking(move |inner| inner.read_object(&b, &k)).await;
+            match current {
+                Ok(current) if current.blobs() == blobs => {}
+                Ok(_) | Err(ObjectError::NoSuchKey { .. }) => continue,
+                Err(error) => return Err(error),
+            }
+            let mut pieces = Vec::new();
+            let mut offset = 0u64;
+            for segment in stored.segments() {
+                let (seg_start, seg_end) = (offset, offset + segment.size);
+                offset = seg_end;
+                let (from, to) = (start.max(seg_start), end.min(seg_end));
+                if from < to {
+                    pieces.push((
+                        self.inner.blob_path(&segment.blob),
+                        from - seg_start,
+                        to - from,
+                    ));
+                }
+            }
+            let stream = futures::stream::iter(pieces)
+                .then(|(path, from, len)| read_blob(path, from, len))
+                .map_err(|e| -> nimbus_store::BoxError { Box::new(e) })
+                .try_flatten();
+            pinned.inner = Box::pin(stream);
+            return Ok((stored.info, Box::pin(pinned)));
         }
         Err(ObjectError::NoSuchKey {
             bucket: bucket.to_owned(),
@@ -453,16 +888,8 @@ impl ObjectStore for RedbStore {
 
     async fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<bool> {
         let (b, k) = (bucket.to_owned(), key.to_owned());
-        let removed = self
-            .blocking(move |inner| inner.delete_object(&b, &k))
-            .await?;
-        match removed {
-            Some(blob) => {
-                self.remove_blob(blob).await;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        self.blocking(move |inner| inner.delete_object(&b, &k))
+            .await
     }
 
     async fn list_objects(
@@ -475,6 +902,95 @@ impl ObjectStore for RedbStore {
         let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
         let start_after = start_after.map(str::to_owned);
         self.blocking(move |inner| inner.list(&bucket, &prefix, start_after.as_deref(), max))
+            .await
+    }
+
+    async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        object: NewObject,
+    ) -> ObjectResult<UploadInfo> {
+        check_key(key)?;
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |inner| inner.create_upload(&bucket, &key, object))
+            .await
+    }
+
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+        number: u32,
+        body: ByteStream,
+    ) -> ObjectResult<PartInfo> {
+        if !(1..=MAX_PART_NUMBER).contains(&number) {
+            return Err(ObjectError::InvalidPart(number));
+        }
+        let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload.to_owned());
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(db)?;
+            let uploads = txn.open_table(UPLOADS).map_err(db)?;
+            Inner::read_upload(&uploads, &b, &k, &u).map(drop)
+        })
+        .await?;
+        let (blob, size, etag) = self.write_blob(body).await?;
+        let part = StoredPart {
+            info: PartInfo {
+                number,
+                size,
+                etag,
+                last_modified_ms: now_ms(),
+            },
+            blob: blob.clone(),
+        };
+        let info = part.info.clone();
+        let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload.to_owned());
+        match self
+            .blocking(move |inner| inner.commit_part((&b, &k, &u), &part))
+            .await
+        {
+            Ok(()) => Ok(info),
+            Err(error) => {
+                self.discard(vec![blob]).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+    ) -> ObjectResult<(UploadInfo, Vec<PartInfo>)> {
+        let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload.to_owned());
+        self.blocking(move |inner| inner.upload((&b, &k, &u))).await
+    }
+
+    async fn uploads(&self, bucket: &str, prefix: &str) -> ObjectResult<Vec<UploadInfo>> {
+        let (b, p) = (bucket.to_owned(), prefix.to_owned());
+        self.blocking(move |inner| inner.uploads(&b, &p)).await
+    }
+
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+        parts: &[(u32, String)],
+        condition: PutCondition,
+    ) -> ObjectResult<ObjectInfo> {
+        let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload.to_owned());
+        let parts = parts.to_vec();
+        self.blocking(move |inner| inner.complete_upload((&b, &k, &u), &parts, &condition))
+            .await
+    }
+
+    async fn abort_upload(&self, bucket: &str, key: &str, upload: &str) -> ObjectResult<()> {
+        let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload.to_owned());
+        self.blocking(move |inner| inner.abort_upload((&b, &k, &u)))
             .await
     }
 }
@@ -549,6 +1065,77 @@ mod tests {
         let blobs = dir.path().join(crate::OBJECTS_DIR).join("blobs");
         assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 1);
         assert!(store.delete_object("b", "k").await.unwrap());
+        assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 0);
+    }
+
+    /// Parts of an upload in progress and the blobs of a multipart object are referenced:
+    /// they survive a restart's clean-up; once an upload is aborted, or a reader holding a
+    /// replaced multipart object lets go, nothing is left behind.
+    #[tokio::test]
+    async fn multipart_blobs_survive_reopen_and_are_removed_when_released() {
+        use futures::StreamExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let five = vec![7u8; nimbus_store::objects::MIN_PART_BYTES as usize];
+        let (done, pending) = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            store.create_bucket("b", Some("app")).await.unwrap();
+            let done = store
+                .create_upload("b", "done", NewObject::default())
+                .await
+                .unwrap();
+            let e1 = store
+                .put_part("b", "done", &done.id, 1, body(&[&five]))
+                .await
+                .unwrap()
+                .etag;
+            let e2 = store
+                .put_part("b", "done", &done.id, 2, body(&[b"tail"]))
+                .await
+                .unwrap()
+                .etag;
+            store
+                .complete_upload(
+                    "b",
+                    "done",
+                    &done.id,
+                    &[(1, e1), (2, e2)],
+                    PutCondition::Always,
+                )
+                .await
+                .unwrap();
+            let pending = store
+                .create_upload("b", "pending", NewObject::default())
+                .await
+                .unwrap();
+            store
+                .put_part("b", "pending", &pending.id, 1, body(&[b"p"]))
+                .await
+                .unwrap();
+            (done, pending)
+        };
+        let blobs = dir.path().join(crate::OBJECTS_DIR).join("blobs");
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 3);
+        let (info, stream) = store.get_object("b", "done", None).await.unwrap();
+        assert_eq!(read(stream).await.len() as u64, info.size);
+        assert!(matches!(
+            store.upload("b", "done", &done.id).await,
+            Err(ObjectError::NoSuchUpload(_))
+        ));
+        store
+            .abort_upload("b", "pending", &pending.id)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 2);
+        let (_, mut reading) = store.get_object("b", "done", None).await.unwrap();
+        reading.next().await.unwrap().unwrap();
+        assert!(store.delete_object("b", "done").await.unwrap());
+        assert_eq!(
+            std::fs::read_dir(&blobs).unwrap().count(),
+            2,
+            "kept while a reader holds them"
+        );
+        drop(reading);
         assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 0);
     }
 }

@@ -27,7 +27,7 @@ pub mod queue;
 pub use keys::{AccessKeyRecord, KeyStore};
 pub use objects::{
     BucketInfo, ByteRange, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult,
-    ObjectStore, PutCondition,
+    ObjectStore, PartInfo, PutCondition, UploadInfo,
 };
 pub use queue::{
     BoxError, Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, QueueResult,

@@ -23,6 +23,12 @@ use std::pin::Pin;
 /// Longest key, in bytes (S3's limit).
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// Smallest part of a multipart upload, except the last (S3's limit: 5 MiB).
+pub const MIN_PART_BYTES: u64 = 5 << 20;
+
+/// Highest part number of a multipart upload (S3's limit).
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
 /// An object's bytes, as they stream.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
 
@@ -46,6 +52,16 @@ pub enum ObjectError {
     InvalidKey(String),
     #[error("the requested range is not satisfiable for an object of {size} bytes")]
     InvalidRange { size: u64 },
+    #[error("no multipart upload {0:?} in this bucket (completed, aborted or never created)")]
+    NoSuchUpload(String),
+    #[error("part {0} was not uploaded, or its ETag does not match")]
+    InvalidPart(u32),
+    #[error("the parts must be listed in ascending order of part number")]
+    InvalidPartOrder,
+    #[error(
+        "part {part} is {size} bytes; every part but the last must be at least {MIN_PART_BYTES}"
+    )]
+    PartTooSmall { part: u32, size: u64 },
     #[error("the request body could not be read")]
     Body(#[source] BoxError),
     #[error("object storage failure")]
@@ -133,6 +149,26 @@ pub enum PutCondition {
     IfMatch(String),
 }
 
+/// A part of a multipart upload, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartInfo {
+    pub number: u32,
+    pub size: u64,
+    /// Lower-case hex MD5 of the part's bytes, unquoted.
+    pub etag: String,
+    pub last_modified_ms: u64,
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadInfo {
+    pub id: String,
+    pub key: String,
+    pub initiated_ms: u64,
+    /// What the completed object will carry.
+    pub object: NewObject,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
@@ -181,6 +217,64 @@ pub trait ObjectStore: Send + Sync {
         start_after: Option<&str>,
         max: usize,
     ) -> ObjectResult<Listing>;
+
+    /// Begin a multipart upload of `key`. An upload is named by its bucket, key and id
+    /// together: with another key, the id names no upload (`NoSuchUpload`).
+    async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        object: NewObject,
+    ) -> ObjectResult<UploadInfo>;
+    /// Store part `number` (1 to [`MAX_PART_NUMBER`]) of an upload, replacing an earlier part
+    /// of that number.
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+        number: u32,
+        body: ByteStream,
+    ) -> ObjectResult<PartInfo>;
+    /// The upload and its parts, by number.
+    async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+    ) -> ObjectResult<(UploadInfo, Vec<PartInfo>)>;
+    /// Uploads in progress under `prefix`, by key then initiation.
+    async fn uploads(&self, bucket: &str, prefix: &str) -> ObjectResult<Vec<UploadInfo>>;
+    /// Make the listed parts (number, ETag), in ascending order, one object — atomically, if
+    /// `condition` holds — and end the upload; parts not listed are discarded. Every part but
+    /// the last is at least [`MIN_PART_BYTES`]. The object's ETag is S3's multipart ETag: the
+    /// MD5 of the parts' binary MD5s, `-` and the part count.
+    async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: &str,
+        parts: &[(u32, String)],
+        condition: PutCondition,
+    ) -> ObjectResult<ObjectInfo>;
+    /// Discard an upload and its parts.
+    async fn abort_upload(&self, bucket: &str, key: &str, upload: &str) -> ObjectResult<()>;
+}
+
+/// S3's ETag of a multipart object: the hex MD5 of the parts' binary MD5s, `-`, the count.
+/// `None` if a part's ETag is not hex MD5.
+pub fn multipart_etag(part_etags: &[&str]) -> Option<String> {
+    use md5::Digest as _;
+    let mut md5 = md5::Md5::new();
+    for etag in part_etags {
+        let bytes = hex::decode(etag).ok()?;
+        md5.update(&bytes);
+    }
+    Some(format!(
+        "{}-{}",
+        hex::encode(md5.finalize()),
+        part_etags.len()
+    ))
 }
 
 /// Can a store hold `key`?

@@ -39,10 +39,14 @@ pub(crate) fn object_error(error: ObjectError) -> Error {
         ObjectError::BucketExists { .. } => ErrorCode::BucketExists,
         ObjectError::BucketNotEmpty(_) => ErrorCode::BucketNotEmpty,
         ObjectError::NoSuchKey { .. } => ErrorCode::ObjectNotFound,
-        ObjectError::InvalidKey(_) | ObjectError::InvalidRange { .. } | ObjectError::Body(_) => {
-            ErrorCode::BadRequest
-        }
-        ObjectError::PreconditionFailed => ErrorCode::BadRequest,
+        ObjectError::InvalidKey(_)
+        | ObjectError::InvalidRange { .. }
+        | ObjectError::Body(_)
+        | ObjectError::PreconditionFailed
+        | ObjectError::NoSuchUpload(_)
+        | ObjectError::InvalidPart(_)
+        | ObjectError::InvalidPartOrder
+        | ObjectError::PartTooSmall { .. } => ErrorCode::BadRequest,
         ObjectError::Backend(_) => ErrorCode::Internal,
     };
     let message = error.to_string();

@@ -1,7 +1,10 @@
 //! The [`ObjectStore`] conformance suite.
 
 use crate::BoxError;
-use crate::objects::{ByteRange, ByteStream, NewObject, ObjectError, ObjectStore, PutCondition};
+use crate::objects::{
+    ByteRange, ByteStream, MIN_PART_BYTES, NewObject, ObjectError, ObjectStore, PutCondition,
+    multipart_etag,
+};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
@@ -15,6 +18,10 @@ pub async fn run_all<S: ObjectStore>(make: impl Fn() -> S) {
     a_failed_body_leaves_the_old_object(&make()).await;
     listings_are_ordered_filtered_and_paged(&make()).await;
     readers_finish_the_version_they_began(&make()).await;
+    multipart_uploads_join_their_parts_in_order(&make()).await;
+    completing_checks_order_etags_and_sizes_and_changes_nothing_when_refused(&make()).await;
+    aborted_uploads_and_deleted_buckets_take_their_parts(&make()).await;
+    multipart_readers_finish_the_version_they_began(&make()).await;
 }
 
 /// A body of `chunks`.
@@ -365,4 +372,273 @@ pub async fn readers_finish_the_version_they_began(store: &impl ObjectStore) {
         got.extend_from_slice(&chunk.expect("the old version stays readable"));
     }
     assert_eq!(got, old);
+}
+
+/// `len` bytes of a pattern that differs per `seed`, so misplaced parts show.
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Upload part `number` of the upload `(bucket, key, id)`; its ETag.
+async fn part(
+    store: &impl ObjectStore,
+    (bucket, key, upload): (&str, &str, &str),
+    number: u32,
+    bytes: &[u8],
+) -> String {
+    let chunks: Vec<&[u8]> = bytes.chunks(1 << 20).collect();
+    store
+        .put_part(bucket, key, upload, number, body(&chunks))
+        .await
+        .expect("put part")
+        .etag
+}
+
+pub async fn multipart_uploads_join_their_parts_in_order(store: &impl ObjectStore) {
+    store.create_bucket("m", Some("app")).await.unwrap();
+    let object = NewObject {
+        content_type: Some("video/mp4".into()),
+        headers: BTreeMap::from([("x-amz-meta-take".into(), "2".into())]),
+    };
+    let upload = store
+        .create_upload("m", "movie.mp4", object.clone())
+        .await
+        .unwrap();
+    assert_eq!(upload.key, "movie.mp4");
+    let min = MIN_PART_BYTES as usize;
+    let (one, two, three) = (pattern(1, min), pattern(2, min + 7), pattern(3, 1000));
+    // Parts may arrive in any order, and a part may be sent again.
+    let e3 = part(store, ("m", "movie.mp4", &upload.id), 3, &three).await;
+    part(store, ("m", "movie.mp4", &upload.id), 2, b"a first try").await;
+    let e2 = part(store, ("m", "movie.mp4", &upload.id), 2, &two).await;
+    let e1 = part(store, ("m", "movie.mp4", &upload.id), 1, &one).await;
+    let (listed, parts) = store.upload("m", "movie.mp4", &upload.id).await.unwrap();
+    assert_eq!(listed, upload);
+    let numbers: Vec<(u32, u64)> = parts.iter().map(|p| (p.number, p.size)).collect();
+    assert_eq!(numbers, [(1, min as u64), (2, min as u64 + 7), (3, 1000)]);
+    assert_eq!(store.uploads("m", "").await.unwrap(), std::slice::from_ref(&upload));
+    assert!(store.uploads("m", "other").await.unwrap().is_empty());
+    // Not visible until completed.
+    assert!(matches!(
+        store.head_object("m", "movie.mp4").await,
+        Err(ObjectError::NoSuchKey { .. })
+    ));
+    let info = store
+        .complete_upload(
+            "m",
+            "movie.mp4",
+            &upload.id,
+            &[(1, e1.clone()), (2, format!("\"{e2}\"")), (3, e3.clone())],
+            PutCondition::Always,
+        )
+        .await
+        .unwrap();
+    let whole = [one.as_slice(), &two, &three].concat();
+    assert_eq!(info.size, whole.len() as u64);
+    assert_eq!(info.etag, multipart_etag(&[&e1, &e2, &e3]).unwrap());
+    assert!(info.etag.ends_with("-3"));
+    assert_eq!(info.content_type.as_deref(), Some("video/mp4"));
+    assert_eq!(info.headers, object.headers);
+    let (_, stream) = store.get_object("m", "movie.mp4", None).await.unwrap();
+    assert!(read(stream).await == whole, "the parts, in order");
+    // Ranges across part boundaries.
+    for (start, end) in [
+        (min as u64 - 3, min as u64 + 3),
+        (10, 2 * min as u64 + 100),
+        (0, 1),
+    ] {
+        let range = ByteRange::From {
+            start,
+            end: Some(end),
+        };
+        let (_, stream) = store
+            .get_object("m", "movie.mp4", Some(range))
+            .await
+            .unwrap();
+        assert!(
+            read(stream).await == whole[start as usize..end as usize],
+            "{start}..{end}"
+        );
+    }
+    let (_, stream) = store
+        .get_object("m", "movie.mp4", Some(ByteRange::Suffix(1500)))
+        .await
+        .unwrap();
+    assert!(read(stream).await == whole[whole.len() - 1500..]);
+    // The upload is over.
+    assert!(matches!(
+        store.upload("m", "movie.mp4", &upload.id).await,
+        Err(ObjectError::NoSuchUpload(_))
+    ));
+    assert!(store.uploads("m", "").await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .put_part("m", "movie.mp4", &upload.id, 4, body(&[b"late"]))
+            .await,
+        Err(ObjectError::NoSuchUpload(_))
+    ));
+}
+
+pub async fn completing_checks_order_etags_and_sizes_and_changes_nothing_when_refused(
+    store: &impl ObjectStore,
+) {
+    store.create_bucket("c", Some("app")).await.unwrap();
+    put(store, "c", "k", b"old").await;
+    let upload = store
+        .create_upload("c", "k", NewObject::default())
+        .await
+        .unwrap();
+    let min = MIN_PART_BYTES as usize;
+    let e1 = part(store, ("c", "k", &upload.id), 1, &pattern(1, min)).await;
+    let small = part(store, ("c", "k", &upload.id), 2, b"small").await;
+    let e3 = part(store, ("c", "k", &upload.id), 3, b"last").await;
+    for (listed, refused) in [
+        (vec![(2, small.clone()), (1, e1.clone())], "out of order"),
+        (vec![(1, e1.clone()), (1, e1.clone())], "repeated"),
+        (vec![(1, e1.clone()), (4, e3.clone())], "never uploaded"),
+        (vec![(1, e3.clone())], "wrong ETag"),
+        (
+            vec![(1, e1.clone()), (2, small.clone()), (3, e3.clone())],
+            "small middle part",
+        ),
+    ] {
+        let result = store
+            .complete_upload("c", "k", &upload.id, &listed, PutCondition::Always)
+            .await;
+        match (refused, result) {
+            ("out of order" | "repeated", Err(ObjectError::InvalidPartOrder)) => {}
+            ("never uploaded" | "wrong ETag", Err(ObjectError::InvalidPart(_))) => {}
+            ("small middle part", Err(ObjectError::PartTooSmall { part: 2, size: 5 })) => {}
+            (refused, other) => panic!("{refused}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        store
+            .complete_upload(
+                "c",
+                "k",
+                &upload.id,
+                &[(1, e1.clone()), (3, e3.clone())],
+                PutCondition::IfAbsent
+            )
+            .await,
+        Err(ObjectError::PreconditionFailed)
+    ));
+    let (_, stream) = store.get_object("c", "k", None).await.unwrap();
+    assert_eq!(
+        read(stream).await,
+        b"old",
+        "a refused completion changes nothing"
+    );
+    assert_eq!(store.upload("c", "k", &upload.id).await.unwrap().1.len(), 3);
+    assert!(
+        matches!(
+            store.upload("c", "other-key", &upload.id).await,
+            Err(ObjectError::NoSuchUpload(_))
+        ),
+        "an upload id names an upload of its own key only"
+    );
+    assert!(matches!(
+        store
+            .put_part("c", "other-key", &upload.id, 1, body(&[b"x"]))
+            .await,
+        Err(ObjectError::NoSuchUpload(_))
+    ));
+    // Parts may be skipped: the unlisted ones are discarded.
+    let info = store
+        .complete_upload(
+            "c",
+            "k",
+            &upload.id,
+            &[(1, e1), (3, e3)],
+            PutCondition::Always,
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.size, min as u64 + 4);
+    assert!(matches!(
+        store
+            .put_part("c", "k", "no-such-upload", 1, body(&[b"x"]))
+            .await,
+        Err(ObjectError::NoSuchUpload(_))
+    ));
+    assert!(matches!(
+        store.put_part("c", "k", &upload.id, 0, body(&[b"x"])).await,
+        Err(ObjectError::InvalidPart(0))
+    ));
+}
+
+pub async fn aborted_uploads_and_deleted_buckets_take_their_parts(store: &impl ObjectStore) {
+    store.create_bucket("a", Some("app")).await.unwrap();
+    let upload = store
+        .create_upload("a", "k", NewObject::default())
+        .await
+        .unwrap();
+    part(store, ("a", "k", &upload.id), 1, b"part").await;
+    store.abort_upload("a", "k", &upload.id).await.unwrap();
+    assert!(matches!(
+        store.abort_upload("a", "k", &upload.id).await,
+        Err(ObjectError::NoSuchUpload(_))
+    ));
+    assert!(matches!(
+        store
+            .complete_upload(
+                "a",
+                "k",
+                &upload.id,
+                &[(1, "x".into())],
+                PutCondition::Always
+            )
+            .await,
+        Err(ObjectError::NoSuchUpload(_))
+    ));
+    let pending = store
+        .create_upload("a", "k2", NewObject::default())
+        .await
+        .unwrap();
+    part(store, ("a", "k2", &pending.id), 1, b"part").await;
+    store.delete_bucket("a").await.unwrap();
+    store.create_bucket("a", Some("app")).await.unwrap();
+    assert!(store.uploads("a", "").await.unwrap().is_empty());
+    assert!(matches!(
+        store.create_upload("gone", "k", NewObject::default()).await,
+        Err(ObjectError::NoSuchBucket(_))
+    ));
+}
+
+pub async fn multipart_readers_finish_the_version_they_began(store: &impl ObjectStore) {
+    store.create_bucket("r", Some("app")).await.unwrap();
+    let upload = store
+        .create_upload("r", "k", NewObject::default())
+        .await
+        .unwrap();
+    let min = MIN_PART_BYTES as usize;
+    let (one, two) = (pattern(1, min), pattern(2, 300_000));
+    let e1 = part(store, ("r", "k", &upload.id), 1, &one).await;
+    let e2 = part(store, ("r", "k", &upload.id), 2, &two).await;
+    store
+        .complete_upload(
+            "r",
+            "k",
+            &upload.id,
+            &[(1, e1), (2, e2)],
+            PutCondition::Always,
+        )
+        .await
+        .unwrap();
+    let (_, mut stream) = store.get_object("r", "k", None).await.unwrap();
+    let mut got = stream
+        .next()
+        .await
+        .expect("a first chunk")
+        .expect("readable")
+        .to_vec();
+    put(store, "r", "k", b"new").await;
+    assert!(store.delete_object("r", "k").await.unwrap());
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.expect("the old version stays readable"));
+    }
+    assert!(got == [one, two].concat(), "the whole old version");
 }

@@ -1,0 +1,239 @@
+//! The S3-compatible object service, through the clients users have: boto3 and the AWS CLI
+//! (pinned, from PyPI, installed under `target/py`), against a real server.
+
+use crate::support::{Platform, probe_app, workspace_root};
+use nimbus_api::CreateKeyRequest;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BOTO3: &str = "boto3==1.44.8";
+const AWSCLI: &str = "awscli==1.46.3";
+
+/// A pinned PyPI package installed (once) into its own directory under `target/py`.
+fn python_package(name: &str, requirement: &str) -> PathBuf {
+    let dir = workspace_root().join("target/py").join(name);
+    let marker = dir.join(format!(".installed-{requirement}"));
+    if !marker.exists() {
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--upgrade",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg(requirement)
+            .status()
+            .expect("run pip");
+        assert!(status.success(), "pip install {requirement} failed");
+        std::fs::write(&marker, "").unwrap();
+    }
+    dir
+}
+
+struct Keys {
+    operator: (String, String),
+    app: (String, String),
+    revoked: (String, String),
+}
+
+async fn keys(p: &Platform) -> Keys {
+    p.deploy(&probe_app("shop", "f", ""), &[("f", "probe")])
+        .await
+        .unwrap();
+    let create = |app: Option<&str>| {
+        let request = CreateKeyRequest {
+            app: app.map(str::to_owned),
+            description: Some("test".into()),
+        };
+        let client = p.client.clone();
+        async move {
+            let key = client.create_key(&request).await.unwrap();
+            (key.id, key.secret.expect("the secret is shown at creation"))
+        }
+    };
+    let operator = create(None).await;
+    let app = create(Some("shop")).await;
+    let revoked = create(None).await;
+    p.client.revoke_key(&revoked.0).await.unwrap();
+    let listed: Vec<String> = p
+        .client
+        .keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert!(listed.contains(&operator.0) && !listed.contains(&revoked.0));
+    assert!(
+        p.client
+            .keys()
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.secret.is_none()),
+        "secrets are never listed"
+    );
+    Keys {
+        operator,
+        app,
+        revoked,
+    }
+}
+
+fn aws_url(p: &Platform) -> String {
+    p.server.as_ref().unwrap().aws_url()
+}
+
+/// Every file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn boto3_speaks_s3_to_the_endpoint() {
+    let boto3 = python_package("boto3", BOTO3);
+    let p = Platform::start().await;
+    let keys = keys(&p).await;
+    let work = tempfile::tempdir().unwrap();
+    let script = workspace_root().join("tests/fixtures/s3/boto3_suite.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(&script)
+        .env("PYTHONPATH", &boto3)
+        .env("EP", aws_url(&p))
+        .env("AK", &keys.operator.0)
+        .env("SK", &keys.operator.1)
+        .env("APP_AK", &keys.app.0)
+        .env("APP_SK", &keys.app.1)
+        .env("REVOKED_AK", &keys.revoked.0)
+        .env("REVOKED_SK", &keys.revoked.1)
+        .env("WORK", work.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("all cases passed"),
+        "boto3 suite failed\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Keys are names, never paths: nothing was written outside the object store's blobs, and
+    // no secret is stored in the clear.
+    let data = p.dir.path().to_owned();
+    for file in files(&data) {
+        assert!(
+            file.file_name().is_none_or(|n| n != "passwd"),
+            "a key escaped into the file system: {}",
+            file.display()
+        );
+    }
+    let database = std::fs::read(data.join(nimbus_store_redb_database())).unwrap();
+    assert!(
+        !database
+            .windows(keys.operator.1.len())
+            .any(|w| w == keys.operator.1.as_bytes()),
+        "access key secrets are sealed at rest"
+    );
+    // What boto3 stored, seen through the admin API.
+    let listed = p.client.objects("photos", "big", None, 10).await.unwrap();
+    assert_eq!(listed.objects.len(), 1);
+    assert_eq!(listed.objects[0].size, 64 << 20);
+    p.stop().await;
+}
+
+fn nimbus_store_redb_database() -> &'static str {
+    "nimbus.redb"
+}
+
+#[tokio::test]
+async fn the_aws_cli_copies_syncs_lists_and_removes() {
+    let awscli = python_package("awscli", AWSCLI);
+    let p = Platform::start().await;
+    let keys = keys(&p).await;
+    let home = tempfile::tempdir().unwrap();
+    let aws = async |args: &[&str]| {
+        let output = tokio::process::Command::new("python3")
+            .arg(awscli.join("bin/aws"))
+            .args(["--endpoint-url", &aws_url(&p)])
+            .args(args)
+            .env("PYTHONPATH", &awscli)
+            .env("HOME", home.path())
+            .env("AWS_ACCESS_KEY_ID", &keys.operator.0)
+            .env("AWS_SECRET_ACCESS_KEY", &keys.operator.1)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "aws {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("sub")).unwrap();
+    std::fs::write(tree.path().join("a.txt"), "alpha").unwrap();
+    std::fs::write(tree.path().join("sub/b.txt"), "beta").unwrap();
+    let big: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(tree.path().join("big.bin"), &big).unwrap();
+
+    aws(&["s3", "mb", "s3://site"]).await;
+    assert!(aws(&["s3", "ls"]).await.contains("site"));
+    let local = tree.path().to_str().unwrap();
+    aws(&["s3", "sync", local, "s3://site/www"]).await;
+    let listing = aws(&["s3", "ls", "--recursive", "s3://site/www/"]).await;
+    for key in ["www/a.txt", "www/sub/b.txt", "www/big.bin"] {
+        assert!(listing.contains(key), "{key} missing from {listing}");
+    }
+    // A second sync has nothing to do.
+    assert_eq!(
+        aws(&["s3", "sync", local, "s3://site/www"]).await.trim(),
+        ""
+    );
+    let head = aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "site",
+        "--key",
+        "www/big.bin",
+    ])
+    .await;
+    let head: serde_json::Value = serde_json::from_str(&head).unwrap();
+    assert_eq!(head["ContentLength"], 20 << 20);
+    assert!(
+        head["ETag"].as_str().unwrap().contains('-'),
+        "multipart: {head}"
+    );
+    let back = tempfile::tempdir().unwrap();
+    aws(&[
+        "s3",
+        "cp",
+        "s3://site/www/big.bin",
+        back.path().to_str().unwrap(),
+    ])
+    .await;
+    assert!(std::fs::read(back.path().join("big.bin")).unwrap() == big);
+    aws(&["s3", "rm", "--recursive", "s3://site/www"]).await;
+    assert_eq!(
+        aws(&["s3", "ls", "--recursive", "s3://site"]).await.trim(),
+        ""
+    );
+    aws(&["s3", "rb", "s3://site"]).await;
+    assert!(!aws(&["s3", "ls"]).await.contains("site"));
+    p.stop().await;
+}
