@@ -71,6 +71,49 @@ impl RequestIds {
     }
 }
 
+/// Answer one request. A panic inside the S3 layer (a parser bug in s3s, say) is caught and
+/// answered as S3's `InternalError`, so a hostile request costs its own answer and nothing
+/// else.
+pub async fn call(
+    service: &S3Service,
+    request: http::Request<s3s::Body>,
+    request_id: &str,
+) -> http::Response<s3s::Body> {
+    use futures::FutureExt as _;
+    let answered = std::panic::AssertUnwindSafe(service.call(request))
+        .catch_unwind()
+        .await;
+    match answered {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::error!(error = ?error, request_id, "AWS endpoint");
+            internal_error(request_id)
+        }
+        Err(_) => {
+            tracing::error!(
+                request_id,
+                "the S3 layer panicked on a request; answered 500"
+            );
+            internal_error(request_id)
+        }
+    }
+}
+
+fn internal_error(request_id: &str) -> http::Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+         <Message>We encountered an internal error. Please try again.</Message>\
+         <RequestId>{request_id}</RequestId></Error>"
+    );
+    let mut response = http::Response::new(s3s::Body::from(body));
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
 /// Serve `service` on `listener` until `shutdown` is cancelled; then drain.
 pub async fn serve(listener: TcpListener, service: S3Service, shutdown: CancellationToken) {
     let ids = Arc::new(RequestIds {
@@ -85,16 +128,7 @@ pub async fn serve(listener: TcpListener, service: S3Service, shutdown: Cancella
             let (id, id2) = ids.next();
             request.extensions_mut().insert(RequestId(id.clone()));
             async move {
-                let request = request.map(s3s::Body::from);
-                let mut response = match service.call(request).await {
-                    Ok(response) => response,
-                    Err(error) => {
-                        tracing::error!(error = ?error, request_id = %id, "AWS endpoint");
-                        let mut response = http::Response::new(s3s::Body::empty());
-                        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                        response
-                    }
-                };
+                let mut response = call(&service, request.map(s3s::Body::from), &id).await;
                 let headers = response.headers_mut();
                 if let Ok(value) = http::HeaderValue::from_str(&id) {
                     headers.insert("x-amz-request-id", value);

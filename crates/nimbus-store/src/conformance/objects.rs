@@ -418,7 +418,10 @@ pub async fn multipart_uploads_join_their_parts_in_order(store: &impl ObjectStor
     assert_eq!(listed, upload);
     let numbers: Vec<(u32, u64)> = parts.iter().map(|p| (p.number, p.size)).collect();
     assert_eq!(numbers, [(1, min as u64), (2, min as u64 + 7), (3, 1000)]);
-    assert_eq!(store.uploads("m", "").await.unwrap(), std::slice::from_ref(&upload));
+    assert_eq!(
+        store.uploads("m", "").await.unwrap(),
+        std::slice::from_ref(&upload)
+    );
     assert!(store.uploads("m", "other").await.unwrap().is_empty());
     // Not visible until completed.
     assert!(matches!(
