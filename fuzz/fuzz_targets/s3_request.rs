@@ -37,7 +37,7 @@ fn endpoint() -> &'static Endpoint {
         let service = nimbus_aws::service(
             nimbus_aws::Services {
                 s3: nimbus_objects::Objects::new(objects.clone()),
-                access: nimbus_objects::Access::new(objects, keys.clone()),
+                access: nimbus_objects::Access::new(objects, keys.clone(), Default::default()),
             },
             keys,
             Some("s3.fuzz.test"),

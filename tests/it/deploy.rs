@@ -92,11 +92,11 @@ async fn redeploy_swaps_and_rollback_restores() {
     let error = p.client.rollback("hello").await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::NoPreviousVersion));
 
-    p.client.remove("hello").await.unwrap();
+    p.client.remove("hello", false).await.unwrap();
     assert_eq!(p.get("/hello").await.0, 404);
     assert!(p.client.apps().await.unwrap().is_empty());
     assert_eq!(
-        p.client.remove("hello").await.unwrap_err().code(),
+        p.client.remove("hello", false).await.unwrap_err().code(),
         Some(ErrorCode::AppNotFound)
     );
 }

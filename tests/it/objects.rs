@@ -237,3 +237,100 @@ async fn the_aws_cli_copies_syncs_lists_and_removes() {
     assert!(!aws(&["s3", "ls"]).await.contains("site"));
     p.stop().await;
 }
+
+/// Buckets declared in a manifest are created for the app at deploy, `public_read` ones answer
+/// unsigned reads, a name another app holds refuses the deploy, and removing the app takes its
+/// buckets (only with `force` if they hold objects) and its keys.
+#[tokio::test]
+async fn manifest_buckets_follow_their_app() {
+    let p = Platform::start().await;
+    let manifest = probe_app("gallery", "f", "buckets = [\"pictures:read\", \"drafts\"]")
+        + "\n[bucket.pictures]\npublic_read = true\n\n[bucket.drafts]\n";
+    p.deploy(&manifest, &[("f", "probe")]).await.unwrap();
+    let owned: Vec<(String, Option<String>)> = p
+        .client
+        .buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.name, b.app))
+        .collect();
+    assert_eq!(
+        owned,
+        [
+            ("drafts".to_owned(), Some("gallery".to_owned())),
+            ("pictures".to_owned(), Some("gallery".to_owned()))
+        ]
+    );
+    // Redeploying is idempotent.
+    p.deploy(&manifest, &[("f", "probe")]).await.unwrap();
+    for bucket in ["pictures", "drafts"] {
+        p.client
+            .put_object(bucket, "a b.txt", Some("text/plain"), "hello".into())
+            .await
+            .unwrap();
+    }
+    let url = |bucket: &str| format!("{}/{bucket}/a%20b.txt", aws_url(&p));
+    let public = p.http.get(url("pictures")).send().await.unwrap();
+    assert_eq!(public.status(), 200);
+    assert!(public.headers().contains_key("x-amz-request-id"));
+    assert_eq!(public.text().await.unwrap(), "hello");
+    let private = p.http.get(url("drafts")).send().await.unwrap();
+    assert_eq!(private.status(), 403);
+    assert!(
+        private
+            .text()
+            .await
+            .unwrap()
+            .contains("<Code>AccessDenied</Code>")
+    );
+    let listing = p
+        .http
+        .get(format!("{}/pictures", aws_url(&p)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listing.status(),
+        403,
+        "public means reading objects, not listing"
+    );
+
+    // Another app cannot claim the names; the first keeps them.
+    let thief = probe_app("thief", "g", "") + "\n[bucket.pictures]\n";
+    let refused = p.deploy(&thief, &[("g", "probe")]).await.unwrap_err();
+    assert_eq!(refused.code(), Some(nimbus_core::ErrorCode::BucketExists));
+    assert!(refused.to_string().contains("gallery"), "{refused}");
+
+    let key = p
+        .client
+        .create_key(&CreateKeyRequest {
+            app: Some("gallery".into()),
+            description: None,
+        })
+        .await
+        .unwrap();
+    let kept = p.client.remove("gallery", false).await.unwrap_err();
+    assert_eq!(kept.code(), Some(nimbus_core::ErrorCode::BucketNotEmpty));
+    assert!(kept.to_string().contains("drafts, pictures"), "{kept}");
+    assert_eq!(
+        p.client.apps().await.unwrap().len(),
+        1,
+        "refused: nothing removed"
+    );
+    p.client.remove("gallery", true).await.unwrap();
+    assert!(p.client.buckets().await.unwrap().is_empty());
+    assert!(
+        p.client
+            .keys()
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.id != key.id)
+    );
+    let gone = p.http.get(url("pictures")).send().await.unwrap();
+    assert_eq!(gone.status(), 403, "no longer public");
+    // The names are free again.
+    p.deploy(&thief, &[("g", "probe")]).await.unwrap();
+    p.stop().await;
+}

@@ -124,9 +124,14 @@ impl Client {
         .await
     }
 
-    pub async fn remove(&self, app: &str) -> Result<AppInfo, ApiError> {
-        self.send(self.http.delete(self.url(&format!("/v1/apps/{app}"))))
-            .await
+    /// Remove `app`, its buckets and its access keys; buckets holding objects only with
+    /// `force` (else `bucket_not_empty`).
+    pub async fn remove(&self, app: &str, force: bool) -> Result<AppInfo, ApiError> {
+        let mut request = self.http.delete(self.url(&format!("/v1/apps/{app}")));
+        if force {
+            request = request.query(&[("force", "true")]);
+        }
+        self.send(request).await
     }
 
     pub async fn invoke(

@@ -33,6 +33,8 @@ pub enum Principal {
     Operator,
     /// An app's key: that app's resources only.
     App(String),
+    /// No signature: only what is public (objects of a `public_read` bucket).
+    Anonymous,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -106,6 +106,50 @@ pub struct Grants {
     /// Whether this function may publish events to the app's bus (`publish = true`).
     #[serde(default)]
     pub publish: bool,
+    /// Buckets of the app this function may read and write (`buckets = [...]`).
+    #[serde(default)]
+    pub buckets: Vec<BucketGrant>,
+}
+
+/// One bucket a function may touch, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketGrant {
+    pub bucket: String,
+    /// Get, head and list.
+    pub read: bool,
+    /// Put, copy into, delete, multipart.
+    pub write: bool,
+}
+
+/// A bucket an app declares (`[bucket.NAME]`); created for the app at deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketSpec {
+    pub name: String,
+    /// Anyone may read its objects, unsigned (GET and HEAD).
+    #[serde(default)]
+    pub public_read: bool,
+}
+
+/// Is `name` a bucket name as S3 accepts it: 3–63 characters of lower-case letters, digits,
+/// dots and hyphens, starting and ending with a letter or digit, no two dots in a row, not an
+/// IPv4 address, and none of S3's reserved prefixes and suffixes.
+pub fn valid_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+        && edge(bytes.first())
+        && edge(bytes.last())
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+        && !["xn--", "sthree-", "amzn-s3-demo-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        && !["-s3alias", "--ol-s3", ".mrap", "--x-s3"]
+            .iter()
+            .any(|s| name.ends_with(s))
 }
 
 impl Grants {
@@ -115,6 +159,14 @@ impl Grants {
 
     pub fn may_publish(&self) -> bool {
         self.publish
+    }
+
+    pub fn may_read_bucket(&self, bucket: &str) -> bool {
+        self.buckets.iter().any(|g| g.bucket == bucket && g.read)
+    }
+
+    pub fn may_write_bucket(&self, bucket: &str) -> bool {
+        self.buckets.iter().any(|g| g.bucket == bucket && g.write)
     }
 }
 
@@ -161,6 +213,8 @@ pub struct AppSpec {
     pub routes: Vec<RouteSpec>,
     #[serde(default)]
     pub events: EventsSpec,
+    #[serde(default)]
+    pub buckets: Vec<BucketSpec>,
 }
 
 pub(crate) mod duration_ms {

@@ -8,9 +8,9 @@
 //! only the CLI, which builds and uploads, needs them; the server deploys from artifacts.
 
 use nimbus_core::{
-    AppSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind, FunctionSpec, InstanceMode,
-    Missed, Name, Network, OutboundRule, QueueSpec, QueueTriggerSpec, RouteSpec, RuleSpec, Runtime,
-    ScheduleExpr, ScheduleSpec,
+    AppSpec, BucketGrant, BucketSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind,
+    FunctionSpec, InstanceMode, Missed, Name, Network, OutboundRule, QueueSpec, QueueTriggerSpec,
+    RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -80,6 +80,15 @@ struct RawManifest {
     queue: BTreeMap<Spanned<String>, RawQueue>,
     #[serde(default)]
     trigger: RawTriggers,
+    #[serde(default)]
+    bucket: BTreeMap<String, Spanned<RawBucket>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBucket {
+    #[serde(default)]
+    public_read: bool,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +173,8 @@ struct RawFunction {
     #[serde(default)]
     queues: Vec<Spanned<String>>,
     publish: Option<bool>,
+    #[serde(default)]
+    buckets: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -187,11 +198,16 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         text,
         queue_names: Vec::new(),
         function_names: Vec::new(),
+        bucket_names: Vec::new(),
     };
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| ctx.at(e.span(), String::new(), e.message().to_owned()))?;
     let raw: RawManifest = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
+        // `Spanned` values show up in the path under toml's private field name.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
         let key = if key == "." { String::new() } else { key };
         let inner = e.into_inner();
         ctx.at(inner.span(), key, inner.message().trim().to_owned())
@@ -213,6 +229,24 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         queues.push(QueueSpec { name, fifo: q.fifo });
     }
     ctx.queue_names = queues.iter().map(|q| q.name.to_string()).collect();
+    let mut buckets = Vec::new();
+    for (name, b) in &raw.bucket {
+        if !nimbus_core::valid_bucket_name(name) {
+            return Err(ctx.at(
+                Some(b.span()),
+                format!("bucket.{name}"),
+                "a bucket name is 3-63 lower-case letters, digits, dots and hyphens, starting \
+                 and ending with a letter or digit (S3's rules; names are global on the \
+                 endpoint)"
+                    .into(),
+            ));
+        }
+        buckets.push(BucketSpec {
+            name: name.clone(),
+            public_read: b.get_ref().public_read,
+        });
+    }
+    ctx.bucket_names = buckets.iter().map(|b| b.name.clone()).collect();
     ctx.function_names = raw.function.keys().map(|k| k.get_ref().clone()).collect();
 
     let mut functions = BTreeMap::new();
@@ -259,6 +293,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             functions,
             routes,
             events,
+            buckets,
         },
         sources,
         compiled: Compiled {
@@ -275,6 +310,7 @@ struct Ctx<'a> {
     text: &'a str,
     queue_names: Vec<String>,
     function_names: Vec<String>,
+    bucket_names: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -321,6 +357,47 @@ impl Ctx<'_> {
                     ),
                 )
             })
+    }
+
+    /// A bucket grant: `"NAME"` (read and write), `"NAME:read"` or `"NAME:write"`, naming a
+    /// declared bucket.
+    fn bucket_grant(
+        &self,
+        value: &Spanned<String>,
+        key: String,
+    ) -> Result<BucketGrant, ManifestError> {
+        let (bucket, read, write) = match value.get_ref().split_once(':') {
+            None => (value.get_ref().as_str(), true, true),
+            Some((bucket, "read")) => (bucket, true, false),
+            Some((bucket, "write")) => (bucket, false, true),
+            Some((_, other)) => {
+                return Err(self.at(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "{other:?} is not an access: write \"BUCKET\" (read and write), \
+                         \"BUCKET:read\" or \"BUCKET:write\""
+                    ),
+                ));
+            }
+        };
+        if !self.bucket_names.iter().any(|b| b == bucket) {
+            let names: Vec<&str> = self.bucket_names.iter().map(String::as_str).collect();
+            return Err(self.at(
+                Some(value.span()),
+                key,
+                format!(
+                    "no bucket {bucket:?} in this manifest (declared: {}); declare it as \
+                     [bucket.{bucket}]",
+                    Ctx::known(&names)
+                ),
+            ));
+        }
+        Ok(BucketGrant {
+            bucket: bucket.to_owned(),
+            read,
+            write,
+        })
     }
 
     /// A declared function's name.
@@ -482,6 +559,11 @@ fn function(
             .push(ctx.queue_ref(queue, key("queues"))?);
     }
     spec.grants.publish = f.publish.unwrap_or(false);
+    for grant in &f.buckets {
+        spec.grants
+            .buckets
+            .push(ctx.bucket_grant(grant, key("buckets"))?);
+    }
     if let Some(raw) = &f.delivery {
         delivery(ctx, &key, raw, &mut spec.delivery)?;
     }
@@ -1197,6 +1279,67 @@ queue = "orders"
         let audit = &manifest.app.functions[&Name::new("audit").unwrap()];
         assert_eq!(audit.delivery, DeliveryPolicy::default());
         assert!(!audit.grants.publish);
+    }
+
+    const BUCKETS: &str = r#"
+name = "thumbs"
+
+[bucket.uploads]
+[bucket.thumbnails]
+public_read = true
+
+[function.resize]
+runtime = "python3"
+handler = "app.handler"
+code = "resize"
+buckets = ["uploads:read", "thumbnails"]
+"#;
+
+    #[test]
+    fn buckets_are_declared_and_granted() {
+        let manifest = parse("nimbus.toml", BUCKETS).unwrap();
+        let buckets: Vec<(&str, bool)> = manifest
+            .app
+            .buckets
+            .iter()
+            .map(|b| (b.name.as_str(), b.public_read))
+            .collect();
+        assert_eq!(buckets, [("thumbnails", true), ("uploads", false)]);
+        let grants = &manifest.app.functions[&Name::new("resize").unwrap()].grants;
+        assert!(grants.may_read_bucket("uploads") && !grants.may_write_bucket("uploads"));
+        assert!(grants.may_read_bucket("thumbnails") && grants.may_write_bucket("thumbnails"));
+        assert!(!grants.may_read_bucket("other"));
+        for (from, to, key, says) in [
+            (
+                "uploads:read",
+                "uploads:all",
+                "function.resize.buckets",
+                "not an access",
+            ),
+            (
+                "uploads:read",
+                "nope",
+                "function.resize.buckets",
+                "declared: thumbnails, uploads",
+            ),
+            (
+                "[bucket.uploads]",
+                "[bucket.Up_loads]",
+                "bucket.Up_loads",
+                "lower-case",
+            ),
+            (
+                "public_read = true",
+                "public_read = 1",
+                "bucket.thumbnails.public_read",
+                "",
+            ),
+        ] {
+            let text = BUCKETS.replacen(from, to, 1);
+            let error = parse("nimbus.toml", &text).unwrap_err();
+            assert_eq!(error.key, key, "{error}");
+            assert!(error.message.contains(says), "{error}");
+        }
     }
 
     #[test]

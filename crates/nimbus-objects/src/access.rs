@@ -1,7 +1,8 @@
 //! Who may touch which bucket. Runs after s3s has checked the signature: the key's principal
 //! is resolved once and left in the request's extensions for the operation; a bucket is
 //! reachable by an operator's key, or by a key of the app that owns it. A copy also needs its
-//! source bucket. Anonymous requests are refused.
+//! source bucket. Anonymous requests are refused, except reads (GET, HEAD) of objects in a
+//! bucket its app declares `public_read`.
 
 use nimbus_aws::{Keys, Principal};
 use nimbus_store::{ObjectError, ObjectStore};
@@ -13,11 +14,32 @@ use std::sync::Arc;
 pub struct Access {
     store: Arc<dyn ObjectStore>,
     keys: Keys,
+    public: PublicBuckets,
+}
+
+/// The buckets anyone may read, as the deployed manifests declare them. Cheap to clone; read
+/// without a lock.
+#[derive(Clone, Default)]
+pub struct PublicBuckets(Arc<arc_swap::ArcSwap<std::collections::HashSet<String>>>);
+
+impl PublicBuckets {
+    /// Replace the set.
+    pub fn set(&self, buckets: std::collections::HashSet<String>) {
+        self.0.store(Arc::new(buckets));
+    }
+
+    pub fn contains(&self, bucket: &str) -> bool {
+        self.0.load().contains(bucket)
+    }
 }
 
 impl Access {
-    pub fn new(store: Arc<dyn ObjectStore>, keys: Keys) -> Access {
-        Access { store, keys }
+    pub fn new(store: Arc<dyn ObjectStore>, keys: Keys, public: PublicBuckets) -> Access {
+        Access {
+            store,
+            keys,
+            public,
+        }
     }
 
     /// May `principal` reach `bucket`? A missing bucket is left to the operation to report
@@ -26,6 +48,7 @@ impl Access {
         let app = match principal {
             Principal::Operator => return Ok(()),
             Principal::App(app) => app,
+            Principal::Anonymous => return Err(access_denied()),
         };
         match self.store.bucket(bucket).await {
             Ok(info) if info.app.as_deref() == Some(app.as_str()) => Ok(()),
@@ -59,6 +82,12 @@ pub(crate) fn access_denied() -> s3s::S3Error {
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let Some(credentials) = cx.credentials() else {
+            let public_read = matches!(cx.s3_op().name(), "GetObject" | "HeadObject")
+                && matches!(cx.s3_path(), s3s::path::S3Path::Object { bucket, .. } if self.public.contains(bucket));
+            if public_read {
+                cx.extensions_mut().insert(Principal::Anonymous);
+                return Ok(());
+            }
             return Err(access_denied());
         };
         let principal = match self.keys.principal(&credentials.access_key).await {

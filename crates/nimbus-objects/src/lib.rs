@@ -16,19 +16,23 @@ mod access;
 mod error;
 mod listing;
 mod meta;
+mod provision;
 mod s3;
 mod verify;
 
-pub use access::Access;
+pub use access::{Access, PublicBuckets};
+pub use provision::{ProvisionError, ensure_buckets, remove_app_buckets};
 pub use s3::Objects;
 
 /// The largest object a single PUT may store (S3's limit: 5 GiB).
 pub const MAX_PUT_BYTES: u64 = 5 << 30;
 
-/// Is `name` a bucket name S3 accepts (3–63 lower-case letters, digits, dots and hyphens, …)?
+/// Is `name` a bucket name S3 accepts (3–63 lower-case letters, digits, dots and hyphens,
+/// …)? As the wire layer judges it, and as the manifest does.
 pub fn valid_bucket_name(name: &str) -> bool {
     use s3s::validation::NameValidation as _;
     s3s::validation::AwsNameValidation::new().validate_bucket_name(name)
+        && nimbus_core::valid_bucket_name(name)
 }
 
 #[cfg(test)]
@@ -48,7 +52,7 @@ mod tests {
         let service = nimbus_aws::service(
             nimbus_aws::Services {
                 s3: crate::Objects::new(objects.clone()),
-                access: crate::Access::new(objects, keys.clone()),
+                access: crate::Access::new(objects, keys.clone(), Default::default()),
             },
             keys,
             None,

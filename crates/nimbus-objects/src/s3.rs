@@ -33,6 +33,7 @@ fn owned_by(principal: &Principal) -> impl Fn(Option<&str>) -> bool + '_ {
     move |owner| match principal {
         Principal::Operator => owner.is_none(),
         Principal::App(app) => owner == Some(app.as_str()),
+        Principal::Anonymous => false,
     }
 }
 
@@ -220,6 +221,8 @@ impl Objects {
         let app = match principal {
             Principal::Operator => None,
             Principal::App(app) => Some(app.as_str()),
+            // Access lets anonymous callers read public objects only.
+            Principal::Anonymous => return Err(access_denied()),
         };
         self.store
             .create_bucket(&req.input.bucket, app)
@@ -291,6 +294,7 @@ impl Objects {
             .filter(|b| match principal {
                 Principal::Operator => true,
                 Principal::App(app) => b.app.as_deref() == Some(app.as_str()),
+                Principal::Anonymous => false,
             })
             .filter(|b| b.name.starts_with(prefix))
             .map(|b| Bucket {

@@ -70,3 +70,16 @@ pub(crate) trait DeploymentObserver: Send + Sync {
     /// The app named `app` was removed: whatever is kept for it goes too.
     async fn removed(&self, app: &str);
 }
+
+/// Makes what an app's manifest declares beside its functions exist (its buckets) before a
+/// version serves, and takes it away with the app. Wired at the composition root; the platform
+/// knows nothing of what it provisions.
+#[async_trait::async_trait]
+pub(crate) trait Provisioner: Send + Sync {
+    /// Before `spec` serves (deploy, rollback, restore): create what it declares, or refuse
+    /// the version. Idempotent.
+    async fn provision(&self, spec: &AppSpec) -> Result<(), nimbus_core::error::Error>;
+    /// Before `app` is removed: take away what it owns, refusing (unless `force`) to destroy
+    /// data.
+    async fn release(&self, app: &str, force: bool) -> Result<(), nimbus_core::error::Error>;
+}

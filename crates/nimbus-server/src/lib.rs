@@ -11,6 +11,7 @@ mod deployments;
 mod events;
 mod executors;
 mod local_api;
+mod objects;
 mod platform;
 mod records;
 
@@ -164,6 +165,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     .context("prepare the master key")?;
     let keys = nimbus_aws::Keys::new(store.clone(), master_key);
     let objects: Arc<dyn nimbus_store::ObjectStore> = store.clone();
+    let public_buckets = nimbus_objects::PublicBuckets::default();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     let queue = {
@@ -241,6 +243,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         gateway.clone(),
         deployments,
         events.clone(),
+        Arc::new(objects::Buckets::new(
+            objects.clone(),
+            keys.clone(),
+            public_buckets.clone(),
+        )),
         platform::Lifecycle {
             idle_timeout: config.idle_timeout,
             shutdown: shutdown.clone(),
@@ -277,7 +284,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let aws = nimbus_aws::service(
         nimbus_aws::Services {
             s3: nimbus_objects::Objects::new(objects.clone()),
-            access: nimbus_objects::Access::new(objects.clone(), keys.clone()),
+            access: nimbus_objects::Access::new(objects.clone(), keys.clone(), public_buckets),
         },
         keys.clone(),
         config.aws_domain.as_deref(),

@@ -6,7 +6,7 @@
 //! the version to the store; then swap the in-memory state and the gateway's table. A refused
 //! deploy therefore changes nothing, and the previous version keeps serving throughout.
 
-use crate::deployments::{DeployedApp, DeploymentObserver, Deployments, Snapshot};
+use crate::deployments::{DeployedApp, DeploymentObserver, Deployments, Provisioner, Snapshot};
 use crate::records::RecordWriter;
 use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInfo, RouteInfo};
 use nimbus_core::error::Error;
@@ -34,6 +34,7 @@ pub struct Platform {
     records: Arc<RecordWriter>,
     deployments: Deployments,
     observer: Arc<dyn DeploymentObserver>,
+    provisioner: Arc<dyn Provisioner>,
     deploy_lock: tokio::sync::Mutex<()>,
     idle_timeout: Duration,
     shutdown: CancellationToken,
@@ -88,6 +89,7 @@ impl Platform {
         gateway: Arc<Gateway>,
         deployments: Deployments,
         observer: Arc<dyn DeploymentObserver>,
+        provisioner: Arc<dyn Provisioner>,
         lifecycle: Lifecycle,
     ) -> Arc<Platform> {
         let Lifecycle {
@@ -106,6 +108,7 @@ impl Platform {
             records,
             deployments,
             observer,
+            provisioner,
             deploy_lock: tokio::sync::Mutex::new(()),
             idle_timeout,
             shutdown,
@@ -163,8 +166,16 @@ impl Platform {
             let store = self.store.clone();
             let name = app.name.clone();
             let version = store.version(&name, active).await.map_err(store_error)?;
-            match self.prepare(version).await {
-                Ok((deployed, _)) => {
+            let prepared = match self.prepare(version).await {
+                Ok((deployed, _)) => self
+                    .provisioner
+                    .provision(&deployed.spec)
+                    .await
+                    .map(|()| deployed),
+                Err(error) => Err(error),
+            };
+            match prepared {
+                Ok(deployed) => {
                     loaded.insert(app.name.clone(), Arc::new(deployed));
                 }
                 // One broken app must not keep the others from serving.
@@ -346,8 +357,10 @@ impl Platform {
         };
         let (deployed, infos) = self.prepare_parsed(pending, manifest).await?;
         let response = describe(&deployed, infos);
+        let spec = deployed.spec.clone();
         let apps = self.next_snapshot(&app_name, Some(deployed));
         let table = build_routes(&apps)?;
+        self.provisioner.provision(&spec).await?;
 
         let store = self.store.clone();
         let name = app_name.clone();
@@ -376,8 +389,10 @@ impl Platform {
         let version = store.version(&name, previous).await.map_err(store_error)?;
         let (deployed, infos) = self.prepare(version).await?;
         let response = describe(&deployed, infos);
+        let spec = deployed.spec.clone();
         let apps = self.next_snapshot(app, Some(deployed));
         let table = build_routes(&apps)?;
+        self.provisioner.provision(&spec).await?;
         let store = self.store.clone();
         let name = app.to_owned();
         store.rollback(&name).await.map_err(store_error)?;
@@ -386,11 +401,15 @@ impl Platform {
         Ok(response)
     }
 
-    pub async fn remove(&self, app: &str) -> Result<AppInfo, Error> {
+    /// Remove `app`; what it owns (buckets, keys) goes too — buckets holding objects only with
+    /// `force`.
+    pub async fn remove(&self, app: &str, force: bool) -> Result<AppInfo, Error> {
         let _guard = self.deploy_lock.lock().await;
         let info = self.app_infos().into_iter().find(|a| a.name == app);
         let store = self.store.clone();
         let name = app.to_owned();
+        store.app(&name).await.map_err(store_error)?;
+        self.provisioner.release(app, force).await?;
         store.remove_app(&name).await.map_err(store_error)?;
         let apps = self.next_snapshot(app, None);
         let table = build_routes(&apps)?;

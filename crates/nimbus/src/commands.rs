@@ -169,8 +169,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Buckets { command } => crate::objects::buckets(&cli, command.as_ref()).await,
         Command::Objects(command) => crate::objects::objects(&cli, command).await,
         Command::Cp { source, target } => crate::objects::cp(&cli, source, target).await,
-        Command::Rm { app } => {
-            let removed = client::connect(&cli)?.remove(app).await?;
+        Command::Rm { app, force } => {
+            let removed = client::connect(&cli)?.remove(app, *force).await?;
             if cli.json {
                 output::json(&removed)
             } else {

@@ -108,8 +108,14 @@ enum Command {
     },
     /// Re-activate an app's previous version.
     Rollback { app: String },
-    /// Remove an app: its routes stop answering at once.
-    Rm { app: String },
+    /// Remove an app: its routes stop answering at once; its buckets and access keys go too.
+    Rm {
+        app: String,
+        /// Also delete the objects in the app's buckets (without it, buckets holding objects
+        /// keep the app from being removed).
+        #[arg(long)]
+        force: bool,
+    },
     /// Show an asynchronous invocation's status and result.
     Invocation { id: String },
     /// Queues: list, send, peek, dead-letter redrive.

@@ -212,25 +212,18 @@ async fn apps(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::AppI
     Ok(Json(state.platform.app_infos_with_latest().await?))
 }
 
+#[derive(Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 async fn remove_app(
     State(state): State<AdminState>,
     Path(app): Path<String>,
+    Query(query): Query<RemoveQuery>,
 ) -> ApiResult<nimbus_api::AppInfo> {
-    let removed = state.platform.remove(&app).await?;
-    // An app's keys go with it.
-    let revoked = state
-        .services
-        .keys
-        .revoke_app(&app)
-        .await
-        .map_err(|error| {
-            let message = error.to_string();
-            Error::new(ErrorCode::Internal, message).caused_by(error)
-        })?;
-    if revoked > 0 {
-        tracing::info!(app, revoked, "access keys of the removed app revoked");
-    }
-    Ok(Json(removed))
+    Ok(Json(state.platform.remove(&app, query.force).await?))
 }
 
 async fn rollback(

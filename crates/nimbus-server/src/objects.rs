@@ -1,0 +1,92 @@
+//! The object service's part in deploys: an app's declared buckets are created (and its
+//! `public_read` ones opened to anonymous reads) before it serves; removing the app removes
+//! its buckets and revokes its access keys.
+
+use crate::deployments::Provisioner;
+use nimbus_core::error::Error;
+use nimbus_core::{AppSpec, ErrorCode};
+use nimbus_objects::{ProvisionError, PublicBuckets};
+use nimbus_store::ObjectStore;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+pub(crate) struct Buckets {
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    pub(crate) keys: nimbus_aws::Keys,
+    pub(crate) public: PublicBuckets,
+    /// Each app's public buckets, from its serving version.
+    public_by_app: Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+impl Buckets {
+    pub(crate) fn new(
+        objects: Arc<dyn ObjectStore>,
+        keys: nimbus_aws::Keys,
+        public: PublicBuckets,
+    ) -> Buckets {
+        Buckets {
+            objects,
+            keys,
+            public,
+            public_by_app: Mutex::default(),
+        }
+    }
+
+    fn set_public(&self, app: &str, buckets: Option<Vec<String>>) {
+        let mut by_app = self.public_by_app.lock().unwrap_or_else(|p| p.into_inner());
+        match buckets {
+            Some(buckets) => by_app.insert(app.to_owned(), buckets),
+            None => by_app.remove(app),
+        };
+        let all: HashSet<String> = by_app.values().flatten().cloned().collect();
+        self.public.set(all);
+    }
+}
+
+fn provision_error(error: ProvisionError) -> Error {
+    let code = match &error {
+        ProvisionError::Taken { .. } => ErrorCode::BucketExists,
+        ProvisionError::NotEmpty { .. } => ErrorCode::BucketNotEmpty,
+        ProvisionError::Store(_) => ErrorCode::Internal,
+    };
+    let message = error.to_string();
+    Error::new(code, message).caused_by(error)
+}
+
+#[async_trait::async_trait]
+impl Provisioner for Buckets {
+    async fn provision(&self, spec: &AppSpec) -> Result<(), Error> {
+        let names: Vec<String> = spec.buckets.iter().map(|b| b.name.clone()).collect();
+        nimbus_objects::ensure_buckets(&*self.objects, spec.name.as_str(), &names)
+            .await
+            .map_err(provision_error)?;
+        let public = spec
+            .buckets
+            .iter()
+            .filter(|b| b.public_read)
+            .map(|b| b.name.clone())
+            .collect();
+        self.set_public(spec.name.as_str(), Some(public));
+        Ok(())
+    }
+
+    async fn release(&self, app: &str, force: bool) -> Result<(), Error> {
+        let removed = nimbus_objects::remove_app_buckets(&*self.objects, app, force)
+            .await
+            .map_err(provision_error)?;
+        self.set_public(app, None);
+        let revoked = self.keys.revoke_app(app).await.map_err(|error| {
+            let message = error.to_string();
+            Error::new(ErrorCode::Internal, message).caused_by(error)
+        })?;
+        if !removed.is_empty() || revoked > 0 {
+            tracing::info!(
+                app,
+                buckets = removed.len(),
+                keys = revoked,
+                "removed with the app"
+            );
+        }
+        Ok(())
+    }
+}
