@@ -334,3 +334,64 @@ async fn manifest_buckets_follow_their_app() {
     p.deploy(&thief, &[("g", "probe")]).await.unwrap();
     p.stop().await;
 }
+
+/// An unmodified Lambda handler calls `boto3.client("s3")` with no endpoint or keys in its
+/// code: nimbus hands it `AWS_ENDPOINT_URL` (its own local listener, so `network = "none"`
+/// works) and per-instance temporary credentials limited to its grants.
+#[tokio::test]
+async fn lambda_handlers_use_boto3_within_their_grants() {
+    let boto3 = python_package("boto3", BOTO3);
+    let p = Platform::start().await;
+    let manifest = format!(
+        "name = \"pics\"\n\n[bucket.pics-rw]\n[bucket.pics-ro]\n\n[function.up]\nruntime = \"python3\"\nhandler = \"app.handler\"\ncode = \"s3\"\ntimeout = \"20s\"\nnetwork = \"none\"\nbuckets = [\"pics-rw\", \"pics-ro:read\"]\nenv = {{ PYTHONPATH = \"{}\" }}\n\n[[route]]\npath = \"/up\"\nfunction = \"up\"\n",
+        boto3.display()
+    );
+    let code = workspace_root().join("tests/fixtures/lambda/s3");
+    p.deploy_code(&manifest, &[("up", &code)]).await.unwrap();
+    p.client
+        .put_object("pics-ro", "seed", None, "seeded".into())
+        .await
+        .unwrap();
+    p.client
+        .create_bucket(&nimbus_api::CreateBucketRequest {
+            name: "elsewhere".into(),
+            app: None,
+        })
+        .await
+        .unwrap();
+    let call = async |body: serde_json::Value| -> serde_json::Value {
+        let response = p.http.post(p.url("/up")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    };
+    let granted = call(serde_json::json!({
+        "bucket": "pics-rw", "key": "hello.txt", "value": "hi", "read_only": "pics-ro"
+    }))
+    .await;
+    assert!(
+        granted["endpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:"),
+        "{granted}"
+    );
+    assert_eq!(granted["read"], "hi", "{granted}");
+    assert_eq!(granted["listed"], serde_json::json!(["hello.txt"]));
+    assert_eq!(granted["read_only"], "seeded");
+    assert_eq!(granted["read_only_write"], "AccessDenied");
+    // The object is really there, for everyone else too.
+    let page = p.client.objects("pics-rw", "", None, 10).await.unwrap();
+    assert_eq!(page.objects[0].key, "hello.txt");
+    let refused = call(serde_json::json!({"bucket": "elsewhere", "key": "k", "value": "v"})).await;
+    assert_eq!(refused["error"], "AccessDenied", "{refused}");
+    assert_eq!(refused["status"], 403);
+    assert!(
+        p.client
+            .objects("elsewhere", "", None, 10)
+            .await
+            .unwrap()
+            .objects
+            .is_empty()
+    );
+    p.stop().await;
+}

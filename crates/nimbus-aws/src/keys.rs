@@ -35,7 +35,16 @@ pub enum Principal {
     App(String),
     /// No signature: only what is public (objects of a `public_read` bucket).
     Anonymous,
+    /// A function instance's temporary credentials: its app's buckets, as its grants allow.
+    Function {
+        app: String,
+        function: String,
+        grants: Arc<nimbus_core::Grants>,
+    },
 }
+
+/// Prefix of temporary (session) access key ids.
+pub const SESSION_KEY_PREFIX: &str = "NSIA";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -147,6 +156,17 @@ pub struct CreatedKey {
 struct Known {
     secret: s3s::auth::SecretKey,
     principal: Principal,
+    /// Temporary credentials: the session token requests must carry, and the expiry.
+    session: Option<(String, u64)>,
+}
+
+/// Temporary credentials just minted.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub secret: String,
+    pub token: String,
+    pub expires_ms: u64,
 }
 
 /// The platform's access keys. Cheap to clone.
@@ -265,9 +285,58 @@ impl Keys {
         Ok(self.resolve(id).await?.map(|k| k.principal.clone()))
     }
 
+    /// Temporary credentials for `principal`, valid for `ttl`: kept in memory only (a restart
+    /// restarts every instance, which get new ones), never stored.
+    pub fn mint_session(&self, principal: Principal, ttl: std::time::Duration) -> Session {
+        const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        const SECRET_ALPHABET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let session = Session {
+            id: format!("{SESSION_KEY_PREFIX}{}", random_string(ID_ALPHABET, 16)),
+            secret: random_string(SECRET_ALPHABET, 40),
+            token: random_string(SECRET_ALPHABET, 64),
+            expires_ms: now_ms() + ttl.as_millis() as u64,
+        };
+        let known = Arc::new(Known {
+            secret: s3s::auth::SecretKey::from(session.secret.clone()),
+            principal,
+            session: Some((session.token.clone(), session.expires_ms)),
+        });
+        let now = now_ms();
+        self.inner.known.rcu(|all| {
+            let mut all = HashMap::clone(all);
+            // Expired sessions go as new ones come.
+            all.retain(|_, k| k.session.as_ref().is_none_or(|(_, expires)| *expires > now));
+            all.insert(session.id.clone(), known.clone());
+            all
+        });
+        session
+    }
+
+    /// Does a request signed with `id` carry the session token it needs (none for a stored
+    /// key; the minted one for temporary credentials)?
+    pub fn session_token_matches(&self, id: &str, presented: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq as _;
+        match self.inner.known.load().get(id).map(|k| k.session.clone()) {
+            Some(Some((token, _))) => {
+                presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.as_bytes())))
+            }
+            _ => true,
+        }
+    }
+
     async fn resolve(&self, id: &str) -> Result<Option<Arc<Known>>, KeyError> {
         if let Some(known) = self.inner.known.load().get(id) {
+            if let Some((_, expires)) = &known.session
+                && *expires <= now_ms()
+            {
+                return Ok(None);
+            }
             return Ok(Some(known.clone()));
+        }
+        if id.starts_with(SESSION_KEY_PREFIX) {
+            // Sessions live in memory only.
+            return Ok(None);
         }
         let Some(record) = self.inner.store.key(id).await? else {
             return Ok(None);
@@ -284,6 +353,7 @@ impl Keys {
                 Some(app) => Principal::App(app),
                 None => Principal::Operator,
             },
+            session: None,
         });
         self.inner.known.rcu(|all| {
             let mut all = HashMap::clone(all);

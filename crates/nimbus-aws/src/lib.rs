@@ -19,6 +19,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// A boxed body, as the local listeners of functions carry them.
+pub type StreamingBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, s3s::StdError>;
+
+/// The endpoint's service, as the composition root holds it.
+pub type Endpoint = S3Service;
+
 /// The region nimbus answers as, and hands to functions.
 pub const REGION: &str = "us-east-1";
 
@@ -97,6 +103,23 @@ pub async fn call(
             internal_error(request_id)
         }
     }
+}
+
+/// [`call`] with any body in and a boxed body out, for callers that are not hyper servers
+/// (a function's local listener).
+pub async fn call_streaming(
+    service: &S3Service,
+    request: http::Request<StreamingBody>,
+    request_id: &str,
+) -> http::Response<StreamingBody> {
+    use http_body_util::BodyExt as _;
+    call(
+        service,
+        request.map(s3s::Body::http_body_unsync),
+        request_id,
+    )
+    .await
+    .map(|body| body.boxed_unsync())
 }
 
 fn internal_error(request_id: &str) -> http::Response<s3s::Body> {

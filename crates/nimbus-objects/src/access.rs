@@ -42,13 +42,27 @@ impl Access {
         }
     }
 
-    /// May `principal` reach `bucket`? A missing bucket is left to the operation to report
-    /// (`NoSuchBucket`), as S3 does for a caller who could own it.
-    async fn reach(&self, principal: &Principal, bucket: &str) -> S3Result<()> {
+    /// May `principal` reach `bucket` (to write it, if `write`)? A missing bucket is left to
+    /// the operation to report (`NoSuchBucket`), as S3 does for a caller who could own it.
+    async fn reach(&self, principal: &Principal, bucket: &str, write: bool) -> S3Result<()> {
         let app = match principal {
             Principal::Operator => return Ok(()),
             Principal::App(app) => app,
             Principal::Anonymous => return Err(access_denied()),
+            // A function reaches what its grants name, nothing else (grants name its own
+            // app's buckets only).
+            Principal::Function { grants, .. } => {
+                let granted = if write {
+                    grants.may_write_bucket(bucket)
+                } else {
+                    grants.may_read_bucket(bucket)
+                };
+                return if granted {
+                    Ok(())
+                } else {
+                    Err(access_denied())
+                };
+            }
         };
         match self.store.bucket(bucket).await {
             Ok(info) if info.app.as_deref() == Some(app.as_str()) => Ok(()),
@@ -65,13 +79,30 @@ impl Access {
     ) -> S3Result<()> {
         let principal = principal.ok_or_else(access_denied)?;
         match source {
-            CopySource::Bucket { bucket, .. } => self.reach(principal, bucket).await,
+            CopySource::Bucket { bucket, .. } => self.reach(principal, bucket, false).await,
             _ => Err(s3_error!(
                 NotImplemented,
                 "Copying from access points and outposts is not supported"
             )),
         }
     }
+}
+
+/// Operations that only read (a read-only grant allows them).
+fn is_read(op: &str) -> bool {
+    matches!(
+        op,
+        "GetObject"
+            | "HeadObject"
+            | "ListObjects"
+            | "ListObjectsV2"
+            | "ListObjectVersions"
+            | "HeadBucket"
+            | "GetBucketLocation"
+            | "GetBucketVersioning"
+            | "ListParts"
+            | "ListMultipartUploads"
+    )
 }
 
 pub(crate) fn access_denied() -> s3s::S3Error {
@@ -105,11 +136,38 @@ impl S3Access for Access {
                 Some(bucket.to_string())
             }
         };
+        let presented = cx
+            .headers()
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| {
+                cx.uri().query().and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "X-Amz-Security-Token")
+                        .map(|(_, v)| v.into_owned())
+                })
+            });
+        if !self
+            .keys
+            .session_token_matches(&credentials.access_key, presented.as_deref())
+        {
+            return Err(s3_error!(
+                InvalidToken,
+                "The provided token is malformed or otherwise invalid."
+            ));
+        }
+        let op = cx.s3_op().name();
+        let is_function = matches!(principal, Principal::Function { .. });
+        if is_function && matches!(op, "CreateBucket" | "DeleteBucket") {
+            // Functions use the buckets their manifest declares.
+            return Err(access_denied());
+        }
         // Creating a bucket claims a name; whose it is, the operation decides.
         if let Some(bucket) = bucket
-            && cx.s3_op().name() != "CreateBucket"
+            && op != "CreateBucket"
         {
-            self.reach(&principal, &bucket).await?;
+            self.reach(&principal, &bucket, !is_read(op)).await?;
         }
         cx.extensions_mut().insert(principal);
         Ok(())

@@ -33,7 +33,7 @@ fn owned_by(principal: &Principal) -> impl Fn(Option<&str>) -> bool + '_ {
     move |owner| match principal {
         Principal::Operator => owner.is_none(),
         Principal::App(app) => owner == Some(app.as_str()),
-        Principal::Anonymous => false,
+        Principal::Anonymous | Principal::Function { .. } => false,
     }
 }
 
@@ -221,8 +221,9 @@ impl Objects {
         let app = match principal {
             Principal::Operator => None,
             Principal::App(app) => Some(app.as_str()),
-            // Access lets anonymous callers read public objects only.
-            Principal::Anonymous => return Err(access_denied()),
+            // Access lets anonymous callers read public objects only, and functions use the
+            // buckets their manifest declares.
+            Principal::Anonymous | Principal::Function { .. } => return Err(access_denied()),
         };
         self.store
             .create_bucket(&req.input.bucket, app)
@@ -295,6 +296,7 @@ impl Objects {
                 Principal::Operator => true,
                 Principal::App(app) => b.app.as_deref() == Some(app.as_str()),
                 Principal::Anonymous => false,
+                Principal::Function { grants, .. } => grants.may_read_bucket(&b.name),
             })
             .filter(|b| b.name.starts_with(prefix))
             .map(|b| Bucket {

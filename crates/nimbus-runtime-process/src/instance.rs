@@ -82,8 +82,22 @@ impl LoadedFunction for ProcessFunction {
         // Each instance gets its own token for the local API (it matters with
         // `network = "host"`, where other local processes could reach the listener).
         let token = hex::encode(rand::random::<[u8; 16]>());
-        if self.services.is_some() {
+        if let Some((services, caller)) = &self.services {
             env.push(("NIMBUS_API_TOKEN".into(), token.clone()));
+            // Like a Lambda execution role: credentials limited to the function's grants.
+            if let Some(credentials) = services.aws_credentials(caller) {
+                env.retain(|(k, _)| {
+                    !k.starts_with("AWS_ACCESS_KEY")
+                        && !k.starts_with("AWS_SECRET")
+                        && k != "AWS_SESSION_TOKEN"
+                });
+                env.push(("AWS_ACCESS_KEY_ID".into(), credentials.access_key_id));
+                env.push((
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    credentials.secret_access_key,
+                ));
+                env.push(("AWS_SESSION_TOKEN".into(), credentials.session_token));
+            }
         }
         let plan = Plan {
             program: self.program.clone(),

@@ -221,6 +221,8 @@ impl Executor for ProcessExecutor {
                 format!("/aws/lambda/{}/{name}", identity.app),
             ),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
             ("LAMBDA_TASK_ROOT", target.display().to_string()),
             ("LAMBDA_RUNTIME_DIR", self.runtime_dir.display().to_string()),
             ("TZ", ":UTC".to_owned()),

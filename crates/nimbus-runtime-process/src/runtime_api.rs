@@ -107,7 +107,7 @@ impl RuntimeApi {
                     let service = hyper::service::service_fn(move |request| {
                         let shared = shared.clone();
                         async move {
-                            Ok::<_, std::convert::Infallible>(handle(&shared, request).await)
+                            Ok::<_, std::convert::Infallible>(dispatch(&shared, request).await)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -147,6 +147,40 @@ fn error(status: StatusCode, error_type: &str, message: &str) -> ApiResponse {
 
 fn accepted() -> ApiResponse {
     reply(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
+}
+
+/// Is `request` signed for AWS (SigV4 header or query, SigV2 query)? Such requests go to the
+/// AWS-compatible endpoint, whatever their path (a bucket may be called `nimbus`).
+fn aws_signed(request: &http::Request<Incoming>) -> bool {
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"AWS4-HMAC-SHA256") || v.as_bytes().starts_with(b"AWS ")
+        });
+    let query = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("X-Amz-Signature=") || q.contains("AWSAccessKeyId="));
+    header || query
+}
+
+/// The Runtime API and the local API; AWS-signed requests (an SDK pointed at
+/// `AWS_ENDPOINT_URL`) are streamed to the platform's AWS-compatible endpoint, so they work
+/// with `network = "none"` too.
+async fn dispatch(shared: &Shared, request: http::Request<Incoming>) -> nimbus_runtime::Response {
+    if let Some(local) = &shared.local
+        && aws_signed(&request)
+    {
+        let request = request.map(|body| {
+            body.map_err(|e| -> nimbus_runtime::BodyError { Box::new(e) })
+                .boxed_unsync()
+        });
+        return local.services.aws(&local.caller, request).await;
+    }
+    handle(shared, request)
+        .await
+        .map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
 
 async fn handle(shared: &Shared, request: http::Request<Incoming>) -> ApiResponse {

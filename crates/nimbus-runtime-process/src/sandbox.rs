@@ -685,6 +685,13 @@ fn start(
         "NIMBUS_API".into(),
         format!("http://127.0.0.1:{port}/nimbus"),
     ));
+    if plan.env.iter().any(|(k, _)| k == "AWS_ACCESS_KEY_ID") {
+        // The same listener forwards AWS-signed requests to the platform's endpoint.
+        for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"] {
+            plan.env
+                .push((name.into(), format!("http://127.0.0.1:{port}")));
+        }
+    }
 
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;

@@ -229,6 +229,25 @@ pub struct ServiceResponse {
     pub body: Bytes,
 }
 
+/// Temporary credentials for the AWS-compatible endpoint, limited to one function's grants,
+/// as Lambda hands a function its execution role's.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expires_ms: u64,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expires_ms", &self.expires_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The platform's side of what functions call — sending to queues, publishing events — behind
 /// the grants of the caller's manifest. Executors hand requests for the local API to it; the
 /// server implements it.
@@ -243,6 +262,20 @@ pub trait Services: Send + Sync {
         headers: &http::HeaderMap,
         body: Bytes,
     ) -> ServiceResponse;
+
+    /// Fresh temporary credentials for an instance of `caller`, if the platform has an
+    /// AWS-compatible endpoint.
+    fn aws_credentials(&self, _caller: &Caller) -> Option<AwsCredentials> {
+        None
+    }
+
+    /// Serve one request to the AWS-compatible endpoint (signed with credentials from
+    /// [`Services::aws_credentials`]), streamed both ways.
+    async fn aws(&self, _caller: &Caller, _request: http::Request<Body>) -> Response {
+        let mut response = http::Response::new(Body::default());
+        *response.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
+        response
+    }
 }
 
 /// One request to one service of the local API, with who is calling and what they may touch.

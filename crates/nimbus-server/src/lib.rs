@@ -182,9 +182,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         tasks.clone(),
     );
     let deployments = deployments::Deployments::default();
+    let aws = nimbus_aws::service(
+        nimbus_aws::Services {
+            s3: nimbus_objects::Objects::new(objects.clone()),
+            access: nimbus_objects::Access::new(
+                objects.clone(),
+                keys.clone(),
+                public_buckets.clone(),
+            ),
+        },
+        keys.clone(),
+        config.aws_domain.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     // The local API's services: one line each.
     let local_api = Arc::new(
         local_api::LocalApi::new(deployments.clone())
+            .with_aws(aws.clone(), keys.clone())
             .with(
                 "/v1/queues/",
                 Arc::new(local_api::Queues {
@@ -281,15 +295,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let gateway_addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let aws_addr = aws_listener.local_addr()?;
-    let aws = nimbus_aws::service(
-        nimbus_aws::Services {
-            s3: nimbus_objects::Objects::new(objects.clone()),
-            access: nimbus_objects::Access::new(objects.clone(), keys.clone(), public_buckets),
-        },
-        keys.clone(),
-        config.aws_domain.as_deref(),
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
     tasks.spawn(nimbus_aws::serve(aws_listener, aws, shutdown.clone()));
     platform.set_gateway_url(format!("http://{gateway_addr}"));
 

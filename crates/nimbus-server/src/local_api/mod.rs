@@ -22,14 +22,30 @@ pub(crate) struct LocalApi {
     deployments: Deployments,
     /// (path prefix, service), tried in order.
     services: Vec<(&'static str, Arc<dyn Service>)>,
+    /// The AWS-compatible endpoint, and the keys that mint functions' credentials.
+    aws: Option<(nimbus_aws::Endpoint, nimbus_aws::Keys)>,
 }
+
+/// How long a function instance's AWS credentials last (Lambda's default session length).
+const AWS_SESSION: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 impl LocalApi {
     pub(crate) fn new(deployments: Deployments) -> LocalApi {
         LocalApi {
             deployments,
             services: Vec::new(),
+            aws: None,
         }
+    }
+
+    /// Give functions credentials for, and a way to, the AWS-compatible endpoint.
+    pub(crate) fn with_aws(
+        mut self,
+        service: nimbus_aws::Endpoint,
+        keys: nimbus_aws::Keys,
+    ) -> LocalApi {
+        self.aws = Some((service, keys));
+        self
     }
 
     /// Serve `service` under `prefix` (e.g. `/v1/queues/`).
@@ -111,6 +127,45 @@ fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
 
 #[async_trait::async_trait]
 impl nimbus_runtime::Services for LocalApi {
+    fn aws_credentials(&self, caller: &Caller) -> Option<nimbus_runtime::AwsCredentials> {
+        let (_, keys) = self.aws.as_ref()?;
+        let app = self.deployments.get(&caller.app)?;
+        let (_, spec) = app
+            .spec
+            .functions
+            .iter()
+            .find(|(name, _)| name.as_str() == &*caller.function)?;
+        let session = keys.mint_session(
+            nimbus_aws::Principal::Function {
+                app: caller.app.to_string(),
+                function: caller.function.to_string(),
+                grants: Arc::new(spec.grants.clone()),
+            },
+            AWS_SESSION,
+        );
+        Some(nimbus_runtime::AwsCredentials {
+            access_key_id: session.id,
+            secret_access_key: session.secret,
+            session_token: session.token,
+            expires_ms: session.expires_ms,
+        })
+    }
+
+    async fn aws(
+        &self,
+        _caller: &Caller,
+        request: http::Request<nimbus_runtime::Body>,
+    ) -> nimbus_runtime::Response {
+        let Some((service, _)) = &self.aws else {
+            let mut response = http::Response::new(nimbus_runtime::Body::default());
+            *response.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
+            return response;
+        };
+        // Who is calling, the signature says: the credentials are the instance's own.
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        nimbus_aws::call_streaming(service, request, &id).await
+    }
+
     async fn call(
         &self,
         caller: &Caller,
