@@ -5,6 +5,7 @@ use crate::support::{Platform, probe_app, workspace_root};
 use nimbus_api::CreateKeyRequest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const BOTO3: &str = "boto3==1.44.8";
 const AWSCLI: &str = "awscli==1.46.3";
@@ -394,4 +395,95 @@ async fn lambda_handlers_use_boto3_within_their_grants() {
             .is_empty()
     );
     p.stop().await;
+}
+
+/// kill -9 in the middle of a large upload replacing an object: after the restart the old
+/// object is whole (same SHA-256), the new one was never visible, and the half-written bytes
+/// are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_upload_leaves_the_old_object_whole() {
+    use crate::restart::{connect, spawn_server};
+    use sha2::Digest as _;
+    let dir = crate::support::data_dir();
+    let old: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 % 256) as u8).collect();
+    {
+        let mut server = spawn_server(dir.path());
+        let (client, _) = connect(dir.path()).await;
+        client
+            .create_bucket(&nimbus_api::CreateBucketRequest {
+                name: "big".into(),
+                app: None,
+            })
+            .await
+            .unwrap();
+        client
+            .put_object("big", "file", None, old.clone().into())
+            .await
+            .unwrap();
+        // A 64 MiB replacement, sent slowly; the server dies a third of the way in.
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+        let stream = tokio_stream_from(receiver);
+        let upload = tokio::spawn({
+            let client = client.clone();
+            async move {
+                client
+                    .put_object("big", "file", None, reqwest::Body::wrap_stream(stream))
+                    .await
+            }
+        });
+        for _ in 0..20 {
+            sender.send(Ok(vec![b'n'; 1 << 20])).await.unwrap();
+        }
+        let tmp = dir.path().join("objects/tmp");
+        let mut partial = false;
+        for _ in 0..200 {
+            let written: u64 = std::fs::read_dir(&tmp)
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum();
+            if written > 8 << 20 {
+                partial = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(partial, "the upload never reached the disk");
+        server.0.kill().unwrap();
+        server.0.wait().unwrap();
+        assert!(
+            upload.await.unwrap().is_err(),
+            "the upload was never acknowledged"
+        );
+    }
+    let _server = spawn_server(dir.path());
+    let (client, _) = connect(dir.path()).await;
+    let response = client.get_object("big", "file").await.unwrap();
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        hex::encode(sha2::Sha256::digest(&old)),
+        "the old object, whole"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("objects/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("objects/blobs"))
+            .unwrap()
+            .count(),
+        1,
+        "only the old object's blob"
+    );
+}
+
+/// A stream of the chunks `receiver` yields.
+fn tokio_stream_from(
+    receiver: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
 }
