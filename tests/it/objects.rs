@@ -140,7 +140,7 @@ async fn boto3_speaks_s3_to_the_endpoint() {
             file.display()
         );
     }
-    let database = std::fs::read(data.join(nimbus_store_redb_database())).unwrap();
+    let database = std::fs::read(data.join("nimbus.redb")).unwrap();
     assert!(
         !database
             .windows(keys.operator.1.len())
@@ -152,10 +152,6 @@ async fn boto3_speaks_s3_to_the_endpoint() {
     assert_eq!(listed.objects.len(), 1);
     assert_eq!(listed.objects[0].size, 64 << 20);
     p.stop().await;
-}
-
-fn nimbus_store_redb_database() -> &'static str {
-    "nimbus.redb"
 }
 
 #[tokio::test]

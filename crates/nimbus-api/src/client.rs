@@ -58,15 +58,7 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ApiError> {
-        let response =
-            request
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .map_err(|e| ApiError::Unreachable {
-                    url: self.base.clone(),
-                    detail: e.to_string(),
-                })?;
+        let response = self.respond(request).await?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -326,18 +318,26 @@ impl Client {
         self.send(request).await
     }
 
-    /// Read `bucket`/`key`: the response, its body still to stream.
-    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<reqwest::Response, ApiError> {
-        let response = self
-            .http
-            .get(self.url(&object_path(bucket, key)))
+    /// Send `request` with the token; the response, whatever its status.
+    async fn respond(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        request
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|e| ApiError::Unreachable {
                 url: self.base.clone(),
                 detail: e.to_string(),
-            })?;
+            })
+    }
+
+    /// Read `bucket`/`key`: the response, its body still to stream.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<reqwest::Response, ApiError> {
+        let response = self
+            .respond(self.http.get(self.url(&object_path(bucket, key))))
+            .await?;
         if response.status().is_success() {
             return Ok(response);
         }

@@ -129,6 +129,35 @@ impl s3s::stream::ByteStream for Outgoing {
     }
 }
 
+/// How many bytes a read of `range` in an object of `size` answers, and its `Content-Range`
+/// (none for the whole object).
+fn extent(range: Option<ByteRange>, size: u64) -> S3Result<(u64, Option<String>)> {
+    let Some(range) = range else {
+        return Ok((size, None));
+    };
+    let bytes = range
+        .resolve(size)
+        .ok_or_else(|| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+    let content_range = format!(
+        "bytes {}-{}/{size}",
+        bytes.start,
+        bytes.end.saturating_sub(1)
+    );
+    Ok((bytes.end - bytes.start, Some(content_range)))
+}
+
+/// S3's limit on one PUT or part, judged by `Content-Length` before any byte is read (the
+/// body stream enforces it again as it arrives).
+fn check_length(length: Option<i64>) -> S3Result<()> {
+    match length {
+        Some(length) if length as u64 > crate::MAX_PUT_BYTES => Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn byte_range(range: &Range) -> ByteRange {
     match *range {
         Range::Int { first, last } => ByteRange::From {
@@ -318,14 +347,7 @@ impl Objects {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
-        if let Some(length) = input.content_length
-            && length as u64 > crate::MAX_PUT_BYTES
-        {
-            return Err(s3_error!(
-                EntityTooLarge,
-                "Your proposed upload exceeds the maximum allowed size"
-            ));
-        }
+        check_length(input.content_length)?;
         let condition = match (&input.if_none_match, &input.if_match) {
             (Some(_), Some(_)) => {
                 return Err(s3_error!(
@@ -427,18 +449,8 @@ impl Objects {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (length, content_range) = match range.and_then(|r| r.resolve(info.size)) {
-            Some(bytes) => (
-                bytes.end - bytes.start,
-                Some(format!(
-                    "bytes {}-{}/{}",
-                    bytes.start,
-                    bytes.end.saturating_sub(1),
-                    info.size
-                )),
-            ),
-            None => (info.size, None),
-        };
+        // The store already refused a range outside the object.
+        let (length, content_range) = extent(range, info.size)?;
         let whole = content_range.is_none();
         let described = Described::of(&info);
         let checksum = if whole && input.checksum_mode.is_some() {
@@ -492,26 +504,7 @@ impl Objects {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (length, content_range) = match input.range.as_ref().map(byte_range) {
-            None => (info.size, None),
-            Some(range) => match range.resolve(info.size) {
-                Some(bytes) => (
-                    bytes.end - bytes.start,
-                    Some(format!(
-                        "bytes {}-{}/{}",
-                        bytes.start,
-                        bytes.end.saturating_sub(1),
-                        info.size
-                    )),
-                ),
-                None => {
-                    return Err(s3_error!(
-                        InvalidRange,
-                        "The requested range is not satisfiable"
-                    ));
-                }
-            },
-        };
+        let (length, content_range) = extent(input.range.as_ref().map(byte_range), info.size)?;
         let described = Described::of(&info);
         let checksum = if content_range.is_none() && input.checksum_mode.is_some() {
             described.checksum
@@ -932,14 +925,7 @@ impl Objects {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
         let number = part_number(input.part_number)?;
-        if let Some(length) = input.content_length
-            && length as u64 > crate::MAX_PUT_BYTES
-        {
-            return Err(s3_error!(
-                EntityTooLarge,
-                "Your proposed upload exceeds the maximum allowed size"
-            ));
-        }
+        check_length(input.content_length)?;
         let checksums = Checksum {
             checksum_crc32: input.checksum_crc32,
             checksum_crc32c: input.checksum_crc32c,
