@@ -14,23 +14,23 @@ use std::time::{Duration, Instant};
 
 /// One event as a consumer reported it.
 #[derive(Debug, Clone)]
-struct Report {
-    id: String,
-    ty: String,
-    attempt: u32,
-    data: String,
-    at: Instant,
+pub(crate) struct Report {
+    pub(crate) id: String,
+    pub(crate) ty: String,
+    pub(crate) attempt: u32,
+    pub(crate) data: String,
+    pub(crate) at: Instant,
 }
 
 /// An HTTP server collecting what consumers report (`POST /`).
 #[derive(Clone)]
-struct Collector {
-    url: String,
+pub(crate) struct Collector {
+    pub(crate) url: String,
     reports: Arc<Mutex<Vec<Report>>>,
 }
 
 impl Collector {
-    async fn start() -> Collector {
+    pub(crate) async fn start() -> Collector {
         let reports = Arc::new(Mutex::new(Vec::new()));
         let sink = reports.clone();
         let app = axum::Router::new().route(
@@ -58,16 +58,16 @@ impl Collector {
         Collector { url, reports }
     }
 
-    fn reports(&self) -> Vec<Report> {
+    pub(crate) fn reports(&self) -> Vec<Report> {
         self.reports.lock().unwrap().clone()
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.reports.lock().unwrap().len()
     }
 
     /// Wait until at least `n` reports arrived.
-    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Report> {
+    pub(crate) async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Report> {
         let arrived = eventually(limit, async || self.count() >= n).await;
         let reports = self.reports();
         assert!(
@@ -79,7 +79,7 @@ impl Collector {
     }
 
     /// The probe settings that make a function report here.
-    fn probe_env(&self) -> String {
+    pub(crate) fn probe_env(&self) -> String {
         format!(
             "env = {{ REPORT_URL = \"{0}/\", FAIL_ON = \"fail\" }}\nallowed_outbound_hosts = [\"{0}\"]",
             self.url

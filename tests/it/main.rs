@@ -16,3 +16,4 @@ mod limits;
 mod objects;
 mod restart;
 mod scenarios;
+mod uploads;

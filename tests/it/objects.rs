@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const BOTO3: &str = "boto3==1.44.8";
+pub(crate) const BOTO3: &str = "boto3==1.44.8";
 const AWSCLI: &str = "awscli==1.46.3";
 
 /// A pinned PyPI package installed (once) into its own directory under `target/py`.
-fn python_package(name: &str, requirement: &str) -> PathBuf {
+pub(crate) fn python_package(name: &str, requirement: &str) -> PathBuf {
     let dir = workspace_root().join("target/py").join(name);
     let marker = dir.join(format!(".installed-{requirement}"));
     if !marker.exists() {
@@ -85,7 +85,7 @@ async fn keys(p: &Platform) -> Keys {
     }
 }
 
-fn aws_url(p: &Platform) -> String {
+pub(crate) fn aws_url(p: &Platform) -> String {
     p.server.as_ref().unwrap().aws_url()
 }
 

@@ -146,7 +146,7 @@ impl Platform {
     }
 
     /// Upload each function's artifact bytes, then deploy `manifest` with them.
-    async fn deploy_bytes(
+    pub async fn deploy_bytes(
         &self,
         manifest: &str,
         artifacts: impl Iterator<Item = (&str, Vec<u8>)>,

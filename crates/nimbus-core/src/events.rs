@@ -142,6 +142,25 @@ pub struct RuleSpec {
     pub target: Destination,
 }
 
+/// Changes of a bucket's objects that reach a function or a queue (`[[trigger.storage]]`,
+/// S3's event notifications).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageTriggerSpec {
+    /// A bucket the app declares.
+    pub bucket: String,
+    /// Object-created changes (`s3:ObjectCreated:*`).
+    pub created: bool,
+    /// Object-removed changes (`s3:ObjectRemoved:*`).
+    pub removed: bool,
+    /// Keys must start with this.
+    #[serde(default)]
+    pub prefix: String,
+    /// Keys must end with this.
+    #[serde(default)]
+    pub suffix: String,
+    pub target: Destination,
+}
+
 /// Everything asynchronous an app declares.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct EventsSpec {
@@ -149,4 +168,6 @@ pub struct EventsSpec {
     pub queue_triggers: Vec<QueueTriggerSpec>,
     pub schedules: Vec<ScheduleSpec>,
     pub rules: Vec<RuleSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage_triggers: Vec<StorageTriggerSpec>,
 }

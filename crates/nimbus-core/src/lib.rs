@@ -17,7 +17,7 @@ pub mod spec;
 pub use error::ErrorCode;
 pub use events::{
     DeliveryPolicy, Destination, EventsSpec, Missed, QueueSpec, QueueTriggerSpec, RuleSpec,
-    ScheduleExpr, ScheduleSpec,
+    ScheduleExpr, ScheduleSpec, StorageTriggerSpec,
 };
 pub use name::{Name, NameError};
 pub use outbound::OutboundRule;

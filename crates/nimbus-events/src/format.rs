@@ -6,7 +6,8 @@
 //! - Lambda-style functions get what Lambda users know: a queue batch as an SQS event
 //!   (`{"Records": [...]}`, [`sqs_event`]), bus events and schedule ticks as EventBridge events
 //!   ([`eventbridge_event`]), destination records as Lambda's invocation records
-//!   ([`invocation_record`]). A Lambda consumer reports a partial batch failure with
+//!   ([`invocation_record`]), object changes as S3 event notifications ([`crate::s3`]). A
+//!   Lambda consumer reports a partial batch failure with
 //!   `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}` ([`batch_item_failures`]).
 //!
 //! [`delivery`] puts these together: the one request a leased batch becomes, for a function of
@@ -305,11 +306,11 @@ pub fn delivery(
         MessageKind::Event => {
             let event = CloudEvent::from_json(&first.body).map_err(|e| e.to_string())?;
             if lambda {
-                Delivery::post(
-                    headers,
-                    Bytes::from(eventbridge_event(&event).to_string()),
-                    true,
-                )
+                let body = match crate::s3::record_of(&event) {
+                    Some(record) => crate::s3::notification(vec![record]),
+                    None => eventbridge_event(&event),
+                };
+                Delivery::post(headers, Bytes::from(body.to_string()), true)
             } else {
                 Delivery::binary(headers, &event)
             }

@@ -7,6 +7,7 @@
 //! - [`cloudevent`]: CloudEvents 1.0, structured and HTTP binary modes.
 //! - [`format`]: the shapes events are delivered in (CloudEvents binary mode for Wasm; SQS,
 //!   EventBridge and destination records for Lambda-style functions).
+//! - [`s3`]: object changes as S3's event notification records, and as CloudEvents.
 //!
 //! Decisions are pure functions and table-tested. The durable queues they act on sit behind
 //! `nimbus_store::Queue`; the server's driver moves messages between a queue and the pools.
@@ -15,6 +16,7 @@ pub mod cloudevent;
 pub mod format;
 pub mod pattern;
 pub mod policy;
+pub mod s3;
 pub mod schedule;
 
 pub use cloudevent::CloudEvent;

@@ -10,7 +10,7 @@
 use nimbus_core::{
     AppSpec, BucketGrant, BucketSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind,
     FunctionSpec, InstanceMode, Missed, Name, Network, OutboundRule, QueueSpec, QueueTriggerSpec,
-    RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec,
+    RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec, StorageTriggerSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -107,6 +107,19 @@ struct RawTriggers {
     schedule: Vec<Spanned<RawSchedule>>,
     #[serde(default)]
     event: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    storage: Vec<Spanned<RawStorageTrigger>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorageTrigger {
+    bucket: Spanned<String>,
+    events: Option<Spanned<Vec<String>>>,
+    prefix: Option<String>,
+    suffix: Option<String>,
+    function: Option<Spanned<String>>,
+    queue: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -281,11 +294,19 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         patterns.push((spec.name.clone(), pattern, spec.target.clone()));
         rules.push(spec);
     }
+    let storage_triggers = raw
+        .trigger
+        .storage
+        .iter()
+        .enumerate()
+        .map(|(index, t)| storage_trigger(&ctx, index, t))
+        .collect::<Result<Vec<_>, _>>()?;
     let events = EventsSpec {
         queues,
         queue_triggers,
         schedules,
         rules,
+        storage_triggers,
     };
     Ok(Manifest {
         app: AppSpec {
@@ -997,6 +1018,77 @@ fn schedule(
     ))
 }
 
+/// One `[[trigger.storage]]`.
+fn storage_trigger(
+    ctx: &Ctx<'_>,
+    index: usize,
+    trigger: &Spanned<RawStorageTrigger>,
+) -> Result<StorageTriggerSpec, ManifestError> {
+    let key = |field: &str| format!("trigger.storage[{index}].{field}");
+    let t = trigger.get_ref();
+    let bucket = t.bucket.get_ref();
+    if !ctx.bucket_names.iter().any(|b| b == bucket) {
+        let names: Vec<&str> = ctx.bucket_names.iter().map(String::as_str).collect();
+        return Err(ctx.at(
+            Some(t.bucket.span()),
+            key("bucket"),
+            format!(
+                "no bucket {bucket:?} in this manifest (declared: {}); an app's triggers \
+                 watch its own buckets: declare it as [bucket.{bucket}]",
+                Ctx::known(&names)
+            ),
+        ));
+    }
+    let (mut created, mut removed) = (true, false);
+    if let Some(events) = &t.events {
+        (created, removed) = (false, false);
+        for event in events.get_ref() {
+            match event.as_str() {
+                "created" => created = true,
+                "removed" => removed = true,
+                other => {
+                    return Err(ctx.at(
+                        Some(events.span()),
+                        key("events"),
+                        format!(
+                            "{other:?} is not an event: expected \"created\" \
+                             (s3:ObjectCreated:*) or \"removed\" (s3:ObjectRemoved:*)"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !created && !removed {
+            return Err(ctx.at(
+                Some(events.span()),
+                key("events"),
+                "list at least one event: \"created\", \"removed\"".into(),
+            ));
+        }
+    }
+    let target = match (&t.function, &t.queue) {
+        (Some(function), None) => {
+            Destination::Function(ctx.function_ref(function, key("function"))?)
+        }
+        (None, Some(queue)) => Destination::Queue(ctx.queue_ref(queue, key("queue"))?),
+        _ => {
+            return Err(ctx.at(
+                Some(trigger.span()),
+                format!("trigger.storage[{index}]"),
+                "expected exactly one target: `function = \"name\"` or `queue = \"name\"`".into(),
+            ));
+        }
+    };
+    Ok(StorageTriggerSpec {
+        bucket: bucket.clone(),
+        created,
+        removed,
+        prefix: t.prefix.clone().unwrap_or_default(),
+        suffix: t.suffix.clone().unwrap_or_default(),
+        target,
+    })
+}
+
 /// One `[[trigger.event]]` rule.
 fn rule(
     ctx: &Ctx<'_>,
@@ -1293,6 +1385,19 @@ runtime = "python3"
 handler = "app.handler"
 code = "resize"
 buckets = ["uploads:read", "thumbnails"]
+
+[queue.removals]
+
+[[trigger.storage]]
+bucket = "uploads"
+suffix = ".jpg"
+function = "resize"
+
+[[trigger.storage]]
+bucket = "uploads"
+events = ["removed", "created"]
+prefix = "photos/"
+queue = "removals"
 "#;
 
     #[test]
@@ -1309,7 +1414,55 @@ buckets = ["uploads:read", "thumbnails"]
         assert!(grants.may_read_bucket("uploads") && !grants.may_write_bucket("uploads"));
         assert!(grants.may_read_bucket("thumbnails") && grants.may_write_bucket("thumbnails"));
         assert!(!grants.may_read_bucket("other"));
+        let triggers = &manifest.app.events.storage_triggers;
+        assert_eq!(
+            triggers[0],
+            StorageTriggerSpec {
+                bucket: "uploads".into(),
+                created: true,
+                removed: false,
+                prefix: String::new(),
+                suffix: ".jpg".into(),
+                target: Destination::Function(Name::new("resize").unwrap()),
+            }
+        );
+        assert!(triggers[1].created && triggers[1].removed);
+        assert_eq!(triggers[1].prefix, "photos/");
+        assert_eq!(
+            triggers[1].target,
+            Destination::Queue(Name::new("removals").unwrap())
+        );
         for (from, to, key, says) in [
+            (
+                "bucket = \"uploads\"\nsuffix",
+                "bucket = \"elsewhere\"\nsuffix",
+                "trigger.storage[0].bucket",
+                "its own buckets",
+            ),
+            (
+                "[\"removed\", \"created\"]",
+                "[\"updated\"]",
+                "trigger.storage[1].events",
+                "not an event",
+            ),
+            (
+                "[\"removed\", \"created\"]",
+                "[]",
+                "trigger.storage[1].events",
+                "at least one",
+            ),
+            (
+                "queue = \"removals\"",
+                "queue = \"removals\"\nfunction = \"resize\"",
+                "trigger.storage[1]",
+                "exactly one target",
+            ),
+            (
+                "queue = \"removals\"",
+                "queue = \"nope\"",
+                "trigger.storage[1].queue",
+                "",
+            ),
             (
                 "uploads:read",
                 "uploads:all",

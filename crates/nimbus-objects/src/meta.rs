@@ -67,6 +67,7 @@ impl Described {
         NewObject {
             content_type: self.content_type,
             headers,
+            ..NewObject::default()
         }
     }
 

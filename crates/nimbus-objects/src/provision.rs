@@ -92,6 +92,8 @@ pub async fn remove_app_buckets(
         }
     }
     for bucket in &owned {
+        // The app is going: its triggers with it, before its objects are deleted.
+        store.set_notifications(bucket, Vec::new()).await?;
         loop {
             let page = store.list_objects(bucket, "", None, 1000).await?;
             for object in &page.objects {

@@ -662,12 +662,16 @@ impl Objects {
         } else {
             Described::of(&source)
         };
+        let object = nimbus_store::NewObject {
+            origin: nimbus_store::Created::Copy,
+            ..described.into_new_object()
+        };
         let info = self
             .store
             .put_object(
                 &input.bucket,
                 &input.key,
-                described.into_new_object(),
+                object,
                 PutCondition::Always,
                 body,
             )

@@ -255,7 +255,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             process: Arc::new(process),
         },
         gateway.clone(),
-        deployments,
+        deployments.clone(),
         events.clone(),
         Arc::new(objects::Buckets::new(
             objects.clone(),
@@ -302,7 +302,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let router = admin::router(
         platform.clone(),
         events.clone(),
-        admin::AdminServices { keys, objects },
+        admin::AdminServices {
+            keys,
+            objects: objects.clone(),
+        },
         token.clone(),
     );
     let admin_shutdown = shutdown.clone();
@@ -316,6 +319,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     });
     tasks.spawn(platform.clone().reap_idle_forever());
     tasks.spawn(events.clone().sweep_forever(shutdown.clone()));
+    tasks.spawn(
+        events::storage::StorageRelay {
+            objects: objects.clone(),
+            events: events.clone(),
+            deployments: deployments.clone(),
+        }
+        .run(shutdown.clone()),
+    );
 
     write_file(
         &config.data_dir.join(ADMIN_URL_FILE),

@@ -1,12 +1,14 @@
 //! The object service's part in deploys: an app's declared buckets are created (and its
-//! `public_read` ones opened to anonymous reads) before it serves; removing the app removes
-//! its buckets and revokes its access keys.
+//! `public_read` ones opened to anonymous reads, its `[[trigger.storage]]` set as their
+//! notification rules) before it serves; removing the app removes its buckets and revokes its
+//! access keys.
 
 use crate::deployments::Provisioner;
+use crate::events::storage::StorageTarget;
 use nimbus_core::error::Error;
 use nimbus_core::{AppSpec, ErrorCode};
 use nimbus_objects::{ProvisionError, PublicBuckets};
-use nimbus_store::ObjectStore;
+use nimbus_store::{NotificationRule, ObjectStore};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +45,26 @@ impl Buckets {
     }
 }
 
+/// The notification rules of `bucket` that `spec`'s storage triggers make.
+fn notification_rules(spec: &AppSpec, bucket: &str) -> Vec<NotificationRule> {
+    spec.events
+        .storage_triggers
+        .iter()
+        .filter(|t| t.bucket == bucket)
+        .map(|t| NotificationRule {
+            target: StorageTarget {
+                app: spec.name.to_string(),
+                target: t.target.clone(),
+            }
+            .encode(),
+            created: t.created,
+            removed: t.removed,
+            prefix: t.prefix.clone(),
+            suffix: t.suffix.clone(),
+        })
+        .collect()
+}
+
 fn provision_error(error: ProvisionError) -> Error {
     let code = match &error {
         ProvisionError::Taken { .. } => ErrorCode::BucketExists,
@@ -60,6 +82,13 @@ impl Provisioner for Buckets {
         nimbus_objects::ensure_buckets(&*self.objects, spec.name.as_str(), &names)
             .await
             .map_err(provision_error)?;
+        for bucket in &names {
+            let rules = notification_rules(spec, bucket);
+            self.objects
+                .set_notifications(bucket, rules)
+                .await
+                .map_err(|error| provision_error(error.into()))?;
+        }
         let public = spec
             .buckets
             .iter()

@@ -41,12 +41,13 @@ pub use queue::QueueEngine;
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 const RECORDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("records");
-const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
+pub(crate) const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
 const QUEUE_META: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_meta");
 const QUEUE_BODY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_body");
 const INVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
+const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("cursors");
 const ACCESS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("access_keys");
 
 fn event_table(table: EventTable) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -54,6 +55,7 @@ fn event_table(table: EventTable) -> TableDefinition<'static, &'static str, &'st
         EventTable::Invocations => INVOCATIONS,
         EventTable::Idempotency => IDEMPOTENCY,
         EventTable::Schedules => SCHEDULES,
+        EventTable::Cursors => CURSORS,
     }
 }
 
@@ -82,6 +84,8 @@ pub(crate) struct Inner {
     objects: PathBuf,
     /// Blobs that readers hold (see the `objects` module).
     pins: objects::Pins,
+    /// Woken after a commit that recorded object events.
+    object_events: tokio::sync::Notify,
 }
 
 fn backend(error: impl Into<nimbus_store::BoxError>) -> StoreError {
@@ -140,11 +144,13 @@ impl Inner {
             txn.open_table(INVOCATIONS).map_err(backend)?;
             txn.open_table(IDEMPOTENCY).map_err(backend)?;
             txn.open_table(SCHEDULES).map_err(backend)?;
+            txn.open_table(CURSORS).map_err(backend)?;
             txn.open_table(ACCESS_KEYS).map_err(backend)?;
             txn.open_table(objects::BUCKETS).map_err(backend)?;
             txn.open_table(objects::OBJECTS).map_err(backend)?;
             txn.open_table(objects::UPLOADS).map_err(backend)?;
             txn.open_table(objects::PARTS).map_err(backend)?;
+            txn.open_table(objects::EVENTS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         let inner = Inner {
@@ -152,6 +158,7 @@ impl Inner {
             artifacts,
             objects,
             pins: objects::Pins::default(),
+            object_events: tokio::sync::Notify::new(),
         };
         inner.remove_orphaned_blobs()?;
         Ok(inner)

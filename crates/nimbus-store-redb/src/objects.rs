@@ -13,16 +13,20 @@
 //! multipart object's reader opens its parts one after another, so it pins their blobs first
 //! and their unlinking waits until it is done. Either way a reader finishes the version it
 //! began.
+//!
+//! Change events are rows of `object_events`, inserted by the very transaction that changes
+//! the object (numbered from a counter in `seqs`, so numbers survive settling every event).
 
-use crate::{Inner, RedbStore, backend, from_json, now_ms, to_json};
+use crate::{Inner, RedbStore, SEQS, backend, from_json, now_ms, to_json};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use nimbus_store::objects::{MAX_PART_NUMBER, MIN_PART_BYTES, check_key, multipart_etag};
 use nimbus_store::{
-    BucketInfo, ByteRange, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult,
-    ObjectStore, PartInfo, PutCondition, StoreError, UploadInfo,
+    BucketInfo, ByteRange, ByteStream, Change, Created, Listing, NewObject, NotificationRule,
+    ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo, PutCondition,
+    StoreError, UploadInfo,
 };
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -39,6 +43,10 @@ pub(crate) const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 pub(crate) const UPLOADS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("uploads");
 /// (bucket, upload id, part number) → [`StoredPart`].
 pub(crate) const PARTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("parts");
+/// Sequence number → [`ObjectEvent`], until settled.
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("object_events");
+/// The `seqs` row counting object events (not a function's name: those hold a `/`).
+const EVENT_SEQ: &str = "#object-events";
 
 /// Bytes read from a blob per chunk.
 const READ_CHUNK: usize = 64 << 10;
@@ -240,6 +248,7 @@ impl Inner {
                 name: bucket.to_owned(),
                 app: app.map(str::to_owned),
                 created_ms: now_ms(),
+                notifications: Vec::new(),
             };
             buckets
                 .insert(bucket, to_json(&info).map_err(store_error)?.as_slice())
@@ -301,15 +310,16 @@ impl Inner {
         Ok(out)
     }
 
-    /// Point `(bucket, key)` at `stored` inside `txn` if `condition` holds; the blobs it
-    /// replaced.
+    /// Point `(bucket, key)` at `stored` inside `txn` if `condition` holds, recording the
+    /// change's events; the blobs it replaced, and whether events were recorded.
     fn put_row(
         txn: &redb::WriteTransaction,
         bucket: &str,
         stored: &Stored,
         condition: &PutCondition,
-    ) -> ObjectResult<Vec<String>> {
-        require_bucket(txn, bucket)?;
+        origin: Created,
+    ) -> ObjectResult<(Vec<String>, bool)> {
+        let info = require_bucket(txn, bucket)?;
         let mut objects = txn.open_table(OBJECTS).map_err(db)?;
         let key = stored.info.key.as_str();
         let current: Option<Stored> = objects
@@ -332,7 +342,14 @@ impl Inner {
                 to_json(stored).map_err(store_error)?.as_slice(),
             )
             .map_err(db)?;
-        Ok(current.map(|c| c.blobs()).unwrap_or_default())
+        let recorded = record_events(
+            txn,
+            &info.notifications,
+            bucket,
+            &stored.info,
+            Change::Created(origin),
+        )?;
+        Ok((current.map(|c| c.blobs()).unwrap_or_default(), recorded))
     }
 
     /// Commit a single-part put; the blobs it replaced are discarded.
@@ -341,27 +358,48 @@ impl Inner {
         bucket: &str,
         stored: &Stored,
         condition: &PutCondition,
+        origin: Created,
     ) -> ObjectResult<()> {
         let txn = self.db.begin_write().map_err(db)?;
-        let replaced = Inner::put_row(&txn, bucket, stored, condition)?;
+        let (replaced, recorded) = Inner::put_row(&txn, bucket, stored, condition, origin)?;
         txn.commit().map_err(db)?;
+        self.events_committed(recorded);
         self.discard(replaced);
         Ok(())
     }
 
+    /// After a commit: wake the relay if it recorded events.
+    fn events_committed(&self, recorded: bool) {
+        if recorded {
+            self.object_events.notify_one();
+        }
+    }
+
     fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<bool> {
         let txn = self.db.begin_write().map_err(db)?;
-        let removed = {
-            require_bucket(&txn, bucket)?;
+        let (removed, recorded) = {
+            let info = require_bucket(&txn, bucket)?;
             let mut objects = txn.open_table(OBJECTS).map_err(db)?;
-            objects
+            let removed = objects
                 .remove((bucket, key))
                 .map_err(db)?
                 .map(|v| from_json::<Stored>(v.value()))
                 .transpose()
-                .map_err(store_error)?
+                .map_err(store_error)?;
+            let recorded = match &removed {
+                Some(stored) => record_events(
+                    &txn,
+                    &info.notifications,
+                    bucket,
+                    &stored.info,
+                    Change::Removed,
+                )?,
+                None => false,
+            };
+            (removed, recorded)
         };
         txn.commit().map_err(db)?;
+        self.events_committed(recorded);
         let existed = removed.is_some();
         self.discard(removed.map(|s| s.blobs()).unwrap_or_default());
         Ok(existed)
@@ -516,7 +554,7 @@ impl Inner {
         condition: &PutCondition,
     ) -> ObjectResult<ObjectInfo> {
         let txn = self.db.begin_write().map_err(db)?;
-        let (info, discarded) = {
+        let (info, discarded, recorded) = {
             let uploads = txn.open_table(UPLOADS).map_err(db)?;
             let upload_info = Inner::read_upload(&uploads, bucket, key, upload)?;
             drop(uploads);
@@ -568,15 +606,22 @@ impl Inner {
                 blob: String::new(),
                 segments,
             };
-            let mut discarded = Inner::put_row(&txn, bucket, &stored, condition)?;
+            let (mut discarded, recorded) = Inner::put_row(
+                &txn,
+                bucket,
+                &stored,
+                condition,
+                Created::CompleteMultipartUpload,
+            )?;
             let used: HashSet<&str> = stored.segments.iter().map(|s| s.blob.as_str()).collect();
             let parts = remove_parts(&txn, bucket, upload)?;
             discarded.extend(parts.into_iter().filter(|b| !used.contains(b.as_str())));
             let mut uploads = txn.open_table(UPLOADS).map_err(db)?;
             uploads.remove((bucket, upload)).map_err(db)?;
-            (stored.info, discarded)
+            (stored.info, discarded, recorded)
         };
         txn.commit().map_err(db)?;
+        self.events_committed(recorded);
         self.discard(discarded);
         Ok(info)
     }
@@ -594,6 +639,67 @@ impl Inner {
         self.discard(discarded);
         Ok(())
     }
+
+    fn set_notifications(&self, bucket: &str, rules: Vec<NotificationRule>) -> ObjectResult<()> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut info = require_bucket(&txn, bucket)?;
+            info.notifications = rules;
+            let mut buckets = txn.open_table(BUCKETS).map_err(db)?;
+            buckets
+                .insert(bucket, to_json(&info).map_err(store_error)?.as_slice())
+                .map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+
+    fn pending_events(&self, max: usize) -> ObjectResult<Vec<ObjectEvent>> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let events = txn.open_table(EVENTS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in events.iter().map_err(db)?.take(max) {
+            let (_, value) = entry.map_err(db)?;
+            out.push(from_json(value.value()).map_err(store_error)?);
+        }
+        Ok(out)
+    }
+
+    fn settle_events(&self, through: u64) -> ObjectResult<()> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut events = txn.open_table(EVENTS).map_err(db)?;
+            events.retain_in(..=through, |_, _| false).map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+}
+
+/// Record, inside `txn`, the events `rules` want for one change; whether there were any.
+fn record_events(
+    txn: &redb::WriteTransaction,
+    rules: &[NotificationRule],
+    bucket: &str,
+    info: &ObjectInfo,
+    change: Change,
+) -> ObjectResult<bool> {
+    let mut wanted = ObjectEvent::for_rules(rules, bucket, info, change, now_ms()).peekable();
+    if wanted.peek().is_none() {
+        return Ok(false);
+    }
+    let mut seqs = txn.open_table(SEQS).map_err(db)?;
+    let mut seq = seqs.get(EVENT_SEQ).map_err(db)?.map_or(0, |v| v.value());
+    let mut events = txn.open_table(EVENTS).map_err(db)?;
+    for mut event in wanted {
+        seq += 1;
+        event.seq = seq;
+        events
+            .insert(seq, to_json(&event).map_err(store_error)?.as_slice())
+            .map_err(db)?;
+    }
+    seqs.insert(EVENT_SEQ, seq).map_err(db)?;
+    Ok(true)
 }
 
 fn read_parts(
@@ -637,11 +743,11 @@ fn remove_parts(
     Ok(blobs)
 }
 
-/// Refuse, inside a write transaction, to touch a bucket that does not exist.
-fn require_bucket(txn: &redb::WriteTransaction, bucket: &str) -> ObjectResult<()> {
+/// Refuse, inside a write transaction, to touch a bucket that does not exist; the bucket.
+fn require_bucket(txn: &redb::WriteTransaction, bucket: &str) -> ObjectResult<BucketInfo> {
     let buckets = txn.open_table(BUCKETS).map_err(db)?;
     match buckets.get(bucket).map_err(db)? {
-        Some(_) => Ok(()),
+        Some(value) => from_json(value.value()).map_err(store_error),
         None => Err(ObjectError::NoSuchBucket(bucket.to_owned())),
     }
 }
@@ -794,8 +900,9 @@ impl ObjectStore for RedbStore {
         };
         let info = stored.info.clone();
         let bucket_name = bucket.to_owned();
+        let origin = object.origin;
         match self
-            .blocking(move |inner| inner.commit_object(&bucket_name, &stored, &condition))
+            .blocking(move |inner| inner.commit_object(&bucket_name, &stored, &condition, origin))
             .await
         {
             Ok(()) => Ok(info),
@@ -992,6 +1099,29 @@ impl ObjectStore for RedbStore {
         let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload.to_owned());
         self.blocking(move |inner| inner.abort_upload((&b, &k, &u)))
             .await
+    }
+
+    async fn set_notifications(
+        &self,
+        bucket: &str,
+        rules: Vec<NotificationRule>,
+    ) -> ObjectResult<()> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |inner| inner.set_notifications(&bucket, rules))
+            .await
+    }
+
+    async fn pending_events(&self, max: usize) -> ObjectResult<Vec<ObjectEvent>> {
+        self.blocking(move |inner| inner.pending_events(max)).await
+    }
+
+    async fn settle_events(&self, through: u64) -> ObjectResult<()> {
+        self.blocking(move |inner| inner.settle_events(through))
+            .await
+    }
+
+    async fn events_recorded(&self) {
+        self.inner.object_events.notified().await
     }
 }
 

@@ -26,8 +26,9 @@ pub mod queue;
 
 pub use keys::{AccessKeyRecord, KeyStore};
 pub use objects::{
-    BucketInfo, ByteRange, ByteStream, Listing, NewObject, ObjectError, ObjectInfo, ObjectResult,
-    ObjectStore, PartInfo, PutCondition, UploadInfo,
+    BucketInfo, ByteRange, ByteStream, Change, Created, Listing, NewObject, NotificationRule,
+    ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo, PutCondition,
+    UploadInfo,
 };
 pub use queue::{
     BoxError, Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, QueueResult,

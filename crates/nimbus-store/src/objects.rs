@@ -11,6 +11,16 @@
 //!
 //! Wire protocols (S3) and their naming rules live above this trait; the store only refuses what
 //! it cannot store (an empty key or one longer than [`MAX_KEY_BYTES`]).
+//!
+//! # Change events
+//!
+//! A bucket carries [`NotificationRule`]s (S3's notification configuration). A change that
+//! matches a rule records an [`ObjectEvent`] in the same atomic commit that makes the change
+//! visible — a transactional outbox: no put or delete is acknowledged without its events, and
+//! none is recorded for a change that did not happen. Events wait, in commit order, until whoever
+//! relays them elsewhere settles them ([`ObjectStore::pending_events`],
+//! [`ObjectStore::settle_events`]). Sequence numbers increase and are never reused, so a relay
+//! can remember how far it got.
 
 use crate::BoxError;
 use async_trait::async_trait;
@@ -82,6 +92,9 @@ pub struct BucketInfo {
     /// The app the bucket belongs to; none for a bucket an operator created.
     pub app: Option<String>,
     pub created_ms: u64,
+    /// Which changes record events, and for whom.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationRule>,
 }
 
 /// What a put stores beside the bytes.
@@ -91,6 +104,110 @@ pub struct NewObject {
     /// Headers kept and returned as given (`content-encoding`, `cache-control`,
     /// `content-disposition`, `expires`) and user metadata (`x-amz-meta-*`), by lower-case name.
     pub headers: BTreeMap<String, String>,
+    /// What the put is, for its event (not stored).
+    #[serde(skip)]
+    pub origin: Created,
+}
+
+/// How an object came to be, as S3's event names say it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Created {
+    #[default]
+    Put,
+    Post,
+    Copy,
+    CompleteMultipartUpload,
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Change {
+    Created(Created),
+    /// Deleted (S3's `ObjectRemoved:Delete`).
+    Removed,
+}
+
+impl Change {
+    /// S3's event name: `ObjectCreated:Put`, `ObjectRemoved:Delete`, …
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Change::Created(Created::Put) => "ObjectCreated:Put",
+            Change::Created(Created::Post) => "ObjectCreated:Post",
+            Change::Created(Created::Copy) => "ObjectCreated:Copy",
+            Change::Created(Created::CompleteMultipartUpload) => {
+                "ObjectCreated:CompleteMultipartUpload"
+            }
+            Change::Removed => "ObjectRemoved:Delete",
+        }
+    }
+}
+
+/// One entry of a bucket's notification configuration: which changes of which keys record an
+/// event for `target`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotificationRule {
+    /// Who the event is for; opaque to the store (the platform's name for a function or queue).
+    pub target: String,
+    /// Object-created changes match (`s3:ObjectCreated:*`).
+    pub created: bool,
+    /// Object-removed changes match (`s3:ObjectRemoved:*`).
+    pub removed: bool,
+    /// Keys must start with this.
+    #[serde(default)]
+    pub prefix: String,
+    /// Keys must end with this.
+    #[serde(default)]
+    pub suffix: String,
+}
+
+impl NotificationRule {
+    pub fn matches(&self, change: Change, key: &str) -> bool {
+        let wanted = match change {
+            Change::Created(_) => self.created,
+            Change::Removed => self.removed,
+        };
+        wanted && key.starts_with(&self.prefix) && key.ends_with(&self.suffix)
+    }
+}
+
+/// A change recorded for one rule's target, waiting to be relayed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectEvent {
+    /// Increases with every event the store records; never reused.
+    pub seq: u64,
+    pub target: String,
+    pub bucket: String,
+    pub key: String,
+    pub change: Change,
+    /// The object's size and ETag (for a removal, those of the object removed).
+    pub size: u64,
+    pub etag: String,
+    pub at_ms: u64,
+}
+
+impl ObjectEvent {
+    /// The events `rules` want for one change.
+    pub fn for_rules(
+        rules: &[NotificationRule],
+        bucket: &str,
+        info: &ObjectInfo,
+        change: Change,
+        at_ms: u64,
+    ) -> impl Iterator<Item = ObjectEvent> {
+        rules
+            .iter()
+            .filter(move |rule| rule.matches(change, &info.key))
+            .map(move |rule| ObjectEvent {
+                seq: 0,
+                target: rule.target.clone(),
+                bucket: bucket.to_owned(),
+                key: info.key.clone(),
+                change,
+                size: info.size,
+                etag: info.etag.clone(),
+                at_ms,
+            })
+    }
 }
 
 /// A stored object's description.
@@ -259,6 +376,20 @@ pub trait ObjectStore: Send + Sync {
     ) -> ObjectResult<ObjectInfo>;
     /// Discard an upload and its parts.
     async fn abort_upload(&self, bucket: &str, key: &str, upload: &str) -> ObjectResult<()>;
+
+    /// Replace `bucket`'s notification configuration; changes committed from then on follow it.
+    async fn set_notifications(
+        &self,
+        bucket: &str,
+        rules: Vec<NotificationRule>,
+    ) -> ObjectResult<()>;
+    /// Up to `max` recorded events not yet settled, by sequence number.
+    async fn pending_events(&self, max: usize) -> ObjectResult<Vec<ObjectEvent>>;
+    /// Forget events up to and including sequence number `through`.
+    async fn settle_events(&self, through: u64) -> ObjectResult<()>;
+    /// Returns once an event may have been recorded since the last return (at once if one
+    /// was). For one relay: waiters share one wake-up.
+    async fn events_recorded(&self);
 }
 
 /// S3's ETag of a multipart object: the hex MD5 of the parts' binary MD5s, `-`, the count.

@@ -57,6 +57,9 @@ pub enum EventTable {
     Idempotency,
     /// `app/schedule` → the last tick fired.
     Schedules,
+    /// A relay's name → how far it has moved events from another store into queues (moved in
+    /// the same commit as the messages, so nothing is relayed twice).
+    Cursors,
 }
 
 /// One change to a keyed table.

@@ -15,6 +15,7 @@
 mod consumer;
 #[cfg(test)]
 mod paused;
+pub(crate) mod storage;
 pub(crate) mod triggers;
 
 use crate::deployments::{DeployedApp, DeploymentObserver};

@@ -2,8 +2,8 @@
 
 use crate::BoxError;
 use crate::objects::{
-    ByteRange, ByteStream, MIN_PART_BYTES, NewObject, ObjectError, ObjectStore, PutCondition,
-    multipart_etag,
+    ByteRange, ByteStream, Change, Created, MIN_PART_BYTES, NewObject, NotificationRule,
+    ObjectError, ObjectStore, PutCondition, multipart_etag,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -22,6 +22,7 @@ pub async fn run_all<S: ObjectStore>(make: impl Fn() -> S) {
     completing_checks_order_etags_and_sizes_and_changes_nothing_when_refused(&make()).await;
     aborted_uploads_and_deleted_buckets_take_their_parts(&make()).await;
     multipart_readers_finish_the_version_they_began(&make()).await;
+    changes_record_events_in_their_own_commit(&make()).await;
 }
 
 /// A body of `chunks`.
@@ -125,6 +126,7 @@ pub async fn objects_round_trip_in_chunks_with_md5_etags(store: &impl ObjectStor
     let object = NewObject {
         content_type: Some("text/plain".into()),
         headers: headers.clone(),
+        ..NewObject::default()
     };
     let info = store
         .put_object(
@@ -401,6 +403,7 @@ pub async fn multipart_uploads_join_their_parts_in_order(store: &impl ObjectStor
     let object = NewObject {
         content_type: Some("video/mp4".into()),
         headers: BTreeMap::from([("x-amz-meta-take".into(), "2".into())]),
+        ..NewObject::default()
     };
     let upload = store
         .create_upload("m", "movie.mp4", object.clone())
@@ -644,4 +647,155 @@ pub async fn multipart_readers_finish_the_version_they_began(store: &impl Object
         got.extend_from_slice(&chunk.expect("the old version stays readable"));
     }
     assert!(got == [one, two].concat(), "the whole old version");
+}
+
+fn rule(
+    target: &str,
+    created: bool,
+    removed: bool,
+    prefix: &str,
+    suffix: &str,
+) -> NotificationRule {
+    NotificationRule {
+        target: target.into(),
+        created,
+        removed,
+        prefix: prefix.into(),
+        suffix: suffix.into(),
+    }
+}
+
+/// (target, key, change) of every pending event, in order.
+async fn pending(store: &impl ObjectStore) -> Vec<(String, String, Change)> {
+    let events = store.pending_events(1000).await.unwrap();
+    assert!(
+        events.windows(2).all(|w| w[0].seq < w[1].seq),
+        "events come in sequence order"
+    );
+    events
+        .into_iter()
+        .map(|e| (e.target, e.key, e.change))
+        .collect()
+}
+
+pub async fn changes_record_events_in_their_own_commit(store: &impl ObjectStore) {
+    store.create_bucket("ev", Some("app")).await.unwrap();
+    store.create_bucket("quiet", Some("app")).await.unwrap();
+    // Nothing is recorded before a bucket has rules.
+    put(store, "ev", "before.jpg", b"x").await;
+    assert!(store.pending_events(10).await.unwrap().is_empty());
+    store
+        .set_notifications(
+            "ev",
+            vec![
+                rule("thumbs", true, false, "in/", ".jpg"),
+                rule("audit", true, true, "", ""),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.bucket("ev").await.unwrap().notifications.len(), 2);
+    assert!(matches!(
+        store.set_notifications("nope", vec![]).await,
+        Err(ObjectError::NoSuchBucket(_))
+    ));
+    put(store, "ev", "in/cat.jpg", b"meow").await;
+    put(store, "ev", "in/cat.png", b"png").await;
+    put(store, "quiet", "in/dog.jpg", b"woof").await;
+    // Changes that did not happen record nothing: a refused precondition, a failed body, a
+    // delete of nothing.
+    assert!(matches!(
+        put_with(
+            store,
+            "ev",
+            "in/cat.jpg",
+            PutCondition::IfAbsent,
+            body(&[b"again"])
+        )
+        .await,
+        Err(ObjectError::PreconditionFailed)
+    ));
+    assert!(
+        put_with(
+            store,
+            "ev",
+            "in/bad.jpg",
+            PutCondition::Always,
+            failing_body(&[b"half"])
+        )
+        .await
+        .is_err()
+    );
+    assert!(!store.delete_object("ev", "in/none.jpg").await.unwrap());
+    assert!(store.delete_object("ev", "in/cat.jpg").await.unwrap());
+    let copy = NewObject {
+        origin: Created::Copy,
+        ..NewObject::default()
+    };
+    store
+        .put_object(
+            "ev",
+            "in/copy.jpg",
+            copy,
+            PutCondition::Always,
+            body(&[b"c"]),
+        )
+        .await
+        .unwrap();
+    let put_ = Change::Created(Created::Put);
+    let expected = [
+        ("thumbs", "in/cat.jpg", put_),
+        ("audit", "in/cat.jpg", put_),
+        ("audit", "in/cat.png", put_),
+        ("audit", "in/cat.jpg", Change::Removed),
+        ("thumbs", "in/copy.jpg", Change::Created(Created::Copy)),
+        ("audit", "in/copy.jpg", Change::Created(Created::Copy)),
+    ]
+    .map(|(t, k, c)| (t.to_owned(), k.to_owned(), c));
+    assert_eq!(pending(store).await, expected);
+    // The removal carries the removed object's size and ETag.
+    let events = store.pending_events(1000).await.unwrap();
+    assert_eq!((events[3].size, events[3].bucket.as_str()), (4, "ev"));
+    assert_eq!(events[3].etag, events[0].etag);
+    // A relay that wakes after these commits does not wait.
+    tokio::time::timeout(std::time::Duration::from_secs(5), store.events_recorded())
+        .await
+        .expect("recorded events wake the relay");
+    // Settling is by sequence number, and numbers are never reused.
+    store.settle_events(events[2].seq).await.unwrap();
+    assert_eq!(pending(store).await, expected[3..]);
+    store.settle_events(events[5].seq).await.unwrap();
+    assert!(store.pending_events(10).await.unwrap().is_empty());
+    let min = MIN_PART_BYTES as usize;
+    let upload = store
+        .create_upload("ev", "in/big.jpg", NewObject::default())
+        .await
+        .unwrap();
+    let e1 = part(store, ("ev", "in/big.jpg", &upload.id), 1, &pattern(1, min)).await;
+    assert!(
+        store.pending_events(10).await.unwrap().is_empty(),
+        "parts are not objects"
+    );
+    store
+        .complete_upload(
+            "ev",
+            "in/big.jpg",
+            &upload.id,
+            &[(1, e1)],
+            PutCondition::Always,
+        )
+        .await
+        .unwrap();
+    let after = store.pending_events(10).await.unwrap();
+    assert_eq!(after.len(), 2);
+    assert!(after[0].seq > events[5].seq);
+    assert_eq!(
+        after[0].change,
+        Change::Created(Created::CompleteMultipartUpload)
+    );
+    assert_eq!(after[0].size, min as u64);
+    // Rules replaced by none: nothing more is recorded.
+    store.set_notifications("ev", vec![]).await.unwrap();
+    put(store, "ev", "in/late.jpg", b"late").await;
+    assert_eq!(store.pending_events(10).await.unwrap().len(), 2);
 }
