@@ -393,6 +393,92 @@ async fn lambda_handlers_use_boto3_within_their_grants() {
     p.stop().await;
 }
 
+/// A Wasm guest reaches the same API over wasi:http at `http://nimbus.internal/s3/…`, unsigned:
+/// the platform knows who is calling and applies the function's grants.
+#[tokio::test]
+async fn wasm_guests_use_s3_at_nimbus_internal_within_their_grants() {
+    let p = Platform::start().await;
+    let manifest = "name = \"pics\"\n\n[bucket.pics-rw]\n[bucket.pics-ro]\n\n[function.f]\ncomponent = \"probe.wasm\"\nbuckets = [\"pics-rw\", \"pics-ro:read\"]\n\n[[route]]\npath = \"/f/{*rest}\"\nfunction = \"f\"\n";
+    p.deploy(manifest, &[("f", "probe")]).await.unwrap();
+    p.client
+        .put_object("pics-ro", "seed", None, "seeded".into())
+        .await
+        .unwrap();
+    p.client
+        .create_bucket(&nimbus_api::CreateBucketRequest {
+            name: "elsewhere".into(),
+            app: None,
+        })
+        .await
+        .unwrap();
+    let forward = async |method: reqwest::Method, to: &str, body: &'static str| {
+        let response = p
+            .http
+            .request(method, p.url(&format!("/f/forward?to={to}")))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let etag = response.headers()["x-upstream-etag"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (status, etag, response.text().await.unwrap())
+    };
+    let (status, etag, _) =
+        forward(reqwest::Method::PUT, "/s3/pics-rw/notes/hello.txt", "hi").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        etag, "\"49f68a5c8493ec2c0bf489821c21fc3b\"",
+        "S3's ETag: the MD5 of the bytes"
+    );
+    let (status, _, body) = forward(reqwest::Method::GET, "/s3/pics-rw/notes/hello.txt", "").await;
+    assert_eq!((status, body.as_str()), (200, "hi"));
+    let (status, _, body) = forward(
+        reqwest::Method::GET,
+        "/s3/pics-rw%3Flist-type=2&prefix=notes/",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<Key>notes/hello.txt</Key>"), "{body}");
+    let (status, _, body) = forward(reqwest::Method::GET, "/s3/pics-ro/seed", "").await;
+    assert_eq!((status, body.as_str()), (200, "seeded"));
+    // Outside the grants: S3's own refusal.
+    for (method, to) in [
+        (reqwest::Method::PUT, "/s3/pics-ro/nope"),
+        (reqwest::Method::PUT, "/s3/elsewhere/k"),
+        (reqwest::Method::GET, "/s3/elsewhere/k"),
+        (reqwest::Method::PUT, "/s3/new-bucket"),
+    ] {
+        let (status, _, body) = forward(method.clone(), to, "x").await;
+        assert_eq!(status, 403, "{method} {to}: {body}");
+        assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    }
+    let page = p.client.objects("pics-rw", "", None, 10).await.unwrap();
+    assert_eq!(page.objects.len(), 1);
+    assert!(
+        p.client
+            .objects("elsewhere", "", None, 10)
+            .await
+            .unwrap()
+            .objects
+            .is_empty()
+    );
+    // A function without grants reaches nothing.
+    let bare = "name = \"bare\"\n\n[function.g]\ncomponent = \"probe.wasm\"\n\n[[route]]\npath = \"/g/{*rest}\"\nfunction = \"g\"\n";
+    p.deploy(bare, &[("g", "probe")]).await.unwrap();
+    let response = p
+        .http
+        .get(p.url("/g/forward?to=/s3/pics-rw/notes/hello.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    p.stop().await;
+}
+
 /// kill -9 in the middle of a large upload replacing an object: after the restart the old
 /// object is whole (same SHA-256), the new one was never visible, and the half-written bytes
 /// are gone.

@@ -43,6 +43,12 @@ pub enum Principal {
     },
 }
 
+/// A principal the platform vouches for without a signature: a request it forwards on behalf
+/// of a function it has identified itself (a Wasm guest's `http://nimbus.internal/s3/…`).
+/// Lives only in a request's extensions, which nothing outside the server can set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegated(pub Principal);
+
 /// Prefix of temporary (session) access key ids.
 pub const SESSION_KEY_PREFIX: &str = "NSIA";
 

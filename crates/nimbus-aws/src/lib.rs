@@ -10,7 +10,9 @@
 
 pub mod keys;
 
-pub use keys::{CreatedKey, KeyError, KeyInfo, Keys, MASTER_KEY_FILE, MasterKey, Principal};
+pub use keys::{
+    CreatedKey, Delegated, KeyError, KeyInfo, Keys, MASTER_KEY_FILE, MasterKey, Principal,
+};
 
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::sync::Arc;

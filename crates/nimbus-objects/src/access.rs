@@ -2,9 +2,10 @@
 //! is resolved once and left in the request's extensions for the operation; a bucket is
 //! reachable by an operator's key, or by a key of the app that owns it. A copy also needs its
 //! source bucket. Anonymous requests are refused, except reads (GET, HEAD) of objects in a
-//! bucket its app declares `public_read`.
+//! bucket its app declares `public_read`. A request the platform forwards for a function it
+//! identified itself carries a [`Delegated`] principal instead of a signature.
 
-use nimbus_aws::{Keys, Principal};
+use nimbus_aws::{Delegated, Keys, Principal};
 use nimbus_store::{ObjectError, ObjectStore};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
@@ -72,6 +73,31 @@ impl Access {
         }
     }
 
+    /// May `principal` do this operation on the bucket it names? If so, the operation finds
+    /// the principal in the request's extensions.
+    async fn authorize(&self, cx: &mut S3AccessContext<'_>, principal: Principal) -> S3Result<()> {
+        let bucket = match cx.s3_path() {
+            s3s::path::S3Path::Root => None,
+            s3s::path::S3Path::Bucket { bucket } | s3s::path::S3Path::Object { bucket, .. } => {
+                Some(bucket.to_string())
+            }
+        };
+        let op = cx.s3_op().name();
+        let is_function = matches!(principal, Principal::Function { .. });
+        if is_function && matches!(op, "CreateBucket" | "DeleteBucket") {
+            // Functions use the buckets their manifest declares.
+            return Err(access_denied());
+        }
+        // Creating a bucket claims a name; whose it is, the operation decides.
+        if let Some(bucket) = bucket
+            && op != "CreateBucket"
+        {
+            self.reach(&principal, &bucket, !is_read(op)).await?;
+        }
+        cx.extensions_mut().insert(principal);
+        Ok(())
+    }
+
     async fn reach_source(
         &self,
         principal: Option<&Principal>,
@@ -112,6 +138,9 @@ pub(crate) fn access_denied() -> s3s::S3Error {
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if let Some(Delegated(principal)) = cx.extensions_mut().remove::<Delegated>() {
+            return self.authorize(cx, principal).await;
+        }
         let Some(credentials) = cx.credentials() else {
             let public_read = matches!(cx.s3_op().name(), "GetObject" | "HeadObject")
                 && matches!(cx.s3_path(), s3s::path::S3Path::Object { bucket, .. } if self.public.contains(bucket));
@@ -128,12 +157,6 @@ impl S3Access for Access {
             Err(error) => {
                 tracing::error!(error = %error, "access key lookup");
                 return Err(s3_error!(InternalError, "{error}"));
-            }
-        };
-        let bucket = match cx.s3_path() {
-            s3s::path::S3Path::Root => None,
-            s3s::path::S3Path::Bucket { bucket } | s3s::path::S3Path::Object { bucket, .. } => {
-                Some(bucket.to_string())
             }
         };
         let presented = cx
@@ -157,20 +180,7 @@ impl S3Access for Access {
                 "The provided token is malformed or otherwise invalid."
             ));
         }
-        let op = cx.s3_op().name();
-        let is_function = matches!(principal, Principal::Function { .. });
-        if is_function && matches!(op, "CreateBucket" | "DeleteBucket") {
-            // Functions use the buckets their manifest declares.
-            return Err(access_denied());
-        }
-        // Creating a bucket claims a name; whose it is, the operation decides.
-        if let Some(bucket) = bucket
-            && op != "CreateBucket"
-        {
-            self.reach(&principal, &bucket, !is_read(op)).await?;
-        }
-        cx.extensions_mut().insert(principal);
-        Ok(())
+        self.authorize(cx, principal).await
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {

@@ -78,6 +78,14 @@ impl LocalApi {
         request: http::Request<wasmtime_wasi_http::WasiBody>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let local = self.clone();
+        if let Some(rest) = request
+            .uri()
+            .path()
+            .strip_prefix(nimbus_runtime::LOCAL_S3_PREFIX)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return local.serve_s3(request);
+        }
         Box::new(async move {
             use http_body_util::BodyExt;
             let (parts, body) = request.into_parts();
@@ -98,6 +106,52 @@ impl LocalApi {
                         .boxed_unsync(),
                 )
                 .map_err(|_| wasmtime_wasi_http::Error::InternalError(None))?;
+            Ok((
+                response,
+                Box::new(async { Ok(()) })
+                    as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            ))
+        })
+    }
+}
+
+impl LocalApi {
+    /// Serve a guest's S3 request (`/s3/BUCKET/KEY`) as the calling function, streamed both
+    /// ways: unsigned, authorized by the function's bucket grants.
+    fn serve_s3(
+        &self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let local = self.clone();
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (mut parts, body) = request.into_parts();
+            let path = parts.uri.path();
+            let stripped = path
+                .strip_prefix(nimbus_runtime::LOCAL_S3_PREFIX)
+                .filter(|rest| !rest.is_empty())
+                .unwrap_or("/");
+            let path_and_query = match parts.uri.query() {
+                Some(query) => format!("{stripped}?{query}"),
+                None => stripped.to_owned(),
+            };
+            parts.uri = http::Uri::builder()
+                .scheme("http")
+                .authority(nimbus_runtime::LOCAL_API_HOST)
+                .path_and_query(path_and_query)
+                .build()
+                .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+            let body = body
+                .map_err(|e| -> nimbus_runtime::BodyError { format!("{e:?}").into() })
+                .boxed_unsync();
+            let response = local
+                .services
+                .aws_as_caller(&local.caller, http::Request::from_parts(parts, body))
+                .await
+                .map(|body| {
+                    body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+                        .boxed_unsync()
+                });
             Ok((
                 response,
                 Box::new(async { Ok(()) })

@@ -276,7 +276,19 @@ pub trait Services: Send + Sync {
         *response.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
         response
     }
+
+    /// Serve one unsigned request to the AWS-compatible endpoint as `caller`, authorized by
+    /// its grants (a Wasm guest's `http://nimbus.internal/s3/…`, path already stripped of
+    /// `/s3`), streamed both ways.
+    async fn aws_as_caller(&self, _caller: &Caller, _request: http::Request<Body>) -> Response {
+        let mut response = http::Response::new(Body::default());
+        *response.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
+        response
+    }
 }
+
+/// Where a Wasm guest reaches the S3 API on [`LOCAL_API_HOST`]: `http://nimbus.internal/s3/BUCKET/KEY`.
+pub const LOCAL_S3_PREFIX: &str = "/s3";
 
 /// One request to one service of the local API, with who is calling and what they may touch.
 #[derive(Debug)]

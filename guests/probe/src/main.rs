@@ -120,6 +120,31 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
             let body = response.body_mut().str_contents().await?.to_owned();
             Ok(Response::builder().status(status).body(body.into())?)
         }
+        "forward" => {
+            // Send this request's method and body to nimbus's local API at `to=` (query
+            // percent-encoded as `%3F`), answering with its status, ETag and body.
+            let to = query.strip_prefix("to=").unwrap_or("").replace("%3F", "?");
+            let method = request.method().clone();
+            let mut body = request.into_body();
+            let body = body.contents().await?.to_vec();
+            let outbound = Request::builder()
+                .method(method)
+                .uri(format!("http://nimbus.internal{to}"))
+                .body(Body::from(body))?;
+            let mut response = Client::new().send(outbound).await?;
+            let status = response.status();
+            let etag = response
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let body = response.body_mut().str_contents().await?.to_owned();
+            Ok(Response::builder()
+                .status(status)
+                .header("x-upstream-etag", etag)
+                .body(body.into())?)
+        }
         "env" => {
             let mut vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
             vars.sort();

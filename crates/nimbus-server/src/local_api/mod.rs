@@ -118,6 +118,23 @@ fn calling_app(
     })
 }
 
+impl LocalApi {
+    /// The endpoint's principal for `caller`: its function, with its grants.
+    fn function_principal(&self, caller: &Caller) -> Option<nimbus_aws::Principal> {
+        let app = self.deployments.get(&caller.app)?;
+        let (_, spec) = app
+            .spec
+            .functions
+            .iter()
+            .find(|(name, _)| name.as_str() == &*caller.function)?;
+        Some(nimbus_aws::Principal::Function {
+            app: caller.app.to_string(),
+            function: caller.function.to_string(),
+            grants: Arc::new(spec.grants.clone()),
+        })
+    }
+}
+
 fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -129,20 +146,7 @@ fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
 impl nimbus_runtime::Services for LocalApi {
     fn aws_credentials(&self, caller: &Caller) -> Option<nimbus_runtime::AwsCredentials> {
         let (_, keys) = self.aws.as_ref()?;
-        let app = self.deployments.get(&caller.app)?;
-        let (_, spec) = app
-            .spec
-            .functions
-            .iter()
-            .find(|(name, _)| name.as_str() == &*caller.function)?;
-        let session = keys.mint_session(
-            nimbus_aws::Principal::Function {
-                app: caller.app.to_string(),
-                function: caller.function.to_string(),
-                grants: Arc::new(spec.grants.clone()),
-            },
-            AWS_SESSION,
-        );
+        let session = keys.mint_session(self.function_principal(caller)?, AWS_SESSION);
         Some(nimbus_runtime::AwsCredentials {
             access_key_id: session.id,
             secret_access_key: session.secret,
@@ -162,6 +166,25 @@ impl nimbus_runtime::Services for LocalApi {
             return response;
         };
         // Who is calling, the signature says: the credentials are the instance's own.
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        nimbus_aws::call_streaming(service, request, &id).await
+    }
+
+    async fn aws_as_caller(
+        &self,
+        caller: &Caller,
+        mut request: http::Request<nimbus_runtime::Body>,
+    ) -> nimbus_runtime::Response {
+        let (Some((service, _)), Some(principal)) = (&self.aws, self.function_principal(caller))
+        else {
+            let mut response = http::Response::new(nimbus_runtime::Body::default());
+            *response.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
+            return response;
+        };
+        // Who is calling, the executor says: it serves only its own instances' requests.
+        request
+            .extensions_mut()
+            .insert(nimbus_aws::Delegated(principal));
         let id = uuid::Uuid::new_v4().simple().to_string();
         nimbus_aws::call_streaming(service, request, &id).await
     }
