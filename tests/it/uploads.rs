@@ -301,3 +301,71 @@ async fn kill_9_mid_stream_loses_no_upload_event() {
         "{duplicates} duplicates ({seen_before} delivered before the kill)"
     );
 }
+
+/// `examples/thumbnails`, deployed with the CLI (its build installs boto3 and Pillow): an
+/// uploaded image gets a 128-pixel thumbnail, listed by the route and readable by anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_thumbnails_example_makes_thumbnails_of_uploads() {
+    let p = Platform::start().await;
+    let server = p.server.as_ref().unwrap();
+    let example = workspace_root().join("examples/thumbnails");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .arg("deploy")
+        .arg(&example)
+        .args(["--admin-url", &server.admin_url(), "--token", &server.token])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A 640×480 image, made with the Pillow the example's build installed.
+    let image = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import io, sys; from PIL import Image; out = io.BytesIO(); \
+             Image.new('RGB', (640, 480), (200, 30, 40)).save(out, format='JPEG'); \
+             sys.stdout.buffer.write(out.getvalue())",
+        ])
+        .env("PYTHONPATH", example.join("app/.python"))
+        .output()
+        .unwrap();
+    assert!(image.status.success());
+    p.client
+        .put_object(
+            "uploads",
+            "photos/red flower.jpg",
+            Some("image/jpeg"),
+            image.stdout.into(),
+        )
+        .await
+        .unwrap();
+    let mut listed = serde_json::Value::Null;
+    let made = eventually(Duration::from_secs(60), async || {
+        let (status, body) = p.get("/thumbnails").await;
+        assert_eq!(status, 200, "{body}");
+        listed = json(&body);
+        !listed["thumbnails"].as_array().unwrap().is_empty()
+    })
+    .await;
+    assert!(made, "no thumbnail: {listed}");
+    let thumbnail = &listed["thumbnails"][0];
+    assert_eq!(thumbnail["key"], "photos/red flower.png");
+    assert_eq!(thumbnail["size"], "128x96");
+    assert_eq!(thumbnail["source"], "uploads/photos/red flower.jpg");
+    // Public: an unsigned GET on the endpoint reads it.
+    let response = reqwest::get(format!(
+        "{}/thumbnails/photos/red%20flower.png",
+        aws_url(&p)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let png = response.bytes().await.unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (128, 96));
+    p.stop().await;
+}
