@@ -575,7 +575,6 @@ fn tokio_stream_from(
 /// secret refused. A recording proxy in front shows which payload framing the SDK chose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_aws_sdk_works_unmodified() {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     use aws_sdk_s3::primitives::ByteStream;
     use sha2::Digest as _;
     let p = Platform::start().await;
@@ -588,17 +587,7 @@ async fn the_rust_aws_sdk_works_unmodified() {
         .await
         .unwrap();
     let (proxy, seen) = recording_proxy(&aws_url(&p)).await;
-    let client = |secret: &str| {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&proxy)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(&key.id, secret, None, None, "test"))
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    };
+    let client = |secret: &str| sdk(&proxy, &key.id, secret);
     let s3 = client(key.secret.as_deref().unwrap());
     s3.create_bucket().bucket("rusty").send().await.unwrap();
     s3.put_object()
@@ -776,6 +765,175 @@ async fn the_rust_aws_sdk_works_unmodified() {
         "{puts:#?}"
     );
     p.stop().await;
+}
+
+/// An `aws-sdk-s3` client for `endpoint` with a key, over plain HTTP.
+fn sdk(endpoint: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(id, secret, None, None, "test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// kill -9 racing multipart completions (at different moments after the request is sent):
+/// after each restart the object is the old one or the new one, whole (SHA-256), an upload
+/// that did not complete is still there to retry or abort, and only live blobs remain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_multipart_complete_leaves_old_or_new_whole() {
+    use crate::restart::{connect, spawn_server};
+    use aws_sdk_s3::primitives::ByteStream;
+    use sha2::Digest as _;
+    let sha = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes));
+    let dir = crate::support::data_dir();
+    let mut server = spawn_server(dir.path());
+    let (client, _) = connect(dir.path()).await;
+    let key = client
+        .create_key(&CreateKeyRequest {
+            app: None,
+            description: None,
+        })
+        .await
+        .unwrap();
+    let secret = key.secret.unwrap();
+    let endpoint = || {
+        std::fs::read_to_string(dir.path().join("aws.url"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let s3 = sdk(&endpoint(), &key.id, &secret);
+    s3.create_bucket().bucket("mpu").send().await.unwrap();
+    let original = vec![b'o'; 1 << 20];
+    s3.put_object()
+        .bucket("mpu")
+        .key("file")
+        .body(ByteStream::from(original.clone()))
+        .send()
+        .await
+        .unwrap();
+    let (mut current, mut current_blobs) = (sha(&original), 1);
+    let mut completed_rounds = 0;
+    for (round, delay_ms) in [0u64, 1, 3, 10].into_iter().enumerate() {
+        let s3 = sdk(&endpoint(), &key.id, &secret);
+        let first: Vec<u8> = (0..5u32 << 20).map(|i| (i as u8) ^ round as u8).collect();
+        let last = vec![round as u8; 4096];
+        let upload = s3
+            .create_multipart_upload()
+            .bucket("mpu")
+            .key("file")
+            .send()
+            .await
+            .unwrap();
+        let id = upload.upload_id().unwrap().to_owned();
+        let mut parts = Vec::new();
+        for (number, bytes) in [(1, &first), (2, &last)] {
+            let uploaded = s3
+                .upload_part()
+                .bucket("mpu")
+                .key("file")
+                .upload_id(&id)
+                .part_number(number)
+                .body(ByteStream::from(bytes.clone()))
+                .send()
+                .await
+                .unwrap();
+            parts.push(
+                aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(uploaded.e_tag().unwrap())
+                    .build(),
+            );
+        }
+        let expected = sha(&[first.as_slice(), last.as_slice()].concat());
+        let complete = tokio::spawn({
+            let (s3, id) = (s3.clone(), id.clone());
+            async move {
+                s3.complete_multipart_upload()
+                    .bucket("mpu")
+                    .key("file")
+                    .upload_id(id)
+                    .multipart_upload(
+                        aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        server.0.kill().unwrap();
+        server.0.wait().unwrap();
+        let acknowledged = complete.await.unwrap().is_ok();
+
+        server = spawn_server(dir.path());
+        connect(dir.path()).await;
+        let s3 = sdk(&endpoint(), &key.id, &secret);
+        let bytes = s3
+            .get_object()
+            .bucket("mpu")
+            .key("file")
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let now = sha(&bytes);
+        let pending = s3
+            .list_multipart_uploads()
+            .bucket("mpu")
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .len();
+        if now == expected {
+            completed_rounds += 1;
+            assert_eq!(pending, 0, "a completed upload is gone");
+            (current, current_blobs) = (now, 2);
+        } else {
+            assert_eq!(
+                now, current,
+                "round {round}: neither the old object nor the new one"
+            );
+            assert!(
+                !acknowledged,
+                "round {round}: an acknowledged completion was lost"
+            );
+            assert_eq!(pending, 1, "an upload that did not complete can be retried");
+            s3.abort_multipart_upload()
+                .bucket("mpu")
+                .key("file")
+                .upload_id(&id)
+                .send()
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("objects/blobs"))
+                .unwrap()
+                .count(),
+            current_blobs,
+            "round {round}: only the live object's blobs"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("objects/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+    // Which rounds completed depends on timing; say what was exercised.
+    eprintln!("{completed_rounds} of 4 completions committed before the kill");
 }
 
 /// A TCP proxy to `upstream` that records each request's first line and its
