@@ -92,7 +92,7 @@ pub async fn call(
         .catch_unwind()
         .await;
     match answered {
-        Ok(Ok(response)) => response,
+        Ok(Ok(response)) => complete_error(response, request_id),
         Ok(Err(error)) => {
             tracing::error!(error = ?error, request_id, "AWS endpoint");
             internal_error(request_id)
@@ -122,6 +122,85 @@ pub async fn call_streaming(
     )
     .await
     .map(|body| body.boxed_unsync())
+}
+
+/// S3's default message for an error code, for errors raised without one.
+fn default_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "AccessDenied" => "Access Denied",
+        "InvalidAccessKeyId" => "The AWS Access Key Id you provided does not exist in our records.",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. \
+             Check your key and signing method."
+        }
+        "RequestTimeTooSkewed" => {
+            "The difference between the request time and the current time is too large."
+        }
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "NoSuchKey" => "The specified key does not exist.",
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against our \
+             published schema."
+        }
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "InvalidRequest" => "Invalid Request",
+        "InvalidArgument" => "Invalid Argument",
+        "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed object size.",
+        "XAmzContentSHA256Mismatch" => {
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+        }
+        _ => return None,
+    })
+}
+
+/// Give an error answered by the S3 layer itself (signature, routing, validation) what S3's
+/// error bodies always carry: a `<Message>` and the `<RequestId>`.
+fn complete_error(
+    mut response: http::Response<s3s::Body>,
+    request_id: &str,
+) -> http::Response<s3s::Body> {
+    if !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let Some(bytes) = response.body().bytes() else {
+        return response;
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return response;
+    };
+    let Some((head, tail)) = text
+        .rfind("</Error>")
+        .and_then(|end| text.split_at_checked(end))
+    else {
+        return response;
+    };
+    let mut extra = String::new();
+    if !text.contains("<Message>") {
+        let code = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(code, _)| code);
+        if let Some(message) = code.and_then(default_message) {
+            extra.push_str(&format!("<Message>{message}</Message>"));
+        }
+    }
+    if !text.contains("<RequestId>") {
+        extra.push_str(&format!("<RequestId>{request_id}</RequestId>"));
+    }
+    if extra.is_empty() {
+        return response;
+    }
+    let completed = format!("{head}{extra}{tail}");
+    if let Ok(length) = http::HeaderValue::from_str(&completed.len().to_string()) {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_LENGTH, length);
+    }
+    *response.body_mut() = s3s::Body::from(completed);
+    response
 }
 
 fn internal_error(request_id: &str) -> http::Response<s3s::Body> {
@@ -166,4 +245,46 @@ pub async fn serve(listener: TcpListener, service: S3Service, shutdown: Cancella
         })
     };
     nimbus_wire::serve(listener, Duration::from_secs(10), make, shutdown).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    async fn completed(status: u16, body: &str) -> String {
+        let mut response = http::Response::new(s3s::Body::from(body.to_owned()));
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        let response = complete_error(response, "REQ1");
+        let length = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        if let Some(length) = length {
+            assert_eq!(length.to_str().unwrap(), bytes.len().to_string());
+        }
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn errors_get_s3s_missing_message_and_request_id() {
+        let bare = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidBucketName</Code></Error>";
+        assert_eq!(
+            completed(400, bare).await,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidBucketName</Code>\
+             <Message>The specified bucket is not valid.</Message><RequestId>REQ1</RequestId></Error>"
+        );
+        // A message and id already there stay as they are; an unknown code gets only the id.
+        let full =
+            "<Error><Code>NoSuchKey</Code><Message>gone</Message><RequestId>X</RequestId></Error>";
+        assert_eq!(completed(404, full).await, full);
+        assert_eq!(
+            completed(400, "<Error><Code>Odd</Code></Error>").await,
+            "<Error><Code>Odd</Code><RequestId>REQ1</RequestId></Error>"
+        );
+        // Successes and non-XML bodies are untouched.
+        assert_eq!(completed(200, "<Error></Error>").await, "<Error></Error>");
+        assert_eq!(completed(500, "plain").await, "plain");
+    }
 }
