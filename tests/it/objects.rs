@@ -390,6 +390,43 @@ async fn lambda_handlers_use_boto3_within_their_grants() {
             .objects
             .is_empty()
     );
+    // The instance's credentials work while it lives, and end with it.
+    let credentials: Vec<String> = serde_json::from_value(granted["credentials"].clone()).unwrap();
+    let held = {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(aws_url(&p))
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(
+                &credentials[0],
+                &credentials[1],
+                Some(credentials[2].clone()),
+                None,
+                "instance",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    };
+    let read = async || {
+        held.get_object()
+            .bucket("pics-rw")
+            .key("hello.txt")
+            .send()
+            .await
+    };
+    read().await.expect("the live instance's credentials");
+    p.client.remove("pics", true).await.unwrap();
+    let ended = crate::support::eventually(Duration::from_secs(10), async || {
+        read().await.is_err_and(|e| {
+            use aws_sdk_s3::error::ProvideErrorMetadata as _;
+            e.into_service_error().code() == Some("InvalidAccessKeyId")
+        })
+    })
+    .await;
+    assert!(ended, "credentials outlived their instance");
     p.stop().await;
 }
 

@@ -319,6 +319,14 @@ impl Keys {
         session
     }
 
+    /// End temporary credentials before they expire (their instance has ended). Stored keys
+    /// are revoked with [`Keys::revoke`], not here.
+    pub fn end_session(&self, id: &str) {
+        if id.starts_with(SESSION_KEY_PREFIX) {
+            self.forget(|known_id, _| known_id == id);
+        }
+    }
+
     /// Does a request signed with `id` carry the session token it needs (none for a stored
     /// key; the minted one for temporary credentials)?
     pub fn session_token_matches(&self, id: &str, presented: Option<&str>) -> bool {

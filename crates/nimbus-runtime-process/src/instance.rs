@@ -82,6 +82,7 @@ impl LoadedFunction for ProcessFunction {
         // Each instance gets its own token for the local API (it matters with
         // `network = "host"`, where other local processes could reach the listener).
         let token = hex::encode(rand::random::<[u8; 16]>());
+        let mut session = None;
         if let Some((services, caller)) = &self.services {
             env.push(("NIMBUS_API_TOKEN".into(), token.clone()));
             // Like a Lambda execution role: credentials limited to the function's grants.
@@ -90,6 +91,10 @@ impl LoadedFunction for ProcessFunction {
                     !k.starts_with("AWS_ACCESS_KEY")
                         && !k.starts_with("AWS_SECRET")
                         && k != "AWS_SESSION_TOKEN"
+                });
+                session = Some(Session {
+                    services: services.clone(),
+                    access_key_id: credentials.access_key_id.clone(),
                 });
                 env.push(("AWS_ACCESS_KEY_ID".into(), credentials.access_key_id));
                 env.push((
@@ -130,6 +135,7 @@ impl LoadedFunction for ProcessFunction {
             pid,
             cgroup,
             dir: Some(dir),
+            _session: session,
         };
         let logs = LogStream::start(output).map_err(|e| start_failed("read the output", e))?;
         let listener = tokio::net::TcpListener::from_std(listener)
@@ -210,6 +216,21 @@ struct Teardown {
     pid: Option<u32>,
     cgroup: Option<sandbox::Cgroup>,
     dir: Option<PathBuf>,
+    /// The instance's AWS credentials end with it.
+    _session: Option<Session>,
+}
+
+/// An instance's temporary AWS credentials, released when dropped (with the instance, or when
+/// it fails to start).
+struct Session {
+    services: Arc<dyn nimbus_runtime::Services>,
+    access_key_id: String,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.services.release_aws_credentials(&self.access_key_id);
+    }
 }
 
 impl Teardown {

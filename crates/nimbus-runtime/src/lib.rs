@@ -269,6 +269,9 @@ pub trait Services: Send + Sync {
         None
     }
 
+    /// The instance that held these credentials has ended: refuse them from now on.
+    fn release_aws_credentials(&self, _access_key_id: &str) {}
+
     /// Serve one request to the AWS-compatible endpoint (signed with credentials from
     /// [`Services::aws_credentials`]), streamed both ways.
     async fn aws(&self, _caller: &Caller, _request: http::Request<Body>) -> Response {

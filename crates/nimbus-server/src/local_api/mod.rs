@@ -155,6 +155,12 @@ impl nimbus_runtime::Services for LocalApi {
         })
     }
 
+    fn release_aws_credentials(&self, access_key_id: &str) {
+        if let Some((_, keys)) = &self.aws {
+            keys.end_session(access_key_id);
+        }
+    }
+
     async fn aws(
         &self,
         _caller: &Caller,
