@@ -110,3 +110,67 @@ pub async fn remove_app_buckets(
     }
     Ok(owned)
 }
+
+/// Abort every multipart upload begun before `cutoff_ms` (ms since the epoch): S3's
+/// `AbortIncompleteMultipartUpload` lifecycle rule, for every bucket. How many were aborted.
+pub async fn abort_stale_uploads(
+    store: &dyn ObjectStore,
+    cutoff_ms: u64,
+) -> Result<usize, ObjectError> {
+    let mut aborted = 0;
+    for bucket in store.buckets().await? {
+        for upload in store.uploads(&bucket.name, "").await? {
+            if upload.initiated_ms >= cutoff_ms {
+                continue;
+            }
+            match store
+                .abort_upload(&bucket.name, &upload.key, &upload.id)
+                .await
+            {
+                // Completed or aborted by its client meanwhile.
+                Ok(()) | Err(ObjectError::NoSuchUpload(_)) => aborted += 1,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(aborted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_store::NewObject;
+
+    #[tokio::test]
+    async fn stale_uploads_are_aborted_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = nimbus_store_redb::RedbStore::open(dir.path()).unwrap();
+        store.create_bucket("b", Some("app")).await.unwrap();
+        let old = store
+            .create_upload("b", "old", NewObject::default())
+            .await
+            .unwrap();
+        let body = Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b"p"))]));
+        store.put_part("b", "old", &old.id, 1, body).await.unwrap();
+        let cutoff = old.initiated_ms + 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let fresh = store
+            .create_upload("b", "fresh", NewObject::default())
+            .await
+            .unwrap();
+        assert_eq!(abort_stale_uploads(&store, cutoff).await.unwrap(), 1);
+        let left: Vec<String> = store
+            .uploads("b", "")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(left, [fresh.id]);
+        assert!(matches!(
+            store.upload("b", "old", &old.id).await,
+            Err(ObjectError::NoSuchUpload(_))
+        ));
+        assert_eq!(abort_stale_uploads(&store, cutoff).await.unwrap(), 0);
+    }
+}

@@ -62,6 +62,10 @@ pub struct ServerConfig {
     /// The domain under which buckets are addressed virtual-host style
     /// (`<bucket>.<domain>`); path-style addressing always works.
     pub aws_domain: Option<String>,
+    /// Multipart uploads neither completed nor aborted for this long are aborted and their
+    /// parts deleted (S3's `AbortIncompleteMultipartUpload` lifecycle rule); `None` keeps them
+    /// until a client aborts them, as S3 does without the rule.
+    pub abort_incomplete_uploads_after: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -76,6 +80,7 @@ impl ServerConfig {
             process_sandbox: true,
             aws_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             aws_domain: None,
+            abort_incomplete_uploads_after: Some(objects::DEFAULT_UPLOAD_EXPIRY),
         }
     }
 }
@@ -319,6 +324,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     });
     tasks.spawn(platform.clone().reap_idle_forever());
     tasks.spawn(events.clone().sweep_forever(shutdown.clone()));
+    if let Some(after) = config.abort_incomplete_uploads_after {
+        tasks.spawn(objects::abort_stale_uploads_forever(
+            objects.clone(),
+            after,
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(
         events::storage::StorageRelay {
             objects: objects.clone(),

@@ -12,6 +12,41 @@ use nimbus_store::{NotificationRule, ObjectStore};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+/// How long an incomplete multipart upload is kept by default.
+pub(crate) const DEFAULT_UPLOAD_EXPIRY: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
+/// How often incomplete uploads are looked for.
+const UPLOAD_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Abort uploads older than `after`, now and every [`UPLOAD_SWEEP_INTERVAL`] until `stop`.
+pub(crate) async fn abort_stale_uploads_forever(
+    objects: Arc<dyn ObjectStore>,
+    after: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let cutoff = now.saturating_sub(after.as_millis() as u64);
+        match nimbus_objects::abort_stale_uploads(&*objects, cutoff).await {
+            Ok(0) => {}
+            Ok(aborted) => tracing::info!(
+                aborted,
+                after_secs = after.as_secs(),
+                "incomplete multipart uploads aborted"
+            ),
+            Err(error) => {
+                tracing::error!(error = %crate::report(&error), "aborting incomplete multipart uploads failed")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(UPLOAD_SWEEP_INTERVAL) => {}
+        }
+    }
+}
+
 pub(crate) struct Buckets {
     pub(crate) objects: Arc<dyn ObjectStore>,
     pub(crate) keys: nimbus_aws::Keys,

@@ -194,6 +194,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
     config.process_sandbox = !args.no_process_sandbox;
     config.aws_listen = args.aws_listen;
     config.aws_domain = args.aws_domain.clone();
+    config.abort_incomplete_uploads_after = args.abort_incomplete_uploads_after.0;
     let server = nimbus_server::start(config)
         .await
         .map_err(|e| Failure::Server(format!("{e:#}")))?;

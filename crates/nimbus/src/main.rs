@@ -252,6 +252,21 @@ struct ServeArgs {
     /// path-style (`/BUCKET/KEY`) always works.
     #[arg(long, env = "NIMBUS_AWS_DOMAIN")]
     aws_domain: Option<String>,
+    /// Abort multipart uploads left incomplete this long (deleting their parts), e.g. "7d";
+    /// "never" keeps them until a client aborts them.
+    #[arg(long, default_value = "7d", value_parser = parse_expiry)]
+    abort_incomplete_uploads_after: Expiry,
+}
+
+/// A duration, or never.
+#[derive(Debug, Clone, Copy)]
+struct Expiry(Option<std::time::Duration>);
+
+fn parse_expiry(text: &str) -> Result<Expiry, humantime::DurationError> {
+    if text == "never" {
+        return Ok(Expiry(None));
+    }
+    humantime::parse_duration(text).map(|d| Expiry(Some(d)))
 }
 
 #[derive(clap::Args, Debug)]
