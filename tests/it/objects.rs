@@ -676,6 +676,32 @@ async fn the_rust_aws_sdk_works_unmodified() {
         hex::encode(sha2::Sha256::digest(&back)),
         hex::encode(sha2::Sha256::digest(&data))
     );
+    // The CRC32 its trailer carried comes back when asked for, and the SDK checks it.
+    let checked = s3
+        .get_object()
+        .bucket("rusty")
+        .key("big.bin")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    let crc32 = checked
+        .checksum_crc32()
+        .expect("the stored CRC32")
+        .to_owned();
+    assert_eq!(
+        checked.body.collect().await.unwrap().into_bytes().len(),
+        6 << 20
+    );
+    let head = s3
+        .head_object()
+        .bucket("rusty")
+        .key("big.bin")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.checksum_crc32(), Some(crc32.as_str()));
 
     // Multipart: 5 MiB + 1 KiB.
     let upload = s3

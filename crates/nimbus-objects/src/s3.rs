@@ -237,6 +237,7 @@ fn expect(
         checksums,
         hasher,
         trailers,
+        verified_trailer: None,
         limit: crate::MAX_PUT_BYTES,
     })
 }
@@ -378,13 +379,15 @@ impl Objects {
             checksum_crc64nvme: input.checksum_crc64nvme.clone(),
             ..Default::default()
         };
-        let expect = expect(
+        let mut expect = expect(
             input.content_md5.as_deref(),
             checksums.clone(),
             input.checksum_algorithm.as_ref(),
             &req.headers,
             req.trailing_headers,
         )?;
+        let trailing = Arc::new(std::sync::OnceLock::new());
+        expect.verified_trailer = Some(trailing.clone());
         let body = match input.body {
             Some(body) => verify::verified(body, expect),
             None => verify::verified(
@@ -404,15 +407,13 @@ impl Objects {
             metadata: input.metadata,
             checksum: checksums,
         };
+        let object = nimbus_store::NewObject {
+            trailing: Some(trailing),
+            ..described.into_new_object()
+        };
         let info = self
             .store
-            .put_object(
-                &input.bucket,
-                &input.key,
-                described.into_new_object(),
-                condition,
-                body,
-            )
+            .put_object(&input.bucket, &input.key, object, condition, body)
             .await
             .map_err(store_error)?;
         let stored = Described::of(&info).checksum;

@@ -10,7 +10,9 @@ use nimbus_store::{BoxError, ByteStream};
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::{Checksum, StreamingBlob};
 use s3s::{S3Error, s3_error};
+use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 /// Why a body was refused.
@@ -53,6 +55,8 @@ pub(crate) struct Expect {
     pub hasher: ChecksumHasher,
     /// Where an `aws-chunked` body's trailing checksum arrives.
     pub trailers: Option<s3s::TrailingHeaders>,
+    /// Where the trailer's checksums go once verified, to be stored with the object.
+    pub verified_trailer: Option<Arc<OnceLock<BTreeMap<String, String>>>>,
     pub limit: u64,
 }
 
@@ -119,6 +123,7 @@ pub(crate) fn verified(body: StreamingBlob, expect: Expect) -> ByteStream {
             expect_checksums: expect.checksums,
             hasher: expect.hasher,
             trailers: expect.trailers,
+            verified_trailer: expect.verified_trailer,
             limit: expect.limit,
             seen: 0,
         }),
@@ -136,6 +141,7 @@ struct State {
     expect_checksums: Checksum,
     hasher: ChecksumHasher,
     trailers: Option<s3s::TrailingHeaders>,
+    verified_trailer: Option<Arc<OnceLock<BTreeMap<String, String>>>>,
     limit: u64,
     seen: u64,
 }
@@ -161,7 +167,16 @@ impl State {
             return Err(VerifyError::Md5Mismatch);
         }
         let mut expected = self.expect_checksums;
+        let mut from_trailer = BTreeMap::new();
         if let Some(trailers) = self.trailers.and_then(|t| t.take()) {
+            for (name, value) in trailers.iter() {
+                let name = name.as_str();
+                if name.starts_with("x-amz-checksum-")
+                    && let Ok(value) = value.to_str()
+                {
+                    from_trailer.insert(name.to_owned(), value.to_owned());
+                }
+            }
             let value = |name: &str| {
                 trailers
                     .get(name)
@@ -201,7 +216,14 @@ impl State {
             expected.checksum_crc64nvme.as_ref(),
             computed.checksum_crc64nvme.as_ref(),
             "CRC64NVME",
-        )
+        )?;
+        // Every trailer checksum matched what was computed: keep them with the object.
+        if let Some(slot) = self.verified_trailer
+            && !from_trailer.is_empty()
+        {
+            let _ = slot.set(from_trailer);
+        }
+        Ok(())
     }
 }
 
@@ -262,6 +284,7 @@ mod tests {
             checksums,
             hasher,
             trailers: None,
+            verified_trailer: None,
             limit,
         }
     }

@@ -886,6 +886,10 @@ impl ObjectStore for RedbStore {
         check_key(key)?;
         self.bucket(bucket).await?;
         let (blob, size, etag) = self.write_blob(body).await?;
+        let mut headers = object.headers;
+        if let Some(trailing) = object.trailing.as_ref().and_then(|t| t.get()) {
+            headers.extend(trailing.clone());
+        }
         let stored = Stored {
             info: ObjectInfo {
                 key: key.to_owned(),
@@ -893,7 +897,7 @@ impl ObjectStore for RedbStore {
                 etag,
                 last_modified_ms: now_ms(),
                 content_type: object.content_type,
-                headers: object.headers,
+                headers,
             },
             blob: blob.clone(),
             segments: Vec::new(),

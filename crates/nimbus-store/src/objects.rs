@@ -29,6 +29,7 @@ use futures::Stream;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// Longest key, in bytes (S3's limit).
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -107,6 +108,10 @@ pub struct NewObject {
     /// What the put is, for its event (not stored).
     #[serde(skip)]
     pub origin: Created,
+    /// Headers known only once the body has been read (checksums sent in an `aws-chunked`
+    /// trailer): set by the body stream before it ends, stored with `headers` by the put.
+    #[serde(skip)]
+    pub trailing: Option<Arc<std::sync::OnceLock<BTreeMap<String, String>>>>,
 }
 
 /// How an object came to be, as S3's event names say it.

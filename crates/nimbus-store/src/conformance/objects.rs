@@ -23,6 +23,7 @@ pub async fn run_all<S: ObjectStore>(make: impl Fn() -> S) {
     aborted_uploads_and_deleted_buckets_take_their_parts(&make()).await;
     multipart_readers_finish_the_version_they_began(&make()).await;
     changes_record_events_in_their_own_commit(&make()).await;
+    headers_known_at_the_end_of_the_body_are_stored(&make()).await;
 }
 
 /// A body of `chunks`.
@@ -798,4 +799,34 @@ pub async fn changes_record_events_in_their_own_commit(store: &impl ObjectStore)
     store.set_notifications("ev", vec![]).await.unwrap();
     put(store, "ev", "in/late.jpg", b"late").await;
     assert_eq!(store.pending_events(10).await.unwrap().len(), 2);
+}
+
+pub async fn headers_known_at_the_end_of_the_body_are_stored(store: &impl ObjectStore) {
+    store.create_bucket("tr", None).await.unwrap();
+    let slot = std::sync::Arc::new(std::sync::OnceLock::new());
+    let set = slot.clone();
+    let body: ByteStream = Box::pin(
+        futures::stream::iter([Ok(Bytes::from_static(b"payload"))]).chain(futures::stream::once(
+            async move {
+                let _ = set.set(BTreeMap::from([(
+                    "x-amz-checksum-crc32".to_owned(),
+                    "trailer".to_owned(),
+                )]));
+                Ok(Bytes::new())
+            },
+        )),
+    );
+    let object = NewObject {
+        headers: BTreeMap::from([("x-amz-meta-a".into(), "1".into())]),
+        trailing: Some(slot),
+        ..NewObject::default()
+    };
+    store
+        .put_object("tr", "k", object, PutCondition::Always, body)
+        .await
+        .unwrap();
+    let info = store.head_object("tr", "k").await.unwrap();
+    assert_eq!(info.headers["x-amz-checksum-crc32"], "trailer");
+    assert_eq!(info.headers["x-amz-meta-a"], "1");
+    assert_eq!(info.size, 7);
 }
