@@ -86,6 +86,8 @@ pub(crate) struct Inner {
     pins: objects::Pins,
     /// Woken after a commit that recorded object events.
     object_events: tokio::sync::Notify,
+    /// Single-part puts waiting for their group commit.
+    puts: objects::PutBatcher,
 }
 
 fn backend(error: impl Into<nimbus_store::BoxError>) -> StoreError {
@@ -159,6 +161,7 @@ impl Inner {
             objects,
             pins: objects::Pins::default(),
             object_events: tokio::sync::Notify::new(),
+            puts: objects::PutBatcher::default(),
         };
         inner.remove_orphaned_blobs()?;
         Ok(inner)

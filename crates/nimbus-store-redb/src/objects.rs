@@ -1,8 +1,10 @@
 //! The embedded [`ObjectStore`]: object bytes in files, their metadata in redb.
 //!
-//! A put streams the body into `objects/tmp/<id>` (hashing it as it goes), fsyncs it, renames it
-//! to `objects/blobs/<id>` and fsyncs the directory; only then does one redb transaction check
-//! the precondition and point `(bucket, key)` at the new blob. A crash before that commit leaves
+//! A put streams the body into `objects/tmp/<id>` (hashing it as it goes), fsyncs it and renames
+//! it to `objects/blobs/<id>`; then its commit fsyncs the directory and, in one redb
+//! transaction, checks the precondition and points `(bucket, key)` at the new blob. Puts that
+//! wait for a commit share the next one (group commit: one directory fsync and one redb commit
+//! for all of them), so concurrent puts do not queue behind each other's fsyncs. A crash before that commit leaves
 //! an unreferenced blob or temporary file, removed at the next open; after it, the new object is
 //! whole. Multipart parts are blobs written the same way, recorded per upload; completing an
 //! upload is one transaction that points the key at the listed parts' blobs, in order (no bytes
@@ -97,6 +99,36 @@ struct StoredPart {
 pub(crate) struct Pins {
     held: Mutex<(HashMap<String, usize>, HashSet<String>)>,
 }
+
+/// A single-part put whose blob is written, waiting for its commit.
+pub(crate) struct PutJob {
+    bucket: String,
+    stored: Stored,
+    condition: PutCondition,
+    origin: Created,
+    done: tokio::sync::oneshot::Sender<ObjectResult<()>>,
+}
+
+/// Group commit for single-part puts: puts that arrive while a commit runs share the next one
+/// (one directory fsync, one redb commit). Whoever finds no commit running leads: it commits
+/// what is pending on the blocking pool until nothing is.
+#[derive(Default)]
+pub(crate) struct PutBatcher {
+    pending: Mutex<Vec<PutJob>>,
+    leading: std::sync::atomic::AtomicBool,
+}
+
+impl PutBatcher {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PutJob>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A put's answer, sent once its commit is decided.
+type Answer = (
+    tokio::sync::oneshot::Sender<ObjectResult<()>>,
+    ObjectResult<()>,
+);
 
 fn store_error(error: StoreError) -> ObjectError {
     ObjectError::backend(error)
@@ -352,20 +384,55 @@ impl Inner {
         Ok((current.map(|c| c.blobs()).unwrap_or_default(), recorded))
     }
 
-    /// Commit a single-part put; the blobs it replaced are discarded.
-    fn commit_object(
-        &self,
-        bucket: &str,
-        stored: &Stored,
-        condition: &PutCondition,
-        origin: Created,
-    ) -> ObjectResult<()> {
-        let txn = self.db.begin_write().map_err(db)?;
-        let (replaced, recorded) = Inner::put_row(&txn, bucket, stored, condition, origin)?;
-        txn.commit().map_err(db)?;
+    /// Commit a batch of single-part puts in one transaction, after one fsync of the blob
+    /// directory makes every blob's rename durable; the blobs they replaced are discarded.
+    /// A put refused by its condition or bucket changes nothing and fails alone; a storage
+    /// failure fails the whole batch and commits none of it.
+    fn commit_puts(&self, batch: Vec<PutJob>) -> Vec<Answer> {
+        let fail_all = |batch: Vec<PutJob>, error: &dyn std::fmt::Display| -> Vec<Answer> {
+            batch
+                .into_iter()
+                .map(|job| {
+                    let error = ObjectError::backend(format!("commit a put: {error}"));
+                    (job.done, Err(error))
+                })
+                .collect()
+        };
+        if let Err(error) =
+            std::fs::File::open(self.objects.join("blobs")).and_then(|d| d.sync_all())
+        {
+            return fail_all(batch, &error);
+        }
+        let txn = match self.db.begin_write() {
+            Ok(txn) => txn,
+            Err(error) => return fail_all(batch, &error),
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let (mut replaced, mut recorded) = (Vec::new(), false);
+        for job in &batch {
+            match Inner::put_row(&txn, &job.bucket, &job.stored, &job.condition, job.origin) {
+                Ok((blobs, events)) => {
+                    replaced.extend(blobs);
+                    recorded |= events;
+                    outcomes.push(Ok(()));
+                }
+                Err(ObjectError::Backend(error)) => {
+                    drop(txn);
+                    return fail_all(batch, &error);
+                }
+                Err(refused) => outcomes.push(Err(refused)),
+            }
+        }
+        if let Err(error) = txn.commit() {
+            return fail_all(batch, &error);
+        }
         self.events_committed(recorded);
         self.discard(replaced);
-        Ok(())
+        batch
+            .into_iter()
+            .zip(outcomes)
+            .map(|(job, outcome)| (job.done, outcome))
+            .collect()
     }
 
     /// After a commit: wake the relay if it recorded events.
@@ -813,9 +880,13 @@ impl RedbStore {
             .map_err(ObjectError::backend)?
     }
 
-    /// Write `body` to a new blob (temporary file, fsync, rename, directory fsync); its id,
-    /// size and MD5.
-    async fn write_blob(&self, body: ByteStream) -> ObjectResult<(String, u64, String)> {
+    /// Write `body` to a new blob (temporary file, fsync, rename, and the directory's fsync if
+    /// `sync_dir` — else the commit that records it does that); its id, size and MD5.
+    async fn write_blob(
+        &self,
+        body: ByteStream,
+        sync_dir: bool,
+    ) -> ObjectResult<(String, u64, String)> {
         let blob = uuid::Uuid::new_v4().simple().to_string();
         let tmp = self.inner.tmp_path(&blob);
         let (size, etag) = match write_body(&tmp, body).await {
@@ -829,6 +900,9 @@ impl RedbStore {
         let dir = self.inner.objects.join("blobs");
         let placed = async {
             tokio::fs::rename(&tmp, &path).await?;
+            if !sync_dir {
+                return Ok(());
+            }
             tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
                 .await
                 .map_err(std::io::Error::other)?
@@ -840,6 +914,66 @@ impl RedbStore {
             return Err(io_error(error));
         }
         Ok((blob, size, etag))
+    }
+
+    /// Commit a put through the group commit ([`PutBatcher`]).
+    async fn commit_put(
+        &self,
+        bucket: String,
+        stored: Stored,
+        condition: PutCondition,
+        origin: Created,
+    ) -> ObjectResult<()> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.inner.puts.lock().push(PutJob {
+            bucket,
+            stored,
+            condition,
+            origin,
+            done,
+        });
+        self.lead_puts();
+        wait.await
+            .map_err(|_| ObjectError::backend("the put's commit was abandoned"))?
+    }
+
+    /// Commit pending puts, unless a commit is already running (it will take them).
+    fn lead_puts(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.puts.leading.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            // Held while leading; let go of before the last answers, so a caller that drops the
+            // store on its answer finds it closed (and can reopen it) at once.
+            let mut held = Some(inner);
+            while let Some(inner) = held.take() {
+                let batch = std::mem::take(&mut *inner.puts.lock());
+                let answers = if batch.is_empty() {
+                    Vec::new()
+                } else {
+                    inner.commit_puts(batch)
+                };
+                let again = if inner.puts.lock().is_empty() {
+                    inner.puts.leading.store(false, Ordering::Release);
+                    // A put queued after this check saw us leading and left it to us: lead
+                    // again, unless someone else already does.
+                    let stranded = !inner.puts.lock().is_empty();
+                    stranded && !inner.puts.leading.swap(true, Ordering::AcqRel)
+                } else {
+                    true
+                };
+                if again {
+                    held = Some(inner);
+                } else {
+                    drop(inner);
+                }
+                for (done, outcome) in answers {
+                    let _ = done.send(outcome);
+                }
+            }
+        });
     }
 
     async fn discard(&self, blobs: Vec<String>) {
@@ -885,7 +1019,7 @@ impl ObjectStore for RedbStore {
     ) -> ObjectResult<ObjectInfo> {
         check_key(key)?;
         self.bucket(bucket).await?;
-        let (blob, size, etag) = self.write_blob(body).await?;
+        let (blob, size, etag) = self.write_blob(body, false).await?;
         let mut headers = object.headers;
         if let Some(trailing) = object.trailing.as_ref().and_then(|t| t.get()) {
             headers.extend(trailing.clone());
@@ -903,10 +1037,8 @@ impl ObjectStore for RedbStore {
             segments: Vec::new(),
         };
         let info = stored.info.clone();
-        let bucket_name = bucket.to_owned();
-        let origin = object.origin;
         match self
-            .blocking(move |inner| inner.commit_object(&bucket_name, &stored, &condition, origin))
+            .commit_put(bucket.to_owned(), stored, condition, object.origin)
             .await
         {
             Ok(()) => Ok(info),
@@ -1046,7 +1178,7 @@ impl ObjectStore for RedbStore {
             Inner::read_upload(&uploads, &b, &k, &u).map(drop)
         })
         .await?;
-        let (blob, size, etag) = self.write_blob(body).await?;
+        let (blob, size, etag) = self.write_blob(body, true).await?;
         let part = StoredPart {
             info: PartInfo {
                 number,

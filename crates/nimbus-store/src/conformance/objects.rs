@@ -24,6 +24,7 @@ pub async fn run_all<S: ObjectStore>(make: impl Fn() -> S) {
     multipart_readers_finish_the_version_they_began(&make()).await;
     changes_record_events_in_their_own_commit(&make()).await;
     headers_known_at_the_end_of_the_body_are_stored(&make()).await;
+    concurrent_puts_each_commit_once_and_conditions_see_each_other(&make()).await;
 }
 
 /// A body of `chunks`.
@@ -829,4 +830,75 @@ pub async fn headers_known_at_the_end_of_the_body_are_stored(store: &impl Object
     assert_eq!(info.headers["x-amz-checksum-crc32"], "trailer");
     assert_eq!(info.headers["x-amz-meta-a"], "1");
     assert_eq!(info.size, 7);
+}
+
+pub async fn concurrent_puts_each_commit_once_and_conditions_see_each_other(
+    store: &impl ObjectStore,
+) {
+    store.create_bucket("cc", None).await.unwrap();
+    // Create-only puts racing for one key: exactly one wins, whole.
+    let racing = (0..40).map(|i| {
+        let bytes = format!("writer {i}");
+        async move {
+            let outcome = put_with(
+                store,
+                "cc",
+                "contested",
+                PutCondition::IfAbsent,
+                body(&[bytes.as_bytes()]),
+            )
+            .await;
+            (bytes, outcome)
+        }
+    });
+    let outcomes = futures::future::join_all(racing).await;
+    let winners: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, o)| o.is_ok())
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(winners.len(), 1, "one create-only put wins");
+    assert!(outcomes.iter().all(|(_, o)| match o {
+        Ok(_) => true,
+        Err(e) => matches!(e, ObjectError::PreconditionFailed),
+    }));
+    let (_, stream) = store.get_object("cc", "contested", None).await.unwrap();
+    assert_eq!(read(stream).await, winners[0].as_bytes());
+    // Puts to many keys at once, one into a bucket that does not exist: each lands or fails
+    // alone.
+    let many = (0..60).map(|i| async move {
+        let bucket = if i == 30 { "missing" } else { "cc" };
+        put_with(
+            store,
+            bucket,
+            &format!("k{i:02}"),
+            PutCondition::Always,
+            body(&[format!("v{i}").as_bytes()]),
+        )
+        .await
+    });
+    let results = futures::future::join_all(many).await;
+    for (i, result) in results.iter().enumerate() {
+        if i == 30 {
+            assert!(matches!(result, Err(ObjectError::NoSuchBucket(_))));
+        } else {
+            assert!(result.is_ok(), "k{i:02}: {result:?}");
+        }
+    }
+    let listed = store.list_objects("cc", "k", None, 100).await.unwrap();
+    assert_eq!(listed.objects.len(), 59);
+    for object in &listed.objects {
+        let (_, stream) = store.get_object("cc", &object.key, None).await.unwrap();
+        assert_eq!(
+            read(stream).await,
+            format!(
+                "v{}",
+                object.key[1..]
+                    .trim_start_matches('0')
+                    .parse::<u32>()
+                    .unwrap_or(0)
+            )
+            .as_bytes()
+        );
+    }
 }
