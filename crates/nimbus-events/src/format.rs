@@ -615,6 +615,24 @@ mod tests {
             delivery(&lambda, &[raw], "r").unwrap().body,
             "{\"verbatim\":true}"
         );
+        // An object change is S3's notification, not an EventBridge event.
+        let change = crate::s3::ObjectChange {
+            bucket: "uploads",
+            key: "a b.jpg",
+            event_name: "ObjectCreated:Put",
+            size: 3,
+            etag: "e",
+            sequence: 1,
+            at_ms: 0,
+        };
+        let event = crate::s3::cloudevent(&change);
+        let leased = message_of(MessageKind::Event, &event.to_json().to_string(), None);
+        let s3 = delivery(&lambda, &[leased], "r").unwrap();
+        assert!(s3.raw);
+        let parsed: Value = serde_json::from_slice(&s3.body).unwrap();
+        assert_eq!(parsed["Records"][0]["eventSource"], "aws:s3");
+        assert_eq!(parsed["Records"][0]["s3"]["object"]["key"], "a+b.jpg");
+        assert!(parsed.get("detail-type").is_none());
     }
 
     #[test]
