@@ -392,24 +392,12 @@ async fn lambda_handlers_use_boto3_within_their_grants() {
     );
     // The instance's credentials work while it lives, and end with it.
     let credentials: Vec<String> = serde_json::from_value(granted["credentials"].clone()).unwrap();
-    let held = {
-        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(aws_url(&p))
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                &credentials[0],
-                &credentials[1],
-                Some(credentials[2].clone()),
-                None,
-                "instance",
-            ))
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    };
+    let held = sdk_session(
+        &aws_url(&p),
+        &credentials[0],
+        &credentials[1],
+        Some(credentials[2].clone()),
+    );
     let read = async || {
         held.get_object()
             .bucket("pics-rw")
@@ -660,18 +648,7 @@ async fn the_rust_aws_sdk_works_unmodified() {
         .send()
         .await
         .unwrap();
-    let back = s3
-        .get_object()
-        .bucket("rusty")
-        .key("big.bin")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let back = read_all(&s3, "rusty", "big.bin").await;
     assert_eq!(
         hex::encode(sha2::Sha256::digest(&back)),
         hex::encode(sha2::Sha256::digest(&data))
@@ -832,13 +809,35 @@ async fn the_rust_aws_sdk_works_unmodified() {
 
 /// An `aws-sdk-s3` client for `endpoint` with a key, over plain HTTP.
 fn sdk(endpoint: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
+    sdk_session(endpoint, id, secret, None)
+}
+
+/// The whole of one object, read with the SDK.
+async fn read_all(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let got = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    got.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+/// [`sdk`] with temporary credentials' session token.
+fn sdk_session(
+    endpoint: &str,
+    id: &str,
+    secret: &str,
+    token: Option<String>,
+) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .force_path_style(true)
-        .credentials_provider(Credentials::new(id, secret, None, None, "test"))
+        .credentials_provider(Credentials::new(id, secret, token, None, "test"))
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_s3::Client::from_conf(config)
@@ -938,18 +937,7 @@ async fn kill_9_during_multipart_complete_leaves_old_or_new_whole() {
         server = spawn_server(dir.path());
         connect(dir.path()).await;
         let s3 = sdk(&endpoint(), &key.id, &secret);
-        let bytes = s3
-            .get_object()
-            .bucket("mpu")
-            .key("file")
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        let bytes = read_all(&s3, "mpu", "file").await;
         let now = sha(&bytes);
         let pending = s3
             .list_multipart_uploads()
