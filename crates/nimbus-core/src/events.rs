@@ -142,12 +142,9 @@ pub struct RuleSpec {
     pub target: Destination,
 }
 
-/// Changes of a bucket's objects that reach a function or a queue (`[[trigger.storage]]`,
-/// S3's event notifications).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StorageTriggerSpec {
-    /// A bucket the app declares.
-    pub bucket: String,
+/// Which changes of a bucket's objects count: S3's event kinds and key filters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObjectFilter {
     /// Object-created changes (`s3:ObjectCreated:*`).
     pub created: bool,
     /// Object-removed changes (`s3:ObjectRemoved:*`).
@@ -158,6 +155,24 @@ pub struct StorageTriggerSpec {
     /// Keys must end with this.
     #[serde(default)]
     pub suffix: String,
+}
+
+impl ObjectFilter {
+    /// Does a change of `key` (a creation if `created`, else a removal) pass?
+    pub fn matches(&self, created: bool, key: &str) -> bool {
+        let wanted = if created { self.created } else { self.removed };
+        wanted && key.starts_with(&self.prefix) && key.ends_with(&self.suffix)
+    }
+}
+
+/// Changes of a bucket's objects that reach a function or a queue (`[[trigger.storage]]`,
+/// S3's event notifications).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageTriggerSpec {
+    /// A bucket the app declares.
+    pub bucket: String,
+    #[serde(flatten)]
+    pub filter: ObjectFilter,
     pub target: Destination,
 }
 

@@ -16,8 +16,8 @@ pub mod spec;
 
 pub use error::ErrorCode;
 pub use events::{
-    DeliveryPolicy, Destination, EventsSpec, Missed, QueueSpec, QueueTriggerSpec, RuleSpec,
-    ScheduleExpr, ScheduleSpec, StorageTriggerSpec,
+    DeliveryPolicy, Destination, EventsSpec, Missed, ObjectFilter, QueueSpec, QueueTriggerSpec,
+    RuleSpec, ScheduleExpr, ScheduleSpec, StorageTriggerSpec,
 };
 pub use name::{Name, NameError};
 pub use outbound::OutboundRule;

@@ -9,8 +9,8 @@
 
 use nimbus_core::{
     AppSpec, BucketGrant, BucketSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind,
-    FunctionSpec, InstanceMode, Missed, Name, Network, OutboundRule, QueueSpec, QueueTriggerSpec,
-    RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec, StorageTriggerSpec,
+    FunctionSpec, InstanceMode, Missed, Name, Network, ObjectFilter, OutboundRule, QueueSpec,
+    QueueTriggerSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec, StorageTriggerSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -1081,10 +1081,12 @@ fn storage_trigger(
     };
     Ok(StorageTriggerSpec {
         bucket: bucket.clone(),
-        created,
-        removed,
-        prefix: t.prefix.clone().unwrap_or_default(),
-        suffix: t.suffix.clone().unwrap_or_default(),
+        filter: ObjectFilter {
+            created,
+            removed,
+            prefix: t.prefix.clone().unwrap_or_default(),
+            suffix: t.suffix.clone().unwrap_or_default(),
+        },
         target,
     })
 }
@@ -1419,15 +1421,17 @@ queue = "removals"
             triggers[0],
             StorageTriggerSpec {
                 bucket: "uploads".into(),
-                created: true,
-                removed: false,
-                prefix: String::new(),
-                suffix: ".jpg".into(),
+                filter: ObjectFilter {
+                    created: true,
+                    removed: false,
+                    prefix: String::new(),
+                    suffix: ".jpg".into(),
+                },
                 target: Destination::Function(Name::new("resize").unwrap()),
             }
         );
-        assert!(triggers[1].created && triggers[1].removed);
-        assert_eq!(triggers[1].prefix, "photos/");
+        assert!(triggers[1].filter.created && triggers[1].filter.removed);
+        assert_eq!(triggers[1].filter.prefix, "photos/");
         assert_eq!(
             triggers[1].target,
             Destination::Queue(Name::new("removals").unwrap())

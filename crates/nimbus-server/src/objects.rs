@@ -92,10 +92,7 @@ fn notification_rules(spec: &AppSpec, bucket: &str) -> Vec<NotificationRule> {
                 target: t.target.clone(),
             }
             .encode(),
-            created: t.created,
-            removed: t.removed,
-            prefix: t.prefix.clone(),
-            suffix: t.suffix.clone(),
+            filter: t.filter.clone(),
         })
         .collect()
 }

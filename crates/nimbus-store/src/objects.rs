@@ -153,25 +153,14 @@ impl Change {
 pub struct NotificationRule {
     /// Who the event is for; opaque to the store (the platform's name for a function or queue).
     pub target: String,
-    /// Object-created changes match (`s3:ObjectCreated:*`).
-    pub created: bool,
-    /// Object-removed changes match (`s3:ObjectRemoved:*`).
-    pub removed: bool,
-    /// Keys must start with this.
-    #[serde(default)]
-    pub prefix: String,
-    /// Keys must end with this.
-    #[serde(default)]
-    pub suffix: String,
+    #[serde(flatten)]
+    pub filter: nimbus_core::ObjectFilter,
 }
 
 impl NotificationRule {
     pub fn matches(&self, change: Change, key: &str) -> bool {
-        let wanted = match change {
-            Change::Created(_) => self.created,
-            Change::Removed => self.removed,
-        };
-        wanted && key.starts_with(&self.prefix) && key.ends_with(&self.suffix)
+        self.filter
+            .matches(matches!(change, Change::Created(_)), key)
     }
 }
 

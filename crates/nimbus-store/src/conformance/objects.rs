@@ -660,10 +660,12 @@ fn rule(
 ) -> NotificationRule {
     NotificationRule {
         target: target.into(),
-        created,
-        removed,
-        prefix: prefix.into(),
-        suffix: suffix.into(),
+        filter: nimbus_core::ObjectFilter {
+            created,
+            removed,
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+        },
     }
 }
 
