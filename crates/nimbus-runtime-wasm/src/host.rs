@@ -78,6 +78,12 @@ impl LocalApi {
         request: http::Request<wasmtime_wasi_http::WasiBody>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let local = self.clone();
+        // An answer may come before the body is read (a refused upload); the guest must still
+        // be able to finish writing it and read the answer, as from a server that drains.
+        let request = request.map(|body| {
+            use http_body_util::BodyExt;
+            DrainOnDrop(Some(body)).boxed_unsync()
+        });
         if let Some(rest) = request
             .uri()
             .path()
@@ -112,6 +118,58 @@ impl LocalApi {
                     as Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
             ))
         })
+    }
+}
+
+/// A request body that, dropped before its end, reads the rest in the background and discards
+/// it, so the writer (the guest) never sees its body refused. It ends with the guest's instance
+/// at the latest, which closes the body.
+struct DrainOnDrop<B: http_body::Body + Send + Unpin + 'static>(Option<B>);
+
+impl<B: http_body::Body + Send + Unpin + 'static> http_body::Body for DrainOnDrop<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let Some(body) = self.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = std::task::ready!(Pin::new(body).poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) {
+            self.0 = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.as_ref().map_or_else(
+            || http_body::SizeHint::with_exact(0),
+            |body| body.size_hint(),
+        )
+    }
+}
+
+impl<B: http_body::Body + Send + Unpin + 'static> Drop for DrainOnDrop<B> {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if body.is_end_stream() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                use http_body_util::BodyExt;
+                while let Some(Ok(_)) = body.frame().await {}
+            });
+        }
     }
 }
 
