@@ -153,6 +153,7 @@ impl Inner {
             txn.open_table(objects::UPLOADS).map_err(backend)?;
             txn.open_table(objects::PARTS).map_err(backend)?;
             txn.open_table(objects::EVENTS).map_err(backend)?;
+            txn.open_table(objects::INLINE).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         let inner = Inner {

@@ -10,6 +10,11 @@
 //! upload is one transaction that points the key at the listed parts' blobs, in order (no bytes
 //! are copied), and forgets the upload.
 //!
+//! Objects of at most [`INLINE_MAX`] bytes skip the file: their bytes are a row of `inline`,
+//! written by the commit that points the key at them, so a batch of small puts costs one redb
+//! commit and no file fsyncs, and a reader gets the bytes in the same read transaction as the
+//! row (nothing to pin). Their rows are removed by the transaction that replaces or deletes them.
+//!
 //! Replaced blobs are unlinked after the commit, unless a reader holds them: a single-blob
 //! object's reader has its file open (Linux keeps an unlinked file's data while it is open); a
 //! multipart object's reader opens its parts one after another, so it pins their blobs first
@@ -47,6 +52,10 @@ pub(crate) const UPLOADS: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 pub(crate) const PARTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("parts");
 /// Sequence number → [`ObjectEvent`], until settled.
 pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("object_events");
+/// Blob id → the bytes of a small object kept inline (see [`INLINE_MAX`]).
+pub(crate) const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline");
+/// The largest object whose bytes are kept in redb rather than in a file of their own.
+pub const INLINE_MAX: usize = 64 << 10;
 /// The `seqs` row counting object events (not a function's name: those hold a `/`).
 const EVENT_SEQ: &str = "#object-events";
 
@@ -66,6 +75,9 @@ struct Stored {
     info: ObjectInfo,
     /// The one blob of a single-part object (empty for a multipart one).
     blob: String,
+    /// Whether that blob is a row of [`INLINE`] rather than a file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    inline: bool,
     /// A multipart object's parts, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     segments: Vec<Segment>,
@@ -86,6 +98,19 @@ impl Stored {
     fn blobs(&self) -> Vec<String> {
         self.segments().into_iter().map(|s| s.blob).collect()
     }
+
+    /// Let go of this version's bytes inside `txn`, which replaces or removes it: an inline
+    /// row goes with the transaction; the files to unlink once it commits are returned.
+    fn release(&self, txn: &redb::WriteTransaction) -> ObjectResult<Vec<String>> {
+        if self.inline {
+            txn.open_table(INLINE)
+                .map_err(db)?
+                .remove(self.blob.as_str())
+                .map_err(db)?;
+            return Ok(Vec::new());
+        }
+        Ok(self.blobs())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +129,8 @@ pub(crate) struct Pins {
 pub(crate) struct PutJob {
     bucket: String,
     stored: Stored,
+    /// The bytes of an inline object (`stored.inline`).
+    bytes: Bytes,
     condition: PutCondition,
     origin: Created,
     done: tokio::sync::oneshot::Sender<ObjectResult<()>>,
@@ -251,6 +278,18 @@ impl Inner {
     }
 
     fn read_object(&self, bucket: &str, key: &str) -> ObjectResult<Stored> {
+        self.read_object_bytes(bucket, key, None)
+            .map(|(stored, _)| stored)
+    }
+
+    /// An object's row and, if it is inline, the bytes of `range` (all of them when `None`),
+    /// read in one transaction.
+    fn read_object_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> ObjectResult<(Stored, Option<Bytes>)> {
         self.read_bucket(bucket)?;
         let txn = self.db.begin_read().map_err(db)?;
         let objects = txn.open_table(OBJECTS).map_err(db)?;
@@ -262,7 +301,28 @@ impl Inner {
                     bucket: bucket.to_owned(),
                     key: key.to_owned(),
                 })?;
-        from_json(value.value()).map_err(store_error)
+        let stored: Stored = from_json(value.value()).map_err(store_error)?;
+        if !stored.inline {
+            return Ok((stored, None));
+        }
+        let size = stored.info.size;
+        let bytes = match range.map(|r| r.resolve(size)) {
+            None => 0..size,
+            Some(Some(bytes)) => bytes,
+            Some(None) => return Err(ObjectError::InvalidRange { size }),
+        };
+        let inline = txn.open_table(INLINE).map_err(db)?;
+        let value = inline
+            .get(stored.blob.as_str())
+            .map_err(db)?
+            .ok_or_else(|| ObjectError::backend("an inline object's bytes are missing"))?;
+        let (start, end) = (bytes.start as usize, bytes.end as usize);
+        let bytes = value
+            .value()
+            .get(start..end)
+            .map(Bytes::copy_from_slice)
+            .ok_or_else(|| ObjectError::backend("an inline object's bytes are short"))?;
+        Ok((stored, Some(bytes)))
     }
 
     fn create_bucket(&self, bucket: &str, app: Option<&str>) -> ObjectResult<BucketInfo> {
@@ -348,6 +408,7 @@ impl Inner {
         txn: &redb::WriteTransaction,
         bucket: &str,
         stored: &Stored,
+        bytes: &[u8],
         condition: &PutCondition,
         origin: Created,
     ) -> ObjectResult<(Vec<String>, bool)> {
@@ -368,6 +429,16 @@ impl Inner {
         if !holds {
             return Err(ObjectError::PreconditionFailed);
         }
+        if stored.inline {
+            txn.open_table(INLINE)
+                .map_err(db)?
+                .insert(stored.blob.as_str(), bytes)
+                .map_err(db)?;
+        }
+        let replaced = match &current {
+            Some(current) => current.release(txn)?,
+            None => Vec::new(),
+        };
         objects
             .insert(
                 (bucket, key),
@@ -381,7 +452,7 @@ impl Inner {
             &stored.info,
             Change::Created(origin),
         )?;
-        Ok((current.map(|c| c.blobs()).unwrap_or_default(), recorded))
+        Ok((replaced, recorded))
     }
 
     /// Commit a batch of single-part puts in one transaction, after one fsync of the blob
@@ -398,8 +469,9 @@ impl Inner {
                 })
                 .collect()
         };
-        if let Err(error) =
-            std::fs::File::open(self.objects.join("blobs")).and_then(|d| d.sync_all())
+        if batch.iter().any(|job| !job.stored.inline)
+            && let Err(error) =
+                std::fs::File::open(self.objects.join("blobs")).and_then(|d| d.sync_all())
         {
             return fail_all(batch, &error);
         }
@@ -410,7 +482,15 @@ impl Inner {
         let mut outcomes = Vec::with_capacity(batch.len());
         let (mut replaced, mut recorded) = (Vec::new(), false);
         for job in &batch {
-            match Inner::put_row(&txn, &job.bucket, &job.stored, &job.condition, job.origin) {
+            let row = Inner::put_row(
+                &txn,
+                &job.bucket,
+                &job.stored,
+                &job.bytes,
+                &job.condition,
+                job.origin,
+            );
+            match row {
                 Ok((blobs, events)) => {
                     replaced.extend(blobs);
                     recorded |= events;
@@ -444,7 +524,7 @@ impl Inner {
 
     fn delete_object(&self, bucket: &str, key: &str) -> ObjectResult<bool> {
         let txn = self.db.begin_write().map_err(db)?;
-        let (removed, recorded) = {
+        let (existed, recorded, released) = {
             let info = require_bucket(&txn, bucket)?;
             let mut objects = txn.open_table(OBJECTS).map_err(db)?;
             let removed = objects
@@ -453,22 +533,24 @@ impl Inner {
                 .map(|v| from_json::<Stored>(v.value()))
                 .transpose()
                 .map_err(store_error)?;
-            let recorded = match &removed {
-                Some(stored) => record_events(
-                    &txn,
-                    &info.notifications,
-                    bucket,
-                    &stored.info,
-                    Change::Removed,
-                )?,
-                None => false,
+            let (recorded, released) = match &removed {
+                Some(stored) => (
+                    record_events(
+                        &txn,
+                        &info.notifications,
+                        bucket,
+                        &stored.info,
+                        Change::Removed,
+                    )?,
+                    stored.release(&txn)?,
+                ),
+                None => (false, Vec::new()),
             };
-            (removed, recorded)
+            (removed.is_some(), recorded, released)
         };
         txn.commit().map_err(db)?;
         self.events_committed(recorded);
-        let existed = removed.is_some();
-        self.discard(removed.map(|s| s.blobs()).unwrap_or_default());
+        self.discard(released);
         Ok(existed)
     }
 
@@ -671,12 +753,14 @@ impl Inner {
                     headers: upload_info.object.headers.clone(),
                 },
                 blob: String::new(),
+                inline: false,
                 segments,
             };
             let (mut discarded, recorded) = Inner::put_row(
                 &txn,
                 bucket,
                 &stored,
+                &[],
                 condition,
                 Created::CompleteMultipartUpload,
             )?;
@@ -834,6 +918,32 @@ async fn write_body(path: &Path, mut body: ByteStream) -> ObjectResult<(u64, Str
     Ok((size, hex::encode(md5.finalize())))
 }
 
+/// A body read as far as [`INLINE_MAX`] bytes.
+enum Small {
+    /// The whole body, at most `INLINE_MAX` bytes.
+    Whole(Bytes),
+    /// A larger body: what was read, then the rest.
+    Larger(ByteStream),
+}
+
+/// Read `body` whole if it has at most [`INLINE_MAX`] bytes.
+async fn read_small(mut body: ByteStream) -> ObjectResult<Small> {
+    let (mut chunks, mut size) = (Vec::<Bytes>::new(), 0usize);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(ObjectError::Body)?;
+        size += chunk.len();
+        chunks.push(chunk);
+        if size > INLINE_MAX {
+            let read = futures::stream::iter(chunks.into_iter().map(Ok));
+            return Ok(Small::Larger(Box::pin(read.chain(body))));
+        }
+    }
+    if chunks.len() == 1 {
+        return Ok(Small::Whole(chunks.swap_remove(0)));
+    }
+    Ok(Small::Whole(Bytes::from(chunks.concat())))
+}
+
 /// A stream that keeps blobs pinned until it is dropped.
 struct Pinned {
     inner: ByteStream,
@@ -921,6 +1031,7 @@ impl RedbStore {
         &self,
         bucket: String,
         stored: Stored,
+        bytes: Bytes,
         condition: PutCondition,
         origin: Created,
     ) -> ObjectResult<()> {
@@ -928,6 +1039,7 @@ impl RedbStore {
         self.inner.puts.lock().push(PutJob {
             bucket,
             stored,
+            bytes,
             condition,
             origin,
             done,
@@ -1019,7 +1131,18 @@ impl ObjectStore for RedbStore {
     ) -> ObjectResult<ObjectInfo> {
         check_key(key)?;
         self.bucket(bucket).await?;
-        let (blob, size, etag) = self.write_blob(body, false).await?;
+        let (blob, size, etag, bytes) = match read_small(body).await? {
+            Small::Whole(bytes) => {
+                let etag = hex::encode(Md5::digest(&bytes));
+                let blob = uuid::Uuid::new_v4().simple().to_string();
+                (blob, bytes.len() as u64, etag, Some(bytes))
+            }
+            Small::Larger(body) => {
+                let (blob, size, etag) = self.write_blob(body, false).await?;
+                (blob, size, etag, None)
+            }
+        };
+        let inline = bytes.is_some();
         let mut headers = object.headers;
         if let Some(trailing) = object.trailing.as_ref().and_then(|t| t.get()) {
             headers.extend(trailing.clone());
@@ -1034,16 +1157,20 @@ impl ObjectStore for RedbStore {
                 headers,
             },
             blob: blob.clone(),
+            inline,
             segments: Vec::new(),
         };
         let info = stored.info.clone();
+        let bytes = bytes.unwrap_or_default();
         match self
-            .commit_put(bucket.to_owned(), stored, condition, object.origin)
+            .commit_put(bucket.to_owned(), stored, bytes, condition, object.origin)
             .await
         {
             Ok(()) => Ok(info),
             Err(error) => {
-                self.discard(vec![blob]).await;
+                if !inline {
+                    self.discard(vec![blob]).await;
+                }
                 Err(error)
             }
         }
@@ -1066,9 +1193,13 @@ impl ObjectStore for RedbStore {
         // found).
         for _ in 0..3 {
             let (b, k) = (bucket.to_owned(), key.to_owned());
-            let stored = self
-                .blocking(move |inner| inner.read_object(&b, &k))
+            let (stored, bytes) = self
+                .blocking(move |inner| inner.read_object_bytes(&b, &k, range))
                 .await?;
+            if let Some(bytes) = bytes {
+                let stream = futures::stream::once(std::future::ready(Ok(bytes)));
+                return Ok((stored.info, Box::pin(stream)));
+            }
             let size = stored.info.size;
             let (start, end) = match range {
                 None => (0, size),
@@ -1272,24 +1403,34 @@ mod tests {
         nimbus_store::conformance::objects::run_all(|| stores.make()).await;
     }
 
+    /// Rows of the inline table: the small objects' bytes.
+    fn inline_rows(store: &RedbStore) -> u64 {
+        let txn = store.inner.db.begin_read().unwrap();
+        redb::ReadableTableMetadata::len(&txn.open_table(INLINE).unwrap()).unwrap()
+    }
+
     /// What a crash mid-put leaves — a temporary file, or a renamed blob whose commit never
-    /// happened — is removed at the next open; committed objects survive it whole.
+    /// happened — is removed at the next open; committed objects, in a file or inline, survive
+    /// it whole.
     #[tokio::test]
     async fn uncommitted_puts_are_cleaned_up_and_committed_ones_survive() {
         let dir = tempfile::tempdir().unwrap();
+        let large = vec![b'w'; INLINE_MAX + 1];
         {
             let store = RedbStore::open(dir.path()).unwrap();
             store.create_bucket("b", Some("app")).await.unwrap();
-            store
-                .put_object(
-                    "b",
-                    "kept",
-                    NewObject::default(),
-                    PutCondition::Always,
-                    body(&[b"whole"]),
-                )
-                .await
-                .unwrap();
+            for (key, bytes) in [("kept", &large[..]), ("small", b"whole")] {
+                store
+                    .put_object(
+                        "b",
+                        key,
+                        NewObject::default(),
+                        PutCondition::Always,
+                        body(&[bytes]),
+                    )
+                    .await
+                    .unwrap();
+            }
         }
         let objects = dir.path().join(crate::OBJECTS_DIR);
         std::fs::write(objects.join("tmp").join("half-written"), b"par").unwrap();
@@ -1306,32 +1447,45 @@ mod tests {
             "only the committed object's blob: {blobs:?}"
         );
         let (info, stream) = store.get_object("b", "kept", None).await.unwrap();
+        assert!(read(stream).await == large);
+        assert_eq!(info.size, large.len() as u64);
+        let (info, stream) = store.get_object("b", "small", None).await.unwrap();
         assert_eq!(read(stream).await, b"whole");
         assert_eq!(info.size, 5);
+        assert_eq!(inline_rows(&store), 1);
     }
 
-    /// Overwrites and deletes unlink the blob they replace: the store does not grow.
+    /// Overwrites and deletes unlink the blob or remove the inline row they replace, whichever
+    /// size replaces whichever: the store does not grow.
     #[tokio::test]
     async fn replaced_blobs_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path()).unwrap();
         store.create_bucket("b", Some("app")).await.unwrap();
-        for round in 0..5u8 {
+        let blobs = dir.path().join(crate::OBJECTS_DIR).join("blobs");
+        let files = || std::fs::read_dir(&blobs).unwrap().count();
+        for (round, size, expect) in [
+            (0u8, INLINE_MAX + 1, (1, 0)),
+            (1, INLINE_MAX + 1, (1, 0)),
+            (2, 1, (0, 1)),
+            (3, INLINE_MAX, (0, 1)),
+            (4, INLINE_MAX + 1, (1, 0)),
+            (5, 0, (0, 1)),
+        ] {
             store
                 .put_object(
                     "b",
                     "k",
                     NewObject::default(),
                     PutCondition::Always,
-                    body(&[&[round]]),
+                    body(&[&vec![round; size]]),
                 )
                 .await
                 .unwrap();
+            assert_eq!((files(), inline_rows(&store)), expect, "round {round}");
         }
-        let blobs = dir.path().join(crate::OBJECTS_DIR).join("blobs");
-        assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 1);
         assert!(store.delete_object("b", "k").await.unwrap());
-        assert_eq!(std::fs::read_dir(&blobs).unwrap().count(), 0);
+        assert_eq!((files(), inline_rows(&store)), (0, 0));
     }
 
     /// Parts of an upload in progress and the blobs of a multipart object are referenced:

@@ -18,6 +18,7 @@ pub async fn run_all<S: ObjectStore>(make: impl Fn() -> S) {
     a_failed_body_leaves_the_old_object(&make()).await;
     listings_are_ordered_filtered_and_paged(&make()).await;
     readers_finish_the_version_they_began(&make()).await;
+    sizes_either_side_of_storage_thresholds_round_trip(&make()).await;
     multipart_uploads_join_their_parts_in_order(&make()).await;
     completing_checks_order_etags_and_sizes_and_changes_nothing_when_refused(&make()).await;
     aborted_uploads_and_deleted_buckets_take_their_parts(&make()).await;
@@ -376,6 +377,84 @@ pub async fn readers_finish_the_version_they_began(store: &impl ObjectStore) {
         got.extend_from_slice(&chunk.expect("the old version stays readable"));
     }
     assert_eq!(got, old);
+}
+
+/// Backends keep small and large objects differently (inline rows, files, chunks): every size
+/// near the usual boundaries reads back whole and in ranges, and replacing an object by one
+/// of another size, or deleting it, leaves exactly the last one written.
+pub async fn sizes_either_side_of_storage_thresholds_round_trip(store: &impl ObjectStore) {
+    store.create_bucket("s", Some("app")).await.unwrap();
+    let sizes = [
+        0usize,
+        1,
+        4 << 10,
+        (16 << 10) + 1,
+        (64 << 10) - 1,
+        64 << 10,
+        (64 << 10) + 1,
+        (128 << 10) + 7,
+        1 << 20,
+    ];
+    for (seed, size) in sizes.into_iter().enumerate() {
+        let bytes = pattern(seed as u8, size);
+        // In one chunk, and in uneven chunks that cross the boundaries.
+        for (n, chunk) in [(0, size.max(1)), (1, 10_007)] {
+            let key = format!("{size}-{n}");
+            let chunks: Vec<&[u8]> = bytes.chunks(chunk).collect();
+            let info = put_with(store, "s", &key, PutCondition::Always, body(&chunks))
+                .await
+                .unwrap();
+            assert_eq!(info.size, size as u64, "{key}");
+            let (got, stream) = store.get_object("s", &key, None).await.unwrap();
+            assert_eq!(got, info, "{key}");
+            assert!(read(stream).await == bytes, "{key} reads back whole");
+            if size > 2 {
+                let (_, stream) = store
+                    .get_object("s", &key, Some((1..size as u64 - 1).into()))
+                    .await
+                    .unwrap();
+                assert!(read(stream).await == bytes[1..size - 1], "{key} in a range");
+            }
+            assert!(matches!(
+                store
+                    .get_object("s", &key, Some((size as u64..size as u64 + 1).into()))
+                    .await,
+                Err(ObjectError::InvalidRange { .. })
+            ));
+        }
+    }
+    // Small, then large, then small again, then gone; a failed body changes nothing.
+    let (small, large) = (pattern(1, 100), pattern(2, 300_000));
+    for bytes in [&small, &large, &small, &large] {
+        put(store, "s", "swap", bytes).await;
+        let (_, stream) = store.get_object("s", "swap", None).await.unwrap();
+        assert!(read(stream).await == *bytes);
+    }
+    assert!(matches!(
+        put_with(
+            store,
+            "s",
+            "swap",
+            PutCondition::Always,
+            failing_body(&[&small])
+        )
+        .await,
+        Err(ObjectError::Body(_))
+    ));
+    let (_, stream) = store.get_object("s", "swap", None).await.unwrap();
+    assert!(read(stream).await == large);
+    put(store, "s", "swap", &small).await;
+    let (_, mut stream) = store.get_object("s", "swap", None).await.unwrap();
+    assert!(store.delete_object("s", "swap").await.unwrap());
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.expect("the deleted version stays readable"));
+    }
+    assert_eq!(got, small);
+    assert!(matches!(
+        store.head_object("s", "swap").await,
+        Err(ObjectError::NoSuchKey { .. })
+    ));
 }
 
 /// `len` bytes of a pattern that differs per `seed`, so misplaced parts show.
