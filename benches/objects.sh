@@ -7,7 +7,8 @@
 # Small objects: COUNT PUTs of 4 KiB, then COUNT GETs, from THREADS boto3 threads and from the
 # Rust AWS SDK with CONCURRENCY requests in flight (benches/objects, its own crate); objects/s
 # and p50/p99 ms per op, median of ROUNDS. Large: one LARGE_MIB object up and down (boto3
-# multipart, 64 MiB parts, 4 threads), MB/s. nimbus fsyncs every PUT before answering; moto keeps objects in
+# multipart, 64 MiB parts, 4 threads; then the Rust SDK, 64 MiB parts and ranges, 4 in
+# flight), MB/s. nimbus fsyncs every PUT before answering; moto keeps objects in
 # memory; s3s-fs writes files without fsync.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,7 +75,8 @@ for server in nimbus moto s3sfs; do
     echo "$server small 4KiB rust-sdk concurrency=$concurrency: PUT $(col 1)/s p50 $(col 2) ms p99 $(col 3) ms · GET $(col 4)/s p50 $(col 5) ms p99 $(col 6) ms"
   done
   if [ "$server" != moto ] || [ "$LARGE_MIB" -le 256 ]; then
-    echo "$server large ${LARGE_MIB}MiB: $(load "$endpoint" "$ak" "$sk" large "$LARGE_MIB" | awk '{print "PUT " $2 " MB/s · GET " $4 " MB/s"}')"
+    echo "$server large ${LARGE_MIB}MiB boto3: $(load "$endpoint" "$ak" "$sk" large "$LARGE_MIB" | awk '{print "PUT " $2 " MB/s · GET " $4 " MB/s"}')"
+    echo "$server large ${LARGE_MIB}MiB rust-sdk: $("$rust_client" "$endpoint" "$ak" "$sk" large "$LARGE_MIB" 64 4 | awk '{print "PUT " $1 " MB/s · GET " $2 " MB/s"}')"
     if [ "$server" = nimbus ]; then
       pid=$(pgrep -f "nimbus serve .*$WORK/nimbus" | head -1)
       echo "nimbus peak RSS after the large object: $(awk '/VmHWM/ {print $2 " " $3}' "/proc/$pid/status")"
