@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod kv;
 mod objects;
 pub mod queue;
 
@@ -154,6 +155,9 @@ impl Inner {
             txn.open_table(objects::PARTS).map_err(backend)?;
             txn.open_table(objects::EVENTS).map_err(backend)?;
             txn.open_table(objects::INLINE).map_err(backend)?;
+            txn.open_table(kv::KV_STORES).map_err(backend)?;
+            txn.open_table(kv::KV).map_err(backend)?;
+            txn.open_table(kv::KV_EXPIRY).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         let inner = Inner {

@@ -21,10 +21,12 @@ use std::sync::Arc;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod keys;
+pub mod kv;
 pub mod objects;
 pub mod queue;
 
 pub use keys::{AccessKeyRecord, KeyStore};
+pub use kv::{KeyPage, KvCondition, KvEntry, KvError, KvResult, KvStore, KvStoreId};
 pub use objects::{
     BucketInfo, ByteRange, ByteStream, Change, Created, Listing, NewObject, NotificationRule,
     ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo, PutCondition,

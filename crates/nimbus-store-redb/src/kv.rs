@@ -1,0 +1,534 @@
+//! The embedded [`KvStore`]: entries are rows of `kv`, keyed by (app, store, key), each value
+//! prefixed by its version and expiry; `kv_expiry` orders the expiring ones by time so
+//! purging reads only what is due. Every write is one redb transaction, durable when it
+//! returns; conditions and increments are decided inside it (redb has one writer at a time),
+//! so concurrent conditional writes cannot lose an update.
+
+use crate::{Inner, RedbStore, SEQS, now_ms};
+use async_trait::async_trait;
+use bytes::Bytes;
+use nimbus_store::kv::{check_entry, counter_of};
+use nimbus_store::{KeyPage, KvCondition, KvEntry, KvError, KvResult, KvStore, KvStoreId};
+use redb::{ReadableTable, TableDefinition};
+use std::ops::Bound;
+use std::time::Duration;
+
+/// (app, store) → when it was created (ms).
+pub(crate) const KV_STORES: TableDefinition<(&str, &str), u64> = TableDefinition::new("kv_stores");
+/// (app, store, key) → version (8 bytes BE), expiry in ms (8 bytes BE, 0 for never), value.
+pub(crate) const KV: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("kv");
+/// (expiry ms, app, store, key) for entries that expire.
+pub(crate) const KV_EXPIRY: TableDefinition<(u64, &str, &str, &str), ()> =
+    TableDefinition::new("kv_expiry");
+/// The `seqs` row numbering versions.
+const VERSION_SEQ: &str = "#kv-versions";
+
+const HEADER: usize = 16;
+
+type KvTable = redb::ReadOnlyTable<(&'static str, &'static str, &'static str), &'static [u8]>;
+
+fn db(error: impl Into<nimbus_store::BoxError>) -> KvError {
+    KvError::backend(error)
+}
+
+/// A row's parts.
+struct Row<'a> {
+    version: u64,
+    expires_ms: u64,
+    value: &'a [u8],
+}
+
+impl<'a> Row<'a> {
+    fn parse(bytes: &'a [u8]) -> KvResult<Row<'a>> {
+        let (Some(version), Some(expires), Some(value)) =
+            (bytes.get(0..8), bytes.get(8..HEADER), bytes.get(HEADER..))
+        else {
+            return Err(KvError::backend(
+                "a key-value row is shorter than its header",
+            ));
+        };
+        let number = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
+        Ok(Row {
+            version: number(version),
+            expires_ms: number(expires),
+            value,
+        })
+    }
+
+    fn live(&self, now: u64) -> bool {
+        self.expires_ms == 0 || self.expires_ms > now
+    }
+
+    fn entry(&self) -> KvEntry {
+        KvEntry {
+            value: Bytes::copy_from_slice(self.value),
+            version: self.version,
+        }
+    }
+}
+
+fn encode(version: u64, expires_ms: u64, value: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(HEADER + value.len());
+    row.extend_from_slice(&version.to_be_bytes());
+    row.extend_from_slice(&expires_ms.to_be_bytes());
+    row.extend_from_slice(value);
+    row
+}
+
+fn require_store(txn: &redb::WriteTransaction, id: &KvStoreId) -> KvResult<()> {
+    let stores = txn.open_table(KV_STORES).map_err(db)?;
+    match stores
+        .get((id.app.as_str(), id.store.as_str()))
+        .map_err(db)?
+    {
+        Some(_) => Ok(()),
+        None => Err(KvError::NoSuchStore(id.clone())),
+    }
+}
+
+/// Write `value` under `key` in `txn` if `condition` holds; the new version, or `None`.
+/// `expires_ms` of `None` keeps the current entry's expiry (an increment), `Some(0)` clears it.
+fn write(
+    txn: &redb::WriteTransaction,
+    id: &KvStoreId,
+    key: &str,
+    value: &[u8],
+    condition: KvCondition,
+    expires_ms: Option<u64>,
+    now: u64,
+) -> KvResult<Option<u64>> {
+    let mut kv = txn.open_table(KV).map_err(db)?;
+    let row_key = (id.app.as_str(), id.store.as_str(), key);
+    let current = match kv.get(row_key).map_err(db)? {
+        Some(bytes) => {
+            let row = Row::parse(bytes.value())?;
+            Some((row.version, row.expires_ms, row.live(now)))
+        }
+        None => None,
+    };
+    let live = current.filter(|(_, _, live)| *live);
+    let holds = match condition {
+        KvCondition::Always => true,
+        KvCondition::Absent => live.is_none(),
+        KvCondition::Version(version) => live.is_some_and(|(v, _, _)| v == version),
+    };
+    if !holds {
+        return Ok(None);
+    }
+    let mut expiry = txn.open_table(KV_EXPIRY).map_err(db)?;
+    if let Some((_, old_expires, _)) = current
+        && old_expires != 0
+    {
+        expiry
+            .remove((old_expires, row_key.0, row_key.1, row_key.2))
+            .map_err(db)?;
+    }
+    let expires_ms = expires_ms.unwrap_or_else(|| live.map_or(0, |(_, e, _)| e));
+    if expires_ms != 0 {
+        expiry
+            .insert((expires_ms, row_key.0, row_key.1, row_key.2), ())
+            .map_err(db)?;
+    }
+    let version = next_version(txn)?;
+    kv.insert(row_key, encode(version, expires_ms, value).as_slice())
+        .map_err(db)?;
+    Ok(Some(version))
+}
+
+fn remove(txn: &redb::WriteTransaction, id: &KvStoreId, key: &str, now: u64) -> KvResult<bool> {
+    let mut kv = txn.open_table(KV).map_err(db)?;
+    let row_key = (id.app.as_str(), id.store.as_str(), key);
+    let Some((expires_ms, live)) = kv
+        .remove(row_key)
+        .map_err(db)?
+        .map(|bytes| Row::parse(bytes.value()).map(|row| (row.expires_ms, row.live(now))))
+        .transpose()?
+    else {
+        return Ok(false);
+    };
+    if expires_ms != 0 {
+        txn.open_table(KV_EXPIRY)
+            .map_err(db)?
+            .remove((expires_ms, row_key.0, row_key.1, row_key.2))
+            .map_err(db)?;
+    }
+    Ok(live)
+}
+
+fn next_version(txn: &redb::WriteTransaction) -> KvResult<u64> {
+    let mut seqs = txn.open_table(SEQS).map_err(db)?;
+    let next = seqs.get(VERSION_SEQ).map_err(db)?.map_or(0, |v| v.value()) + 1;
+    seqs.insert(VERSION_SEQ, next).map_err(db)?;
+    Ok(next)
+}
+
+fn expiry_of(ttl: Option<Duration>, now: u64) -> u64 {
+    // At least 1 ms, so a TTL always expires rather than meaning "never".
+    ttl.map_or(0, |ttl| now.saturating_add((ttl.as_millis() as u64).max(1)))
+}
+
+impl Inner {
+    fn kv_write<T>(
+        &self,
+        id: &KvStoreId,
+        work: impl FnOnce(&redb::WriteTransaction, u64) -> KvResult<T>,
+    ) -> KvResult<T> {
+        let txn = self.db.begin_write().map_err(db)?;
+        require_store(&txn, id)?;
+        let out = work(&txn, now_ms())?;
+        txn.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    fn kv_read<T>(
+        &self,
+        id: &KvStoreId,
+        work: impl FnOnce(&KvTable, u64) -> KvResult<T>,
+    ) -> KvResult<T> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let stores = txn.open_table(KV_STORES).map_err(db)?;
+        if stores
+            .get((id.app.as_str(), id.store.as_str()))
+            .map_err(db)?
+            .is_none()
+        {
+            return Err(KvError::NoSuchStore(id.clone()));
+        }
+        let kv = txn.open_table(KV).map_err(db)?;
+        work(&kv, now_ms())
+    }
+
+    fn kv_get_many(&self, id: &KvStoreId, keys: &[String]) -> KvResult<Vec<Option<KvEntry>>> {
+        self.kv_read(id, |kv, now| {
+            keys.iter()
+                .map(|key| {
+                    check_entry(key, None)?;
+                    let Some(bytes) = kv
+                        .get((id.app.as_str(), id.store.as_str(), key.as_str()))
+                        .map_err(db)?
+                    else {
+                        return Ok(None);
+                    };
+                    let row = Row::parse(bytes.value())?;
+                    Ok(row.live(now).then(|| row.entry()))
+                })
+                .collect()
+        })
+    }
+
+    fn kv_list(&self, id: &KvStoreId, cursor: Option<&str>, limit: usize) -> KvResult<KeyPage> {
+        let (app, store) = (id.app.as_str(), id.store.as_str());
+        self.kv_read(id, |kv, now| {
+            let start = match cursor {
+                Some(after) => Bound::Excluded((app, store, after)),
+                None => Bound::Included((app, store, "")),
+            };
+            let range = kv
+                .range::<(&str, &str, &str)>((start, Bound::Unbounded))
+                .map_err(db)?;
+            let mut page = KeyPage::default();
+            for entry in range {
+                let (row_key, bytes) = entry.map_err(db)?;
+                let (a, s, key) = row_key.value();
+                if (a, s) != (app, store) {
+                    break;
+                }
+                if !Row::parse(bytes.value())?.live(now) {
+                    continue;
+                }
+                if page.keys.len() == limit {
+                    page.next = page.keys.last().cloned();
+                    break;
+                }
+                page.keys.push(key.to_owned());
+            }
+            Ok(page)
+        })
+    }
+
+    fn kv_increment(&self, id: &KvStoreId, key: &str, delta: i64) -> KvResult<i64> {
+        check_entry(key, None)?;
+        self.kv_write(id, |txn, now| {
+            let current = {
+                let kv = txn.open_table(KV).map_err(db)?;
+                let row_key = (id.app.as_str(), id.store.as_str(), key);
+                match kv.get(row_key).map_err(db)? {
+                    Some(bytes) => {
+                        let row = Row::parse(bytes.value())?;
+                        if row.live(now) {
+                            counter_of(key, row.value)?
+                        } else {
+                            0
+                        }
+                    }
+                    None => 0,
+                }
+            };
+            let next = current
+                .checked_add(delta)
+                .ok_or_else(|| KvError::Overflow {
+                    key: key.to_owned(),
+                })?;
+            write(
+                txn,
+                id,
+                key,
+                &next.to_be_bytes(),
+                KvCondition::Always,
+                None,
+                now,
+            )?;
+            Ok(next)
+        })
+    }
+
+    fn kv_delete_store(&self, id: &KvStoreId) -> KvResult<bool> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let (app, store) = (id.app.as_str(), id.store.as_str());
+        let existed = txn
+            .open_table(KV_STORES)
+            .map_err(db)?
+            .remove((app, store))
+            .map_err(db)?
+            .is_some();
+        let mut keys = Vec::new();
+        {
+            let kv = txn.open_table(KV).map_err(db)?;
+            for entry in kv
+                .range::<(&str, &str, &str)>((app, store, "")..)
+                .map_err(db)?
+            {
+                let (row_key, _) = entry.map_err(db)?;
+                let (a, s, key) = row_key.value();
+                if (a, s) != (app, store) {
+                    break;
+                }
+                keys.push(key.to_owned());
+            }
+        }
+        for key in &keys {
+            remove(&txn, id, key, 0)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(existed)
+    }
+
+    fn kv_purge(&self, max: usize) -> KvResult<usize> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let now = now_ms();
+        let due: Vec<(String, String, String)> = {
+            let expiry = txn.open_table(KV_EXPIRY).map_err(db)?;
+            let mut due = Vec::new();
+            for entry in expiry.iter().map_err(db)? {
+                let (row_key, _) = entry.map_err(db)?;
+                let (expires_ms, app, store, key) = row_key.value();
+                if expires_ms > now || due.len() == max {
+                    break;
+                }
+                due.push((app.to_owned(), store.to_owned(), key.to_owned()));
+            }
+            due
+        };
+        for (app, store, key) in &due {
+            remove(
+                &txn,
+                &KvStoreId::new(app.as_str(), store.as_str()),
+                key,
+                now,
+            )?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(due.len())
+    }
+}
+
+impl RedbStore {
+    async fn kv<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> KvResult<T> + Send + 'static,
+    ) -> KvResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(db)?
+    }
+}
+
+#[async_trait]
+impl KvStore for RedbStore {
+    async fn create_store(&self, id: &KvStoreId) -> KvResult<bool> {
+        let id = id.clone();
+        self.kv(move |inner| {
+            let txn = inner.db.begin_write().map_err(db)?;
+            let created = {
+                let mut stores = txn.open_table(KV_STORES).map_err(db)?;
+                let key = (id.app.as_str(), id.store.as_str());
+                let created = stores.get(key).map_err(db)?.is_none();
+                if created {
+                    stores.insert(key, now_ms()).map_err(db)?;
+                }
+                created
+            };
+            txn.commit().map_err(db)?;
+            Ok(created)
+        })
+        .await
+    }
+
+    async fn delete_store(&self, id: &KvStoreId) -> KvResult<bool> {
+        let id = id.clone();
+        self.kv(move |inner| inner.kv_delete_store(&id)).await
+    }
+
+    async fn stores(&self, app: &str) -> KvResult<Vec<String>> {
+        let app = app.to_owned();
+        self.kv(move |inner| {
+            let txn = inner.db.begin_read().map_err(db)?;
+            let stores = txn.open_table(KV_STORES).map_err(db)?;
+            let mut names = Vec::new();
+            for entry in stores
+                .range::<(&str, &str)>((app.as_str(), "")..)
+                .map_err(db)?
+            {
+                let (key, _) = entry.map_err(db)?;
+                let (a, store) = key.value();
+                if a != app {
+                    break;
+                }
+                names.push(store.to_owned());
+            }
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &KvStoreId, key: &str) -> KvResult<Option<KvEntry>> {
+        let mut got = self.get_many(id, &[key.to_owned()]).await?;
+        Ok(got.pop().flatten())
+    }
+
+    async fn get_many(&self, id: &KvStoreId, keys: &[String]) -> KvResult<Vec<Option<KvEntry>>> {
+        let (id, keys) = (id.clone(), keys.to_vec());
+        self.kv(move |inner| inner.kv_get_many(&id, &keys)).await
+    }
+
+    async fn set(
+        &self,
+        id: &KvStoreId,
+        key: &str,
+        value: Bytes,
+        condition: KvCondition,
+        ttl: Option<Duration>,
+    ) -> KvResult<Option<u64>> {
+        check_entry(key, Some(&value))?;
+        let (id, key) = (id.clone(), key.to_owned());
+        self.kv(move |inner| {
+            inner.kv_write(&id, |txn, now| {
+                let expires = expiry_of(ttl, now);
+                write(txn, &id, &key, &value, condition, Some(expires), now)
+            })
+        })
+        .await
+    }
+
+    async fn set_many(&self, id: &KvStoreId, entries: Vec<(String, Bytes)>) -> KvResult<()> {
+        for (key, value) in &entries {
+            check_entry(key, Some(value))?;
+        }
+        let id = id.clone();
+        self.kv(move |inner| {
+            inner.kv_write(&id, |txn, now| {
+                for (key, value) in &entries {
+                    write(txn, &id, key, value, KvCondition::Always, Some(0), now)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &KvStoreId, key: &str) -> KvResult<bool> {
+        check_entry(key, None)?;
+        let (id, key) = (id.clone(), key.to_owned());
+        self.kv(move |inner| inner.kv_write(&id, |txn, now| remove(txn, &id, &key, now)))
+            .await
+    }
+
+    async fn delete_many(&self, id: &KvStoreId, keys: &[String]) -> KvResult<()> {
+        for key in keys {
+            check_entry(key, None)?;
+        }
+        let (id, keys) = (id.clone(), keys.to_vec());
+        self.kv(move |inner| {
+            inner.kv_write(&id, |txn, now| {
+                for key in &keys {
+                    remove(txn, &id, key, now)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_keys(
+        &self,
+        id: &KvStoreId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> KvResult<KeyPage> {
+        let (id, cursor) = (id.clone(), cursor.map(str::to_owned));
+        self.kv(move |inner| inner.kv_list(&id, cursor.as_deref(), limit.max(1)))
+            .await
+    }
+
+    async fn increment(&self, id: &KvStoreId, key: &str, delta: i64) -> KvResult<i64> {
+        let (id, key) = (id.clone(), key.to_owned());
+        self.kv(move |inner| inner.kv_increment(&id, &key, delta))
+            .await
+    }
+
+    async fn purge_expired(&self, max: usize) -> KvResult<usize> {
+        self.kv(move |inner| inner.kv_purge(max)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        let stores = crate::TempStores::default();
+        nimbus_store::conformance::kv::run_all(|| stores.make()).await;
+    }
+
+    /// Entries, versions and expiries survive a reopen; versions keep increasing.
+    #[tokio::test]
+    async fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = KvStoreId::new("app", "s");
+        let version = {
+            let store = RedbStore::open(dir.path()).unwrap();
+            store.create_store(&id).await.unwrap();
+            store.increment(&id, "n", 3).await.unwrap();
+            store
+                .set(
+                    &id,
+                    "k",
+                    Bytes::from_static(b"v"),
+                    KvCondition::Always,
+                    Some(Duration::from_secs(3600)),
+                )
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let store = RedbStore::open(dir.path()).unwrap();
+        let entry = store.get(&id, "k").await.unwrap().unwrap();
+        assert_eq!((entry.value.as_ref(), entry.version), (&b"v"[..], version));
+        assert_eq!(store.increment(&id, "n", 1).await.unwrap(), 4);
+        let next = store.get(&id, "n").await.unwrap().unwrap().version;
+        assert!(next > version);
+        assert_eq!(store.purge_expired(10).await.unwrap(), 0);
+    }
+}
