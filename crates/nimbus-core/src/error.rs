@@ -73,6 +73,8 @@ pub enum ErrorCode {
     BucketExists,
     /// The bucket still holds objects.
     BucketNotEmpty,
+    /// A key-value store still holds entries.
+    KvStoreNotEmpty,
     /// No object by that key in the bucket.
     ObjectNotFound,
     /// No access key by that id (or it was revoked).
@@ -83,7 +85,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (`Internal` last).
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -116,6 +118,7 @@ impl ErrorCode {
         ErrorCode::BucketNotFound,
         ErrorCode::BucketExists,
         ErrorCode::BucketNotEmpty,
+        ErrorCode::KvStoreNotEmpty,
         ErrorCode::ObjectNotFound,
         ErrorCode::KeyNotFound,
         ErrorCode::Internal,
@@ -156,6 +159,7 @@ impl ErrorCode {
             ErrorCode::BucketNotFound => "bucket_not_found",
             ErrorCode::BucketExists => "bucket_exists",
             ErrorCode::BucketNotEmpty => "bucket_not_empty",
+            ErrorCode::KvStoreNotEmpty => "kv_store_not_empty",
             ErrorCode::ObjectNotFound => "object_not_found",
             ErrorCode::KeyNotFound => "key_not_found",
             ErrorCode::Internal => "internal",
@@ -246,9 +250,10 @@ mod tests {
             ErrorCode::BucketNotFound => 29,
             ErrorCode::BucketExists => 30,
             ErrorCode::BucketNotEmpty => 31,
-            ErrorCode::ObjectNotFound => 32,
-            ErrorCode::KeyNotFound => 33,
-            ErrorCode::Internal => 34,
+            ErrorCode::KvStoreNotEmpty => 32,
+            ErrorCode::ObjectNotFound => 33,
+            ErrorCode::KeyNotFound => 34,
+            ErrorCode::Internal => 35,
         }
     }
 

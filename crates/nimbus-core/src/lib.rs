@@ -23,6 +23,6 @@ pub use name::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
 pub use spec::{
-    AppSpec, BucketGrant, BucketSpec, FunctionKind, FunctionSpec, Grants, InstanceMode, Network,
-    RouteSpec, Runtime, valid_bucket_name,
+    AppSpec, BucketGrant, BucketSpec, FunctionKind, FunctionSpec, Grants, InstanceMode, KvGrant,
+    KvSpec, Network, RouteSpec, Runtime, valid_bucket_name,
 };

@@ -109,6 +109,23 @@ pub struct Grants {
     /// Buckets of the app this function may read and write (`buckets = [...]`).
     #[serde(default)]
     pub buckets: Vec<BucketGrant>,
+    /// Key-value stores of the app this function may use (`kv = [...]`).
+    #[serde(default)]
+    pub kv: Vec<KvGrant>,
+}
+
+/// One key-value store a function may use, and whether it may write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvGrant {
+    pub store: Name,
+    /// Set, delete, increment, swap (reading is always granted).
+    pub write: bool,
+}
+
+/// A key-value store an app declares (`[kv.NAME]`); created for the app at deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvSpec {
+    pub name: Name,
 }
 
 /// One bucket a function may touch, and how.
@@ -168,6 +185,11 @@ impl Grants {
     pub fn may_write_bucket(&self, bucket: &str) -> bool {
         self.buckets.iter().any(|g| g.bucket == bucket && g.write)
     }
+
+    /// The grant of key-value store `store`, if any.
+    pub fn kv_store(&self, store: &str) -> Option<&KvGrant> {
+        self.kv.iter().find(|g| g.store.as_str() == store)
+    }
 }
 
 impl FunctionSpec {
@@ -215,6 +237,8 @@ pub struct AppSpec {
     pub events: EventsSpec,
     #[serde(default)]
     pub buckets: Vec<BucketSpec>,
+    #[serde(default)]
+    pub kv: Vec<KvSpec>,
 }
 
 pub(crate) mod duration_ms {

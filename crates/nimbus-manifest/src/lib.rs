@@ -9,8 +9,9 @@
 
 use nimbus_core::{
     AppSpec, BucketGrant, BucketSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind,
-    FunctionSpec, InstanceMode, Missed, Name, Network, ObjectFilter, OutboundRule, QueueSpec,
-    QueueTriggerSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec, StorageTriggerSpec,
+    FunctionSpec, InstanceMode, KvGrant, KvSpec, Missed, Name, Network, ObjectFilter, OutboundRule,
+    QueueSpec, QueueTriggerSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec,
+    StorageTriggerSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -82,7 +83,13 @@ struct RawManifest {
     trigger: RawTriggers,
     #[serde(default)]
     bucket: BTreeMap<String, Spanned<RawBucket>>,
+    #[serde(default)]
+    kv: BTreeMap<String, Spanned<RawKv>>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKv {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +195,8 @@ struct RawFunction {
     publish: Option<bool>,
     #[serde(default)]
     buckets: Vec<Spanned<String>>,
+    #[serde(default)]
+    kv: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +221,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         queue_names: Vec::new(),
         function_names: Vec::new(),
         bucket_names: Vec::new(),
+        kv_names: Vec::new(),
     };
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| ctx.at(e.span(), String::new(), e.message().to_owned()))?;
@@ -260,6 +270,13 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         });
     }
     ctx.bucket_names = buckets.iter().map(|b| b.name.clone()).collect();
+    let mut kv = Vec::new();
+    for (raw_name, raw_kv) in &raw.kv {
+        let name = Name::new(raw_name)
+            .map_err(|e| ctx.at(Some(raw_kv.span()), format!("kv.{raw_name}"), e.to_string()))?;
+        kv.push(KvSpec { name });
+    }
+    ctx.kv_names = kv.iter().map(|k| k.name.to_string()).collect();
     ctx.function_names = raw.function.keys().map(|k| k.get_ref().clone()).collect();
 
     let mut functions = BTreeMap::new();
@@ -315,6 +332,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             routes,
             events,
             buckets,
+            kv,
         },
         sources,
         compiled: Compiled {
@@ -332,6 +350,7 @@ struct Ctx<'a> {
     queue_names: Vec<String>,
     function_names: Vec<String>,
     bucket_names: Vec<String>,
+    kv_names: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -378,6 +397,40 @@ impl Ctx<'_> {
                     ),
                 )
             })
+    }
+
+    /// A key-value grant: `"NAME"` (read and write) or `"NAME:read"`, naming a declared store.
+    fn kv_grant(&self, value: &Spanned<String>, key: String) -> Result<KvGrant, ManifestError> {
+        let (store, write) = match value.get_ref().split_once(':') {
+            None => (value.get_ref().as_str(), true),
+            Some((store, "read")) => (store, false),
+            Some((_, other)) => {
+                return Err(self.at(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "{other:?} is not an access: write \"STORE\" (read and write) or \
+                         \"STORE:read\""
+                    ),
+                ));
+            }
+        };
+        let names: Vec<&str> = self.kv_names.iter().map(String::as_str).collect();
+        let Some(store) = Name::new(store)
+            .ok()
+            .filter(|n| names.contains(&n.as_str()))
+        else {
+            return Err(self.at(
+                Some(value.span()),
+                key,
+                format!(
+                    "no key-value store {store:?} in this manifest (declared: {}); declare it \
+                     as [kv.{store}]",
+                    Ctx::known(&names)
+                ),
+            ));
+        };
+        Ok(KvGrant { store, write })
     }
 
     /// A bucket grant: `"NAME"` (read and write), `"NAME:read"` or `"NAME:write"`, naming a
@@ -584,6 +637,9 @@ fn function(
         spec.grants
             .buckets
             .push(ctx.bucket_grant(grant, key("buckets"))?);
+    }
+    for grant in &f.kv {
+        spec.grants.kv.push(ctx.kv_grant(grant, key("kv"))?);
     }
     if let Some(raw) = &f.delivery {
         delivery(ctx, &key, raw, &mut spec.delivery)?;
@@ -1493,6 +1549,54 @@ queue = "removals"
             ),
         ] {
             let text = BUCKETS.replacen(from, to, 1);
+            let error = parse("nimbus.toml", &text).unwrap_err();
+            assert_eq!(error.key, key, "{error}");
+            assert!(error.message.contains(says), "{error}");
+        }
+    }
+
+    const KV: &str = r#"
+name = "shop"
+
+[kv.sessions]
+[kv.carts]
+
+[function.web]
+component = "web.wasm"
+kv = ["sessions", "carts:read"]
+"#;
+
+    #[test]
+    fn kv_stores_are_declared_and_granted() {
+        let manifest = parse("nimbus.toml", KV).unwrap();
+        let stores: Vec<&str> = manifest.app.kv.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(stores, ["carts", "sessions"]);
+        let grants = &manifest.app.functions[&Name::new("web").unwrap()].grants;
+        assert!(grants.kv_store("sessions").is_some_and(|g| g.write));
+        assert!(grants.kv_store("carts").is_some_and(|g| !g.write));
+        assert!(grants.kv_store("other").is_none());
+        for (from, to, key, says) in [
+            (
+                "carts:read",
+                "carts:write",
+                "function.web.kv",
+                "not an access",
+            ),
+            (
+                "carts:read",
+                "nope",
+                "function.web.kv",
+                "declared: carts, sessions",
+            ),
+            ("[kv.carts]", "[kv.\"Bad Name\"]", "kv.Bad Name", ""),
+            (
+                "[kv.carts]",
+                "[kv.carts]\nttl = 1",
+                "kv.carts.ttl",
+                "unknown field",
+            ),
+        ] {
+            let text = KV.replacen(from, to, 1);
             let error = parse("nimbus.toml", &text).unwrap_err();
             assert_eq!(error.key, key, "{error}");
             assert!(error.message.contains(says), "{error}");

@@ -86,7 +86,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::RouteConflict
         | ErrorCode::NoPreviousVersion
         | ErrorCode::BucketExists
-        | ErrorCode::BucketNotEmpty => StatusCode::CONFLICT,
+        | ErrorCode::BucketNotEmpty
+        | ErrorCode::KvStoreNotEmpty => StatusCode::CONFLICT,
     }
 }
 
@@ -193,7 +194,9 @@ mod tests {
             | InvalidCode
             | DigestMismatch
             | InvalidEvent => 400,
-            RouteConflict | NoPreviousVersion | BucketExists | BucketNotEmpty => 409,
+            RouteConflict | NoPreviousVersion | BucketExists | BucketNotEmpty | KvStoreNotEmpty => {
+                409
+            }
             Forbidden => 403,
         }
     }
