@@ -11,6 +11,7 @@ mod deploy;
 mod events;
 mod invariants;
 mod invocation;
+mod kv;
 mod lambda;
 mod limits;
 mod objects;

@@ -21,7 +21,10 @@ mod s3;
 mod verify;
 
 pub use access::{Access, PublicBuckets};
-pub use provision::{ProvisionError, abort_stale_uploads, ensure_buckets, remove_app_buckets};
+pub use provision::{
+    ProvisionError, abort_stale_uploads, check_app_buckets_empty, ensure_buckets,
+    remove_app_buckets,
+};
 pub use s3::Objects;
 
 /// The largest object a single PUT may store (S3's limit: 5 GiB).

@@ -60,37 +60,50 @@ pub async fn ensure_buckets(
 
 /// Remove every bucket `app` owns. Buckets holding objects are refused unless `force`, which
 /// deletes their objects first. Nothing is removed if any bucket is refused.
-pub async fn remove_app_buckets(
-    store: &dyn ObjectStore,
-    app: &str,
-    force: bool,
-) -> Result<Vec<String>, ProvisionError> {
-    let owned: Vec<String> = store
+async fn app_buckets(store: &dyn ObjectStore, app: &str) -> Result<Vec<String>, ProvisionError> {
+    Ok(store
         .buckets()
         .await?
         .into_iter()
         .filter(|b| b.app.as_deref() == Some(app))
         .map(|b| b.name)
-        .collect();
-    if !force {
-        let mut nonempty = Vec::new();
-        for bucket in &owned {
-            if !store
-                .list_objects(bucket, "", None, 1)
-                .await?
-                .objects
-                .is_empty()
-            {
-                nonempty.push(bucket.clone());
-            }
-        }
-        if !nonempty.is_empty() {
-            return Err(ProvisionError::NotEmpty {
-                app: app.to_owned(),
-                nonempty,
-            });
+        .collect())
+}
+
+/// Refuse (`NotEmpty`, naming them) if any of `app`'s buckets holds objects.
+pub async fn check_app_buckets_empty(
+    store: &dyn ObjectStore,
+    app: &str,
+) -> Result<(), ProvisionError> {
+    let mut nonempty = Vec::new();
+    for bucket in app_buckets(store, app).await? {
+        if !store
+            .list_objects(&bucket, "", None, 1)
+            .await?
+            .objects
+            .is_empty()
+        {
+            nonempty.push(bucket);
         }
     }
+    if nonempty.is_empty() {
+        return Ok(());
+    }
+    Err(ProvisionError::NotEmpty {
+        app: app.to_owned(),
+        nonempty,
+    })
+}
+
+pub async fn remove_app_buckets(
+    store: &dyn ObjectStore,
+    app: &str,
+    force: bool,
+) -> Result<Vec<String>, ProvisionError> {
+    if !force {
+        check_app_buckets_empty(store, app).await?;
+    }
+    let owned = app_buckets(store, app).await?;
     for bucket in &owned {
         // The app is going: its triggers with it, before its objects are deleted.
         store.set_notifications(bucket, Vec::new()).await?;

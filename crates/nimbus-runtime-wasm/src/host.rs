@@ -28,6 +28,8 @@ pub struct HostState {
     pub(crate) limiter: MemoryLimiter,
     /// When the current invocation must stop; read by the epoch callback.
     pub(crate) deadline: Instant,
+    /// The key-value stores this function may open, if the platform has any.
+    pub(crate) kv: Option<nimbus_runtime::KeyValue>,
 }
 
 impl WasiView for HostState {

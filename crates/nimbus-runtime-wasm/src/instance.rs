@@ -95,6 +95,10 @@ impl LoadedFunction for WasmFunction {
                 exceeded: false,
             },
             deadline: Instant::now() + self.timeout,
+            kv: self
+                .local
+                .as_ref()
+                .and_then(|local| local.services.key_value(&local.caller)),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

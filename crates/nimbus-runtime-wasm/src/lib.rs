@@ -16,6 +16,7 @@
 mod cache;
 mod host;
 mod instance;
+mod keyvalue;
 
 use nimbus_core::{ErrorCode, FunctionSpec};
 use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadError, LoadSource, LoadedFunction};
@@ -73,6 +74,7 @@ impl WasmExecutor {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("link wasi")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .context("link wasi:http")?;
+        keyvalue::add_to_linker(&mut linker).context("link wasi:keyvalue")?;
         let cache = cache::CompiledCache::new(config.cache_dir, &engine)
             .context("open compiled-artifact cache")?;
 

@@ -82,4 +82,35 @@ pub(crate) trait Provisioner: Send + Sync {
     /// Before `app` is removed: take away what it owns, refusing (unless `force`) to destroy
     /// data.
     async fn release(&self, app: &str, force: bool) -> Result<(), nimbus_core::error::Error>;
+    /// Would [`Provisioner::release`] without `force` refuse? Asked of every provisioner
+    /// before any releases, so a refusal destroys nothing.
+    async fn check_release(&self, _app: &str) -> Result<(), nimbus_core::error::Error> {
+        Ok(())
+    }
+}
+
+/// Several provisioners as one: each provisions in order; releasing asks every one whether it
+/// would refuse (unless `force`), then releases in reverse order.
+pub(crate) struct Provisioners(pub(crate) Vec<Arc<dyn Provisioner>>);
+
+#[async_trait::async_trait]
+impl Provisioner for Provisioners {
+    async fn provision(&self, spec: &AppSpec) -> Result<(), nimbus_core::error::Error> {
+        for provisioner in &self.0 {
+            provisioner.provision(spec).await?;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, app: &str, force: bool) -> Result<(), nimbus_core::error::Error> {
+        if !force {
+            for provisioner in &self.0 {
+                provisioner.check_release(app).await?;
+            }
+        }
+        for provisioner in self.0.iter().rev() {
+            provisioner.release(app, force).await?;
+        }
+        Ok(())
+    }
 }

@@ -10,6 +10,7 @@ mod admin;
 mod deployments;
 mod events;
 mod executors;
+mod kv;
 mod local_api;
 mod objects;
 mod platform;
@@ -170,6 +171,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     .context("prepare the master key")?;
     let keys = nimbus_aws::Keys::new(store.clone(), master_key);
     let objects: Arc<dyn nimbus_store::ObjectStore> = store.clone();
+    let kv: Arc<dyn nimbus_store::KvStore> = store.clone();
     let public_buckets = nimbus_objects::PublicBuckets::default();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -204,6 +206,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let local_api = Arc::new(
         local_api::LocalApi::new(deployments.clone())
             .with_aws(aws.clone(), keys.clone())
+            .with_kv(kv.clone())
             .with(
                 "/v1/queues/",
                 Arc::new(local_api::Queues {
@@ -262,11 +265,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         gateway.clone(),
         deployments.clone(),
         events.clone(),
-        Arc::new(objects::Buckets::new(
-            objects.clone(),
-            keys.clone(),
-            public_buckets.clone(),
-        )),
+        Arc::new(deployments::Provisioners(vec![
+            Arc::new(objects::Buckets::new(
+                objects.clone(),
+                keys.clone(),
+                public_buckets.clone(),
+            )),
+            Arc::new(kv::KvStores { store: kv.clone() }),
+        ])),
         platform::Lifecycle {
             idle_timeout: config.idle_timeout,
             shutdown: shutdown.clone(),
@@ -324,6 +330,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     });
     tasks.spawn(platform.clone().reap_idle_forever());
     tasks.spawn(events.clone().sweep_forever(shutdown.clone()));
+    tasks.spawn(kv::purge_expired_forever(kv, shutdown.clone()));
     if let Some(after) = config.abort_incomplete_uploads_after {
         tasks.spawn(objects::abort_stale_uploads_forever(
             objects.clone(),

@@ -131,6 +131,12 @@ impl Provisioner for Buckets {
         Ok(())
     }
 
+    async fn check_release(&self, app: &str) -> Result<(), Error> {
+        nimbus_objects::check_app_buckets_empty(&*self.objects, app)
+            .await
+            .map_err(provision_error)
+    }
+
     async fn release(&self, app: &str, force: bool) -> Result<(), Error> {
         let removed = nimbus_objects::remove_app_buckets(&*self.objects, app, force)
             .await

@@ -24,6 +24,8 @@ pub(crate) struct LocalApi {
     services: Vec<(&'static str, Arc<dyn Service>)>,
     /// The AWS-compatible endpoint, and the keys that mint functions' credentials.
     aws: Option<(nimbus_aws::Endpoint, nimbus_aws::Keys)>,
+    /// The key-value stores' storage.
+    kv: Option<Arc<dyn nimbus_store::KvStore>>,
 }
 
 /// How long a function instance's AWS credentials last (Lambda's default session length).
@@ -35,7 +37,14 @@ impl LocalApi {
             deployments,
             services: Vec::new(),
             aws: None,
+            kv: None,
         }
+    }
+
+    /// Give functions their granted key-value stores.
+    pub(crate) fn with_kv(mut self, store: Arc<dyn nimbus_store::KvStore>) -> LocalApi {
+        self.kv = Some(store);
+        self
     }
 
     /// Give functions credentials for, and a way to, the AWS-compatible endpoint.
@@ -119,18 +128,23 @@ fn calling_app(
 }
 
 impl LocalApi {
-    /// The endpoint's principal for `caller`: its function, with its grants.
-    fn function_principal(&self, caller: &Caller) -> Option<nimbus_aws::Principal> {
+    /// The calling function's grants, while it is deployed.
+    fn grants(&self, caller: &Caller) -> Option<nimbus_core::Grants> {
         let app = self.deployments.get(&caller.app)?;
         let (_, spec) = app
             .spec
             .functions
             .iter()
             .find(|(name, _)| name.as_str() == &*caller.function)?;
+        Some(spec.grants.clone())
+    }
+
+    /// The endpoint's principal for `caller`: its function, with its grants.
+    fn function_principal(&self, caller: &Caller) -> Option<nimbus_aws::Principal> {
         Some(nimbus_aws::Principal::Function {
             app: caller.app.to_string(),
             function: caller.function.to_string(),
-            grants: Arc::new(spec.grants.clone()),
+            grants: Arc::new(self.grants(caller)?),
         })
     }
 }
@@ -144,6 +158,15 @@ fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
 
 #[async_trait::async_trait]
 impl nimbus_runtime::Services for LocalApi {
+    fn key_value(&self, caller: &Caller) -> Option<nimbus_runtime::KeyValue> {
+        let store = self.kv.clone()?;
+        Some(nimbus_runtime::KeyValue {
+            store,
+            app: caller.app.clone(),
+            grants: self.grants(caller)?.kv.into(),
+        })
+    }
+
     fn aws_credentials(&self, caller: &Caller) -> Option<nimbus_runtime::AwsCredentials> {
         let (_, keys) = self.aws.as_ref()?;
         let session = keys.mint_session(self.function_principal(caller)?, AWS_SESSION);

@@ -1,0 +1,308 @@
+//! `wasi:keyvalue` 0.2.0-draft2 for guests, over the platform's durable [`KvStore`].
+//!
+//! `store.open` opens a store of the calling function's app that its grants name (anything
+//! else is `access-denied`); a read-only grant refuses writes the same way. A compare-and-swap
+//! handle holds the version it read, and its swap writes only if the entry is still at that
+//! version, so concurrent swaps cannot lose an update.
+//!
+//! [`KvStore`]: nimbus_store::KvStore
+
+use crate::host::HostState;
+use bindings::wasi::keyvalue::{atomics, batch, store};
+use nimbus_store::{KvCondition, KvEntry, KvError, KvStore, KvStoreId};
+use std::sync::Arc;
+use wasmtime::component::Resource;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/keyvalue",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+            "wasi:keyvalue/atomics.cas": super::Cas,
+        },
+    });
+}
+
+/// Keys per `list-keys` page.
+const LIST_PAGE: usize = 1000;
+
+/// An open store.
+pub struct Bucket {
+    id: KvStoreId,
+    write: bool,
+}
+
+/// A compare-and-swap handle: the key and the entry it read.
+pub struct Cas {
+    id: KvStoreId,
+    write: bool,
+    key: String,
+    read: Option<KvEntry>,
+}
+
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<HostState>,
+) -> wasmtime::Result<()> {
+    bindings::Imports::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+        linker,
+        |state| state,
+    )
+}
+
+type Outcome<T> = wasmtime::Result<Result<T, store::Error>>;
+
+fn error(error: KvError) -> store::Error {
+    match error {
+        KvError::NoSuchStore(_) => store::Error::NoSuchStore,
+        KvError::Backend(_) => {
+            let cause = std::error::Error::source(&error).map(ToString::to_string);
+            tracing::error!(error = %error, cause = ?cause, "key-value storage failed");
+            store::Error::Other(error.to_string())
+        }
+        other => store::Error::Other(other.to_string()),
+    }
+}
+
+impl HostState {
+    fn kv(&self) -> Result<&nimbus_runtime::KeyValue, store::Error> {
+        self.kv.as_ref().ok_or(store::Error::AccessDenied)
+    }
+
+    /// The platform's store, held apart from `self` across awaits.
+    fn kv_store(&self) -> Result<Arc<dyn KvStore>, store::Error> {
+        self.kv().map(|kv| kv.store.clone())
+    }
+
+    /// The open store behind `bucket`, refused if `write` is asked of a read-only grant.
+    fn bucket(
+        &self,
+        bucket: &Resource<Bucket>,
+        write: bool,
+    ) -> wasmtime::Result<Result<KvStoreId, store::Error>> {
+        let bucket = self.table.get(bucket)?;
+        if write && !bucket.write {
+            return Ok(Err(store::Error::AccessDenied));
+        }
+        Ok(Ok(bucket.id.clone()))
+    }
+}
+
+/// `?` for the inner result: return the guest-visible error as the call's outcome.
+macro_rules! guest {
+    ($e:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(error) => return Ok(Err(error.into())),
+        }
+    };
+}
+
+impl store::Host for HostState {
+    async fn open(&mut self, identifier: String) -> Outcome<Resource<Bucket>> {
+        let kv = guest!(self.kv());
+        let Some((id, write)) = kv.open(&identifier) else {
+            return Ok(Err(store::Error::AccessDenied));
+        };
+        let resource = self.table.push(Bucket { id, write })?;
+        Ok(Ok(resource))
+    }
+}
+
+impl store::HostBucket for HostState {
+    async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Outcome<Option<Vec<u8>>> {
+        let id = guest!(self.bucket(&bucket, false)?);
+        let entry = guest!(guest!(self.kv_store()).get(&id, &key).await.map_err(error));
+        Ok(Ok(entry.map(|e| e.value.to_vec())))
+    }
+
+    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Outcome<()> {
+        let id = guest!(self.bucket(&bucket, true)?);
+        let store = guest!(self.kv_store());
+        guest!(
+            store
+                .set(&id, &key, value.into(), KvCondition::Always, None)
+                .await
+                .map_err(error)
+        );
+        Ok(Ok(()))
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Outcome<()> {
+        let id = guest!(self.bucket(&bucket, true)?);
+        guest!(
+            guest!(self.kv_store())
+                .delete(&id, &key)
+                .await
+                .map_err(error)
+        );
+        Ok(Ok(()))
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Outcome<bool> {
+        let id = guest!(self.bucket(&bucket, false)?);
+        let entry = guest!(guest!(self.kv_store()).get(&id, &key).await.map_err(error));
+        Ok(Ok(entry.is_some()))
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<String>,
+    ) -> Outcome<store::KeyResponse> {
+        let id = guest!(self.bucket(&bucket, false)?);
+        let store = guest!(self.kv_store());
+        let page = guest!(
+            store
+                .list_keys(&id, cursor.as_deref(), LIST_PAGE)
+                .await
+                .map_err(error)
+        );
+        Ok(Ok(store::KeyResponse {
+            keys: page.keys,
+            cursor: page.next,
+        }))
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl HostState {
+    /// A fresh handle on `key`, holding its current entry.
+    async fn cas_of(&mut self, id: KvStoreId, write: bool, key: String) -> Outcome<Resource<Cas>> {
+        let read = guest!(guest!(self.kv_store()).get(&id, &key).await.map_err(error));
+        Ok(Ok(self.table.push(Cas {
+            id,
+            write,
+            key,
+            read,
+        })?))
+    }
+}
+
+impl atomics::Host for HostState {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> Outcome<i64> {
+        let id = guest!(self.bucket(&bucket, true)?);
+        let value = guest!(
+            guest!(self.kv_store())
+                .increment(&id, &key, delta)
+                .await
+                .map_err(error)
+        );
+        Ok(Ok(value))
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let Cas {
+            id,
+            write,
+            key,
+            read,
+        } = self.table.delete(cas)?;
+        if !write {
+            return Ok(Err(atomics::CasError::StoreError(
+                store::Error::AccessDenied,
+            )));
+        }
+        let condition = match &read {
+            Some(entry) => KvCondition::Version(entry.version),
+            None => KvCondition::Absent,
+        };
+        let store = match self.kv_store() {
+            Ok(store) => store,
+            Err(e) => return Ok(Err(atomics::CasError::StoreError(e))),
+        };
+        match store.set(&id, &key, value.into(), condition, None).await {
+            Ok(Some(_)) => Ok(Ok(())),
+            Ok(None) => match self.cas_of(id, write, key).await? {
+                Ok(fresh) => Ok(Err(atomics::CasError::CasFailed(fresh))),
+                Err(e) => Ok(Err(atomics::CasError::StoreError(e))),
+            },
+            Err(e) => Ok(Err(atomics::CasError::StoreError(error(e)))),
+        }
+    }
+}
+
+impl atomics::HostCas for HostState {
+    async fn new(&mut self, bucket: Resource<Bucket>, key: String) -> Outcome<Resource<Cas>> {
+        let (id, write) = {
+            let bucket = self.table.get(&bucket)?;
+            (bucket.id.clone(), bucket.write)
+        };
+        self.cas_of(id, write, key).await
+    }
+
+    async fn current(&mut self, cas: Resource<Cas>) -> Outcome<Option<Vec<u8>>> {
+        let cas = self.table.get(&cas)?;
+        Ok(Ok(cas.read.as_ref().map(|e| e.value.to_vec())))
+    }
+
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+impl batch::Host for HostState {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Outcome<Vec<(String, Option<Vec<u8>>)>> {
+        let id = guest!(self.bucket(&bucket, false)?);
+        let entries = guest!(
+            guest!(self.kv_store())
+                .get_many(&id, &keys)
+                .await
+                .map_err(error)
+        );
+        Ok(Ok(keys
+            .into_iter()
+            .zip(entries)
+            .map(|(key, entry)| (key, entry.map(|e| e.value.to_vec())))
+            .collect()))
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Outcome<()> {
+        let id = guest!(self.bucket(&bucket, true)?);
+        let entries = key_values
+            .into_iter()
+            .map(|(key, value)| (key, value.into()))
+            .collect();
+        guest!(
+            guest!(self.kv_store())
+                .set_many(&id, entries)
+                .await
+                .map_err(error)
+        );
+        Ok(Ok(()))
+    }
+
+    async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Outcome<()> {
+        let id = guest!(self.bucket(&bucket, true)?);
+        guest!(
+            guest!(self.kv_store())
+                .delete_many(&id, &keys)
+                .await
+                .map_err(error)
+        );
+        Ok(Ok(()))
+    }
+}
