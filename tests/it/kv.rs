@@ -124,6 +124,21 @@ async fn wasm_components_use_wasi_keyvalue_within_their_grants_durably() {
         get(&p, &format!("{s}/get?store=sessions&key=u1")).await,
         (200, "ada".into())
     );
+    // A batch read answers at most 32 MiB of values, however many times it names a key.
+    let mib = vec![b'm'; 1 << 20];
+    set(&p, &format!("{s}/set?store=sessions&key=big"), &mib).await;
+    assert_eq!(
+        get(&p, &format!("{s}/get-many?store=sessions&key=big&times=8")).await,
+        (200, (8 << 20).to_string())
+    );
+    let (status, body) = get(
+        &p,
+        &format!("{s}/get-many?store=sessions&key=big&times=10000"),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert!(body.contains("more than 33554432 bytes"), "{body}");
+    get(&p, &format!("{s}/delete?store=sessions&key=big")).await;
     // Read-only, undeclared, ungranted: access-denied.
     assert_eq!(get(&p, &format!("{s}/get?store=config&key=x")).await.0, 404);
     assert_eq!(

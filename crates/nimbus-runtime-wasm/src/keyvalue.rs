@@ -27,6 +27,12 @@ mod bindings {
 
 /// Keys per `list-keys` page.
 const LIST_PAGE: usize = 1000;
+/// Most bytes of values one `get-many` answers: the host holds them all before the guest
+/// sees any, so a guest asking for the same 1 MiB value ten thousand times must not make the
+/// host hold 10 GiB.
+pub const MAX_GET_MANY_BYTES: usize = 32 << 20;
+/// Keys read per store call within one `get-many`.
+const GET_MANY_CHUNK: usize = 16;
 
 /// An open store.
 pub struct Bucket {
@@ -263,17 +269,23 @@ impl batch::Host for HostState {
         keys: Vec<String>,
     ) -> Outcome<Vec<(String, Option<Vec<u8>>)>> {
         let id = guest!(self.bucket(&bucket, false)?);
-        let entries = guest!(
-            guest!(self.kv_store())
-                .get_many(&id, &keys)
-                .await
-                .map_err(error)
-        );
-        Ok(Ok(keys
-            .into_iter()
-            .zip(entries)
-            .map(|(key, entry)| (key, entry.map(|e| e.value.to_vec())))
-            .collect()))
+        let store = guest!(self.kv_store());
+        let (mut found, mut bytes) = (Vec::with_capacity(keys.len()), 0usize);
+        for chunk in keys.chunks(GET_MANY_CHUNK) {
+            let entries = guest!(store.get_many(&id, chunk).await.map_err(error));
+            for (key, entry) in chunk.iter().zip(entries) {
+                bytes += entry.as_ref().map_or(0, |e| e.value.len());
+                if bytes > MAX_GET_MANY_BYTES {
+                    return Ok(Err(store::Error::Other(format!(
+                        "get-many of {} keys would answer more than {MAX_GET_MANY_BYTES} bytes \
+                         of values; ask for fewer keys at a time",
+                        keys.len()
+                    ))));
+                }
+                found.push((key.clone(), entry.map(|e| e.value.to_vec())));
+            }
+        }
+        Ok(Ok(found))
     }
 
     async fn set_many(

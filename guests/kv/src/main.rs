@@ -1,7 +1,7 @@
 //! The kv guest: a `wasi:http/proxy` component that imports `wasi:keyvalue` 0.2.0-draft2
 //! (bindings from the same WIT the host links) and exposes each operation at a path:
 //! `/kv/OP?store=S&key=K` (`get`, `set` with the body as the value, `delete`, `exists`,
-//! `incr`, `cas-incr`, `list`, `batch`). A store error answers 403 (`access-denied`), 404
+//! `incr`, `cas-incr`, `list`, `batch`, `get-many` of one key `times` times). A store error answers 403 (`access-denied`), 404
 //! (`no-such-store`) or 500 (`other: …`) with its text.
 
 use wstd::http::{Body, Error, Request, Response, StatusCode};
@@ -97,6 +97,12 @@ fn run(op: &str, query: &str, body: Vec<u8>) -> Result<Response<Body>, store::Er
                 }
             }
             text(keys.join("\n"))
+        }
+        "get-many" => {
+            let times = param(query, "times").parse().unwrap_or(1);
+            let got = batch::get_many(&bucket, &vec![key; times])?;
+            let bytes: usize = got.iter().map(|(_, v)| v.as_ref().map_or(0, Vec::len)).sum();
+            text(bytes.to_string())
         }
         "batch" => {
             batch::set_many(
