@@ -108,11 +108,12 @@ enum Command {
     },
     /// Re-activate an app's previous version.
     Rollback { app: String },
-    /// Remove an app: its routes stop answering at once; its buckets and access keys go too.
+    /// Remove an app: its routes stop answering at once; its buckets, key-value stores and
+    /// access keys go too.
     Rm {
         app: String,
-        /// Also delete the objects in the app's buckets (without it, buckets holding objects
-        /// keep the app from being removed).
+        /// Also delete the objects in the app's buckets and the entries in its key-value
+        /// stores (without it, either holding data keeps the app from being removed).
         #[arg(long)]
         force: bool,
     },
