@@ -29,7 +29,7 @@ pub struct HostState {
     /// When the current invocation must stop; read by the epoch callback.
     pub(crate) deadline: Instant,
     /// The key-value stores this function may open, if the platform has any.
-    pub(crate) kv: Option<nimbus_runtime::KeyValue>,
+    pub(crate) kv: Option<crate::keyvalue::KeyValue>,
 }
 
 impl WasiView for HostState {

@@ -39,6 +39,7 @@ pub(crate) struct WasmFunction {
     timeout: std::time::Duration,
     reuse: bool,
     local: Option<crate::host::LocalApi>,
+    kv: Option<Arc<dyn nimbus_store::KvStore>>,
 }
 
 impl WasmFunction {
@@ -47,6 +48,7 @@ impl WasmFunction {
         pre: ProxyPre<HostState>,
         spec: &FunctionSpec,
         local: Option<(Arc<dyn nimbus_runtime::Services>, nimbus_runtime::Caller)>,
+        kv: Option<Arc<dyn nimbus_store::KvStore>>,
     ) -> WasmFunction {
         WasmFunction {
             engine,
@@ -64,7 +66,22 @@ impl WasmFunction {
                 services,
                 caller: Arc::new(caller),
             }),
+            kv,
         }
+    }
+}
+
+impl WasmFunction {
+    /// The stores an instance may open: the platform's, as the function's current grants
+    /// allow.
+    fn key_value(&self) -> Option<crate::keyvalue::KeyValue> {
+        let (store, local) = (self.kv.clone()?, self.local.as_ref()?);
+        let grants = local.services.grants(&local.caller)?;
+        Some(crate::keyvalue::KeyValue {
+            store,
+            app: local.caller.app.clone(),
+            grants: grants.kv.into(),
+        })
     }
 }
 
@@ -95,10 +112,7 @@ impl LoadedFunction for WasmFunction {
                 exceeded: false,
             },
             deadline: Instant::now() + self.timeout,
-            kv: self
-                .local
-                .as_ref()
-                .and_then(|local| local.services.key_value(&local.caller)),
+            kv: self.key_value(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -25,6 +25,27 @@ mod bindings {
     });
 }
 
+/// The key-value stores one function may use: the platform's store, limited to what its
+/// grants (`kv = [...]`) name.
+#[derive(Clone)]
+pub(crate) struct KeyValue {
+    pub(crate) store: Arc<dyn KvStore>,
+    pub(crate) app: Arc<str>,
+    pub(crate) grants: Arc<[nimbus_core::KvGrant]>,
+}
+
+impl KeyValue {
+    /// Store `name` of the function's app, and whether the function may write it; `None` if
+    /// its grants do not name it.
+    fn open(&self, name: &str) -> Option<(KvStoreId, bool)> {
+        let grant = self.grants.iter().find(|g| g.store.as_str() == name)?;
+        Some((
+            KvStoreId::new(&*self.app, grant.store.as_str()),
+            grant.write,
+        ))
+    }
+}
+
 /// Keys per `list-keys` page.
 const LIST_PAGE: usize = 1000;
 /// Most bytes of values one `get-many` answers: the host holds them all before the guest
@@ -72,7 +93,7 @@ fn error(error: KvError) -> store::Error {
 }
 
 impl HostState {
-    fn kv(&self) -> Result<&nimbus_runtime::KeyValue, store::Error> {
+    fn kv(&self) -> Result<&KeyValue, store::Error> {
         self.kv.as_ref().ok_or(store::Error::AccessDenied)
     }
 

@@ -44,6 +44,9 @@ pub struct WasmConfig {
     pub max_instances: u32,
     /// Serves guests' requests to `http://nimbus.internal/...` (queues, the event bus).
     pub services: Option<Arc<dyn nimbus_runtime::Services>>,
+    /// The key-value stores' storage, which guests reach through `wasi:keyvalue` as their
+    /// grants allow (through `services`).
+    pub kv: Option<Arc<dyn nimbus_store::KvStore>>,
 }
 
 pub struct WasmExecutor {
@@ -53,6 +56,7 @@ pub struct WasmExecutor {
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
     services: Option<Arc<dyn nimbus_runtime::Services>>,
+    kv: Option<Arc<dyn nimbus_store::KvStore>>,
 }
 
 impl WasmExecutor {
@@ -98,6 +102,7 @@ impl WasmExecutor {
             pooling,
             ticker_stop,
             services: config.services,
+            kv: config.kv,
         })
     }
 
@@ -173,7 +178,8 @@ impl Executor for WasmExecutor {
             };
             (services, caller)
         });
-        let loaded = instance::WasmFunction::new(self.engine.clone(), pre, spec, local);
+        let loaded =
+            instance::WasmFunction::new(self.engine.clone(), pre, spec, local, self.kv.clone());
         Ok((Arc::new(loaded), source))
     }
 }

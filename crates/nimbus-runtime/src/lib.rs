@@ -280,8 +280,9 @@ pub trait Services: Send + Sync {
         response
     }
 
-    /// The key-value stores `caller` may use, if the platform has a key-value store.
-    fn key_value(&self, _caller: &Caller) -> Option<KeyValue> {
+    /// The calling function's grants, while it is deployed (what host interfaces such as
+    /// `wasi:keyvalue` check).
+    fn grants(&self, _caller: &Caller) -> Option<nimbus_core::Grants> {
         None
     }
 
@@ -292,27 +293,6 @@ pub trait Services: Send + Sync {
         let mut response = http::Response::new(Body::default());
         *response.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
         response
-    }
-}
-
-/// The key-value stores one function may use: the platform's store, limited to what its
-/// grants (`kv = [...]`) name. What `wasi:keyvalue` opens.
-#[derive(Clone)]
-pub struct KeyValue {
-    pub store: Arc<dyn nimbus_store::KvStore>,
-    pub app: Arc<str>,
-    pub grants: Arc<[nimbus_core::KvGrant]>,
-}
-
-impl KeyValue {
-    /// Store `name` of the function's app, and whether the function may write it; `None` if
-    /// its grants do not name it.
-    pub fn open(&self, name: &str) -> Option<(nimbus_store::KvStoreId, bool)> {
-        let grant = self.grants.iter().find(|g| g.store.as_str() == name)?;
-        Some((
-            nimbus_store::KvStoreId::new(&*self.app, grant.store.as_str()),
-            grant.write,
-        ))
     }
 }
 

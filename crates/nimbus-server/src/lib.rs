@@ -206,7 +206,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let local_api = Arc::new(
         local_api::LocalApi::new(deployments.clone())
             .with_aws(aws.clone(), keys.clone())
-            .with_kv(kv.clone())
             .with(
                 "/v1/queues/",
                 Arc::new(local_api::Queues {
@@ -227,6 +226,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         cache_dir: config.data_dir.join(CACHE_DIR),
         max_instances: config.max_instances,
         services: Some(services.clone()),
+        kv: Some(kv.clone()),
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
     .context("start wasm executor")?;

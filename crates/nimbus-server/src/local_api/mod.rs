@@ -24,8 +24,6 @@ pub(crate) struct LocalApi {
     services: Vec<(&'static str, Arc<dyn Service>)>,
     /// The AWS-compatible endpoint, and the keys that mint functions' credentials.
     aws: Option<(nimbus_aws::Endpoint, nimbus_aws::Keys)>,
-    /// The key-value stores' storage.
-    kv: Option<Arc<dyn nimbus_store::KvStore>>,
 }
 
 /// How long a function instance's AWS credentials last (Lambda's default session length).
@@ -37,14 +35,7 @@ impl LocalApi {
             deployments,
             services: Vec::new(),
             aws: None,
-            kv: None,
         }
-    }
-
-    /// Give functions their granted key-value stores.
-    pub(crate) fn with_kv(mut self, store: Arc<dyn nimbus_store::KvStore>) -> LocalApi {
-        self.kv = Some(store);
-        self
     }
 
     /// Give functions credentials for, and a way to, the AWS-compatible endpoint.
@@ -129,7 +120,7 @@ fn calling_app(
 
 impl LocalApi {
     /// The calling function's grants, while it is deployed.
-    fn grants(&self, caller: &Caller) -> Option<nimbus_core::Grants> {
+    fn function_grants(&self, caller: &Caller) -> Option<nimbus_core::Grants> {
         let app = self.deployments.get(&caller.app)?;
         let (_, spec) = app
             .spec
@@ -144,7 +135,7 @@ impl LocalApi {
         Some(nimbus_aws::Principal::Function {
             app: caller.app.to_string(),
             function: caller.function.to_string(),
-            grants: Arc::new(self.grants(caller)?),
+            grants: Arc::new(self.function_grants(caller)?),
         })
     }
 }
@@ -158,13 +149,8 @@ fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
 
 #[async_trait::async_trait]
 impl nimbus_runtime::Services for LocalApi {
-    fn key_value(&self, caller: &Caller) -> Option<nimbus_runtime::KeyValue> {
-        let store = self.kv.clone()?;
-        Some(nimbus_runtime::KeyValue {
-            store,
-            app: caller.app.clone(),
-            grants: self.grants(caller)?.kv.into(),
-        })
+    fn grants(&self, caller: &Caller) -> Option<nimbus_core::Grants> {
+        self.function_grants(caller)
     }
 
     fn aws_credentials(&self, caller: &Caller) -> Option<nimbus_runtime::AwsCredentials> {
