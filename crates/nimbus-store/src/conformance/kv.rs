@@ -317,7 +317,9 @@ pub async fn entries_expire(store: &impl KvStore) {
     let set = |key: &'static str, ttl: Option<Duration>| {
         store.set(&s, key, Bytes::from_static(b"v"), KvCondition::Always, ttl)
     };
-    set("brief", Some(Duration::from_millis(30))).await.unwrap();
+    set("brief", Some(Duration::from_millis(500)))
+        .await
+        .unwrap();
     set("long", Some(Duration::from_secs(3600))).await.unwrap();
     set("forever", None).await.unwrap();
     set("renewed", Some(Duration::from_millis(30)))
@@ -326,7 +328,7 @@ pub async fn entries_expire(store: &impl KvStore) {
     store.increment(&s, "counter", 1).await.unwrap();
     set("renewed", None).await.unwrap();
     assert!(value(store, &s, "brief").await.is_some());
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(value(store, &s, "brief").await, None, "expired");
     assert!(
         store
