@@ -347,10 +347,7 @@ impl RedbStore {
         &self,
         work: impl FnOnce(&Inner) -> KvResult<T> + Send + 'static,
     ) -> KvResult<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
-            .await
-            .map_err(db)?
+        self.on_blocking_pool(work).await.map_err(db)?
     }
 }
 

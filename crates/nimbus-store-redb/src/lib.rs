@@ -36,6 +36,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 mod kv;
 mod objects;
 pub mod queue;
+mod tables;
 
 pub use queue::QueueEngine;
 
@@ -116,15 +117,21 @@ impl RedbStore {
         &self.inner
     }
 
+    /// Run `work` on the blocking pool; `Err` only if it panicked.
+    pub(crate) async fn on_blocking_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> std::result::Result<T, tokio::task::JoinError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner)).await
+    }
+
     /// Run `work` on the blocking pool.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
-            .await
-            .map_err(backend)?
+        self.on_blocking_pool(work).await.map_err(backend)?
     }
 }
 
@@ -158,6 +165,9 @@ impl Inner {
             txn.open_table(kv::KV_STORES).map_err(backend)?;
             txn.open_table(kv::KV).map_err(backend)?;
             txn.open_table(kv::KV_EXPIRY).map_err(backend)?;
+            txn.open_table(tables::TABLES).map_err(backend)?;
+            txn.open_table(tables::ITEMS).map_err(backend)?;
+            txn.open_table(tables::CHANGES).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         let inner = Inner {

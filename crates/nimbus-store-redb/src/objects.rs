@@ -984,8 +984,7 @@ impl RedbStore {
         &self,
         work: impl FnOnce(&Inner) -> ObjectResult<T> + Send + 'static,
     ) -> ObjectResult<T> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
+        self.on_blocking_pool(work)
             .await
             .map_err(ObjectError::backend)?
     }

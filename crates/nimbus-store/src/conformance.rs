@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 pub mod kv;
 pub mod objects;
 pub mod queue;
+pub mod tables;
 pub mod unreliable;
 
 /// A store under test: the registry-side traits on one value.

@@ -1,5 +1,6 @@
 //! Storage traits: the registry (apps, immutable versions, artifacts), invocation records, and
-//! the asynchronous side's durable queues and keyed tables ([`Queue`]).
+//! the asynchronous side's durable queues and keyed tables ([`Queue`]), and the services' data:
+//! objects, key-value stores and tables.
 //!
 //! This crate is a promise, not an implementation: it holds the traits and their plain types
 //! and depends on no backend. Implementations live in their own crates (`nimbus-store-redb`
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod kv;
 pub mod objects;
 pub mod queue;
+pub mod tables;
 
 pub use keys::{AccessKeyRecord, KeyStore};
 pub use kv::{KeyPage, KvCondition, KvEntry, KvError, KvResult, KvStore, KvStoreId};

@@ -1,0 +1,11 @@
+//! Tables that speak DynamoDB: attribute values and DynamoDB's numbers ([`value`],
+//! [`number`]), the expression language parsed once into an AST ([`expr`]), over the storage
+//! of [`nimbus_store::tables`]. The JSON wire protocol sits apart from the storage: the store
+//! sees keys and item bytes, never a request.
+
+pub mod expr;
+pub mod number;
+pub mod value;
+
+pub use number::{Number, NumberError};
+pub use value::{Item, Type, Value};
