@@ -17,4 +17,5 @@ mod limits;
 mod objects;
 mod restart;
 mod scenarios;
+mod tables;
 mod uploads;

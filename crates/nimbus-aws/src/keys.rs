@@ -159,9 +159,9 @@ pub struct CreatedKey {
     pub secret: String,
 }
 
-struct Known {
-    secret: s3s::auth::SecretKey,
-    principal: Principal,
+pub(crate) struct Known {
+    pub(crate) secret: s3s::auth::SecretKey,
+    pub(crate) principal: Principal,
     /// Temporary credentials: the session token requests must carry, and the expiry.
     session: Option<(String, u64)>,
 }
@@ -339,7 +339,7 @@ impl Keys {
         }
     }
 
-    async fn resolve(&self, id: &str) -> Result<Option<Arc<Known>>, KeyError> {
+    pub(crate) async fn resolve(&self, id: &str) -> Result<Option<Arc<Known>>, KeyError> {
         if let Some(known) = self.inner.known.load().get(id) {
             if let Some((_, expires)) = &known.session
                 && *expires <= now_ms()

@@ -8,8 +8,10 @@
 //! constant time and refusing a clock skew beyond 15 minutes, against the secrets [`Keys`]
 //! holds. Every answer carries `x-amz-request-id` (and `x-amz-id-2`), as S3's do.
 
+pub mod json;
 pub mod keys;
 
+pub use json::{JsonAnswer, JsonError, JsonService};
 pub use keys::{
     CreatedKey, Delegated, KeyError, KeyInfo, Keys, MASTER_KEY_FILE, MasterKey, Principal,
 };
@@ -24,8 +26,14 @@ use tokio_util::sync::CancellationToken;
 /// A boxed body, as the local listeners of functions carry them.
 pub type StreamingBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, s3s::StdError>;
 
-/// The endpoint's service, as the composition root holds it.
-pub type Endpoint = S3Service;
+/// The endpoint's services, as the composition root holds them: S3 through s3s, and the
+/// JSON-protocol services told apart by `X-Amz-Target`. Cheap to clone.
+#[derive(Clone)]
+pub struct Endpoint {
+    s3: S3Service,
+    json: Arc<[Arc<dyn JsonService>]>,
+    keys: Keys,
+}
 
 /// The region nimbus answers as, and hands to functions.
 pub const REGION: &str = "us-east-1";
@@ -40,6 +48,8 @@ pub struct Services<S, A> {
     pub s3: S,
     /// Who may do what, checked after the signature and before the operation.
     pub access: A,
+    /// The JSON-protocol services (DynamoDB, …); each checks its own callers' reach.
+    pub json: Vec<Arc<dyn JsonService>>,
 }
 
 /// Assemble the endpoint's service: `services` behind `keys`, with virtual-hosted addressing
@@ -48,20 +58,24 @@ pub fn service<S, A>(
     services: Services<S, A>,
     keys: Keys,
     domain: Option<&str>,
-) -> Result<S3Service, String>
+) -> Result<Endpoint, String>
 where
     S: s3s::S3,
     A: s3s::access::S3Access,
 {
     let mut builder = S3ServiceBuilder::new(services.s3);
-    builder.set_auth(keys);
+    builder.set_auth(keys.clone());
     builder.set_access(services.access);
     if let Some(domain) = domain {
         let host = s3s::host::SingleDomain::new(domain)
             .map_err(|error| format!("--aws-domain {domain:?}: {error}"))?;
         builder.set_host(host);
     }
-    Ok(builder.build())
+    Ok(Endpoint {
+        s3: builder.build(),
+        json: services.json.into(),
+        keys,
+    })
 }
 
 /// Mints S3-style request ids: 16 upper-case hex digits, unique per process.
@@ -83,12 +97,27 @@ impl RequestIds {
 /// answered as S3's `InternalError`, so a hostile request costs its own answer and nothing
 /// else.
 pub async fn call(
-    service: &S3Service,
+    endpoint: &Endpoint,
     request: http::Request<s3s::Body>,
     request_id: &str,
 ) -> http::Response<s3s::Body> {
     use futures::FutureExt as _;
-    let answered = std::panic::AssertUnwindSafe(service.call(request))
+    if let Some((service, operation)) = json::route(&endpoint.json, request.headers()) {
+        let answered = std::panic::AssertUnwindSafe(json::call(
+            service,
+            &operation,
+            &endpoint.keys,
+            request,
+            request_id,
+        ))
+        .catch_unwind()
+        .await;
+        return answered.unwrap_or_else(|_| {
+            tracing::error!(request_id, "a JSON-protocol service panicked; answered 500");
+            json::internal_error(request_id)
+        });
+    }
+    let answered = std::panic::AssertUnwindSafe(endpoint.s3.call(request))
         .catch_unwind()
         .await;
     match answered {
@@ -110,7 +139,7 @@ pub async fn call(
 /// [`call`] with any body in and a boxed body out, for callers that are not hyper servers
 /// (a function's local listener).
 pub async fn call_streaming(
-    service: &S3Service,
+    service: &Endpoint,
     request: http::Request<StreamingBody>,
     request_id: &str,
 ) -> http::Response<StreamingBody> {
@@ -219,7 +248,7 @@ fn internal_error(request_id: &str) -> http::Response<s3s::Body> {
 }
 
 /// Serve `service` on `listener` until `shutdown` is cancelled; then drain.
-pub async fn serve(listener: TcpListener, service: S3Service, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, service: Endpoint, shutdown: CancellationToken) {
     let ids = Arc::new(RequestIds {
         prefix: rand::random(),
         counter: AtomicU64::new(0),

@@ -112,6 +112,17 @@ pub struct Grants {
     /// Key-value stores of the app this function may use (`kv = [...]`).
     #[serde(default)]
     pub kv: Vec<KvGrant>,
+    /// Tables of the app this function may use (`tables = [...]`).
+    #[serde(default)]
+    pub tables: Vec<TableGrant>,
+}
+
+/// One table a function may use, and whether it may write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableGrant {
+    pub table: String,
+    /// Put, update, delete, transactions (reading is always granted).
+    pub write: bool,
 }
 
 /// One key-value store a function may use, and whether it may write.
@@ -189,6 +200,11 @@ impl Grants {
     /// The grant of key-value store `store`, if any.
     pub fn kv_store(&self, store: &str) -> Option<&KvGrant> {
         self.kv.iter().find(|g| g.store.as_str() == store)
+    }
+
+    /// The grant of table `table`, if any.
+    pub fn table(&self, table: &str) -> Option<&TableGrant> {
+        self.tables.iter().find(|g| g.table == table)
     }
 }
 

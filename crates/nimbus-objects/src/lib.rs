@@ -56,6 +56,7 @@ mod tests {
             nimbus_aws::Services {
                 s3: crate::Objects::new(objects.clone()),
                 access: crate::Access::new(objects, keys.clone(), Default::default()),
+                json: Vec::new(),
             },
             keys,
             None,

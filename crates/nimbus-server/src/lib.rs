@@ -172,6 +172,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let keys = nimbus_aws::Keys::new(store.clone(), master_key);
     let objects: Arc<dyn nimbus_store::ObjectStore> = store.clone();
     let kv: Arc<dyn nimbus_store::KvStore> = store.clone();
+    let tables: Arc<dyn nimbus_store::tables::TableStore> = store.clone();
     let public_buckets = nimbus_objects::PublicBuckets::default();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -197,6 +198,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 keys.clone(),
                 public_buckets.clone(),
             ),
+            json: vec![Arc::new(nimbus_tables::DynamoService::new(tables.clone()))],
         },
         keys.clone(),
         config.aws_domain.as_deref(),

@@ -5,7 +5,11 @@
 
 pub mod expr;
 pub mod number;
+pub mod ops;
+pub mod request;
+pub mod table;
 pub mod value;
 
 pub use number::{Number, NumberError};
+pub use ops::{Caller, Dynamo, DynamoService};
 pub use value::{Item, Type, Value};
