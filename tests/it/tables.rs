@@ -47,3 +47,76 @@ async fn boto3_speaks_dynamodb_to_the_endpoint() {
     );
     p.stop().await;
 }
+
+/// An unmodified Lambda handler uses `boto3.resource("dynamodb")` with no endpoint or keys in
+/// its code: the tables its manifest declares exist, and it reaches only those it is granted,
+/// read-only where the grant says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_handlers_use_declared_tables_within_their_grants() {
+    let boto3 = python_package("boto3", BOTO3);
+    let p = Platform::start().await;
+    let manifest = format!(
+        r#"name = "shop"
+
+[table.orders]
+partition_key = "customer"
+sort_key = {{ name = "created", type = "N" }}
+
+[table.catalog]
+partition_key = "sku"
+
+[table.secret]
+partition_key = "id"
+
+[function.api]
+runtime = "python3"
+handler = "app.handler"
+code = "dynamodb"
+timeout = "20s"
+network = "none"
+tables = ["orders", "catalog:read"]
+env = {{ PYTHONPATH = "{}" }}
+
+[[route]]
+path = "/api"
+function = "api"
+"#,
+        boto3.display()
+    );
+    let code = workspace_root().join("tests/fixtures/lambda/dynamodb");
+    p.deploy_code(&manifest, &[("api", &code)]).await.unwrap();
+    let call = async |body: serde_json::Value| -> (u16, serde_json::Value) {
+        let response = p.http.post(p.url("/api")).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    };
+    let (status, answer) = call(serde_json::json!({"customer": "ada", "n": 1, "total": 42})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["orders"][0]["total"], "42", "{answer}");
+    assert_eq!(answer["catalog_read"], "allowed", "{answer}");
+    assert_eq!(answer["catalog_write"], "AccessDeniedException", "{answer}");
+    assert_eq!(answer["secret_read"], "AccessDeniedException", "{answer}");
+    assert_eq!(
+        answer["tables"],
+        serde_json::json!(["catalog", "orders"]),
+        "a function lists only the tables it is granted"
+    );
+    // The conditional put refuses a second order with the same key: the handler fails.
+    let (status, _) = call(serde_json::json!({"customer": "ada", "n": 1, "total": 7})).await;
+    assert_eq!(status, 502);
+    // Tables holding items keep their app from being removed, unless forced.
+    let refused = p.client.remove("shop", false).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(nimbus_core::ErrorCode::TableNotEmpty),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("orders"), "{refused}");
+    p.client.remove("shop", true).await.unwrap();
+    // Declared again, the tables start empty.
+    p.deploy_code(&manifest, &[("api", &code)]).await.unwrap();
+    let (status, answer) = call(serde_json::json!({"customer": "ada", "n": 1, "total": 9})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["orders"].as_array().unwrap().len(), 1, "{answer}");
+    p.stop().await;
+}

@@ -75,6 +75,8 @@ pub enum ErrorCode {
     BucketNotEmpty,
     /// A key-value store still holds entries.
     KvStoreNotEmpty,
+    /// A table still holds items.
+    TableNotEmpty,
     /// No object by that key in the bucket.
     ObjectNotFound,
     /// No access key by that id (or it was revoked).
@@ -85,7 +87,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (`Internal` last).
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -119,6 +121,7 @@ impl ErrorCode {
         ErrorCode::BucketExists,
         ErrorCode::BucketNotEmpty,
         ErrorCode::KvStoreNotEmpty,
+        ErrorCode::TableNotEmpty,
         ErrorCode::ObjectNotFound,
         ErrorCode::KeyNotFound,
         ErrorCode::Internal,
@@ -160,6 +163,7 @@ impl ErrorCode {
             ErrorCode::BucketExists => "bucket_exists",
             ErrorCode::BucketNotEmpty => "bucket_not_empty",
             ErrorCode::KvStoreNotEmpty => "kv_store_not_empty",
+            ErrorCode::TableNotEmpty => "table_not_empty",
             ErrorCode::ObjectNotFound => "object_not_found",
             ErrorCode::KeyNotFound => "key_not_found",
             ErrorCode::Internal => "internal",
@@ -251,9 +255,10 @@ mod tests {
             ErrorCode::BucketExists => 30,
             ErrorCode::BucketNotEmpty => 31,
             ErrorCode::KvStoreNotEmpty => 32,
-            ErrorCode::ObjectNotFound => 33,
-            ErrorCode::KeyNotFound => 34,
-            ErrorCode::Internal => 35,
+            ErrorCode::TableNotEmpty => 33,
+            ErrorCode::ObjectNotFound => 34,
+            ErrorCode::KeyNotFound => 35,
+            ErrorCode::Internal => 36,
         }
     }
 

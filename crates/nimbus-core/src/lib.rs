@@ -24,5 +24,5 @@ pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
 pub use spec::{
     AppSpec, BucketGrant, BucketSpec, FunctionKind, FunctionSpec, Grants, InstanceMode, KvGrant,
-    KvSpec, Network, RouteSpec, Runtime, TableGrant, valid_bucket_name,
+    KvSpec, Network, RouteSpec, Runtime, TableGrant, TableKey, TableSpec, valid_bucket_name,
 };

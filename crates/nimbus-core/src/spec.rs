@@ -117,6 +117,30 @@ pub struct Grants {
     pub tables: Vec<TableGrant>,
 }
 
+/// A table an app declares (`[table.NAME]`); created for the app at deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSpec {
+    /// DynamoDB's table name rules: 3 to 255 of `[a-zA-Z0-9_.-]`.
+    pub name: String,
+    pub partition_key: TableKey,
+    #[serde(default)]
+    pub sort_key: Option<TableKey>,
+    /// The change stream's view type (`NEW_AND_OLD_IMAGES`, …), when the table has one.
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// The attribute holding each item's expiry (epoch seconds), when items expire.
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+/// A key attribute of a declared table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableKey {
+    pub name: String,
+    /// `S`, `N` or `B`.
+    pub kind: String,
+}
+
 /// One table a function may use, and whether it may write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableGrant {
@@ -255,6 +279,9 @@ pub struct AppSpec {
     pub buckets: Vec<BucketSpec>,
     #[serde(default)]
     pub kv: Vec<KvSpec>,
+    /// Tables the app declares (`[table.NAME]`).
+    #[serde(default)]
+    pub tables: Vec<TableSpec>,
 }
 
 pub(crate) mod duration_ms {

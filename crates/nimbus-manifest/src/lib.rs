@@ -11,7 +11,7 @@ use nimbus_core::{
     AppSpec, BucketGrant, BucketSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind,
     FunctionSpec, InstanceMode, KvGrant, KvSpec, Missed, Name, Network, ObjectFilter, OutboundRule,
     QueueSpec, QueueTriggerSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec,
-    StorageTriggerSpec,
+    StorageTriggerSpec, TableGrant, TableKey, TableSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -85,11 +85,34 @@ struct RawManifest {
     bucket: BTreeMap<String, Spanned<RawBucket>>,
     #[serde(default)]
     kv: BTreeMap<String, Spanned<RawKv>>,
+    #[serde(default)]
+    table: BTreeMap<String, Spanned<RawTable>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKv {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    partition_key: Spanned<RawTableKey>,
+    sort_key: Option<Spanned<RawTableKey>>,
+    stream: Option<Spanned<String>>,
+    ttl: Option<Spanned<String>>,
+}
+
+/// A key attribute: `"NAME"` (a string) or `{ name = "NAME", type = "S" | "N" | "B" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTableKey {
+    Name(String),
+    Typed {
+        name: String,
+        #[serde(rename = "type")]
+        kind: String,
+    },
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +220,8 @@ struct RawFunction {
     buckets: Vec<Spanned<String>>,
     #[serde(default)]
     kv: Vec<Spanned<String>>,
+    #[serde(default)]
+    tables: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +247,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         function_names: Vec::new(),
         bucket_names: Vec::new(),
         kv_names: Vec::new(),
+        table_names: Vec::new(),
     };
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| ctx.at(e.span(), String::new(), e.message().to_owned()))?;
@@ -277,6 +303,11 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         kv.push(KvSpec { name });
     }
     ctx.kv_names = kv.iter().map(|k| k.name.to_string()).collect();
+    let mut tables = Vec::new();
+    for (name, raw_table) in &raw.table {
+        tables.push(table(&ctx, name, raw_table)?);
+    }
+    ctx.table_names = tables.iter().map(|t| t.name.clone()).collect();
     ctx.function_names = raw.function.keys().map(|k| k.get_ref().clone()).collect();
 
     let mut functions = BTreeMap::new();
@@ -333,12 +364,89 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             events,
             buckets,
             kv,
+            tables,
         },
         sources,
         compiled: Compiled {
             rules: nimbus_events::Rules::new(patterns),
             schedules: parsed_schedules,
         },
+    })
+}
+
+/// A declared table: DynamoDB's name rules, key types S, N or B, one of DynamoDB's stream
+/// view types.
+fn table(ctx: &Ctx, name: &str, raw: &Spanned<RawTable>) -> Result<TableSpec, ManifestError> {
+    let key = format!("table.{name}");
+    let valid_name = (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid_name {
+        return Err(ctx.at(
+            Some(raw.span()),
+            key,
+            "a table name is 3 to 255 letters, digits, '_', '-' or '.'".to_owned(),
+        ));
+    }
+    let table_key = |raw_key: &Spanned<RawTableKey>, which: &str| {
+        let (name, kind) = match raw_key.get_ref() {
+            RawTableKey::Name(name) => (name.clone(), "S".to_owned()),
+            RawTableKey::Typed { name, kind } => (name.clone(), kind.clone()),
+        };
+        if name.is_empty() || name.len() > 255 {
+            return Err(ctx.at(
+                Some(raw_key.span()),
+                format!("{key}.{which}"),
+                "a key attribute's name is 1 to 255 bytes".to_owned(),
+            ));
+        }
+        if !matches!(kind.as_str(), "S" | "N" | "B") {
+            return Err(ctx.at(
+                Some(raw_key.span()),
+                format!("{key}.{which}"),
+                format!("{kind:?} is not a key type: write \"S\" (string), \"N\" (number) or \"B\" (binary)"),
+            ));
+        }
+        Ok(TableKey { name, kind })
+    };
+    let table = raw.get_ref();
+    let partition_key = table_key(&table.partition_key, "partition_key")?;
+    let sort_key = table
+        .sort_key
+        .as_ref()
+        .map(|k| table_key(k, "sort_key"))
+        .transpose()?;
+    if sort_key
+        .as_ref()
+        .is_some_and(|s| s.name == partition_key.name)
+    {
+        return Err(ctx.at(
+            table.sort_key.as_ref().map(Spanned::span),
+            format!("{key}.sort_key"),
+            "the sort key must be another attribute than the partition key".to_owned(),
+        ));
+    }
+    const VIEWS: [&str; 4] = ["NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY"];
+    if let Some(stream) = &table.stream
+        && !VIEWS.contains(&stream.get_ref().as_str())
+    {
+        return Err(ctx.at(
+            Some(stream.span()),
+            format!("{key}.stream"),
+            format!(
+                "{:?} is not a stream view type: write one of {}",
+                stream.get_ref(),
+                VIEWS.join(", ")
+            ),
+        ));
+    }
+    Ok(TableSpec {
+        name: name.to_owned(),
+        partition_key,
+        sort_key,
+        stream: table.stream.as_ref().map(|s| s.get_ref().clone()),
+        ttl: table.ttl.as_ref().map(|t| t.get_ref().clone()),
     })
 }
 
@@ -351,6 +459,7 @@ struct Ctx<'a> {
     function_names: Vec<String>,
     bucket_names: Vec<String>,
     kv_names: Vec<String>,
+    table_names: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -397,6 +506,44 @@ impl Ctx<'_> {
                     ),
                 )
             })
+    }
+
+    /// A table grant: `"NAME"` (read and write) or `"NAME:read"`, naming a declared table.
+    fn table_grant(
+        &self,
+        value: &Spanned<String>,
+        key: String,
+    ) -> Result<TableGrant, ManifestError> {
+        let (table, write) = match value.get_ref().rsplit_once(':') {
+            None => (value.get_ref().as_str(), true),
+            Some((table, "read")) => (table, false),
+            Some((_, other)) => {
+                return Err(self.at(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "{other:?} is not an access: write \"TABLE\" (read and write) or \
+                         \"TABLE:read\""
+                    ),
+                ));
+            }
+        };
+        let names: Vec<&str> = self.table_names.iter().map(String::as_str).collect();
+        if !names.contains(&table) {
+            return Err(self.at(
+                Some(value.span()),
+                key,
+                format!(
+                    "no table {table:?} in this manifest (declared: {}); declare it as \
+                     [table.{table}]",
+                    Ctx::known(&names)
+                ),
+            ));
+        }
+        Ok(TableGrant {
+            table: table.to_owned(),
+            write,
+        })
     }
 
     /// A key-value grant: `"NAME"` (read and write) or `"NAME:read"`, naming a declared store.
@@ -640,6 +787,11 @@ fn function(
     }
     for grant in &f.kv {
         spec.grants.kv.push(ctx.kv_grant(grant, key("kv"))?);
+    }
+    for grant in &f.tables {
+        spec.grants
+            .tables
+            .push(ctx.table_grant(grant, key("tables"))?);
     }
     if let Some(raw) = &f.delivery {
         delivery(ctx, &key, raw, &mut spec.delivery)?;
@@ -1565,6 +1717,62 @@ name = "shop"
 component = "web.wasm"
 kv = ["sessions", "carts:read"]
 "#;
+
+    #[test]
+    fn tables_are_declared_and_granted() {
+        let manifest = parse(
+            "nimbus.toml",
+            r#"
+name = "shop"
+
+[table.orders]
+partition_key = "customer"
+sort_key = { name = "created", type = "N" }
+stream = "NEW_AND_OLD_IMAGES"
+ttl = "expires"
+
+[table."read-model.v1"]
+partition_key = { name = "id", type = "B" }
+
+[function.web]
+component = "web.wasm"
+tables = ["orders", "read-model.v1:read"]
+"#,
+        )
+        .unwrap();
+        let tables = &manifest.app.tables;
+        assert_eq!(tables.len(), 2);
+        let orders = tables.iter().find(|t| t.name == "orders").unwrap();
+        assert_eq!(orders.partition_key.kind, "S");
+        assert_eq!(orders.sort_key.as_ref().unwrap().kind, "N");
+        assert_eq!(orders.stream.as_deref(), Some("NEW_AND_OLD_IMAGES"));
+        let grants = &manifest.app.functions["web"].grants;
+        assert!(grants.table("orders").is_some_and(|g| g.write));
+        assert!(grants.table("read-model.v1").is_some_and(|g| !g.write));
+        for (bad, key) in [
+            ("[table.ab]\npartition_key = \"x\"", "table.ab"),
+            (
+                "[table.abc]\npartition_key = { name = \"x\", type = \"BOOL\" }",
+                "table.abc.partition_key",
+            ),
+            (
+                "[table.abc]\npartition_key = \"x\"\nsort_key = \"x\"",
+                "table.abc.sort_key",
+            ),
+            (
+                "[table.abc]\npartition_key = \"x\"\nstream = \"ALL\"",
+                "table.abc.stream",
+            ),
+            (
+                "[table.abc]\npartition_key = \"x\"\n[function.f]\ncomponent = \"f.wasm\"\ntables = [\"nope\"]",
+                "function.f.tables",
+            ),
+        ] {
+            let text = format!("name = \"shop\"\n{bad}\n");
+            let error = parse("nimbus.toml", &text).unwrap_err();
+            assert_eq!(error.key, key, "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn kv_stores_are_declared_and_granted() {

@@ -15,6 +15,7 @@ mod local_api;
 mod objects;
 mod platform;
 mod records;
+mod tables;
 
 use anyhow::Context as _;
 use nimbus_gateway::{Gateway, GatewayConfig};
@@ -274,6 +275,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 public_buckets.clone(),
             )),
             Arc::new(kv::KvStores { store: kv.clone() }),
+            Arc::new(tables::Tables {
+                store: tables.clone(),
+            }),
         ])),
         platform::Lifecycle {
             idle_timeout: config.idle_timeout,

@@ -6,6 +6,7 @@
 pub mod expr;
 pub mod number;
 pub mod ops;
+pub mod provision;
 pub mod request;
 pub mod table;
 pub mod value;

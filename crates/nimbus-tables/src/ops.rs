@@ -8,7 +8,7 @@ use crate::expr::{Placeholders, ast};
 use crate::request::{
     Answer, NAMESPACE, Params, in_use, internal, missing, not_found, one_of, validation,
 };
-use crate::table::{TableSpec, decode_item, encode_item};
+use crate::table::{TableSchema, decode_item, encode_item};
 use crate::value::{Item, MAX_ITEM_BYTES, Value, item_size, item_to_json};
 use bytes::Bytes;
 use nimbus_aws::JsonError;
@@ -220,16 +220,16 @@ impl Dynamo {
         TableId::new(caller.app.as_str(), table)
     }
 
-    async fn spec(&self, caller: &Caller, table: &str) -> Answer<TableSpec> {
+    async fn spec(&self, caller: &Caller, table: &str) -> Answer<TableSchema> {
         match self.store.table(&self.id(caller, table)).await {
-            Ok(Some(info)) => TableSpec::from_meta(&info.meta),
+            Ok(Some(info)) => TableSchema::from_meta(&info.meta),
             Ok(None) => Err(not_found("Requested resource not found")),
             Err(error) => Err(internal(&error)),
         }
     }
 
     async fn create_table(&self, caller: &Caller, params: &Params) -> Answer<Json> {
-        let spec = TableSpec::from_create(params, now_ms())?;
+        let spec = TableSchema::from_create(params, now_ms())?;
         caller.check(&spec.name, true, "CreateTable")?;
         let id = self.id(caller, &spec.name);
         let created = self
@@ -254,7 +254,7 @@ impl Dynamo {
         caller.check(&table, false, "DescribeTable")?;
         match self.store.table(&self.id(caller, &table)).await {
             Ok(Some(info)) => {
-                let spec = TableSpec::from_meta(&info.meta)?;
+                let spec = TableSchema::from_meta(&info.meta)?;
                 Ok(json!({"Table": spec.describe(&info, "ACTIVE")}))
             }
             Ok(None) => Err(not_found(format!(
@@ -314,7 +314,7 @@ impl Dynamo {
                     "Requested resource not found: Table: {table} not found"
                 ))
             })?;
-        let spec = TableSpec::from_meta(&info.meta)?;
+        let spec = TableSchema::from_meta(&info.meta)?;
         self.store
             .delete_table(&id)
             .await
@@ -1237,7 +1237,7 @@ fn segment_of(partition: &[u8], total: u64) -> u64 {
 }
 
 /// The key attributes of a page's last item, for its `LastEvaluatedKey`.
-fn last_key(spec: &TableSpec, items: &[(ItemKey, Bytes)]) -> Answer<Option<Item>> {
+fn last_key(spec: &TableSchema, items: &[(ItemKey, Bytes)]) -> Answer<Option<Item>> {
     match items.last() {
         Some((_, bytes)) => Ok(Some(spec.key_of(&decode_item(bytes)?))),
         None => Ok(None),
@@ -1246,7 +1246,7 @@ fn last_key(spec: &TableSpec, items: &[(ItemKey, Bytes)]) -> Answer<Option<Item>
 
 /// A Query's partition and sort-key range, from its `KeyConditionExpression`.
 fn key_range(
-    spec: &TableSpec,
+    spec: &TableSchema,
     condition: &ast::Condition,
     placeholders: &Placeholders,
 ) -> Answer<(Vec<u8>, SortRange)> {

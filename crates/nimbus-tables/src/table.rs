@@ -17,7 +17,7 @@ pub struct KeyAttribute {
 
 /// What the store keeps as a table's spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableSpec {
+pub struct TableSchema {
     pub name: String,
     pub hash: KeyAttribute,
     pub range: Option<KeyAttribute>,
@@ -36,7 +36,7 @@ pub struct TableSpec {
 pub const STREAM_VIEW_TYPES: &[&str] =
     &["NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY"];
 
-impl TableSpec {
+impl TableSchema {
     pub fn meta(&self) -> TableMeta {
         TableMeta {
             spec: serde_json::to_vec(self).unwrap_or_default().into(),
@@ -44,12 +44,12 @@ impl TableSpec {
         }
     }
 
-    pub fn from_meta(meta: &TableMeta) -> Answer<TableSpec> {
+    pub fn from_meta(meta: &TableMeta) -> Answer<TableSchema> {
         serde_json::from_slice(&meta.spec).map_err(|e| crate::request::internal(&e))
     }
 
     /// Read a `CreateTable` request's definition.
-    pub fn from_create(params: &Params, now_ms: u64) -> Answer<TableSpec> {
+    pub fn from_create(params: &Params, now_ms: u64) -> Answer<TableSchema> {
         let name = params.table_name()?;
         for unsupported in ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"] {
             if params.get(unsupported).is_some() {
@@ -188,7 +188,7 @@ impl TableSpec {
             _ => {}
         }
         let stream = stream_of(params)?;
-        Ok(TableSpec {
+        Ok(TableSchema {
             name,
             hash,
             range,

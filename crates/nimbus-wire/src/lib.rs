@@ -87,7 +87,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::NoPreviousVersion
         | ErrorCode::BucketExists
         | ErrorCode::BucketNotEmpty
-        | ErrorCode::KvStoreNotEmpty => StatusCode::CONFLICT,
+        | ErrorCode::KvStoreNotEmpty
+        | ErrorCode::TableNotEmpty => StatusCode::CONFLICT,
     }
 }
 
@@ -194,9 +195,8 @@ mod tests {
             | InvalidCode
             | DigestMismatch
             | InvalidEvent => 400,
-            RouteConflict | NoPreviousVersion | BucketExists | BucketNotEmpty | KvStoreNotEmpty => {
-                409
-            }
+            RouteConflict | NoPreviousVersion | BucketExists | BucketNotEmpty | KvStoreNotEmpty
+            | TableNotEmpty => 409,
             Forbidden => 403,
         }
     }
