@@ -61,7 +61,7 @@ Examples:
   nimbus invoke worker --async -d '{}'  queue an invocation; `nimbus invocation ID` shows it
   nimbus queue send shop/orders 'hi'  send a message; `nimbus queue ls` shows the queues
   nimbus rollback my-app             go back to the previous version
-  nimbus keys create --app shop      an access key for the S3 endpoint (127.0.0.1:8090)
+  nimbus keys create --app shop      an access key for the AWS endpoint (127.0.0.1:8090)
   nimbus cp photo.jpg s3://uploads/  upload a file to a bucket";
 
 #[derive(Subcommand, Debug)]
@@ -246,7 +246,7 @@ struct ServeArgs {
     /// environment and timeouts still apply). For debugging, or hosts that forbid them.
     #[arg(long)]
     no_process_sandbox: bool,
-    /// Where the AWS-compatible endpoint (S3) listens.
+    /// Where the AWS-compatible endpoint (S3, DynamoDB) listens.
     #[arg(long, default_value = "127.0.0.1:8090", env = "NIMBUS_AWS_LISTEN")]
     aws_listen: SocketAddr,
     /// Serve buckets virtual-host style under this domain too (`BUCKET.DOMAIN`), as S3 does;
