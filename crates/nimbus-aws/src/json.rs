@@ -26,8 +26,8 @@ const CORAL: &str = "com.amazon.coral.service";
 pub trait JsonService: Send + Sync {
     /// The target prefix it answers (`DynamoDB_20120810`).
     fn target(&self) -> &'static str;
-    /// The SigV4 signing name requests are signed for (`dynamodb`).
-    fn signing_name(&self) -> &'static str;
+    /// The SigV4 signing names (credential scope services) requests may be signed for.
+    fn signing_names(&self) -> &'static [&'static str];
     /// Answer `operation` (the target's part after the dot) for `principal`.
     async fn call(&self, principal: &Principal, operation: &str, body: Bytes) -> JsonAnswer;
 }
@@ -107,7 +107,7 @@ pub(crate) async fn call(
     };
     let principal = match delegated {
         Some(Delegated(principal)) => principal,
-        None => match verify(service.signing_name(), keys, &request, &body).await {
+        None => match verify(service.signing_names(), keys, &request, &body).await {
             Ok(principal) => principal,
             Err(error) => return render(&JsonAnswer::Error(error), request_id),
         },
@@ -218,7 +218,7 @@ fn amz_date(text: &str) -> Option<SystemTime> {
 
 /// Who signed the request, if the signature is good.
 async fn verify(
-    signing_name: &str,
+    signing_names: &[&str],
     keys: &Keys,
     request: &http::Request<s3s::Body>,
     body: &[u8],
@@ -242,14 +242,19 @@ async fn verify(
         .ok()
         .and_then(parse_authorization)
         .ok_or_else(incomplete)?;
-    if authorization.service != signing_name {
+    let Some(signing_name) = signing_names
+        .iter()
+        .copied()
+        .find(|name| *name == authorization.service)
+    else {
         return Err(JsonError::coral(
             "InvalidSignatureException",
-            format!("Credential should be scoped to correct service: '{signing_name}'. ")
-                .trim_end()
-                .to_owned(),
+            format!(
+                "Credential should be scoped to correct service: '{}'.",
+                signing_names.first().copied().unwrap_or_default()
+            ),
         ));
-    }
+    };
     let date_text = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())

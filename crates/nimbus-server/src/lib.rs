@@ -199,7 +199,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 keys.clone(),
                 public_buckets.clone(),
             ),
-            json: vec![Arc::new(nimbus_tables::DynamoService::new(tables.clone()))],
+            json: vec![
+                Arc::new(nimbus_tables::DynamoService::new(tables.clone())),
+                Arc::new(nimbus_tables::StreamsService::new(tables.clone())),
+            ],
         },
         keys.clone(),
         config.aws_domain.as_deref(),

@@ -8,9 +8,11 @@ pub mod number;
 pub mod ops;
 pub mod provision;
 pub mod request;
+pub mod streams;
 pub mod table;
 pub mod value;
 
 pub use number::{Number, NumberError};
 pub use ops::{Caller, Dynamo, DynamoService};
+pub use streams::StreamsService;
 pub use value::{Item, Type, Value};

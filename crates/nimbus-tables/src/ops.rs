@@ -38,7 +38,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn check(&self, table: &str, write: bool, action: &str) -> Answer<()> {
+    pub(crate) fn check(&self, table: &str, write: bool, action: &str) -> Answer<()> {
         let Some(grants) = &self.grants else {
             return Ok(());
         };
@@ -1468,14 +1468,39 @@ impl DynamoService {
 /// The namespace an operator's key works in: tables that belong to no app.
 pub const OPERATOR_NAMESPACE: &str = "";
 
+/// Whose tables a signed request reaches, and under which grants.
+pub fn caller_of(principal: &nimbus_aws::Principal) -> Answer<Caller> {
+    Ok(match principal {
+        nimbus_aws::Principal::Operator => Caller {
+            app: OPERATOR_NAMESPACE.to_owned(),
+            grants: None,
+        },
+        nimbus_aws::Principal::App(app) => Caller {
+            app: app.clone(),
+            grants: None,
+        },
+        nimbus_aws::Principal::Function { app, grants, .. } => Caller {
+            app: app.clone(),
+            grants: Some(grants.clone()),
+        },
+        nimbus_aws::Principal::Anonymous => {
+            return Err(JsonError::new(
+                "com.amazon.coral.service",
+                "MissingAuthenticationTokenException",
+                "Request is missing Authentication Token",
+            ));
+        }
+    })
+}
+
 #[async_trait::async_trait]
 impl nimbus_aws::JsonService for DynamoService {
     fn target(&self) -> &'static str {
         "DynamoDB_20120810"
     }
 
-    fn signing_name(&self) -> &'static str {
-        "dynamodb"
+    fn signing_names(&self) -> &'static [&'static str] {
+        &["dynamodb"]
     }
 
     async fn call(
@@ -1484,26 +1509,9 @@ impl nimbus_aws::JsonService for DynamoService {
         operation: &str,
         body: Bytes,
     ) -> nimbus_aws::JsonAnswer {
-        let caller = match principal {
-            nimbus_aws::Principal::Operator => Caller {
-                app: OPERATOR_NAMESPACE.to_owned(),
-                grants: None,
-            },
-            nimbus_aws::Principal::App(app) => Caller {
-                app: app.clone(),
-                grants: None,
-            },
-            nimbus_aws::Principal::Function { app, grants, .. } => Caller {
-                app: app.clone(),
-                grants: Some(grants.clone()),
-            },
-            nimbus_aws::Principal::Anonymous => {
-                return nimbus_aws::JsonAnswer::Error(JsonError::new(
-                    "com.amazon.coral.service",
-                    "MissingAuthenticationTokenException",
-                    "Request is missing Authentication Token",
-                ));
-            }
+        let caller = match caller_of(principal) {
+            Ok(caller) => caller,
+            Err(error) => return nimbus_aws::JsonAnswer::Error(error),
         };
         match self.dynamo.call(&caller, operation, &body).await {
             Ok(answer) => nimbus_aws::JsonAnswer::Ok(answer),

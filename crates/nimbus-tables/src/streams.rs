@@ -1,0 +1,374 @@
+//! Change streams: a table's change records in DynamoDB Streams' shape, and the DynamoDB
+//! Streams read API (`DynamoDBStreams_20120810`: ListStreams, DescribeStream,
+//! GetShardIterator, GetRecords) over them.
+//!
+//! A table's stream has one shard; its records are numbered in commit order, so order per item
+//! key holds. A shard iterator is the table and the position after which to read, opaque to
+//! the client and checked against the caller's reach on every read.
+
+use crate::ops::Caller;
+use crate::request::{Answer, Params, internal, missing, not_found, one_of, validation};
+use crate::table::{TableSchema, decode_item};
+use crate::value::{Item, item_size, item_to_json};
+use base64::Engine as _;
+use bytes::Bytes;
+use nimbus_aws::JsonError;
+use nimbus_store::tables::{ChangeRecord, TableId, TableStore};
+use serde_json::{Value as Json, json};
+use std::sync::Arc;
+
+/// How long records are kept, as DynamoDB Streams keeps them.
+pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+/// The most records one GetRecords answers.
+const MAX_RECORDS: usize = 1000;
+
+/// DynamoDB Streams' sequence number for a record: decimal, fixed width, so text order is
+/// numeric order.
+pub fn sequence_number(sequence: u64) -> String {
+    format!("{sequence:021}")
+}
+
+fn parse_sequence(text: &str) -> Option<u64> {
+    text.parse().ok()
+}
+
+/// One change as a DynamoDB Streams record, with the images its view type keeps.
+pub fn record(schema: &TableSchema, change: &ChangeRecord) -> Answer<Json> {
+    let view = schema.stream.as_deref().unwrap_or("KEYS_ONLY");
+    let old = change.old.as_deref().map(decode_item).transpose()?;
+    let new = change.new.as_deref().map(decode_item).transpose()?;
+    let event = match (&old, &new) {
+        (None, Some(_)) => "INSERT",
+        (Some(_), Some(_)) => "MODIFY",
+        _ => "REMOVE",
+    };
+    let keys: Item = new
+        .as_ref()
+        .or(old.as_ref())
+        .map(|item| schema.key_of(item))
+        .unwrap_or_default();
+    let mut size = item_size(&keys);
+    let mut dynamodb = json!({
+        "ApproximateCreationDateTime": change.at_ms / 1000,
+        "Keys": item_to_json(&keys),
+        "SequenceNumber": sequence_number(change.sequence),
+        "StreamViewType": view,
+    });
+    if matches!(view, "NEW_IMAGE" | "NEW_AND_OLD_IMAGES")
+        && let Some(new) = &new
+    {
+        size += item_size(new);
+        crate::request::set(&mut dynamodb, "NewImage", item_to_json(new));
+    }
+    if matches!(view, "OLD_IMAGE" | "NEW_AND_OLD_IMAGES")
+        && let Some(old) = &old
+    {
+        size += item_size(old);
+        crate::request::set(&mut dynamodb, "OldImage", item_to_json(old));
+    }
+    crate::request::set(&mut dynamodb, "SizeBytes", json!(size));
+    Ok(json!({
+        "eventID": format!("{:032x}", u128::from(change.sequence) << 64 | u128::from(change.at_ms)),
+        "eventName": event,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": nimbus_aws::REGION,
+        "dynamodb": dynamodb,
+    }))
+}
+
+/// The shard of a table's stream (one per stream), named as DynamoDB names shards.
+fn shard_id(schema: &TableSchema) -> String {
+    format!(
+        "shardId-{:020}-{:08x}",
+        schema.stream_since_ms.unwrap_or(0),
+        schema
+            .name
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+    )
+}
+
+/// The table a stream ARN names (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`).
+fn table_of_arn(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.split_once(":table/")?.1;
+    rest.split_once("/stream/")
+}
+
+fn resource_not_found(message: impl Into<String>) -> JsonError {
+    not_found(message)
+}
+
+/// A shard iterator's contents: the stream and the sequence after which to read.
+struct Iterator {
+    table: String,
+    label: String,
+    after: u64,
+}
+
+impl Iterator {
+    fn encode(&self) -> String {
+        let text = format!("{}\n{}\n{}", self.table, self.label, self.after);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    fn decode(text: &str) -> Option<Iterator> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let mut parts = text.split('\n');
+        let (table, label, after) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(Iterator {
+            table: table.to_owned(),
+            label: label.to_owned(),
+            after: after.parse().ok()?,
+        })
+    }
+}
+
+/// The DynamoDB Streams service on the AWS-compatible endpoint.
+pub struct Streams {
+    store: Arc<dyn TableStore>,
+}
+
+impl Streams {
+    pub fn new(store: Arc<dyn TableStore>) -> Streams {
+        Streams { store }
+    }
+
+    async fn schema(&self, caller: &Caller, table: &str) -> Answer<Option<TableSchema>> {
+        match self
+            .store
+            .table(&TableId::new(caller.app.as_str(), table))
+            .await
+        {
+            Ok(Some(info)) => Ok(Some(TableSchema::from_meta(&info.meta)?)),
+            Ok(None) => Ok(None),
+            Err(error) => Err(internal(&error)),
+        }
+    }
+
+    /// The table and schema of a stream ARN the caller may read.
+    async fn stream(&self, caller: &Caller, arn: &str) -> Answer<TableSchema> {
+        let gone = || {
+            resource_not_found(format!(
+                "Requested resource not found: Stream: {arn} not found"
+            ))
+        };
+        let (table, label) = table_of_arn(arn).ok_or_else(gone)?;
+        caller.check(table, false, "DescribeStream")?;
+        let schema = self.schema(caller, table).await?.ok_or_else(gone)?;
+        if schema.stream_label().as_deref() != Some(label) {
+            return Err(gone());
+        }
+        Ok(schema)
+    }
+
+    pub async fn call(&self, caller: &Caller, operation: &str, body: &[u8]) -> Answer<Json> {
+        let params = Params::parse(body)?;
+        match operation {
+            "ListStreams" => self.list_streams(caller, &params).await,
+            "DescribeStream" => self.describe_stream(caller, &params).await,
+            "GetShardIterator" => self.get_shard_iterator(caller, &params).await,
+            "GetRecords" => self.get_records(caller, &params).await,
+            other => Err(JsonError::new(
+                "com.amazon.coral.service",
+                "UnknownOperationException",
+                format!("DynamoDB Streams has no operation {other}"),
+            )),
+        }
+    }
+
+    async fn list_streams(&self, caller: &Caller, params: &Params) -> Answer<Json> {
+        let names = match params.string("TableName")? {
+            Some(table) => vec![table.to_owned()],
+            None => self
+                .store
+                .tables(&caller.app)
+                .await
+                .map_err(|e| internal(&e))?,
+        };
+        let mut streams = Vec::new();
+        for name in names {
+            if caller.check(&name, false, "ListStreams").is_err() {
+                continue;
+            }
+            if let Some(schema) = self.schema(caller, &name).await?
+                && let (Some(arn), Some(label)) = (schema.stream_arn(), schema.stream_label())
+            {
+                streams.push(json!({"StreamArn": arn, "TableName": name, "StreamLabel": label}));
+            }
+        }
+        Ok(json!({"Streams": streams}))
+    }
+
+    async fn describe_stream(&self, caller: &Caller, params: &Params) -> Answer<Json> {
+        let arn = params.required_string("StreamArn")?;
+        let schema = self.stream(caller, arn).await?;
+        let id = TableId::new(caller.app.as_str(), schema.name.as_str());
+        let first = self
+            .store
+            .changes(&id, None, 1)
+            .await
+            .map_err(|e| internal(&e))?;
+        let mut range = json!({});
+        crate::request::set(
+            &mut range,
+            "StartingSequenceNumber",
+            json!(sequence_number(first.first().map_or(1, |r| r.sequence))),
+        );
+        let mut key_schema = vec![json!({"AttributeName": schema.hash.name, "KeyType": "HASH"})];
+        if let Some(range_key) = &schema.range {
+            key_schema.push(json!({"AttributeName": range_key.name, "KeyType": "RANGE"}));
+        }
+        Ok(json!({"StreamDescription": {
+            "StreamArn": arn,
+            "StreamLabel": schema.stream_label(),
+            "StreamStatus": "ENABLED",
+            "StreamViewType": schema.stream,
+            "CreationRequestDateTime": schema.stream_since_ms.unwrap_or(0) as f64 / 1000.0,
+            "TableName": schema.name,
+            "KeySchema": key_schema,
+            "Shards": [{"ShardId": shard_id(&schema), "SequenceNumberRange": range}],
+        }}))
+    }
+
+    async fn get_shard_iterator(&self, caller: &Caller, params: &Params) -> Answer<Json> {
+        let arn = params.required_string("StreamArn")?;
+        let shard = params.required_string("ShardId")?;
+        let kind = one_of(
+            params,
+            "ShardIteratorType",
+            &[
+                "TRIM_HORIZON",
+                "LATEST",
+                "AT_SEQUENCE_NUMBER",
+                "AFTER_SEQUENCE_NUMBER",
+            ],
+        )?
+        .ok_or_else(|| missing("ShardIteratorType"))?;
+        let schema = self.stream(caller, arn).await?;
+        if shard != shard_id(&schema) {
+            return Err(resource_not_found(format!(
+                "Requested resource not found: Shard does not exist: {shard}"
+            )));
+        }
+        let id = TableId::new(caller.app.as_str(), schema.name.as_str());
+        let sequence = || -> Answer<u64> {
+            let text = params
+                .string("SequenceNumber")?
+                .ok_or_else(|| validation(format!("SequenceNumber is required for {kind}")))?;
+            parse_sequence(text)
+                .ok_or_else(|| validation(format!("Invalid SequenceNumber: {text}")))
+        };
+        let after = match kind {
+            "TRIM_HORIZON" => 0,
+            "LATEST" => self.latest(&id).await?,
+            "AT_SEQUENCE_NUMBER" => sequence()?.saturating_sub(1),
+            _ => sequence()?,
+        };
+        let iterator = Iterator {
+            table: schema.name.clone(),
+            label: schema.stream_label().unwrap_or_default(),
+            after,
+        };
+        Ok(json!({"ShardIterator": iterator.encode()}))
+    }
+
+    /// The sequence of the table's latest record (0 for none).
+    async fn latest(&self, id: &TableId) -> Answer<u64> {
+        // Records are few per table relative to a page; walk to the end.
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .changes(id, after, MAX_RECORDS)
+                .await
+                .map_err(|e| internal(&e))?;
+            match page.last() {
+                Some(last) if page.len() == MAX_RECORDS => after = Some(last.sequence),
+                Some(last) => return Ok(last.sequence),
+                None => return Ok(after.unwrap_or(0)),
+            }
+        }
+    }
+
+    async fn get_records(&self, caller: &Caller, params: &Params) -> Answer<Json> {
+        let text = params.required_string("ShardIterator")?;
+        let limit = match params.integer("Limit")? {
+            None => MAX_RECORDS,
+            Some(n) if (1..=MAX_RECORDS as i64).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{n}' at 'limit' failed to satisfy \
+                     constraint: Member must have value less than or equal to 1000"
+                )));
+            }
+        };
+        let iterator = Iterator::decode(text).ok_or_else(|| validation("Invalid ShardIterator"))?;
+        caller.check(&iterator.table, false, "GetRecords")?;
+        let schema = self
+            .schema(caller, &iterator.table)
+            .await?
+            .filter(|s| s.stream_label().as_deref() == Some(iterator.label.as_str()))
+            .ok_or_else(|| resource_not_found("Requested resource not found: Stream not found"))?;
+        let id = TableId::new(caller.app.as_str(), schema.name.as_str());
+        let changes = self
+            .store
+            .changes(&id, Some(iterator.after), limit)
+            .await
+            .map_err(|e| internal(&e))?;
+        let mut records = Vec::with_capacity(changes.len());
+        for change in &changes {
+            records.push(record(&schema, change)?);
+        }
+        let next = Iterator {
+            after: changes.last().map_or(iterator.after, |c| c.sequence),
+            ..iterator
+        };
+        Ok(json!({"Records": records, "NextShardIterator": next.encode()}))
+    }
+}
+
+/// DynamoDB Streams on the AWS-compatible endpoint.
+pub struct StreamsService {
+    streams: Streams,
+}
+
+impl StreamsService {
+    pub fn new(store: Arc<dyn TableStore>) -> StreamsService {
+        StreamsService {
+            streams: Streams::new(store),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl nimbus_aws::JsonService for StreamsService {
+    fn target(&self) -> &'static str {
+        "DynamoDBStreams_20120810"
+    }
+
+    fn signing_names(&self) -> &'static [&'static str] {
+        // boto3 signs for `dynamodb` (the model's signing name); some clients use the
+        // endpoint prefix.
+        &["dynamodb", "streams.dynamodb"]
+    }
+
+    async fn call(
+        &self,
+        principal: &nimbus_aws::Principal,
+        operation: &str,
+        body: Bytes,
+    ) -> nimbus_aws::JsonAnswer {
+        let caller = match crate::ops::caller_of(principal) {
+            Ok(caller) => caller,
+            Err(error) => return nimbus_aws::JsonAnswer::Error(error),
+        };
+        match self.streams.call(&caller, operation, &body).await {
+            Ok(answer) => nimbus_aws::JsonAnswer::Ok(answer),
+            Err(error) => nimbus_aws::JsonAnswer::Error(error),
+        }
+    }
+}
