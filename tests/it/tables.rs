@@ -23,7 +23,11 @@ async fn app_key(p: &Platform, app: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_speaks_dynamodb_to_the_endpoint() {
     let boto3 = python_package("boto3", BOTO3);
-    let p = Platform::start().await;
+    // Sweeps often, so expired items go within the case's patience.
+    let p = Platform::start_in(crate::support::data_dir(), |config| {
+        config.table_sweep_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
     let shop = app_key(&p, "shop").await;
     let other = app_key(&p, "other").await;
     let script = workspace_root().join("tests/fixtures/dynamodb/boto3_suite.py");

@@ -68,6 +68,9 @@ pub struct ServerConfig {
     /// parts deleted (S3's `AbortIncompleteMultipartUpload` lifecycle rule); `None` keeps them
     /// until a client aborts them, as S3 does without the rule.
     pub abort_incomplete_uploads_after: Option<Duration>,
+    /// How often tables are swept: items past their TTL removed, change records past the
+    /// streams' 24-hour retention forgotten.
+    pub table_sweep_interval: Duration,
 }
 
 impl ServerConfig {
@@ -83,6 +86,7 @@ impl ServerConfig {
             aws_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             aws_domain: None,
             abort_incomplete_uploads_after: Some(objects::DEFAULT_UPLOAD_EXPIRY),
+            table_sweep_interval: tables::DEFAULT_SWEEP_INTERVAL,
         }
     }
 }
@@ -340,6 +344,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     tasks.spawn(platform.clone().reap_idle_forever());
     tasks.spawn(events.clone().sweep_forever(shutdown.clone()));
     tasks.spawn(kv::purge_expired_forever(kv, shutdown.clone()));
+    tasks.spawn(tables::sweep_forever(
+        tables,
+        config.table_sweep_interval,
+        shutdown.clone(),
+    ));
     if let Some(after) = config.abort_incomplete_uploads_after {
         tasks.spawn(objects::abort_stale_uploads_forever(
             objects.clone(),

@@ -9,6 +9,37 @@ use nimbus_store::tables::TableStore;
 use nimbus_tables::provision::{self, ProvisionError};
 use std::sync::Arc;
 
+/// Sweep every table (expired items, old change records) this often.
+pub const DEFAULT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sweep every `interval` until `stop`.
+pub(crate) async fn sweep_forever(
+    store: Arc<dyn TableStore>,
+    interval: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match nimbus_tables::maintenance::sweep(store.as_ref(), now).await {
+            Ok(swept) if swept.expired > 0 || swept.trimmed > 0 => tracing::info!(
+                expired = swept.expired,
+                trimmed = swept.trimmed,
+                "tables swept"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %nimbus_wire::report(&error), "table sweep failed")
+            }
+        }
+    }
+}
+
 pub(crate) struct Tables {
     pub(crate) store: Arc<dyn TableStore>,
 }

@@ -117,15 +117,22 @@ fn take_part<'a>(bytes: &mut &'a [u8]) -> TableResult<Option<&'a [u8]>> {
     Ok(Some(part))
 }
 
-fn encode_change(at_ms: u64, key: &ItemKey, old: Option<&[u8]>, new: Option<&[u8]>) -> Vec<u8> {
+fn encode_change(
+    at_ms: u64,
+    expired: bool,
+    key: &ItemKey,
+    old: Option<&[u8]>,
+    new: Option<&[u8]>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        8 + 16
+        9 + 16
             + key.partition.len()
             + key.sort.len()
             + old.map_or(0, <[u8]>::len)
             + new.map_or(0, <[u8]>::len),
     );
     out.extend_from_slice(&at_ms.to_be_bytes());
+    out.push(u8::from(expired));
     put_part(&mut out, Some(&key.partition));
     put_part(&mut out, Some(&key.sort));
     put_part(&mut out, old);
@@ -134,10 +141,13 @@ fn encode_change(at_ms: u64, key: &ItemKey, old: Option<&[u8]>, new: Option<&[u8
 }
 
 fn decode_change(sequence: u64, bytes: &[u8]) -> TableResult<ChangeRecord> {
-    let (at, mut rest) = bytes
+    let (at, rest) = bytes
         .split_at_checked(8)
         .ok_or_else(|| db("a change record is truncated"))?;
     let at_ms = u64::from_be_bytes(at.try_into().map_err(db)?);
+    let (flag, mut rest) = rest
+        .split_first()
+        .ok_or_else(|| db("a change record is truncated"))?;
     let partition = take_part(&mut rest)?.unwrap_or_default().to_vec();
     let sort = take_part(&mut rest)?.unwrap_or_default().to_vec();
     let old = take_part(&mut rest)?.map(Bytes::copy_from_slice);
@@ -148,6 +158,7 @@ fn decode_change(sequence: u64, bytes: &[u8]) -> TableResult<ChangeRecord> {
         key: ItemKey { partition, sort },
         old,
         new,
+        expired: *flag == 1,
     })
 }
 
@@ -214,13 +225,14 @@ impl Inner {
                     continue;
                 };
                 let row_key = (row.number, key.partition.as_slice(), key.sort.as_slice());
+                let expired = change == Change::Expire;
                 let new = match change {
                     Change::Keep => continue,
                     Change::Put(item) => {
                         items.insert(row_key, item.as_ref()).map_err(db)?;
                         Some(item)
                     }
-                    Change::Delete => {
+                    Change::Delete | Change::Expire => {
                         if old.is_none() {
                             continue;
                         }
@@ -234,7 +246,7 @@ impl Inner {
                 row.size_bytes = (row.size_bytes + size(&new)).saturating_sub(size(&old));
                 if row.meta.stream {
                     let sequence = next_seq(&txn, CHANGE_SEQ)?;
-                    let record = encode_change(now, key, old.as_deref(), new.as_deref());
+                    let record = encode_change(now, expired, key, old.as_deref(), new.as_deref());
                     records
                         .insert((row.number, sequence), record.as_slice())
                         .map_err(db)?;
@@ -502,6 +514,22 @@ impl TableStore for RedbStore {
                 names.push(table.to_owned());
             }
             Ok(names)
+        })
+        .await
+        .map_err(db)?
+    }
+
+    async fn all_tables(&self) -> TableResult<Vec<TableId>> {
+        self.on_blocking_pool(move |inner| {
+            let txn = inner.db.begin_read().map_err(db)?;
+            let tables = txn.open_table(TABLES).map_err(db)?;
+            let mut ids = Vec::new();
+            for entry in tables.iter().map_err(db)? {
+                let (key, _) = entry.map_err(db)?;
+                let (app, table) = key.value();
+                ids.push(TableId::new(app, table));
+            }
+            Ok(ids)
         })
         .await
         .map_err(db)?

@@ -76,6 +76,9 @@ pub enum Change {
     Put(Bytes),
     /// Remove the item.
     Delete,
+    /// Remove the item because it expired: as `Delete`, recorded as the service's removal
+    /// ([`ChangeRecord::expired`]).
+    Expire,
 }
 
 /// The caller's decision, taken inside the write's transaction: given the current items of the
@@ -94,6 +97,8 @@ pub struct ChangeRecord {
     pub key: ItemKey,
     pub old: Option<Bytes>,
     pub new: Option<Bytes>,
+    /// The item was removed because it expired, not by a caller.
+    pub expired: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +179,8 @@ pub trait TableStore: Send + Sync {
     async fn table(&self, id: &TableId) -> TableResult<Option<TableInfo>>;
     /// The app's tables, by name.
     async fn tables(&self, app: &str) -> TableResult<Vec<String>>;
+    /// Every table of every app, for background work (expiry, record retention).
+    async fn all_tables(&self) -> TableResult<Vec<TableId>>;
 
     /// Items of `keys`, in their order, read at one instant (keys may name several tables).
     async fn get(&self, keys: &[(TableId, ItemKey)]) -> TableResult<Vec<Option<Bytes>>>;

@@ -4,6 +4,7 @@
 //! sees keys and item bytes, never a request.
 
 pub mod expr;
+pub mod maintenance;
 pub mod number;
 pub mod ops;
 pub mod provision;

@@ -67,14 +67,24 @@ pub fn record(schema: &TableSchema, change: &ChangeRecord) -> Answer<Json> {
         crate::request::set(&mut dynamodb, "OldImage", item_to_json(old));
     }
     crate::request::set(&mut dynamodb, "SizeBytes", json!(size));
-    Ok(json!({
+    let mut record = json!({
         "eventID": format!("{:032x}", u128::from(change.sequence) << 64 | u128::from(change.at_ms)),
         "eventName": event,
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
         "awsRegion": nimbus_aws::REGION,
         "dynamodb": dynamodb,
-    }))
+    });
+    if change.expired {
+        // How DynamoDB Streams marks TTL deletions (Lambda's event spells the members in
+        // lower camel case).
+        crate::request::set(
+            &mut record,
+            "userIdentity",
+            json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}),
+        );
+    }
+    Ok(record)
 }
 
 /// The shard of a table's stream (one per stream), named as DynamoDB names shards.

@@ -65,6 +65,14 @@ pub async fn tables_are_created_once_and_deleted_with_their_items(store: &impl T
             .unwrap()
     );
     assert_eq!(store.tables("shop").await.unwrap(), ["carts", "orders"]);
+    assert_eq!(
+        store.all_tables().await.unwrap(),
+        [
+            TableId::new("other", "orders"),
+            TableId::new("shop", "carts"),
+            TableId::new("shop", "orders"),
+        ]
+    );
     let info = store.table(&id).await.unwrap().unwrap();
     assert_eq!(info.meta, meta(false), "the first create's meta stands");
     assert_eq!((info.item_count, info.size_bytes), (0, 0));
@@ -315,21 +323,33 @@ pub async fn changes_are_recorded_with_their_commit(store: &impl TableStore) {
         )
         .await
         .unwrap();
-    let records = store.changes(&id, None, 10).await.unwrap();
-    let shape: Vec<_> = records
+    put(store, &id, key("b", ""), "3").await;
+    store
+        .write(
+            vec![(id.clone(), key("b", ""))],
+            Box::new(|_| Ok(vec![Change::Expire])),
+        )
+        .await
+        .unwrap();
+    let all_records = store.changes(&id, None, 10).await.unwrap();
+    let shape: Vec<_> = all_records
         .iter()
-        .map(|r| (r.key.clone(), r.old.clone(), r.new.clone()))
+        .map(|r| (r.key.clone(), r.old.clone(), r.new.clone(), r.expired))
         .collect();
     let b = |s: &'static str| Some(Bytes::from_static(s.as_bytes()));
     assert_eq!(
         shape,
         [
-            (key("a", ""), None, b("1")),
-            (key("a", ""), b("1"), b("2")),
-            (key("a", ""), b("2"), None),
+            (key("a", ""), None, b("1"), false),
+            (key("a", ""), b("1"), b("2"), false),
+            (key("a", ""), b("2"), None, false),
+            (key("b", ""), None, b("3"), false),
+            (key("b", ""), b("3"), None, true),
         ],
-        "deleting what is not there records nothing"
+        "deleting what is not there records nothing; expiring is recorded as such"
     );
+    assert_eq!(store.table(&id).await.unwrap().unwrap().item_count, 0);
+    let records = &all_records[..3];
     assert!(records.windows(2).all(|w| w[0].sequence < w[1].sequence));
     let later = store
         .changes(&id, Some(records[0].sequence), 1)
@@ -343,8 +363,9 @@ pub async fn changes_are_recorded_with_their_commit(store: &impl TableStore) {
     assert!(store.changes(&quiet, None, 10).await.unwrap().is_empty());
 
     assert_eq!(store.trim_changes(&id, 0).await.unwrap(), 0);
-    let all = store.trim_changes(&id, records[2].at_ms + 1).await.unwrap();
-    assert_eq!(all, 3);
+    let newest = all_records.last().unwrap().at_ms;
+    let all = store.trim_changes(&id, newest + 1).await.unwrap();
+    assert_eq!(all, 5);
     assert!(store.changes(&id, None, 10).await.unwrap().is_empty());
 }
 
