@@ -124,3 +124,99 @@ function = "api"
     assert_eq!(answer["orders"].as_array().unwrap().len(), 1, "{answer}");
     p.stop().await;
 }
+
+/// kill -9 under a write load: every write the server acknowledged is there after the restart,
+/// each with its stream record, in order per key — and no record exists without its item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_write_or_its_record() {
+    use crate::restart::{connect, spawn_server};
+    use tokio::io::AsyncBufReadExt as _;
+    let boto3 = python_package("boto3", BOTO3);
+    let script = workspace_root().join("tests/fixtures/dynamodb/durability.py");
+    let dir = crate::support::data_dir();
+    let aws = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("aws.url"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (key, acks) = {
+        let mut server = spawn_server(dir.path());
+        let (client, _) = connect(dir.path()).await;
+        let digest = client
+            .upload_artifact(std::fs::read(crate::support::component("probe")).unwrap())
+            .await
+            .unwrap();
+        client
+            .deploy(&nimbus_api::DeployRequest {
+                manifest: probe_app("shop", "f", ""),
+                manifest_path: "nimbus.toml".into(),
+                artifacts: [("f".to_owned(), digest)].into(),
+            })
+            .await
+            .unwrap();
+        let key = client
+            .create_key(&CreateKeyRequest {
+                app: Some("shop".into()),
+                description: None,
+            })
+            .await
+            .unwrap();
+        let key = (key.id, key.secret.unwrap());
+        let mut writer = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg("write")
+            .env("PYTHONPATH", &boto3)
+            .env("EP", aws(dir.path()))
+            .env("AK", &key.0)
+            .env("SK", &key.1)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(writer.stdout.take().unwrap()).lines();
+        let mut acks = Vec::new();
+        // Let a few hundred writes land, then kill the server mid-stream.
+        while let Some(line) = lines.next_line().await.unwrap() {
+            acks.push(line);
+            if acks.len() == 400 {
+                server.0.kill().unwrap();
+                server.0.wait().unwrap();
+                break;
+            }
+        }
+        while let Some(line) = lines.next_line().await.unwrap() {
+            acks.push(line);
+        }
+        writer.wait().await.unwrap();
+        (key, acks)
+    };
+    assert!(acks.len() >= 400, "the writers stopped early: {}", acks.len());
+    let _server = spawn_server(dir.path());
+    connect(dir.path()).await;
+    let mut checker = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg("check")
+        .env("PYTHONPATH", &boto3)
+        .env("EP", aws(dir.path()))
+        .env("AK", &key.0)
+        .env("SK", &key.1)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = checker.stdin.take().unwrap();
+        for line in acks.iter().filter(|l| !l.contains("ready")) {
+            stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        }
+    }
+    let output = checker.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "after the restart:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

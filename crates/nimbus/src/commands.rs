@@ -250,7 +250,10 @@ async fn up(
             result.app,
             data_dir.display()
         );
-        println!("S3 endpoint (AWS_ENDPOINT_URL): {}", server.aws_url());
+        println!(
+            "AWS endpoint, S3 and DynamoDB (AWS_ENDPOINT_URL): {}",
+            server.aws_url()
+        );
         println!(
             "other commands: nimbus --data-dir {} <command>",
             data_dir.display()
