@@ -105,6 +105,42 @@ function = "api"
         serde_json::json!(["catalog", "orders"]),
         "a function lists only the tables it is granted"
     );
+    // What the CLI shows of them.
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let server = p.server.as_ref().unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args([
+                "--json",
+                "--admin-url",
+                &server.admin_url(),
+                "--token",
+                &server.token,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nimbus {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let listed = cli(&["tables"]);
+    let orders = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders")
+        .unwrap();
+    assert_eq!(orders["app"], "shop");
+    assert_eq!(orders["items"], 1);
+    assert_eq!(orders["sort_key"], "created (N)");
+    let items = cli(&["table", "scan", "orders", "--app", "shop"]);
+    assert_eq!(
+        items,
+        serde_json::json!([{"customer": {"S": "ada"}, "created": {"N": "1"}, "total": {"N": "42"}}])
+    );
     // The conditional put refuses a second order with the same key: the handler fails.
     let (status, _) = call(serde_json::json!({"customer": "ada", "n": 1, "total": 7})).await;
     assert_eq!(status, 502);
@@ -190,7 +226,11 @@ async fn kill_9_loses_no_acknowledged_write_or_its_record() {
         writer.wait().await.unwrap();
         (key, acks)
     };
-    assert!(acks.len() >= 400, "the writers stopped early: {}", acks.len());
+    assert!(
+        acks.len() >= 400,
+        "the writers stopped early: {}",
+        acks.len()
+    );
     let _server = spawn_server(dir.path());
     connect(dir.path()).await;
     let mut checker = tokio::process::Command::new("python3")
@@ -209,7 +249,10 @@ async fn kill_9_loses_no_acknowledged_write_or_its_record() {
         use tokio::io::AsyncWriteExt as _;
         let mut stdin = checker.stdin.take().unwrap();
         for line in acks.iter().filter(|l| !l.contains("ready")) {
-            stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+            stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .unwrap();
         }
     }
     let output = checker.wait_with_output().await.unwrap();

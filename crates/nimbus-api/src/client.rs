@@ -263,6 +263,33 @@ impl Client {
             .await
     }
 
+    pub async fn tables(&self) -> Result<Vec<TableEntry>, ApiError> {
+        self.send(self.http.get(self.url("/v1/tables"))).await
+    }
+
+    /// A page of `table`'s items (of `app`, or an operator's table), after `after`.
+    pub async fn table_items(
+        &self,
+        app: Option<&str>,
+        table: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<TablePage, ApiError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(app) = app {
+            query.push(("app", app.to_owned()));
+        }
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        self.send(
+            self.http
+                .get(self.url(&format!("/v1/tables/{table}/items")))
+                .query(&query),
+        )
+        .await
+    }
+
     pub async fn buckets(&self) -> Result<Vec<BucketEntry>, ApiError> {
         self.send(self.http.get(self.url("/v1/buckets"))).await
     }

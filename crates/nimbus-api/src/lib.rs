@@ -300,6 +300,32 @@ pub struct BucketEntry {
     pub created_ms: u64,
 }
 
+/// A table, as `GET /v1/tables` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// The owning app (`None`: an operator's table).
+    pub app: Option<String>,
+    pub name: String,
+    /// `NAME (TYPE)`.
+    pub partition_key: String,
+    pub sort_key: Option<String>,
+    pub items: u64,
+    pub size_bytes: u64,
+    /// The stream's view type, when the table has a stream.
+    pub stream: Option<String>,
+    /// The TTL attribute, when items expire.
+    pub ttl: Option<String>,
+    pub created_ms: u64,
+}
+
+/// A page of a table's items, in DynamoDB JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TablePage {
+    pub items: Vec<serde_json::Value>,
+    /// Where the next page starts (`after`), when there is one.
+    pub next: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectEntry {
     pub key: String,

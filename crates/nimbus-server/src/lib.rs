@@ -329,6 +329,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         admin::AdminServices {
             keys,
             objects: objects.clone(),
+            tables: tables.clone(),
         },
         token.clone(),
     );

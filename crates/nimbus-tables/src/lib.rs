@@ -3,6 +3,7 @@
 //! of [`nimbus_store::tables`]. The JSON wire protocol sits apart from the storage: the store
 //! sees keys and item bytes, never a request.
 
+pub mod admin;
 pub mod expr;
 pub mod maintenance;
 pub mod number;

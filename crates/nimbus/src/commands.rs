@@ -169,6 +169,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Buckets { command } => crate::objects::buckets(&cli, command.as_ref()).await,
         Command::Objects(command) => crate::objects::objects(&cli, command).await,
         Command::Cp { source, target } => crate::objects::cp(&cli, source, target).await,
+        Command::Tables => crate::tables::list(&cli).await,
+        Command::Table(command) => crate::tables::table(&cli, command).await,
         Command::Rm { app, force } => {
             let removed = client::connect(&cli)?.remove(app, *force).await?;
             if cli.json {

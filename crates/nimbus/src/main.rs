@@ -11,6 +11,7 @@ mod commands;
 mod objects;
 mod output;
 mod project;
+mod tables;
 
 use clap::{Parser, Subcommand};
 
@@ -124,7 +125,7 @@ enum Command {
     Queue(QueueCommand),
     /// Publish a CloudEvent on an app's event bus.
     Publish(PublishArgs),
-    /// Access keys for the AWS-compatible endpoint (S3).
+    /// Access keys for the AWS-compatible endpoint (S3, DynamoDB).
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Buckets of the object store (`nimbus buckets` lists them).
@@ -138,6 +139,25 @@ enum Command {
     /// Copy a file to or from a bucket: `nimbus cp photo.jpg s3://uploads/photo.jpg`,
     /// `nimbus cp s3://uploads/photo.jpg .` (`-` is standard input or output).
     Cp { source: String, target: String },
+    /// Tables of every app (the DynamoDB-compatible service), with their keys and sizes.
+    Tables,
+    /// One table's items.
+    #[command(subcommand)]
+    Table(TableCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TableCommand {
+    /// Print a table's items, in key order, as DynamoDB JSON (one item per line).
+    Scan {
+        table: String,
+        /// The owning app (default: an operator's table).
+        #[arg(long)]
+        app: Option<String>,
+        /// Stop after this many items.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -35,12 +35,14 @@ const MAX_ARTIFACT_BYTES: usize = 256 << 20;
 const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 
 mod objects;
+mod tables;
 
 /// The services the admin API manages beside the platform.
 #[derive(Clone)]
 pub(crate) struct AdminServices {
     pub keys: nimbus_aws::Keys,
     pub objects: Arc<dyn nimbus_store::ObjectStore>,
+    pub tables: Arc<dyn nimbus_store::tables::TableStore>,
 }
 
 #[derive(Clone)]
@@ -65,6 +67,7 @@ pub(crate) fn router(
     };
     Router::new()
         .merge(objects::routes())
+        .merge(tables::routes())
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
         .route("/v1/deploy", post(deploy))
