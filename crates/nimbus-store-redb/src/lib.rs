@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod group;
 mod kv;
 mod objects;
 pub mod queue;
@@ -89,7 +90,9 @@ pub(crate) struct Inner {
     /// Woken after a commit that recorded object events.
     object_events: tokio::sync::Notify,
     /// Single-part puts waiting for their group commit.
-    puts: objects::PutBatcher,
+    puts: group::GroupCommit<objects::PutJob>,
+    /// Table writes waiting for their group commit.
+    table_writes: group::GroupCommit<tables::WriteJob>,
 }
 
 fn backend(error: impl Into<nimbus_store::BoxError>) -> StoreError {
@@ -176,7 +179,8 @@ impl Inner {
             objects,
             pins: objects::Pins::default(),
             object_events: tokio::sync::Notify::new(),
-            puts: objects::PutBatcher::default(),
+            puts: group::GroupCommit::default(),
+            table_writes: group::GroupCommit::default(),
         };
         inner.remove_orphaned_blobs()?;
         Ok(inner)

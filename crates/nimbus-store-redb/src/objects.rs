@@ -136,18 +136,20 @@ pub(crate) struct PutJob {
     done: tokio::sync::oneshot::Sender<ObjectResult<()>>,
 }
 
-/// Group commit for single-part puts: puts that arrive while a commit runs share the next one
-/// (one directory fsync, one redb commit). Whoever finds no commit running leads: it commits
-/// what is pending on the blocking pool until nothing is.
-#[derive(Default)]
-pub(crate) struct PutBatcher {
-    pending: Mutex<Vec<PutJob>>,
-    leading: std::sync::atomic::AtomicBool,
-}
+/// Single-part puts share commits (one directory fsync, one redb commit).
+impl crate::group::Batch for PutJob {
+    type Answer = Answer;
 
-impl PutBatcher {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PutJob>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn group(inner: &Inner) -> &crate::group::GroupCommit<PutJob> {
+        &inner.puts
+    }
+
+    fn commit(inner: &Inner, batch: Vec<PutJob>) -> Vec<Answer> {
+        inner.commit_puts(batch)
+    }
+
+    fn deliver((done, outcome): Answer) {
+        let _ = done.send(outcome);
     }
 }
 
@@ -1025,7 +1027,7 @@ impl RedbStore {
         Ok((blob, size, etag))
     }
 
-    /// Commit a put through the group commit ([`PutBatcher`]).
+    /// Commit a put through the group commit ([`crate::group`]).
     async fn commit_put(
         &self,
         bucket: String,
@@ -1035,56 +1037,19 @@ impl RedbStore {
         origin: Created,
     ) -> ObjectResult<()> {
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.inner.puts.lock().push(PutJob {
-            bucket,
-            stored,
-            bytes,
-            condition,
-            origin,
-            done,
-        });
-        self.lead_puts();
+        crate::group::submit(
+            &self.inner,
+            PutJob {
+                bucket,
+                stored,
+                bytes,
+                condition,
+                origin,
+                done,
+            },
+        );
         wait.await
             .map_err(|_| ObjectError::backend("the put's commit was abandoned"))?
-    }
-
-    /// Commit pending puts, unless a commit is already running (it will take them).
-    fn lead_puts(&self) {
-        use std::sync::atomic::Ordering;
-        if self.inner.puts.leading.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            // Held while leading; let go of before the last answers, so a caller that drops the
-            // store on its answer finds it closed (and can reopen it) at once.
-            let mut held = Some(inner);
-            while let Some(inner) = held.take() {
-                let batch = std::mem::take(&mut *inner.puts.lock());
-                let answers = if batch.is_empty() {
-                    Vec::new()
-                } else {
-                    inner.commit_puts(batch)
-                };
-                let again = if inner.puts.lock().is_empty() {
-                    inner.puts.leading.store(false, Ordering::Release);
-                    // A put queued after this check saw us leading and left it to us: lead
-                    // again, unless someone else already does.
-                    let stranded = !inner.puts.lock().is_empty();
-                    stranded && !inner.puts.leading.swap(true, Ordering::AcqRel)
-                } else {
-                    true
-                };
-                if again {
-                    held = Some(inner);
-                } else {
-                    drop(inner);
-                }
-                for (done, outcome) in answers {
-                    let _ = done.send(outcome);
-                }
-            }
-        });
     }
 
     async fn discard(&self, blobs: Vec<String>) {

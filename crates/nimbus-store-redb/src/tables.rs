@@ -187,16 +187,88 @@ fn full(limit: PageLimit, count: usize, bytes: usize) -> bool {
     count >= limit.items.max(1) || bytes >= limit.bytes
 }
 
+/// A write waiting for its group commit.
+pub(crate) struct WriteJob {
+    keys: Vec<(TableId, ItemKey)>,
+    decide: Decide,
+    done: tokio::sync::oneshot::Sender<TableResult<()>>,
+}
+
+/// Writes share commits: each is decided in turn inside one transaction (seeing the ones
+/// before it), and one commit makes them all durable.
+impl crate::group::Batch for WriteJob {
+    type Answer = (
+        tokio::sync::oneshot::Sender<TableResult<()>>,
+        TableResult<()>,
+    );
+
+    fn group(inner: &Inner) -> &crate::group::GroupCommit<WriteJob> {
+        &inner.table_writes
+    }
+
+    fn commit(inner: &Inner, batch: Vec<WriteJob>) -> Vec<Self::Answer> {
+        inner.commit_table_writes(batch)
+    }
+
+    fn deliver((done, outcome): Self::Answer) {
+        let _ = done.send(outcome);
+    }
+}
+
 impl Inner {
-    fn table_write(&self, keys: Vec<(TableId, ItemKey)>, decide: Decide) -> TableResult<()> {
-        let mut seen = HashSet::with_capacity(keys.len());
-        for (id, key) in &keys {
-            if !seen.insert((id, key)) {
-                return Err(TableError::DuplicateKey(id.clone()));
+    fn commit_table_writes(
+        &self,
+        batch: Vec<WriteJob>,
+    ) -> Vec<(
+        tokio::sync::oneshot::Sender<TableResult<()>>,
+        TableResult<()>,
+    )> {
+        let fail_all = |dones: Vec<tokio::sync::oneshot::Sender<TableResult<()>>>,
+                        error: &dyn std::fmt::Display| {
+            dones
+                .into_iter()
+                .map(|done| (done, Err(db(format!("commit a table write: {error}")))))
+                .collect()
+        };
+        let txn = match self.db.begin_write() {
+            Ok(txn) => txn,
+            Err(error) => return fail_all(batch.into_iter().map(|j| j.done).collect(), &error),
+        };
+        let now = now_ms();
+        let mut dones = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            dones.push(job.done);
+            match write_in(&txn, job.keys, job.decide, now) {
+                Err(TableError::Backend(error)) => {
+                    drop(txn);
+                    return fail_all(dones, &error);
+                }
+                outcome => outcomes.push(outcome),
             }
         }
-        let txn = self.db.begin_write().map_err(db)?;
-        let now = now_ms();
+        if let Err(error) = txn.commit() {
+            return fail_all(dones, &error);
+        }
+        dones.into_iter().zip(outcomes).collect()
+    }
+}
+
+/// Decide and apply one write inside `txn`. A refusal (or a missing table) changes nothing;
+/// only a storage failure leaves the transaction unusable.
+fn write_in(
+    txn: &redb::WriteTransaction,
+    keys: Vec<(TableId, ItemKey)>,
+    decide: Decide,
+    now: u64,
+) -> TableResult<()> {
+    let mut seen = HashSet::with_capacity(keys.len());
+    for (id, key) in &keys {
+        if !seen.insert((id, key)) {
+            return Err(TableError::DuplicateKey(id.clone()));
+        }
+    }
+    {
         {
             let mut tables = txn.open_table(TABLES).map_err(db)?;
             let mut rows: BTreeMap<&TableId, TableRow> = BTreeMap::new();
@@ -215,7 +287,11 @@ impl Inner {
                     .map(|v| Bytes::copy_from_slice(v.value()));
                 current.push(item);
             }
-            let changes = decide(current.clone()).map_err(TableError::Refused)?;
+            // A decision that panics refuses its own write, not the whole group's.
+            let decided =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decide(current.clone())))
+                    .unwrap_or_else(|_| Err("the write's decision panicked".into()));
+            let changes = decided.map_err(TableError::Refused)?;
             if changes.len() != keys.len() {
                 return Err(db("a write's decision must answer for every item"));
             }
@@ -245,7 +321,7 @@ impl Inner {
                     .saturating_sub(u64::from(old.is_some()));
                 row.size_bytes = (row.size_bytes + size(&new)).saturating_sub(size(&old));
                 if row.meta.stream {
-                    let sequence = next_seq(&txn, CHANGE_SEQ)?;
+                    let sequence = next_seq(txn, CHANGE_SEQ)?;
                     let record = encode_change(now, expired, key, old.as_deref(), new.as_deref());
                     records
                         .insert((row.number, sequence), record.as_slice())
@@ -261,10 +337,11 @@ impl Inner {
                     .map_err(db)?;
             }
         }
-        txn.commit().map_err(db)?;
-        Ok(())
     }
+    Ok(())
+}
 
+impl Inner {
     fn table_query(
         &self,
         id: &TableId,
@@ -564,9 +641,10 @@ impl TableStore for RedbStore {
     }
 
     async fn write(&self, keys: Vec<(TableId, ItemKey)>, decide: Decide) -> TableResult<()> {
-        self.on_blocking_pool(move |inner| inner.table_write(keys, decide))
-            .await
-            .map_err(db)?
+        let (done, wait) = tokio::sync::oneshot::channel();
+        crate::group::submit(&self.inner, WriteJob { keys, decide, done });
+        wait.await
+            .map_err(|_| db("the table write's commit was abandoned"))?
     }
 
     async fn query(

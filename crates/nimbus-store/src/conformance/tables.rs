@@ -179,6 +179,22 @@ pub async fn refused_writes_change_nothing(store: &impl TableStore) {
     );
     assert_eq!(store.changes(&id, None, 10).await.unwrap().len(), 1);
     assert_eq!(store.table(&id).await.unwrap().unwrap().item_count, 1);
+    // A decision that panics refuses its write and leaves the store working.
+    let panicked = store
+        .write(
+            vec![(id.clone(), key("x", ""))],
+            Box::new(|_| panic!("a bug in the caller")),
+        )
+        .await;
+    assert!(
+        matches!(panicked, Err(TableError::Refused(_))),
+        "{panicked:?}"
+    );
+    put(store, &id, key("x", ""), "v2").await;
+    assert_eq!(
+        store.get(&[(id.clone(), key("x", ""))]).await.unwrap(),
+        [Some(Bytes::from_static(b"v2"))]
+    );
 }
 
 pub async fn queries_read_one_partition_in_order(store: &impl TableStore) {
