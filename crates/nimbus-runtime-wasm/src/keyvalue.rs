@@ -110,6 +110,11 @@ impl HostState {
     ) -> wasmtime::Result<Result<KvStoreId, store::Error>> {
         let bucket = self.table.get(bucket)?;
         if write && !bucket.write {
+            tracing::warn!(
+                store = %bucket.id,
+                "wasi:keyvalue write refused: the function's grant of this store is read-only \
+                 (\"NAME:read\"); grant \"NAME\" to write"
+            );
             return Ok(Err(store::Error::AccessDenied));
         }
         Ok(Ok(bucket.id.clone()))
@@ -130,6 +135,13 @@ impl store::Host for HostState {
     async fn open(&mut self, identifier: String) -> Outcome<Resource<Bucket>> {
         let kv = guest!(self.kv());
         let Some((id, write)) = kv.open(&identifier) else {
+            // `access-denied` carries no text to the guest; the operator's log says why.
+            tracing::warn!(
+                app = %kv.app,
+                store = %identifier,
+                "wasi:keyvalue store.open refused: add \"{identifier}\" to the function's `kv` \
+                 in the manifest (and declare [kv.{identifier}])"
+            );
             return Ok(Err(store::Error::AccessDenied));
         };
         let resource = self.table.push(Bucket { id, write })?;
