@@ -1,8 +1,9 @@
 //! Whatever a client sends the AWS-compatible endpoint — any method, path, query, headers
 //! (SigV4 and SigV2 `Authorization` headers, presigned query strings, `x-amz-*`), any body
 //! (XML for batch deletes and multipart completion, `aws-chunked` framing) — the service
-//! answers with a status, and a panic never escapes the endpoint. One store and one valid access key for the whole
-//! run, so signed-looking requests reach the signature check.
+//! answers with a status, and a panic never escapes the endpoint — S3 and the JSON-protocol
+//! services (DynamoDB, DynamoDB Streams, by `x-amz-target`) alike. One store and one valid
+//! access key for the whole run, so signed-looking requests reach the signature check.
 //!
 //! Input: the method on the first line, the path and query on the second, then `name: value`
 //! header lines up to an empty line; the rest is the body.
@@ -14,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 struct Endpoint {
     runtime: tokio::runtime::Runtime,
-    service: s3s::service::S3Service,
+    service: nimbus_aws::Endpoint,
     _dir: tempfile::TempDir,
 }
 
@@ -33,11 +34,16 @@ fn endpoint() -> &'static Endpoint {
             store.create_bucket("fuzz", None).await.expect("bucket");
             keys.create(None, None).await.expect("key");
         });
+        let tables: Arc<dyn nimbus_store::tables::TableStore> = store.clone();
         let objects: Arc<dyn nimbus_store::ObjectStore> = store;
         let service = nimbus_aws::service(
             nimbus_aws::Services {
                 s3: nimbus_objects::Objects::new(objects.clone()),
                 access: nimbus_objects::Access::new(objects, keys.clone(), Default::default()),
+                json: vec![
+                    Arc::new(nimbus_tables::DynamoService::new(tables.clone())),
+                    Arc::new(nimbus_tables::StreamsService::new(tables)),
+                ],
             },
             keys,
             Some("s3.fuzz.test"),

@@ -12,6 +12,9 @@ const AWSCLI: &str = "awscli==1.46.3";
 
 /// A pinned PyPI package installed (once) into its own directory under `target/py`.
 pub(crate) fn python_package(name: &str, requirement: &str) -> PathBuf {
+    // Tests run in parallel threads: one pip at a time, so two never write the same directory.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     let dir = workspace_root().join("target/py").join(name);
     let marker = dir.join(format!(".installed-{requirement}"));
     if !marker.exists() {
