@@ -102,16 +102,14 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn store_error(error: TableError, table: &str) -> JsonError {
+fn store_error(error: TableError) -> JsonError {
     match error {
         TableError::NoSuchTable(_) => not_found("Requested resource not found"),
         TableError::Refused(reason) => match reason.downcast::<Refusal>() {
             Ok(refusal) => refusal.0,
             Err(other) => internal(other.as_ref()),
         },
-        TableError::DuplicateKey(_) => validation(format!(
-            "Provided list of item keys contains duplicates (table {table})"
-        )),
+        TableError::DuplicateKey(_) => validation("Provided list of item keys contains duplicates"),
         other => internal(&other),
     }
 }
@@ -364,7 +362,7 @@ impl Dynamo {
         self.store
             .update_table(&id, spec.meta())
             .await
-            .map_err(|e| store_error(e, &table))?;
+            .map_err(store_error)?;
         let info = self
             .store
             .table(&id)
@@ -420,7 +418,7 @@ impl Dynamo {
         self.store
             .write(vec![(self.id(caller, table), key)], decision)
             .await
-            .map_err(|e| store_error(e, table))?;
+            .map_err(store_error)?;
         receiver.try_recv().map_err(|e| internal(&e))
     }
 
@@ -465,7 +463,7 @@ impl Dynamo {
             .store
             .get(&[(self.id(caller, &table), key)])
             .await
-            .map_err(|e| store_error(e, &table))?;
+            .map_err(store_error)?;
         let item = match got.into_iter().next().flatten() {
             Some(bytes) => Some(decode_item(&bytes)?),
             None => None,
@@ -619,7 +617,7 @@ impl Dynamo {
                 },
             )
             .await
-            .map_err(|e| store_error(e, &table))?;
+            .map_err(store_error)?;
         let last = last_key(&spec, &page.items)?;
         self.page_answer(
             page.items,
@@ -699,7 +697,7 @@ impl Dynamo {
                     },
                 )
                 .await
-                .map_err(|e| store_error(e, &table))?;
+                .map_err(store_error)?;
             let last = last_key(&spec, &page.items)?;
             let mut items = page.items;
             if let Some((segment, total)) = segments {
@@ -802,11 +800,7 @@ impl Dynamo {
                 "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1",
             ));
         }
-        let got = self
-            .store
-            .get(&reads)
-            .await
-            .map_err(|e| store_error(e, ""))?;
+        let got = self.store.get(&reads).await.map_err(store_error)?;
         let mut got = got.into_iter();
         let mut responses = serde_json::Map::new();
         for (table, count, projection, placeholders) in shapes {
@@ -880,19 +874,12 @@ impl Dynamo {
         self.store
             .write(keys, Box::new(move |_| Ok(changes)))
             .await
-            .map_err(|e| store_error(e, ""))?;
+            .map_err(store_error)?;
         Ok(json!({"UnprocessedItems": {}}))
     }
 
     async fn transact_write(&self, caller: &Caller, params: &Params) -> Answer<Json> {
-        let actions = params
-            .list("TransactItems")?
-            .ok_or_else(|| missing("TransactItems"))?;
-        if actions.is_empty() || actions.len() > MAX_TRANSACTION {
-            return Err(validation(format!(
-                "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to {MAX_TRANSACTION}, Member must have length greater than or equal to 1"
-            )));
-        }
+        let actions = transact_items(params)?;
         let mut keys = Vec::new();
         let mut plans = Vec::new();
         for action in actions {
@@ -1017,19 +1004,12 @@ impl Dynamo {
         self.store
             .write(keys, decision)
             .await
-            .map_err(|e| store_error(e, ""))?;
+            .map_err(store_error)?;
         Ok(json!({}))
     }
 
     async fn transact_get(&self, caller: &Caller, params: &Params) -> Answer<Json> {
-        let actions = params
-            .list("TransactItems")?
-            .ok_or_else(|| missing("TransactItems"))?;
-        if actions.is_empty() || actions.len() > MAX_TRANSACTION {
-            return Err(validation(format!(
-                "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to {MAX_TRANSACTION}, Member must have length greater than or equal to 1"
-            )));
-        }
+        let actions = transact_items(params)?;
         let mut reads = Vec::new();
         let mut shapes = Vec::new();
         for action in actions {
@@ -1048,11 +1028,7 @@ impl Dynamo {
             reads.push((self.id(caller, &table), spec.key(&key)?));
             shapes.push((projection, placeholders));
         }
-        let got = self
-            .store
-            .get(&reads)
-            .await
-            .map_err(|e| store_error(e, ""))?;
+        let got = self.store.get(&reads).await.map_err(store_error)?;
         let mut responses = Vec::with_capacity(got.len());
         for (bytes, (projection, placeholders)) in got.into_iter().zip(shapes) {
             responses.push(match bytes {
@@ -1095,7 +1071,7 @@ impl Dynamo {
         self.store
             .update_table(&self.id(caller, &table), spec.meta())
             .await
-            .map_err(|e| store_error(e, &table))?;
+            .map_err(store_error)?;
         Ok(json!({"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attribute}}))
     }
 
@@ -1153,6 +1129,21 @@ fn select_of(params: &Params, projected: bool) -> Answer<Select> {
         (_, true) => Ok(Select::Specific),
         _ => Ok(Select::All),
     }
+}
+
+/// `TransactItems`: 1 to [`MAX_TRANSACTION`] actions.
+fn transact_items(params: &Params) -> Answer<&Vec<Json>> {
+    let actions = params
+        .list("TransactItems")?
+        .ok_or_else(|| missing("TransactItems"))?;
+    if actions.is_empty() || actions.len() > MAX_TRANSACTION {
+        return Err(validation(format!(
+            "1 validation error detected: Value at 'transactItems' failed to satisfy \
+             constraint: Member must have length less than or equal to {MAX_TRANSACTION}, \
+             Member must have length greater than or equal to 1"
+        )));
+    }
+    Ok(actions)
 }
 
 fn limit_of(params: &Params) -> Answer<usize> {

@@ -105,10 +105,6 @@ fn table_of_arn(arn: &str) -> Option<(&str, &str)> {
     rest.split_once("/stream/")
 }
 
-fn resource_not_found(message: impl Into<String>) -> JsonError {
-    not_found(message)
-}
-
 /// A shard iterator's contents: the stream and the sequence after which to read.
 struct Iterator {
     table: String,
@@ -162,7 +158,7 @@ impl Streams {
     /// The table and schema of a stream ARN the caller may read.
     async fn stream(&self, caller: &Caller, arn: &str) -> Answer<TableSchema> {
         let gone = || {
-            resource_not_found(format!(
+            not_found(format!(
                 "Requested resource not found: Stream: {arn} not found"
             ))
         };
@@ -260,7 +256,7 @@ impl Streams {
         .ok_or_else(|| missing("ShardIteratorType"))?;
         let schema = self.stream(caller, arn).await?;
         if shard != shard_id(&schema) {
-            return Err(resource_not_found(format!(
+            return Err(not_found(format!(
                 "Requested resource not found: Shard does not exist: {shard}"
             )));
         }
@@ -322,7 +318,7 @@ impl Streams {
             .schema(caller, &iterator.table)
             .await?
             .filter(|s| s.stream_label().as_deref() == Some(iterator.label.as_str()))
-            .ok_or_else(|| resource_not_found("Requested resource not found: Stream not found"))?;
+            .ok_or_else(|| not_found("Requested resource not found: Stream not found"))?;
         let id = TableId::new(caller.app.as_str(), schema.name.as_str());
         let changes = self
             .store
