@@ -263,3 +263,244 @@ async fn kill_9_loses_no_acknowledged_write_or_its_record() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `[[trigger.table]]`: 1,000 writes reach a Lambda function as DynamoDB's stream events, in
+/// order per item, with a partial batch failure retried from its checkpoint; a Wasm function
+/// gets the removals its filter lets through as CloudEvents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_streams_reach_functions_in_order_per_item() {
+    use crate::events::Collector;
+    use std::collections::{BTreeMap, HashMap};
+    use std::time::Duration;
+    const KEYS: usize = 190;
+    const ROUNDS: usize = 5;
+    const DELETES: usize = 49;
+    let boto3 = python_package("boto3", BOTO3);
+    let collector = Collector::start().await;
+    let p = Platform::start().await;
+    let manifest = format!(
+        r#"name = "shop"
+
+[table.orders]
+partition_key = "id"
+stream = "NEW_AND_OLD_IMAGES"
+
+[function.lam]
+runtime = "python3"
+handler = "app.handler"
+code = "lam"
+network = "host"
+env = {{ REPORT_URL = "{url}/" }}
+delivery = {{ backoff = "100ms" }}
+
+[function.wasm]
+component = "probe.wasm"
+{probe}
+
+[[trigger.table]]
+table = "orders"
+function = "lam"
+starting_position = "TRIM_HORIZON"
+
+[[trigger.table]]
+table = "orders"
+function = "wasm"
+filter = {{ eventName = ["REMOVE"] }}
+"#,
+        url = collector.url,
+        probe = collector.probe_env()
+    );
+    let code = nimbus_api::artifact::pack_dir(&crate::support::lambda_fixture("streams")).unwrap();
+    let probe = std::fs::read(crate::support::component("probe")).unwrap();
+    p.deploy_bytes(&manifest, [("lam", code), ("wasm", probe)].into_iter())
+        .await
+        .unwrap();
+    let key = p
+        .client
+        .create_key(&CreateKeyRequest {
+            app: Some("shop".into()),
+            description: None,
+        })
+        .await
+        .unwrap();
+    let script = format!(
+        r#"
+import os, boto3
+orders = boto3.resource("dynamodb", endpoint_url=os.environ["EP"], region_name="us-east-1").Table("orders")
+for round in range({ROUNDS}):
+    for i in range({KEYS}):
+        orders.put_item(Item={{"id": f"k{{i:03}}", "v": round}})
+    if round == 2:
+        orders.put_item(Item={{"id": "bad", "v": 0, "fail": True}})
+for i in range({DELETES}):
+    orders.delete_item(Key={{"id": f"k{{i:03}}"}})
+"#
+    );
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", &script])
+        .env("PYTHONPATH", &boto3)
+        .env("EP", aws_url(&p))
+        .env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", key.secret.unwrap())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let writes = ROUNDS * KEYS + 1 + DELETES;
+    assert_eq!(writes, 1000);
+
+    // Every write reached the Lambda function, at least once.
+    let batches = |reports: &[crate::events::Report]| -> Vec<Vec<serde_json::Value>> {
+        reports
+            .iter()
+            .filter(|r| r.ty == "stream")
+            .map(|r| {
+                let event: serde_json::Value = serde_json::from_str(&r.data).unwrap();
+                event["Records"].as_array().unwrap().clone()
+            })
+            .collect()
+    };
+    let delivered = async || {
+        let batches = batches(&collector.reports());
+        let ids: std::collections::HashSet<String> = batches
+            .iter()
+            .flatten()
+            .map(|r| r["eventID"].as_str().unwrap().to_owned())
+            .collect();
+        ids.len()
+    };
+    let all = crate::support::eventually(Duration::from_secs(120), async || {
+        delivered().await >= writes
+    })
+    .await;
+    assert!(all, "{} of {writes} records delivered", delivered().await);
+    let reports = collector.reports();
+    let batches = batches(&reports);
+    let sequence =
+        |r: &serde_json::Value| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned();
+    for batch in &batches {
+        assert!(!batch.is_empty() && batch.len() <= 100, "{}", batch.len());
+        assert!(
+            batch.windows(2).all(|w| sequence(&w[0]) < sequence(&w[1])),
+            "a batch is in stream order"
+        );
+    }
+
+    // In DynamoDB's Lambda shape.
+    let records: Vec<&serde_json::Value> = batches.iter().flatten().collect();
+    let modify = records
+        .iter()
+        .find(|r| r["eventName"] == "MODIFY")
+        .expect("a MODIFY record");
+    assert_eq!(modify["eventSource"], "aws:dynamodb");
+    assert_eq!(modify["eventVersion"], "1.1");
+    assert!(
+        modify["eventSourceARN"]
+            .as_str()
+            .unwrap()
+            .contains(":table/orders/stream/"),
+        "{modify}"
+    );
+    let dynamodb = &modify["dynamodb"];
+    assert_eq!(dynamodb["StreamViewType"], "NEW_AND_OLD_IMAGES");
+    assert!(dynamodb["Keys"]["id"]["S"].is_string(), "{modify}");
+    assert!(dynamodb["NewImage"]["v"]["N"].is_string(), "{modify}");
+    assert!(dynamodb["OldImage"]["v"]["N"].is_string(), "{modify}");
+    assert!(dynamodb["SizeBytes"].as_u64().unwrap() > 0);
+    assert!(dynamodb["ApproximateCreationDateTime"].is_number());
+    let remove = records.iter().find(|r| r["eventName"] == "REMOVE").unwrap();
+    assert!(remove["dynamodb"].get("NewImage").is_none(), "{remove}");
+    assert!(remove["dynamodb"]["OldImage"].is_object(), "{remove}");
+
+    // Per item, records arrive in commit order: the first delivery of each follows the one
+    // before it.
+    let mut firsts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut times: HashMap<String, usize> = HashMap::new();
+    for record in &records {
+        let count = times.entry(sequence(record)).or_default();
+        *count += 1;
+        if *count == 1 {
+            let id = record["dynamodb"]["Keys"]["id"]["S"].as_str().unwrap();
+            firsts
+                .entry(id.to_owned())
+                .or_default()
+                .push(sequence(record));
+        }
+    }
+    assert_eq!(firsts.len(), KEYS + 1);
+    for (id, sequences) in &firsts {
+        assert!(
+            sequences.windows(2).all(|w| w[0] < w[1]),
+            "{id}: {sequences:?}"
+        );
+        let expected = if id == "bad" {
+            1
+        } else if id.as_str() < "k049" {
+            ROUNDS + 1
+        } else {
+            ROUNDS
+        };
+        assert_eq!(sequences.len(), expected, "{id}");
+    }
+
+    // The failed record was retried, with those after it in its batch; those before it were
+    // done.
+    let bad = records
+        .iter()
+        .find(|r| r["dynamodb"]["Keys"]["id"]["S"] == "bad")
+        .map(|r| sequence(r))
+        .unwrap();
+    assert!(times[&bad] >= 2, "the failed record was retried");
+    let first_batch = batches
+        .iter()
+        .find(|b| b.iter().any(|r| sequence(r) == bad))
+        .unwrap();
+    for record in first_batch {
+        let seq = sequence(record);
+        if seq < bad {
+            assert_eq!(
+                times[&seq], 1,
+                "a record before the checkpoint is not redelivered"
+            );
+        } else {
+            assert!(
+                times[&seq] >= 2,
+                "a record after the checkpoint is redelivered"
+            );
+        }
+    }
+
+    // The Wasm function got only the removals, as CloudEvents.
+    let wasm = crate::support::eventually(Duration::from_secs(60), async || {
+        collector
+            .reports()
+            .iter()
+            .filter(|r| r.ty.starts_with("com.amazonaws.dynamodb."))
+            .count()
+            >= DELETES
+    })
+    .await;
+    assert!(wasm, "the removals reached the Wasm function");
+    let reports = collector.reports();
+    let cloudevents: Vec<_> = reports
+        .iter()
+        .filter(|r| r.ty.starts_with("com.amazonaws.dynamodb."))
+        .collect();
+    assert!(
+        cloudevents
+            .iter()
+            .all(|r| r.ty == "com.amazonaws.dynamodb.REMOVE"),
+        "the filter let only removals through"
+    );
+    let data: serde_json::Value = serde_json::from_str(&cloudevents[0].data).unwrap();
+    assert_eq!(data["eventName"], "REMOVE");
+    assert!(
+        data["dynamodb"]["OldImage"]["id"]["S"].is_string(),
+        "{data}"
+    );
+    p.stop().await;
+}

@@ -176,6 +176,53 @@ pub struct StorageTriggerSpec {
     pub target: Destination,
 }
 
+/// Where a table trigger starts reading a stream it has not read before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StartingPosition {
+    /// The oldest record the stream still keeps (24 hours back at most).
+    TrimHorizon,
+    /// Only changes committed after the trigger first started.
+    #[default]
+    Latest,
+}
+
+/// A function fed by a table's change stream (`[[trigger.table]]`, Lambda's DynamoDB event
+/// source mapping). Records of one item are delivered one at a time, in commit order, even
+/// across retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableTriggerSpec {
+    /// A table the app declares, with a stream.
+    pub table: String,
+    pub function: Name,
+    /// Records per invocation at most (Lambda-style functions get them as one `Records`
+    /// batch; Wasm functions get one CloudEvent per record).
+    pub batch_size: u32,
+    /// How long to gather records before invoking with fewer than `batch_size`.
+    #[serde(with = "crate::spec::duration_ms")]
+    pub batching_window: Duration,
+    pub starting_position: StartingPosition,
+    /// An EventBridge-style pattern (JSON text) a record, in Lambda's shape, must match to be
+    /// delivered; the others are skipped, as Lambda's filter criteria do.
+    pub filter: Option<String>,
+    /// Batches in flight at once (Lambda's parallelization factor).
+    pub concurrency: u32,
+}
+
+impl TableTriggerSpec {
+    pub const DEFAULT_BATCH_SIZE: u32 = 100;
+    pub const MAX_BATCH_SIZE: u32 = 10_000;
+    pub const MAX_BATCHING_WINDOW: Duration = Duration::from_secs(300);
+    pub const DEFAULT_CONCURRENCY: u32 = 1;
+    pub const MAX_CONCURRENCY: u32 = 10;
+
+    /// The queue, within the app, that holds the records on their way to the function
+    /// (`@function:table`).
+    pub fn queue(&self) -> String {
+        format!("@{}:{}", self.function, self.table)
+    }
+}
+
 /// Everything asynchronous an app declares.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct EventsSpec {
@@ -185,4 +232,6 @@ pub struct EventsSpec {
     pub rules: Vec<RuleSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage_triggers: Vec<StorageTriggerSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub table_triggers: Vec<TableTriggerSpec>,
 }

@@ -17,7 +17,7 @@ pub mod spec;
 pub use error::ErrorCode;
 pub use events::{
     DeliveryPolicy, Destination, EventsSpec, Missed, ObjectFilter, QueueSpec, QueueTriggerSpec,
-    RuleSpec, ScheduleExpr, ScheduleSpec, StorageTriggerSpec,
+    RuleSpec, ScheduleExpr, ScheduleSpec, StartingPosition, StorageTriggerSpec, TableTriggerSpec,
 };
 pub use name::{Name, NameError};
 pub use outbound::OutboundRule;

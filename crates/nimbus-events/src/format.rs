@@ -6,7 +6,8 @@
 //! - Lambda-style functions get what Lambda users know: a queue batch as an SQS event
 //!   (`{"Records": [...]}`, [`sqs_event`]), bus events and schedule ticks as EventBridge events
 //!   ([`eventbridge_event`]), destination records as Lambda's invocation records
-//!   ([`invocation_record`]), object changes as S3 event notifications ([`crate::s3`]). A
+//!   ([`invocation_record`]), object changes as S3 event notifications ([`crate::s3`]), table
+//!   changes as DynamoDB stream events ([`crate::dynamodb`]). A
 //!   Lambda consumer reports a partial batch failure with
 //!   `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}]}` ([`batch_item_failures`]).
 //!
@@ -250,8 +251,9 @@ impl Delivery {
 }
 
 /// The request that delivers `batch` (leased from `target.queue`, oldest first) to
-/// `target.function`. Only a batch of queue messages to a [`EventShape::LambdaJson`] function
-/// is delivered whole (as one SQS event); for everything else only the first message counts.
+/// `target.function`. Only a batch of queue messages or of table records to a
+/// [`EventShape::LambdaJson`] function is delivered whole (as one SQS or DynamoDB event); for
+/// everything else only the first message counts.
 /// An error says why a stored event cannot be delivered (it is not retried differently).
 pub fn delivery(
     target: &Target<'_>,
@@ -305,6 +307,20 @@ pub fn delivery(
         }
         MessageKind::Event => {
             let event = CloudEvent::from_json(&first.body).map_err(|e| e.to_string())?;
+            if lambda && crate::dynamodb::record_of(&event).is_some() {
+                // A table trigger's batch: every record, in stream order.
+                let mut records = Vec::with_capacity(batch.len());
+                for leased in batch {
+                    let record = CloudEvent::from_json(&leased.body)
+                        .ok()
+                        .as_ref()
+                        .and_then(crate::dynamodb::record_of)
+                        .ok_or("a stored table record cannot be read")?;
+                    records.push(record);
+                }
+                let body = crate::dynamodb::stream_event(records);
+                return Ok(Delivery::post(headers, Bytes::from(body.to_string()), true));
+            }
             if lambda {
                 let body = match crate::s3::record_of(&event) {
                     Some(record) => crate::s3::notification(vec![record]),

@@ -8,11 +8,13 @@
 //! - [`format`]: the shapes events are delivered in (CloudEvents binary mode for Wasm; SQS,
 //!   EventBridge and destination records for Lambda-style functions).
 //! - [`s3`]: object changes as S3's event notification records, and as CloudEvents.
+//! - [`dynamodb`]: table changes as Lambda's DynamoDB stream events, and as CloudEvents.
 //!
 //! Decisions are pure functions and table-tested. The durable queues they act on sit behind
 //! `nimbus_store::Queue`; the server's driver moves messages between a queue and the pools.
 
 pub mod cloudevent;
+pub mod dynamodb;
 pub mod format;
 pub mod pattern;
 pub mod policy;

@@ -11,7 +11,7 @@ use nimbus_core::{
     AppSpec, BucketGrant, BucketSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind,
     FunctionSpec, InstanceMode, KvGrant, KvSpec, Missed, Name, Network, ObjectFilter, OutboundRule,
     QueueSpec, QueueTriggerSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec,
-    StorageTriggerSpec, TableGrant, TableKey, TableSpec,
+    StartingPosition, StorageTriggerSpec, TableGrant, TableKey, TableSpec, TableTriggerSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -139,6 +139,20 @@ struct RawTriggers {
     event: Vec<Spanned<RawRule>>,
     #[serde(default)]
     storage: Vec<Spanned<RawStorageTrigger>>,
+    #[serde(default)]
+    table: Vec<Spanned<RawTableTrigger>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTableTrigger {
+    table: Spanned<String>,
+    function: Spanned<String>,
+    batch_size: Option<Spanned<i64>>,
+    batching_window: Option<Spanned<String>>,
+    starting_position: Option<Spanned<String>>,
+    filter: Option<Spanned<toml::Value>>,
+    concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -349,12 +363,18 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         .enumerate()
         .map(|(index, t)| storage_trigger(&ctx, index, t))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut table_triggers = Vec::new();
+    for (index, t) in raw.trigger.table.iter().enumerate() {
+        let trigger = table_trigger(&ctx, index, t, &tables, &table_triggers)?;
+        table_triggers.push(trigger);
+    }
     let events = EventsSpec {
         queues,
         queue_triggers,
         schedules,
         rules,
         storage_triggers,
+        table_triggers,
     };
     Ok(Manifest {
         app: AppSpec {
@@ -1299,6 +1319,150 @@ fn storage_trigger(
     })
 }
 
+/// A pattern given as a TOML table or as JSON text, as JSON text, checked by compiling it.
+fn pattern_text(
+    ctx: &Ctx<'_>,
+    value: &Spanned<toml::Value>,
+    key: String,
+) -> Result<(String, nimbus_events::Pattern), ManifestError> {
+    let text = match value.get_ref() {
+        toml::Value::String(text) => text.clone(),
+        other => serde_json::to_string(other).map_err(|e| {
+            ctx.at(
+                Some(value.span()),
+                key.clone(),
+                format!("the pattern cannot be read as JSON: {e}"),
+            )
+        })?,
+    };
+    let compiled = nimbus_events::Pattern::parse(&text)
+        .map_err(|e| ctx.at(Some(value.span()), key, e.to_string()))?;
+    Ok((text, compiled))
+}
+
+/// One `[[trigger.table]]`: a declared table with a stream, a declared function, Lambda's
+/// limits for a DynamoDB event source mapping.
+fn table_trigger(
+    ctx: &Ctx<'_>,
+    index: usize,
+    trigger: &Spanned<RawTableTrigger>,
+    tables: &[TableSpec],
+    earlier: &[TableTriggerSpec],
+) -> Result<TableTriggerSpec, ManifestError> {
+    let key = |field: &str| format!("trigger.table[{index}].{field}");
+    let t = trigger.get_ref();
+    let name = t.table.get_ref();
+    let Some(table) = tables.iter().find(|table| &table.name == name) else {
+        let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        return Err(ctx.at(
+            Some(t.table.span()),
+            key("table"),
+            format!(
+                "no table {name:?} in this manifest (declared: {}); an app's triggers watch \
+                 its own tables: declare it as [table.{name}] with a stream",
+                Ctx::known(&names)
+            ),
+        ));
+    };
+    if table.stream.is_none() {
+        return Err(ctx.at(
+            Some(t.table.span()),
+            key("table"),
+            format!(
+                "table {name:?} has no stream to trigger on: add `stream = \"NEW_AND_OLD_IMAGES\"` \
+                 (or NEW_IMAGE, OLD_IMAGE, KEYS_ONLY) to [table.{name}]"
+            ),
+        ));
+    }
+    let function = ctx.function_ref(&t.function, key("function"))?;
+    if earlier
+        .iter()
+        .any(|e| &e.table == name && e.function == function)
+    {
+        return Err(ctx.at(
+            Some(trigger.span()),
+            format!("trigger.table[{index}]"),
+            format!(
+                "function {:?} already has a trigger on table {name:?}; put both filters \
+                 in one pattern",
+                function.as_str()
+            ),
+        ));
+    }
+    let number = |value: &Option<Spanned<i64>>, field: &str, default: u32, max: u32| {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let n = *value.get_ref();
+        if (1..=i64::from(max)).contains(&n) {
+            Ok(n as u32)
+        } else {
+            Err(ctx.at(
+                Some(value.span()),
+                key(field),
+                format!("expected a number from 1 to {max}, got {n}"),
+            ))
+        }
+    };
+    let batch_size = number(
+        &t.batch_size,
+        "batch_size",
+        TableTriggerSpec::DEFAULT_BATCH_SIZE,
+        TableTriggerSpec::MAX_BATCH_SIZE,
+    )?;
+    let concurrency = number(
+        &t.concurrency,
+        "concurrency",
+        TableTriggerSpec::DEFAULT_CONCURRENCY,
+        TableTriggerSpec::MAX_CONCURRENCY,
+    )?;
+    let batching_window = match &t.batching_window {
+        None => std::time::Duration::ZERO,
+        Some(window) => {
+            let parsed = ctx.duration(window, key("batching_window"))?;
+            if parsed > TableTriggerSpec::MAX_BATCHING_WINDOW {
+                return Err(ctx.at(
+                    Some(window.span()),
+                    key("batching_window"),
+                    "the batching window is 5 minutes at most".into(),
+                ));
+            }
+            parsed
+        }
+    };
+    let starting_position = match t.starting_position.as_ref() {
+        None => StartingPosition::default(),
+        Some(position) => match position.get_ref().as_str() {
+            "LATEST" => StartingPosition::Latest,
+            "TRIM_HORIZON" => StartingPosition::TrimHorizon,
+            other => {
+                return Err(ctx.at(
+                    Some(position.span()),
+                    key("starting_position"),
+                    format!(
+                        "{other:?} is not a starting position: write \"LATEST\" (changes from \
+                         now on) or \"TRIM_HORIZON\" (the oldest record kept)"
+                    ),
+                ));
+            }
+        },
+    };
+    let filter = t
+        .filter
+        .as_ref()
+        .map(|filter| pattern_text(ctx, filter, key("filter")).map(|(text, _)| text))
+        .transpose()?;
+    Ok(TableTriggerSpec {
+        table: name.clone(),
+        function,
+        batch_size,
+        batching_window,
+        starting_position,
+        filter,
+        concurrency,
+    })
+}
+
 /// One `[[trigger.event]]` rule.
 fn rule(
     ctx: &Ctx<'_>,
@@ -1307,18 +1471,7 @@ fn rule(
 ) -> Result<(RuleSpec, nimbus_events::Pattern), ManifestError> {
     let key = |field: &str| format!("trigger.event[{index}].{field}");
     let r = rule.get_ref();
-    let pattern = match r.pattern.get_ref() {
-        toml::Value::String(text) => text.clone(),
-        other => serde_json::to_string(other).map_err(|e| {
-            ctx.at(
-                Some(r.pattern.span()),
-                key("pattern"),
-                format!("the pattern cannot be read as JSON: {e}"),
-            )
-        })?,
-    };
-    let compiled = nimbus_events::Pattern::parse(&pattern)
-        .map_err(|e| ctx.at(Some(r.pattern.span()), key("pattern"), e.to_string()))?;
+    let (pattern, compiled) = pattern_text(ctx, &r.pattern, key("pattern"))?;
     let target = match (&r.function, &r.queue) {
         (Some(function), None) => {
             Destination::Function(ctx.function_ref(function, key("function"))?)
@@ -1772,6 +1925,119 @@ tables = ["orders", "read-model.v1:read"]
             let error = parse("nimbus.toml", &text).unwrap_err();
             assert_eq!(error.key, key, "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn table_triggers_follow_streams() {
+        let base = r#"
+name = "shop"
+
+[table.orders]
+partition_key = "id"
+stream = "NEW_AND_OLD_IMAGES"
+
+[table.plain]
+partition_key = "id"
+
+[function.project]
+component = "p.wasm"
+
+[[trigger.table]]
+table = "orders"
+function = "project"
+batch_size = 50
+batching_window = "2s"
+starting_position = "TRIM_HORIZON"
+filter = { eventName = ["INSERT", "MODIFY"] }
+concurrency = 2
+"#;
+        let manifest = parse("nimbus.toml", base).unwrap();
+        let triggers = &manifest.app.events.table_triggers;
+        assert_eq!(triggers.len(), 1);
+        let trigger = &triggers[0];
+        assert_eq!(trigger.table, "orders");
+        assert_eq!(trigger.batch_size, 50);
+        assert_eq!(trigger.batching_window, std::time::Duration::from_secs(2));
+        assert_eq!(trigger.starting_position, StartingPosition::TrimHorizon);
+        assert_eq!(
+            trigger.filter.as_deref(),
+            Some(r#"{"eventName":["INSERT","MODIFY"]}"#)
+        );
+        assert_eq!(trigger.concurrency, 2);
+        assert_eq!(trigger.queue(), "@project:orders");
+
+        let minimal = parse(
+            "nimbus.toml",
+            &base.replace(
+                "batch_size = 50\nbatching_window = \"2s\"\nstarting_position = \"TRIM_HORIZON\"\nfilter = { eventName = [\"INSERT\", \"MODIFY\"] }\nconcurrency = 2\n",
+                "",
+            ),
+        )
+        .unwrap();
+        let defaults = &minimal.app.events.table_triggers[0];
+        assert_eq!(defaults.batch_size, TableTriggerSpec::DEFAULT_BATCH_SIZE);
+        assert_eq!(defaults.starting_position, StartingPosition::Latest);
+        assert_eq!(defaults.filter, None);
+
+        for (from, to, key, says) in [
+            (
+                "table = \"orders\"",
+                "table = \"plain\"",
+                "trigger.table[0].table",
+                "no stream",
+            ),
+            (
+                "table = \"orders\"",
+                "table = \"nope\"",
+                "trigger.table[0].table",
+                "no table",
+            ),
+            (
+                "function = \"project\"",
+                "function = \"nope\"",
+                "trigger.table[0].function",
+                "no function",
+            ),
+            (
+                "batch_size = 50",
+                "batch_size = 10001",
+                "trigger.table[0].batch_size",
+                "1 to 10000",
+            ),
+            (
+                "\"2s\"",
+                "\"10m\"",
+                "trigger.table[0].batching_window",
+                "5 minutes",
+            ),
+            (
+                "\"TRIM_HORIZON\"",
+                "\"AT_TIMESTAMP\"",
+                "trigger.table[0].starting_position",
+                "LATEST",
+            ),
+            (
+                "[\"INSERT\", \"MODIFY\"]",
+                "\"INSERT\"",
+                "trigger.table[0].filter",
+                "array",
+            ),
+            (
+                "concurrency = 2",
+                "concurrency = 11",
+                "trigger.table[0].concurrency",
+                "1 to 10",
+            ),
+        ] {
+            assert!(base.contains(from), "{from}");
+            let error = parse("nimbus.toml", &base.replace(from, to)).unwrap_err();
+            assert_eq!(error.key, key, "{to}: {error}");
+            assert!(error.message.contains(says), "{to}: {error}");
+        }
+        let twice =
+            format!("{base}\n[[trigger.table]]\ntable = \"orders\"\nfunction = \"project\"\n");
+        let error = parse("nimbus.toml", &twice).unwrap_err();
+        assert_eq!(error.key, "trigger.table[1]", "{error}");
     }
 
     #[test]

@@ -188,9 +188,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .context("open the queue engine")?
             .context("open the queue engine")?
     };
+    let mut triggers = events::Events::standard_triggers();
+    triggers.push(Box::new(events::tables::TableTriggers {
+        tables: tables.clone(),
+    }));
     let events = events::Events::new(
         queue,
-        events::Events::standard_triggers(),
+        triggers,
         Arc::new(nimbus_core::clock::SystemClock),
         tasks.clone(),
     );

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     puts: group::GroupCommit<objects::PutJob>,
     /// Table writes waiting for their group commit.
     table_writes: group::GroupCommit<tables::WriteJob>,
+    /// Raised after a commit that recorded table changes.
+    table_changes: tables::Signal,
 }
 
 fn backend(error: impl Into<nimbus_store::BoxError>) -> StoreError {
@@ -180,6 +182,7 @@ impl Inner {
             pins: objects::Pins::default(),
             object_events: tokio::sync::Notify::new(),
             puts: group::GroupCommit::default(),
+            table_changes: tables::Signal::default(),
             table_writes: group::GroupCommit::default(),
         };
         inner.remove_orphaned_blobs()?;

@@ -17,6 +17,7 @@ use nimbus_store::tables::{
 use redb::{ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// (app, table) → number (8) | created ms (8) | item count (8) | size (8) | stream (1) | spec.
 pub(crate) const TABLES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tables");
@@ -188,6 +189,35 @@ fn full(limit: PageLimit, count: usize, bytes: usize) -> bool {
 }
 
 /// A write waiting for its group commit.
+/// A count of events and a wake-up for whoever waits for it to grow.
+#[derive(Default)]
+pub(crate) struct Signal {
+    count: AtomicU64,
+    raised: tokio::sync::Notify,
+}
+
+impl Signal {
+    pub(crate) fn raise(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.raised.notify_waiters();
+    }
+
+    /// The count, once it exceeds `seen`.
+    pub(crate) async fn after(&self, seen: u64) -> u64 {
+        loop {
+            // Registered before the count is read, so a raise in between is not missed.
+            let raised = self.raised.notified();
+            tokio::pin!(raised);
+            raised.as_mut().enable();
+            let count = self.count.load(Ordering::Acquire);
+            if count > seen {
+                return count;
+            }
+            raised.await;
+        }
+    }
+}
+
 pub(crate) struct WriteJob {
     keys: Vec<(TableId, ItemKey)>,
     decide: Decide,
@@ -237,6 +267,7 @@ impl Inner {
         let now = now_ms();
         let mut dones = Vec::with_capacity(batch.len());
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut recorded = false;
         for job in batch {
             dones.push(job.done);
             match write_in(&txn, job.keys, job.decide, now) {
@@ -244,11 +275,17 @@ impl Inner {
                     drop(txn);
                     return fail_all(dones, &error);
                 }
-                outcome => outcomes.push(outcome),
+                outcome => {
+                    recorded |= outcome.as_ref().is_ok_and(|r| *r);
+                    outcomes.push(outcome.map(drop));
+                }
             }
         }
         if let Err(error) = txn.commit() {
             return fail_all(dones, &error);
+        }
+        if recorded {
+            self.table_changes.raise();
         }
         dones.into_iter().zip(outcomes).collect()
     }
@@ -261,7 +298,8 @@ fn write_in(
     keys: Vec<(TableId, ItemKey)>,
     decide: Decide,
     now: u64,
-) -> TableResult<()> {
+) -> TableResult<bool> {
+    let mut recorded = false;
     let mut seen = HashSet::with_capacity(keys.len());
     for (id, key) in &keys {
         if !seen.insert((id, key)) {
@@ -326,6 +364,7 @@ fn write_in(
                     records
                         .insert((row.number, sequence), record.as_slice())
                         .map_err(db)?;
+                    recorded = true;
                 }
             }
             for (id, row) in rows {
@@ -338,7 +377,7 @@ fn write_in(
             }
         }
     }
-    Ok(())
+    Ok(recorded)
 }
 
 impl Inner {
@@ -717,6 +756,28 @@ impl TableStore for RedbStore {
         })
         .await
         .map_err(db)?
+    }
+
+    async fn last_change(&self, id: &TableId) -> TableResult<Option<u64>> {
+        let id = id.clone();
+        self.on_blocking_pool(move |inner| {
+            let txn = inner.db.begin_read().map_err(db)?;
+            let number = table_row(&txn.open_table(TABLES).map_err(db)?, &id)?.number;
+            let changes = txn.open_table(CHANGES).map_err(db)?;
+            let last = changes
+                .range::<(u64, u64)>((number, 0)..(number + 1, 0))
+                .map_err(db)?
+                .next_back()
+                .transpose()
+                .map_err(db)?;
+            Ok(last.map(|(key, _)| key.value().1))
+        })
+        .await
+        .map_err(db)?
+    }
+
+    async fn changes_recorded(&self, seen: u64) -> u64 {
+        self.inner.table_changes.after(seen).await
     }
 
     async fn trim_changes(&self, id: &TableId, before_ms: u64) -> TableResult<usize> {

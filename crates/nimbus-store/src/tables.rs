@@ -212,6 +212,12 @@ pub trait TableStore: Send + Sync {
         after: Option<u64>,
         limit: usize,
     ) -> TableResult<Vec<ChangeRecord>>;
+    /// The sequence of the table's latest change record, if it keeps one.
+    async fn last_change(&self, id: &TableId) -> TableResult<Option<u64>>;
     /// Forget the table's change records committed before `before_ms`; how many went.
     async fn trim_changes(&self, id: &TableId, before_ms: u64) -> TableResult<usize>;
+    /// How many commits have recorded changes (of any table) since the store opened, once
+    /// that count exceeds `seen` — at once if it already does. For followers of the change
+    /// records: read, then wait with the count the previous wait answered (0 at first).
+    async fn changes_recorded(&self, seen: u64) -> u64;
 }

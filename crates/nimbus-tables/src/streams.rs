@@ -32,8 +32,19 @@ fn parse_sequence(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// One change as a DynamoDB Streams record, with the images its view type keeps.
+/// One change as a DynamoDB Streams record (GetRecords' shape), with the images its view
+/// type keeps.
 pub fn record(schema: &TableSchema, change: &ChangeRecord) -> Answer<Json> {
+    shaped(schema, change, false)
+}
+
+/// One change as Lambda's DynamoDB event source delivers it: the same record, with its
+/// stream's ARN and, for a TTL deletion, `userIdentity` in lower camel case.
+pub fn lambda_record(schema: &TableSchema, change: &ChangeRecord) -> Answer<Json> {
+    shaped(schema, change, true)
+}
+
+fn shaped(schema: &TableSchema, change: &ChangeRecord, lambda: bool) -> Answer<Json> {
     let view = schema.stream.as_deref().unwrap_or("KEYS_ONLY");
     let old = change.old.as_deref().map(decode_item).transpose()?;
     let new = change.new.as_deref().map(decode_item).transpose()?;
@@ -75,14 +86,21 @@ pub fn record(schema: &TableSchema, change: &ChangeRecord) -> Answer<Json> {
         "awsRegion": nimbus_aws::REGION,
         "dynamodb": dynamodb,
     });
-    if change.expired {
-        // How DynamoDB Streams marks TTL deletions (Lambda's event spells the members in
-        // lower camel case).
+    if lambda {
         crate::request::set(
             &mut record,
-            "userIdentity",
-            json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}),
+            "eventSourceARN",
+            json!(schema.stream_arn().unwrap_or_default()),
         );
+    }
+    if change.expired {
+        // How DynamoDB Streams marks TTL deletions.
+        let identity = if lambda {
+            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+        } else {
+            json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"})
+        };
+        crate::request::set(&mut record, "userIdentity", identity);
     }
     Ok(record)
 }
@@ -270,7 +288,12 @@ impl Streams {
         };
         let after = match kind {
             "TRIM_HORIZON" => 0,
-            "LATEST" => self.latest(&id).await?,
+            "LATEST" => self
+                .store
+                .last_change(&id)
+                .await
+                .map_err(|e| internal(&e))?
+                .unwrap_or(0),
             "AT_SEQUENCE_NUMBER" => sequence()?.saturating_sub(1),
             _ => sequence()?,
         };
@@ -280,24 +303,6 @@ impl Streams {
             after,
         };
         Ok(json!({"ShardIterator": iterator.encode()}))
-    }
-
-    /// The sequence of the table's latest record (0 for none).
-    async fn latest(&self, id: &TableId) -> Answer<u64> {
-        // Records are few per table relative to a page; walk to the end.
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .changes(id, after, MAX_RECORDS)
-                .await
-                .map_err(|e| internal(&e))?;
-            match page.last() {
-                Some(last) if page.len() == MAX_RECORDS => after = Some(last.sequence),
-                Some(last) => return Ok(last.sequence),
-                None => return Ok(after.unwrap_or(0)),
-            }
-        }
     }
 
     async fn get_records(&self, caller: &Caller, params: &Params) -> Answer<Json> {

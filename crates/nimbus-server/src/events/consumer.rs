@@ -26,7 +26,16 @@ pub(super) enum BatchMode {
     Each(usize),
     /// Lease up to n, invoke once with all of them as SQS `Records`.
     Records(usize),
+    /// A table trigger's records for a function that takes batches: lease up to `size`,
+    /// gathering for up to `window`, invoke once with all of them in stream order. A reported
+    /// failure is a checkpoint, as Lambda's stream event sources treat it: that record and
+    /// every later one of the batch are retried, the earlier ones are done.
+    Stream { size: usize, window: Duration },
 }
+
+/// The attribute a table record's message keeps its sequence number in (what
+/// `batchItemFailures` names it by).
+pub(super) const SEQUENCE_ATTRIBUTE: &str = "SequenceNumber";
 
 pub(super) struct Consumer {
     pub(super) events: Arc<Events>,
@@ -58,16 +67,17 @@ impl Consumer {
 
     pub(super) async fn run(self: Arc<Self>, stop: CancellationToken) {
         let key = self.key();
-        let (max, per_message) = match self.batch {
-            BatchMode::Each(n) => (n, true),
-            BatchMode::Records(n) => (n, false),
+        let (max, per_message, window) = match self.batch {
+            BatchMode::Each(n) => (n, true, Duration::ZERO),
+            BatchMode::Records(n) => (n, false, Duration::ZERO),
+            BatchMode::Stream { size, window } => (size, false, window),
         };
         // A lease outlives the invocation it covers by a margin; messages of a batch invoked
         // one after the other get their lease extended as their turn comes, so a consumer that
         // dies mid-batch holds the rest back for one timeout, not one per message.
-        let visibility = self.function.timeout + Duration::from_secs(10);
+        let visibility = self.function.timeout + window + Duration::from_secs(10);
         loop {
-            let leased = match self.events.queue.lease(&key, max, visibility, &stop).await {
+            let leased = match self.lease(max, window, visibility, &stop).await {
                 Ok(leased) => leased,
                 Err(error) => {
                     tracing::error!(queue = %key, error = %crate::report(&error), "lease failed");
@@ -115,6 +125,8 @@ impl Consumer {
                     let attempt = self.invoke(std::slice::from_ref(&leased)).await;
                     self.settle(&leased, &attempt).await;
                 }
+            } else if let BatchMode::Stream { .. } = self.batch {
+                self.deliver_stream(live).await;
             } else {
                 let attempt = self.invoke(&live).await;
                 let failed_ids = if attempt.ok {
@@ -138,6 +150,90 @@ impl Consumer {
                         self.settle(leased, &attempt).await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Lease up to `max` messages, waiting for the first; with a `window`, keep gathering
+    /// until `max` or the window's end.
+    async fn lease(
+        &self,
+        max: usize,
+        window: Duration,
+        visibility: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Leased>, nimbus_store::QueueError> {
+        let key = self.key();
+        let mut leased = self.events.queue.lease(&key, max, visibility, stop).await?;
+        if window.is_zero() || leased.is_empty() || leased.len() >= max {
+            return Ok(leased);
+        }
+        let gathering = stop.child_token();
+        let deadline = {
+            let gathering = gathering.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(window).await;
+                gathering.cancel();
+            })
+        };
+        while leased.len() < max && !gathering.is_cancelled() {
+            match self
+                .events
+                .queue
+                .lease(&key, max - leased.len(), visibility, &gathering)
+                .await
+            {
+                Ok(more) => leased.extend(more),
+                Err(error) => {
+                    // Deliver what was gathered; the next lease reports it again if it lasts.
+                    tracing::warn!(queue = %key, error = %crate::report(&error), "lease failed while gathering a batch");
+                    break;
+                }
+            }
+        }
+        deadline.abort();
+        Ok(leased)
+    }
+
+    /// Deliver a table trigger's batch in stream order and settle it from its checkpoint.
+    async fn deliver_stream(&self, mut batch: Vec<Leased>) {
+        // Enqueued in stream order, so the queue's ids are.
+        batch.sort_by_key(|leased| leased.id);
+        let attempt = self.invoke(&batch).await;
+        let checkpoint = if attempt.ok {
+            match format::batch_item_failures(&attempt.body) {
+                None => None,
+                Some(failed) if failed.is_empty() => None,
+                Some(failed) => {
+                    let position = batch.iter().position(|leased| {
+                        leased
+                            .meta
+                            .attributes
+                            .get(SEQUENCE_ATTRIBUTE)
+                            .is_some_and(|sequence| failed.contains(sequence))
+                    });
+                    // A failure naming no record of the batch fails the whole batch, as
+                    // Lambda does.
+                    Some(position.unwrap_or(0))
+                }
+            }
+        } else {
+            None
+        };
+        for (position, leased) in batch.iter().enumerate() {
+            if checkpoint.is_some_and(|checkpoint| position >= checkpoint) {
+                let partial = Attempt {
+                    ok: false,
+                    status: attempt.status,
+                    body: Bytes::new(),
+                    error: Some((
+                        ErrorCode::FunctionError,
+                        "at or after the record reported in batchItemFailures".into(),
+                    )),
+                };
+                self.settle(leased, &partial).await;
+            } else {
+                self.settle(leased, &attempt).await;
             }
         }
     }

@@ -16,6 +16,7 @@ mod consumer;
 #[cfg(test)]
 mod paused;
 pub(crate) mod storage;
+pub(crate) mod tables;
 pub(crate) mod triggers;
 
 use crate::deployments::{DeployedApp, DeploymentObserver};
@@ -464,6 +465,29 @@ impl DeploymentObserver for Events {
             Err(error) => {
                 tracing::error!(app, error = %crate::report(&error), "queued messages of the removed app could not be deleted")
             }
+        }
+        // Its table triggers' cursors: an app created again under the name starts afresh.
+        let cursors = match self
+            .queue
+            .entries(EventTable::Cursors, &tables::cursor_prefix(app))
+            .await
+        {
+            Ok(entries) => entries
+                .into_iter()
+                .map(|(key, _)| TableOp::Delete {
+                    table: EventTable::Cursors,
+                    key,
+                })
+                .collect(),
+            Err(error) => {
+                tracing::error!(app, error = %crate::report(&error), "the removed app's table cursors could not be read");
+                Vec::new()
+            }
+        };
+        if !cursors.is_empty()
+            && let Err(error) = self.queue.write(cursors, Durability::Immediate).await
+        {
+            tracing::error!(app, error = %crate::report(&error), "the removed app's table cursors could not be deleted");
         }
     }
 }

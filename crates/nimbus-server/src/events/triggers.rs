@@ -7,9 +7,11 @@
 //! - [`QueueTriggers`]: consumers of declared queues (`[[trigger.queue]]`).
 //! - [`Schedules`]: producers of schedule ticks into a function's queue (`[[trigger.schedule]]`).
 //!
+//! - [`super::tables::TableTriggers`]: relays and consumers of table streams
+//!   (`[[trigger.table]]`), registered at the composition root (they need the table store).
+//!
 //! The bus (`[[trigger.event]]`) needs no workers: rules are matched when an event is
-//! published. A new trigger (uploads, table streams, external brokers) is a new `Trigger` and
-//! one registration line.
+//! published. A new trigger (external brokers) is a new `Trigger` and one registration line.
 
 use super::consumer::{BatchMode, Consumer};
 use super::{

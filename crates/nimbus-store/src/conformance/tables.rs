@@ -14,6 +14,7 @@ pub async fn run_all<S: TableStore + 'static>(make: impl Fn() -> S) {
     queries_read_one_partition_in_order(&make()).await;
     scans_page_through_every_item(&make()).await;
     changes_are_recorded_with_their_commit(&make()).await;
+    followers_are_woken_by_recorded_changes(Arc::new(make())).await;
     concurrent_decisions_lose_no_update(Arc::new(make())).await;
 }
 
@@ -348,6 +349,10 @@ pub async fn changes_are_recorded_with_their_commit(store: &impl TableStore) {
         .await
         .unwrap();
     let all_records = store.changes(&id, None, 10).await.unwrap();
+    assert_eq!(
+        store.last_change(&id).await.unwrap(),
+        all_records.last().map(|r| r.sequence)
+    );
     let shape: Vec<_> = all_records
         .iter()
         .map(|r| (r.key.clone(), r.old.clone(), r.new.clone(), r.expired))
@@ -377,12 +382,50 @@ pub async fn changes_are_recorded_with_their_commit(store: &impl TableStore) {
     store.create_table(&quiet, meta(false)).await.unwrap();
     put(store, &quiet, key("a", ""), "1").await;
     assert!(store.changes(&quiet, None, 10).await.unwrap().is_empty());
+    assert_eq!(store.last_change(&quiet).await.unwrap(), None);
 
     assert_eq!(store.trim_changes(&id, 0).await.unwrap(), 0);
     let newest = all_records.last().unwrap().at_ms;
     let all = store.trim_changes(&id, newest + 1).await.unwrap();
     assert_eq!(all, 5);
     assert!(store.changes(&id, None, 10).await.unwrap().is_empty());
+}
+
+pub async fn followers_are_woken_by_recorded_changes<S: TableStore + 'static>(store: Arc<S>) {
+    let id = TableId::new("shop", "followed");
+    let quiet = TableId::new("shop", "unfollowed");
+    store.create_table(&id, meta(true)).await.unwrap();
+    store.create_table(&quiet, meta(false)).await.unwrap();
+    // A fresh store: nothing recorded yet.
+    let seen = 0;
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.changes_recorded(seen).await })
+    };
+    tokio::task::yield_now().await;
+    put(&*store, &quiet, key("a", ""), "1").await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "a commit that records nothing wakes no follower"
+    );
+    put(&*store, &id, key("a", ""), "1").await;
+    let now = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("a recorded change wakes the follower")
+        .unwrap();
+    assert!(now > seen);
+    // A change recorded before the wait is not missed.
+    put(&*store, &id, key("a", ""), "2").await;
+    let later = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.changes_recorded(now),
+    )
+    .await
+    .expect("a change recorded before the wait answers it at once");
+    assert!(later > now);
 }
 
 pub async fn concurrent_decisions_lose_no_update<S: TableStore + 'static>(store: Arc<S>) {
