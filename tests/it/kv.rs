@@ -208,3 +208,264 @@ async fn wasm_components_use_wasi_keyvalue_within_their_grants_durably() {
     );
     p.stop().await;
 }
+
+/// A component built with Spin's own SDK (`spin-sdk` 5, `fermyon:spin/key-value@2.0.0`) runs
+/// unchanged: it reaches the stores it is granted — the very entries a `wasi:keyvalue`
+/// component of the app sees — with the same limits, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_sdk_components_share_the_stores_within_their_grants() {
+    const APP: &str = r#"
+name = "spun"
+
+[kv.default]
+[kv.sessions]
+[kv.config]
+
+[function.spin]
+component = "spin_kv.wasm"
+kv = ["default", "sessions", "config:read"]
+
+[function.wasi]
+component = "kv.wasm"
+kv = ["sessions", "config"]
+
+[function.bare]
+component = "spin_kv.wasm"
+
+[[route]]
+path = "/spin/{*rest}"
+function = "spin"
+
+[[route]]
+path = "/wasi/{*rest}"
+function = "wasi"
+
+[[route]]
+path = "/bare/{*rest}"
+function = "bare"
+"#;
+    let p = Platform::start().await;
+    p.deploy(
+        APP,
+        &[("spin", "spin_kv"), ("wasi", "kv"), ("bare", "spin_kv")],
+    )
+    .await
+    .unwrap();
+    // Spin's default store, as `Store::open_default()` opens it.
+    assert_eq!(
+        get(&p, "/spin/spin/get?store=default&key=greeting").await,
+        (404, "absent".into())
+    );
+    assert_eq!(
+        set(&p, "/spin/spin/set?store=default&key=greeting", b"hello").await,
+        (200, "set".into())
+    );
+    assert_eq!(
+        get(&p, "/spin/spin/get?store=default&key=greeting").await,
+        (200, "hello".into())
+    );
+    assert_eq!(
+        get(&p, "/spin/spin/exists?store=default&key=greeting").await,
+        (200, "true".into())
+    );
+    // One store, two interfaces.
+    set(&p, "/spin/spin/set?store=sessions&key=u1", b"ada").await;
+    assert_eq!(
+        get(&p, "/wasi/kv/get?store=sessions&key=u1").await,
+        (200, "ada".into())
+    );
+    set(&p, "/wasi/kv/set?store=sessions&key=u2", b"bob").await;
+    assert_eq!(
+        get(&p, "/spin/spin/keys?store=sessions").await,
+        (200, "u1\nu2".into())
+    );
+    // Read-only where the grant says so; refused outside the grants.
+    set(&p, "/wasi/kv/set?store=config&key=mode", b"live").await;
+    assert_eq!(
+        get(&p, "/spin/spin/get?store=config&key=mode").await,
+        (200, "live".into())
+    );
+    assert_eq!(
+        set(&p, "/spin/spin/set?store=config&key=mode", b"test").await,
+        (403, "access-denied".into())
+    );
+    assert_eq!(
+        get(&p, "/spin/spin/get?store=nope&key=x").await,
+        (403, "access-denied".into())
+    );
+    assert_eq!(
+        get(&p, "/bare/spin/get?store=default&key=greeting").await,
+        (403, "access-denied".into())
+    );
+    // The same limits, with the same words.
+    let (status, text) = set(
+        &p,
+        "/spin/spin/set?store=default&key=big",
+        &vec![b'x'; (1 << 20) + 1],
+    )
+    .await;
+    assert_eq!(status, 500, "{text}");
+    assert!(
+        text.starts_with("other: ") && text.contains("1048576"),
+        "{text}"
+    );
+    assert_eq!(
+        get(&p, "/spin/spin/delete?store=sessions&key=u1").await,
+        (200, "deleted".into())
+    );
+    assert_eq!(
+        get(&p, "/spin/spin/exists?store=sessions&key=u1").await,
+        (200, "false".into())
+    );
+    assert_eq!(
+        get(&p, "/wasi/kv/get?store=sessions&key=u1").await,
+        (404, "absent".into())
+    );
+    p.stop().await;
+}
+
+/// Process (Lambda-style) functions reach the same stores through the local API, within the
+/// same grants; the CLI reads and writes them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_functions_and_the_cli_use_the_stores_through_the_apis() {
+    const APP: &str = r#"
+name = "lam"
+
+[kv.sessions]
+[kv.config]
+
+[function.py]
+runtime = "python3"
+handler = "app.handler"
+code = "code"
+kv = ["sessions", "config:read"]
+
+[function.wasi]
+component = "kv.wasm"
+kv = ["sessions"]
+
+[[route]]
+path = "/wasi/{*rest}"
+function = "wasi"
+"#;
+    let p = Platform::start().await;
+    let code = nimbus_api::artifact::pack_dir(&crate::support::lambda_fixture("kv")).unwrap();
+    let wasm = std::fs::read(crate::support::component("kv")).unwrap();
+    p.deploy_bytes(APP, [("py", code), ("wasi", wasm)].into_iter())
+        .await
+        .unwrap();
+    let ops = async |ops: serde_json::Value| -> Vec<(u16, String)> {
+        let invoked = p
+            .client
+            .invoke(
+                "lam",
+                "py",
+                &nimbus_api::InvokeRequest {
+                    method: "POST".into(),
+                    path: "/".into(),
+                    ..Default::default()
+                },
+                serde_json::to_vec(&serde_json::json!({ "ops": ops })).unwrap(),
+            )
+            .await
+            .unwrap();
+        let answers: serde_json::Value =
+            serde_json::from_str(invoked.body.as_deref().unwrap()).unwrap();
+        answers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["status"].as_u64().unwrap() as u16,
+                    a["body"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let answers = ops(serde_json::json!([
+        {"method": "PUT", "path": "/v1/kv/sessions/keys/user%2F1", "body": "ada"},
+        {"method": "GET", "path": "/v1/kv/sessions/keys/user%2F1"},
+        {"method": "POST", "path": "/v1/kv/sessions/increment/hits?delta=5"},
+        {"method": "POST", "path": "/v1/kv/sessions/increment/hits"},
+        {"method": "GET", "path": "/v1/kv/sessions/keys?limit=1"},
+        {"method": "GET", "path": "/v1/kv/sessions/keys/absent"},
+        {"method": "PUT", "path": "/v1/kv/config/keys/mode", "body": "x"},
+        {"method": "GET", "path": "/v1/kv/other/keys/x"},
+        {"method": "PUT", "path": "/v1/kv/sessions/keys/short?ttl=0", "body": "x"},
+        {"method": "PUT", "path": "/v1/kv/sessions/keys/brief?ttl=3600", "body": "soon"},
+    ]))
+    .await;
+    assert_eq!(answers[0], (200, r#"{"ok":true}"#.into()));
+    assert_eq!(answers[1], (200, "ada".into()));
+    assert_eq!(answers[2], (200, r#"{"value":5}"#.into()));
+    assert_eq!(answers[3], (200, r#"{"value":6}"#.into()));
+    let page: serde_json::Value = serde_json::from_str(&answers[4].1).unwrap();
+    assert_eq!(page["keys"], serde_json::json!(["hits"]), "{page}");
+    assert_eq!(page["next"], "hits", "{page}");
+    let error = |answer: &(u16, String)| -> (u16, String, String) {
+        let body: serde_json::Value = serde_json::from_str(&answer.1).unwrap();
+        (
+            answer.0,
+            body["error"]["code"].as_str().unwrap().to_owned(),
+            body["error"]["message"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (status, code, _) = error(&answers[5]);
+    assert_eq!((status, code.as_str()), (404, "kv_key_not_found"));
+    let (status, code, message) = error(&answers[6]);
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    assert!(message.contains("may only read"), "{message}");
+    let (status, code, message) = error(&answers[7]);
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    assert!(message.contains("[kv.other]"), "{message}");
+    let (status, code, _) = error(&answers[8]);
+    assert_eq!((status, code.as_str()), (400, "bad_request"));
+
+    // The Wasm component sees what the process function wrote.
+    let (status, value) = get(&p, "/wasi/kv/get?store=sessions&key=user%2F1").await;
+    assert_eq!((status, value.as_str()), (200, "ada"));
+
+    // The CLI: ls, get, set, rm.
+    let cli = |args: &[&str]| -> std::process::Output {
+        let server = p.server.as_ref().unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["--admin-url", &server.admin_url(), "--token", &server.token])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let listed = cli(&["kv", "ls", "sessions", "--app", "lam"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "brief\nhits\nuser/1\n"
+    );
+    let stores = cli(&["--json", "kv", "ls", "--app", "lam"]);
+    let stores: serde_json::Value = serde_json::from_slice(&stores.stdout).unwrap();
+    assert_eq!(stores, serde_json::json!(["config", "sessions"]));
+    let got = cli(&["kv", "get", "sessions", "user/1", "--app", "lam"]);
+    assert_eq!(got.stdout, b"ada");
+    let set = cli(&["kv", "set", "config", "mode", "live", "--app", "lam"]);
+    assert!(set.status.success(), "{set:?}");
+    let answers = ops(serde_json::json!([
+        {"method": "GET", "path": "/v1/kv/config/keys/mode"},
+    ]))
+    .await;
+    assert_eq!(answers[0], (200, "live".into()));
+    let removed = cli(&["--json", "kv", "rm", "sessions", "user/1", "--app", "lam"]);
+    let removed: serde_json::Value = serde_json::from_slice(&removed.stdout).unwrap();
+    assert_eq!(removed["deleted"], true);
+    let missing = cli(&["kv", "get", "sessions", "user/1", "--app", "lam"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("kv_key_not_found"),
+        "{missing:?}"
+    );
+    let nowhere = cli(&["kv", "ls", "nope", "--app", "lam"]);
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr).contains("kv_store_not_found"),
+        "{nowhere:?}"
+    );
+    p.stop().await;
+}

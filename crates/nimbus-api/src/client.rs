@@ -382,16 +382,96 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The app's key-value stores, by name.
+    pub async fn kv_stores(&self, app: &str) -> Result<Vec<String>, ApiError> {
+        self.send(self.http.get(self.url(&format!("/v1/apps/{app}/kv"))))
+            .await
+    }
+
+    /// A page of a store's keys, after `after`.
+    pub async fn kv_keys(
+        &self,
+        app: &str,
+        store: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::KvKeys, ApiError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        self.send(
+            self.http
+                .get(self.url(&format!("/v1/apps/{app}/kv/{store}/keys")))
+                .query(&query),
+        )
+        .await
+    }
+
+    /// One key's value.
+    pub async fn kv_get(&self, app: &str, store: &str, key: &str) -> Result<Vec<u8>, ApiError> {
+        let response = self
+            .respond(self.http.get(self.url(&kv_path(app, store, key))))
+            .await?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Protocol(e.to_string()))?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(api_error(status, &bytes))
+    }
+
+    /// Write one key's value, expiring after `ttl_secs` if given.
+    pub async fn kv_set(
+        &self,
+        app: &str,
+        store: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl_secs: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let mut request = self
+            .http
+            .put(self.url(&kv_path(app, store, key)))
+            .body(value);
+        if let Some(ttl) = ttl_secs {
+            request = request.query(&[("ttl", ttl.to_string())]);
+        }
+        let _: serde_json::Value = self.send(request).await?;
+        Ok(())
+    }
+
+    /// Remove one key; whether it had an entry.
+    pub async fn kv_delete(&self, app: &str, store: &str, key: &str) -> Result<bool, ApiError> {
+        let answer: serde_json::Value = self
+            .send(self.http.delete(self.url(&kv_path(app, store, key))))
+            .await?;
+        Ok(answer
+            .get("deleted")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false))
+    }
+}
+
+/// A key's bytes percent-encoded, every byte but the unreserved ones (keys may hold `/`).
+fn encode_segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// `/v1/apps/{app}/kv/{store}/keys/{key}`.
+fn kv_path(app: &str, store: &str, key: &str) -> String {
+    format!("/v1/apps/{app}/kv/{store}/keys/{}", encode_segment(key))
+}
+
 /// `/v1/buckets/{bucket}/objects/{key}`, the key's bytes percent-encoded except `/`.
 fn object_path(bucket: &str, key: &str) -> String {
-    let key: Vec<String> = key
-        .split('/')
-        .map(|segment| {
-            form_urlencoded::byte_serialize(segment.as_bytes())
-                .collect::<String>()
-                .replace('+', "%20")
-        })
-        .collect();
+    let key: Vec<String> = key.split('/').map(encode_segment).collect();
     format!("/v1/buckets/{bucket}/objects/{}", key.join("/"))
 }
 

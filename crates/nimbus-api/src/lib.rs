@@ -300,6 +300,15 @@ pub struct BucketEntry {
     pub created_ms: u64,
 }
 
+/// A page of a key-value store's keys, in byte order; `next` is where the following page
+/// starts (pass it as `after`), absent on the last page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvKeys {
+    pub keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// A table, as `GET /v1/tables` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableEntry {

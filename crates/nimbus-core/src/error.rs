@@ -81,13 +81,17 @@ pub enum ErrorCode {
     ObjectNotFound,
     /// No access key by that id (or it was revoked).
     KeyNotFound,
+    /// No key-value store by that name in the app.
+    KvStoreNotFound,
+    /// The key-value store holds no entry under that key.
+    KvKeyNotFound,
     /// Something inside nimbus failed; the logs have the detail.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`Internal` last).
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -124,6 +128,8 @@ impl ErrorCode {
         ErrorCode::TableNotEmpty,
         ErrorCode::ObjectNotFound,
         ErrorCode::KeyNotFound,
+        ErrorCode::KvStoreNotFound,
+        ErrorCode::KvKeyNotFound,
         ErrorCode::Internal,
     ];
 
@@ -166,6 +172,8 @@ impl ErrorCode {
             ErrorCode::TableNotEmpty => "table_not_empty",
             ErrorCode::ObjectNotFound => "object_not_found",
             ErrorCode::KeyNotFound => "key_not_found",
+            ErrorCode::KvStoreNotFound => "kv_store_not_found",
+            ErrorCode::KvKeyNotFound => "kv_key_not_found",
             ErrorCode::Internal => "internal",
         }
     }
@@ -258,7 +266,9 @@ mod tests {
             ErrorCode::TableNotEmpty => 33,
             ErrorCode::ObjectNotFound => 34,
             ErrorCode::KeyNotFound => 35,
-            ErrorCode::Internal => 36,
+            ErrorCode::KvStoreNotFound => 36,
+            ErrorCode::KvKeyNotFound => 37,
+            ErrorCode::Internal => 38,
         }
     }
 

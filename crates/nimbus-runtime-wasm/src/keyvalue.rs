@@ -8,7 +8,8 @@
 //! [`KvStore`]: nimbus_store::KvStore
 
 use crate::host::HostState;
-use bindings::wasi::keyvalue::{atomics, batch, store};
+pub(crate) use bindings::wasi::keyvalue::store;
+use bindings::wasi::keyvalue::{atomics, batch};
 use nimbus_store::{KvCondition, KvEntry, KvError, KvStore, KvStoreId};
 use std::sync::Arc;
 use wasmtime::component::Resource;
@@ -37,7 +38,7 @@ pub(crate) struct KeyValue {
 impl KeyValue {
     /// Store `name` of the function's app, and whether the function may write it; `None` if
     /// its grants do not name it.
-    fn open(&self, name: &str) -> Option<(KvStoreId, bool)> {
+    pub(crate) fn open(&self, name: &str) -> Option<(KvStoreId, bool)> {
         let grant = self.grants.iter().find(|g| g.store.as_str() == name)?;
         Some((
             KvStoreId::new(&*self.app, grant.store.as_str()),
@@ -47,7 +48,7 @@ impl KeyValue {
 }
 
 /// Keys per `list-keys` page.
-const LIST_PAGE: usize = 1000;
+pub(crate) const LIST_PAGE: usize = 1000;
 /// Most bytes of values one `get-many` answers: the host holds them all before the guest
 /// sees any, so a guest asking for the same 1 MiB value ten thousand times must not make the
 /// host hold 10 GiB.
@@ -55,10 +56,10 @@ pub const MAX_GET_MANY_BYTES: usize = 32 << 20;
 /// Keys read per store call within one `get-many`.
 const GET_MANY_CHUNK: usize = 16;
 
-/// An open store.
+/// An open store (a `wasi:keyvalue` bucket or a Spin store).
 pub struct Bucket {
-    id: KvStoreId,
-    write: bool,
+    pub(crate) id: KvStoreId,
+    pub(crate) write: bool,
 }
 
 /// A compare-and-swap handle: the key and the entry it read.
@@ -80,7 +81,7 @@ pub(crate) fn add_to_linker(
 
 type Outcome<T> = wasmtime::Result<Result<T, store::Error>>;
 
-fn error(error: KvError) -> store::Error {
+pub(crate) fn error(error: KvError) -> store::Error {
     match error {
         KvError::NoSuchStore(_) => store::Error::NoSuchStore,
         KvError::Backend(_) => {
@@ -93,17 +94,17 @@ fn error(error: KvError) -> store::Error {
 }
 
 impl HostState {
-    fn kv(&self) -> Result<&KeyValue, store::Error> {
+    pub(crate) fn kv(&self) -> Result<&KeyValue, store::Error> {
         self.kv.as_ref().ok_or(store::Error::AccessDenied)
     }
 
     /// The platform's store, held apart from `self` across awaits.
-    fn kv_store(&self) -> Result<Arc<dyn KvStore>, store::Error> {
+    pub(crate) fn kv_store(&self) -> Result<Arc<dyn KvStore>, store::Error> {
         self.kv().map(|kv| kv.store.clone())
     }
 
     /// The open store behind `bucket`, refused if `write` is asked of a read-only grant.
-    fn bucket(
+    pub(crate) fn bucket(
         &self,
         bucket: &Resource<Bucket>,
         write: bool,
@@ -112,7 +113,7 @@ impl HostState {
         if write && !bucket.write {
             tracing::warn!(
                 store = %bucket.id,
-                "wasi:keyvalue write refused: the function's grant of this store is read-only \
+                "key-value write refused: the function's grant of this store is read-only \
                  (\"NAME:read\"); grant \"NAME\" to write"
             );
             return Ok(Err(store::Error::AccessDenied));
@@ -131,21 +132,33 @@ macro_rules! guest {
     };
 }
 
-impl store::Host for HostState {
-    async fn open(&mut self, identifier: String) -> Outcome<Resource<Bucket>> {
+impl HostState {
+    /// Open store `identifier` of the function's app for the guest (through `interface`):
+    /// refused unless the function's grants name it.
+    pub(crate) fn open_bucket(
+        &mut self,
+        identifier: &str,
+        interface: &str,
+    ) -> Outcome<Resource<Bucket>> {
         let kv = guest!(self.kv());
-        let Some((id, write)) = kv.open(&identifier) else {
+        let Some((id, write)) = kv.open(identifier) else {
             // `access-denied` carries no text to the guest; the operator's log says why.
             tracing::warn!(
                 app = %kv.app,
                 store = %identifier,
-                "wasi:keyvalue store.open refused: add \"{identifier}\" to the function's `kv` \
-                 in the manifest (and declare [kv.{identifier}])"
+                "{interface} open refused: add \"{identifier}\" to the function's `kv` in the \
+                 manifest (and declare [kv.{identifier}])"
             );
             return Ok(Err(store::Error::AccessDenied));
         };
         let resource = self.table.push(Bucket { id, write })?;
         Ok(Ok(resource))
+    }
+}
+
+impl store::Host for HostState {
+    async fn open(&mut self, identifier: String) -> Outcome<Resource<Bucket>> {
+        self.open_bucket(&identifier, "wasi:keyvalue store.open")
     }
 }
 

@@ -17,6 +17,7 @@ mod cache;
 mod host;
 mod instance;
 mod keyvalue;
+mod spin_kv;
 
 use nimbus_core::{ErrorCode, FunctionSpec};
 use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadError, LoadSource, LoadedFunction};
@@ -79,6 +80,7 @@ impl WasmExecutor {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .context("link wasi:http")?;
         keyvalue::add_to_linker(&mut linker).context("link wasi:keyvalue")?;
+        spin_kv::add_to_linker(&mut linker).context("link fermyon:spin/key-value")?;
         let cache = cache::CompiledCache::new(config.cache_dir, &engine)
             .context("open compiled-artifact cache")?;
 

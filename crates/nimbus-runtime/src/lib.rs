@@ -253,7 +253,7 @@ impl std::fmt::Debug for AwsCredentials {
 /// server implements it.
 #[async_trait::async_trait]
 pub trait Services: Send + Sync {
-    /// Serve one local API request (`path` starts with `/v1/`).
+    /// Serve one local API request (`path` starts with `/v1/`, and carries the query).
     async fn call(
         &self,
         caller: &Caller,
@@ -306,8 +306,11 @@ pub struct ServiceRequest<'a> {
     /// The caller's grants; a service refuses (`forbidden`) what they do not name.
     pub grants: &'a nimbus_core::Grants,
     pub method: &'a http::Method,
-    /// The whole path, starting with the prefix the service is registered under.
+    /// The whole path, starting with the prefix the service is registered under (without the
+    /// query).
     pub path: &'a str,
+    /// The query string, if the request had one.
+    pub query: Option<&'a str>,
     pub headers: &'a http::HeaderMap,
     pub body: Bytes,
 }
@@ -339,6 +342,15 @@ where
         .await
     {
         Ok(collected) => {
+            // The query rides along; the platform splits it off again.
+            let with_query;
+            let path = match parts.uri.query() {
+                Some(query) => {
+                    with_query = format!("{path}?{query}");
+                    with_query.as_str()
+                }
+                None => path,
+            };
             services
                 .call(
                     caller,

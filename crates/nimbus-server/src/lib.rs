@@ -233,6 +233,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                     deployments: deployments.clone(),
                     events: events.clone(),
                 }),
+            )
+            .with(
+                "/v1/kv/",
+                Arc::new(nimbus_kv::LocalKv {
+                    kv: nimbus_kv::Kv::new(kv.clone()),
+                }),
             ),
     );
     let services: Arc<dyn nimbus_runtime::Services> = local_api.clone();
@@ -334,6 +340,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             keys,
             objects: objects.clone(),
             tables: tables.clone(),
+            kv: nimbus_kv::Kv::new(kv.clone()),
         },
         token.clone(),
     );

@@ -60,7 +60,9 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvocationNotFound
         | ErrorCode::BucketNotFound
         | ErrorCode::ObjectNotFound
-        | ErrorCode::KeyNotFound => StatusCode::NOT_FOUND,
+        | ErrorCode::KeyNotFound
+        | ErrorCode::KvStoreNotFound
+        | ErrorCode::KvKeyNotFound => StatusCode::NOT_FOUND,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -176,7 +178,8 @@ mod tests {
         use ErrorCode::*;
         match code {
             RouteNotFound | AppNotFound | FunctionNotFound | ArtifactNotFound | QueueNotFound
-            | InvocationNotFound | BucketNotFound | ObjectNotFound | KeyNotFound => 404,
+            | InvocationNotFound | BucketNotFound | ObjectNotFound | KeyNotFound
+            | KvStoreNotFound | KvKeyNotFound => 404,
             MethodNotAllowed => 405,
             PayloadTooLarge => 413,
             TooManyRequests => 429,

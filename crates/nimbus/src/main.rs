@@ -8,6 +8,7 @@
 
 mod client;
 mod commands;
+mod kv;
 mod objects;
 mod output;
 mod project;
@@ -144,6 +145,51 @@ enum Command {
     /// One table's items.
     #[command(subcommand)]
     Table(TableCommand),
+    /// Key-value stores: list keys, read and write entries (the ones functions see).
+    #[command(subcommand)]
+    Kv(KvCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KvCommand {
+    /// List a store's keys, in byte order (without STORE: the app's stores).
+    Ls {
+        store: Option<String>,
+        /// The owning app.
+        #[arg(long)]
+        app: String,
+        /// Start after this key.
+        #[arg(long)]
+        after: Option<String>,
+        /// Stop after this many keys.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Print a key's value (as it is stored, bytes and all).
+    Get {
+        store: String,
+        key: String,
+        #[arg(long)]
+        app: String,
+    },
+    /// Write a key's value (`-` reads it from standard input).
+    Set {
+        store: String,
+        key: String,
+        value: String,
+        #[arg(long)]
+        app: String,
+        /// Expire the entry after this long (`30s`, `10m`, `1d`).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Remove a key.
+    Rm {
+        store: String,
+        key: String,
+        #[arg(long)]
+        app: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

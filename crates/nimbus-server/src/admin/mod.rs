@@ -34,6 +34,7 @@ const MAX_ARTIFACT_BYTES: usize = 256 << 20;
 /// Largest response body `invoke` returns (Lambda's synchronous payload limit).
 const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 
+mod kv;
 mod objects;
 mod tables;
 
@@ -43,6 +44,7 @@ pub(crate) struct AdminServices {
     pub keys: nimbus_aws::Keys,
     pub objects: Arc<dyn nimbus_store::ObjectStore>,
     pub tables: Arc<dyn nimbus_store::tables::TableStore>,
+    pub kv: nimbus_kv::Kv,
 }
 
 #[derive(Clone)]
@@ -68,6 +70,7 @@ pub(crate) fn router(
     Router::new()
         .merge(objects::routes())
         .merge(tables::routes())
+        .merge(kv::routes())
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
         .route("/v1/deploy", post(deploy))

@@ -62,6 +62,10 @@ impl LocalApi {
         headers: &http::HeaderMap,
         body: Bytes,
     ) -> Result<Bytes, Error> {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
         let app = calling_app(&self.deployments, caller)?;
         let spec = app
             .spec
@@ -88,6 +92,7 @@ impl LocalApi {
                 grants: &spec.grants,
                 method,
                 path,
+                query,
                 headers,
                 body,
             })
@@ -100,7 +105,7 @@ pub(crate) fn not_found(method: &http::Method, path: &str) -> Error {
     Error::new(
         ErrorCode::RouteNotFound,
         format!(
-            "no local API {method} {path}; see docs/events.md (POST /v1/queues/QUEUE/messages, POST /v1/events)"
+            "no local API {method} {path}; see docs/events.md (POST /v1/queues/QUEUE/messages, POST /v1/events) and docs/kv.md (/v1/kv/STORE/keys)"
         ),
     )
 }
