@@ -504,3 +504,70 @@ for i in range({DELETES}):
     );
     p.stop().await;
 }
+
+/// `examples/orders`, deployed with the CLI (its build installs boto3 and compiles the Wasm
+/// counter): orders written through a route reach the read model through the stream trigger,
+/// an order id is taken once, and the counter counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orders_example_projects_orders_into_its_read_model() {
+    use std::time::Duration;
+    let p = Platform::start().await;
+    let server = p.server.as_ref().unwrap();
+    let example = workspace_root().join("examples/orders");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .arg("deploy")
+        .arg(&example)
+        .args(["--admin-url", &server.admin_url(), "--token", &server.token])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let post = async |body: serde_json::Value| -> (u16, serde_json::Value) {
+        let response = p
+            .http
+            .post(p.url("/orders"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    };
+    for (id, customer, total) in [("o-1", "ada", 12.5), ("o-2", "ada", 30.0), ("o-3", "bob", 7.0)] {
+        let (status, answer) =
+            post(serde_json::json!({"id": id, "customer": customer, "total": total})).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (status, answer) = post(serde_json::json!({"id": "o-1", "customer": "eve", "total": 1})).await;
+    assert_eq!(status, 409, "an order id is taken once: {answer}");
+    let (status, _) = post(serde_json::json!({"customer": "eve"})).await;
+    assert_eq!(status, 400);
+
+    let mut ada = serde_json::Value::Null;
+    let projected = crate::support::eventually(Duration::from_secs(60), async || {
+        let (status, body) = p.get("/customers/ada").await;
+        ada = serde_json::from_str(&body).unwrap_or_default();
+        status == 200 && ada["orders"] == 2
+    })
+    .await;
+    assert!(projected, "the read model: {ada}");
+    assert_eq!(ada["spent"], 42.5, "{ada}");
+    let (status, body) = p.get("/customers/bob").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = p.get("/customers/eve").await;
+    assert_eq!(status, 404, "the refused order reached nobody");
+
+    let (status, first) = p.get("/visits").await;
+    assert_eq!(status, 200, "{first}");
+    let (_, second) = p.get("/visits").await;
+    let count = |text: &str| -> i64 {
+        serde_json::from_str::<serde_json::Value>(text).unwrap()["visits"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(count(&second), count(&first) + 1);
+    p.stop().await;
+}
