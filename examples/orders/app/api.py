@@ -1,6 +1,7 @@
 """The command and query side: POST /orders takes an order once; GET /customers/{customer}
 reads the read model the projection keeps."""
 
+import base64
 import json
 from decimal import Decimal
 
@@ -22,7 +23,10 @@ def answer(status, body):
 
 def place(event):
     try:
-        order = json.loads(event.get("body") or "{}")
+        body = event.get("body") or "{}"
+        if event.get("isBase64Encoded"):
+            body = base64.b64decode(body)
+        order = json.loads(body)
         item = {
             "id": str(order["id"]),
             "customer": str(order["customer"]),
