@@ -536,12 +536,17 @@ async fn the_orders_example_projects_orders_into_its_read_model() {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or_default())
     };
-    for (id, customer, total) in [("o-1", "ada", 12.5), ("o-2", "ada", 30.0), ("o-3", "bob", 7.0)] {
+    for (id, customer, total) in [
+        ("o-1", "ada", 12.5),
+        ("o-2", "ada", 30.0),
+        ("o-3", "bob", 7.0),
+    ] {
         let (status, answer) =
             post(serde_json::json!({"id": id, "customer": customer, "total": total})).await;
         assert_eq!(status, 201, "{answer}");
     }
-    let (status, answer) = post(serde_json::json!({"id": "o-1", "customer": "eve", "total": 1})).await;
+    let (status, answer) =
+        post(serde_json::json!({"id": "o-1", "customer": "eve", "total": 1})).await;
     assert_eq!(status, 409, "an order id is taken once: {answer}");
     let (status, _) = post(serde_json::json!({"customer": "eve"})).await;
     assert_eq!(status, 400);
@@ -570,4 +575,149 @@ async fn the_orders_example_projects_orders_into_its_read_model() {
     };
     assert_eq!(count(&second), count(&first) + 1);
     p.stop().await;
+}
+
+/// A table trigger across kill -9: every write acknowledged before the kill reaches the
+/// function after the restart, and each counter's records arrive in commit order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_stream_record_on_its_way_to_a_function() {
+    use crate::events::Collector;
+    use crate::restart::{connect, spawn_server};
+    use std::collections::{BTreeMap, HashSet};
+    use std::time::Duration;
+    use tokio::io::AsyncBufReadExt as _;
+    let boto3 = python_package("boto3", BOTO3);
+    let script = workspace_root().join("tests/fixtures/dynamodb/durability.py");
+    let collector = Collector::start().await;
+    let dir = crate::support::data_dir();
+    let aws = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("aws.url"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let manifest = format!(
+        "name = \"shop\"\n\n[table.ledger]\npartition_key = \"k\"\nstream = \"NEW_AND_OLD_IMAGES\"\n\n\
+         [function.f]\ncomponent = \"probe.wasm\"\n{}\n\n[[trigger.table]]\ntable = \"ledger\"\n\
+         function = \"f\"\nstarting_position = \"TRIM_HORIZON\"\nconcurrency = 2\n",
+        collector.probe_env()
+    );
+    let acks = {
+        let mut server = spawn_server(dir.path());
+        let (client, _) = connect(dir.path()).await;
+        let digest = client
+            .upload_artifact(std::fs::read(crate::support::component("probe")).unwrap())
+            .await
+            .unwrap();
+        client
+            .deploy(&nimbus_api::DeployRequest {
+                manifest,
+                manifest_path: "nimbus.toml".into(),
+                artifacts: [("f".to_owned(), digest)].into(),
+            })
+            .await
+            .unwrap();
+        let key = client
+            .create_key(&CreateKeyRequest {
+                app: Some("shop".into()),
+                description: None,
+            })
+            .await
+            .unwrap();
+        let mut writer = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg("write")
+            .env("PYTHONPATH", &boto3)
+            .env("EP", aws(dir.path()))
+            .env("AK", &key.id)
+            .env("SK", key.secret.unwrap())
+            .env("DECLARED", "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(writer.stdout.take().unwrap()).lines();
+        let mut acks = Vec::new();
+        // Kill the server while writes and deliveries are both under way.
+        while let Some(line) = lines.next_line().await.unwrap() {
+            acks.push(line);
+            if acks.len() == 400 {
+                server.0.kill().unwrap();
+                server.0.wait().unwrap();
+                break;
+            }
+        }
+        while let Some(line) = lines.next_line().await.unwrap() {
+            acks.push(line);
+        }
+        writer.wait().await.unwrap();
+        acks
+    };
+    let delivered_before = collector.count();
+    let mut items = HashSet::new();
+    let mut counters: BTreeMap<String, u64> = BTreeMap::new();
+    for line in &acks {
+        let ack: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(item) = ack["item"].as_str() {
+            items.insert(item.to_owned());
+        } else if let Some(counter) = ack["counter"].as_str() {
+            let n = ack["n"].as_u64().unwrap();
+            let top = counters.entry(counter.to_owned()).or_default();
+            *top = (*top).max(n);
+        }
+    }
+    assert!(items.len() >= 150, "{} items acknowledged", items.len());
+
+    let _server = spawn_server(dir.path());
+    connect(dir.path()).await;
+    let records = || -> Vec<serde_json::Value> {
+        collector
+            .reports()
+            .iter()
+            .filter(|r| {
+                r.ty == "com.amazonaws.dynamodb.INSERT" || r.ty == "com.amazonaws.dynamodb.MODIFY"
+            })
+            .map(|r| serde_json::from_str(&r.data).unwrap())
+            .collect()
+    };
+    let key_of =
+        |r: &serde_json::Value| r["dynamodb"]["Keys"]["k"]["S"].as_str().unwrap().to_owned();
+    let n_of = |r: &serde_json::Value| -> u64 {
+        r["dynamodb"]["NewImage"]["n"]["N"]
+            .as_str()
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let all = crate::support::eventually(Duration::from_secs(180), async || {
+        let records = records();
+        let seen: HashSet<String> = records.iter().map(key_of).collect();
+        items.iter().all(|item| seen.contains(item))
+            && counters.iter().all(|(counter, n)| {
+                records
+                    .iter()
+                    .any(|r| &key_of(r) == counter && n_of(r) >= *n)
+            })
+    })
+    .await;
+    let records = records();
+    let seen: HashSet<String> = records.iter().map(key_of).collect();
+    let lost: Vec<&String> = items.iter().filter(|i| !seen.contains(*i)).collect();
+    assert!(
+        all && lost.is_empty(),
+        "acknowledged writes whose records never arrived: {} (e.g. {:?}); {} records delivered, {delivered_before} before the kill",
+        lost.len(),
+        lost.iter().take(5).collect::<Vec<_>>(),
+        records.len()
+    );
+    // Per counter, the first delivery of each value comes in commit order.
+    for counter in counters.keys() {
+        let mut firsts = Vec::new();
+        for n in records.iter().filter(|r| &key_of(r) == counter).map(n_of) {
+            if !firsts.contains(&n) {
+                firsts.push(n);
+            }
+        }
+        assert!(
+            firsts.windows(2).all(|w| w[0] < w[1]),
+            "{counter}: {firsts:?}"
+        );
+    }
 }
