@@ -161,12 +161,35 @@ function = "api"
     p.stop().await;
 }
 
+/// The acknowledgements `writer` (durability.py's `write`) prints: a few hundred land, then
+/// the server is killed mid-stream, and the writer stops at its first failed write.
+async fn acknowledged_until_killed(
+    mut writer: tokio::process::Child,
+    server: &mut crate::restart::Server,
+) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(writer.stdout.take().unwrap()).lines();
+    let mut acks = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        acks.push(line);
+        if acks.len() == 400 {
+            server.0.kill().unwrap();
+            server.0.wait().unwrap();
+            break;
+        }
+    }
+    while let Some(line) = lines.next_line().await.unwrap() {
+        acks.push(line);
+    }
+    writer.wait().await.unwrap();
+    acks
+}
+
 /// kill -9 under a write load: every write the server acknowledged is there after the restart,
 /// each with its stream record, in order per key — and no record exists without its item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_write_or_its_record() {
     use crate::restart::{connect, spawn_server};
-    use tokio::io::AsyncBufReadExt as _;
     let boto3 = python_package("boto3", BOTO3);
     let script = workspace_root().join("tests/fixtures/dynamodb/durability.py");
     let dir = crate::support::data_dir();
@@ -199,7 +222,7 @@ async fn kill_9_loses_no_acknowledged_write_or_its_record() {
             .await
             .unwrap();
         let key = (key.id, key.secret.unwrap());
-        let mut writer = tokio::process::Command::new("python3")
+        let writer = tokio::process::Command::new("python3")
             .arg(&script)
             .arg("write")
             .env("PYTHONPATH", &boto3)
@@ -209,21 +232,7 @@ async fn kill_9_loses_no_acknowledged_write_or_its_record() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = tokio::io::BufReader::new(writer.stdout.take().unwrap()).lines();
-        let mut acks = Vec::new();
-        // Let a few hundred writes land, then kill the server mid-stream.
-        while let Some(line) = lines.next_line().await.unwrap() {
-            acks.push(line);
-            if acks.len() == 400 {
-                server.0.kill().unwrap();
-                server.0.wait().unwrap();
-                break;
-            }
-        }
-        while let Some(line) = lines.next_line().await.unwrap() {
-            acks.push(line);
-        }
-        writer.wait().await.unwrap();
+        let acks = acknowledged_until_killed(writer, &mut server).await;
         (key, acks)
     };
     assert!(
@@ -585,7 +594,6 @@ async fn kill_9_loses_no_stream_record_on_its_way_to_a_function() {
     use crate::restart::{connect, spawn_server};
     use std::collections::{BTreeMap, HashSet};
     use std::time::Duration;
-    use tokio::io::AsyncBufReadExt as _;
     let boto3 = python_package("boto3", BOTO3);
     let script = workspace_root().join("tests/fixtures/dynamodb/durability.py");
     let collector = Collector::start().await;
@@ -624,7 +632,7 @@ async fn kill_9_loses_no_stream_record_on_its_way_to_a_function() {
             })
             .await
             .unwrap();
-        let mut writer = tokio::process::Command::new("python3")
+        let writer = tokio::process::Command::new("python3")
             .arg(&script)
             .arg("write")
             .env("PYTHONPATH", &boto3)
@@ -635,22 +643,8 @@ async fn kill_9_loses_no_stream_record_on_its_way_to_a_function() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = tokio::io::BufReader::new(writer.stdout.take().unwrap()).lines();
-        let mut acks = Vec::new();
-        // Kill the server while writes and deliveries are both under way.
-        while let Some(line) = lines.next_line().await.unwrap() {
-            acks.push(line);
-            if acks.len() == 400 {
-                server.0.kill().unwrap();
-                server.0.wait().unwrap();
-                break;
-            }
-        }
-        while let Some(line) = lines.next_line().await.unwrap() {
-            acks.push(line);
-        }
-        writer.wait().await.unwrap();
-        acks
+        // Killed while writes and deliveries are both under way.
+        acknowledged_until_killed(writer, &mut server).await
     };
     let delivered_before = collector.count();
     let mut items = HashSet::new();

@@ -56,7 +56,30 @@ struct Attempt {
     error: Option<(ErrorCode, String)>,
 }
 
+impl Attempt {
+    /// A message of this (successful) invocation's batch that the function reported failed.
+    fn reported_failed(&self, why: &str) -> Attempt {
+        Attempt {
+            ok: false,
+            status: self.status,
+            body: Bytes::new(),
+            error: Some((ErrorCode::FunctionError, why.to_owned())),
+        }
+    }
+}
+
 impl Consumer {
+    /// Start `workers` tasks consuming, stopping with `stop`.
+    pub(super) fn spawn(self, workers: u32, stop: &CancellationToken) {
+        let consumer = Arc::new(self);
+        for _ in 0..workers {
+            consumer
+                .events
+                .tasks
+                .spawn(consumer.clone().run(stop.clone()));
+        }
+    }
+
     fn key(&self) -> String {
         queue_key(&self.app, &self.queue)
     }
@@ -136,15 +159,7 @@ impl Consumer {
                 };
                 for leased in &live {
                     if attempt.ok && failed_ids.contains(&format::message_id(leased)) {
-                        let partial = Attempt {
-                            ok: false,
-                            status: attempt.status,
-                            body: Bytes::new(),
-                            error: Some((
-                                ErrorCode::FunctionError,
-                                "reported in batchItemFailures".into(),
-                            )),
-                        };
+                        let partial = attempt.reported_failed("reported in batchItemFailures");
                         self.settle(leased, &partial).await;
                     } else {
                         self.settle(leased, &attempt).await;
@@ -222,15 +237,8 @@ impl Consumer {
         };
         for (position, leased) in batch.iter().enumerate() {
             if checkpoint.is_some_and(|checkpoint| position >= checkpoint) {
-                let partial = Attempt {
-                    ok: false,
-                    status: attempt.status,
-                    body: Bytes::new(),
-                    error: Some((
-                        ErrorCode::FunctionError,
-                        "at or after the record reported in batchItemFailures".into(),
-                    )),
-                };
+                let partial =
+                    attempt.reported_failed("at or after the record reported in batchItemFailures");
                 self.settle(leased, &partial).await;
             } else {
                 self.settle(leased, &attempt).await;

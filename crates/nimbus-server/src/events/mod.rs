@@ -492,6 +492,48 @@ impl DeploymentObserver for Events {
     }
 }
 
+/// Drive a relay until `stop`: `once` moves one batch along (answering how many items it
+/// settled); after progress it runs again at once, when idle it waits for `wake`, and after a
+/// failure it pauses a second (logging the first failure of a spell, naming `what`).
+async fn relay_forever<Once, Wake>(
+    stop: &CancellationToken,
+    what: &str,
+    mut once: impl FnMut() -> Once,
+    mut wake: impl FnMut() -> Wake,
+) where
+    Once: Future<Output = Result<usize, Error>>,
+    Wake: Future<Output = ()>,
+{
+    let mut failing = false;
+    loop {
+        match once().await {
+            Ok(0) => {
+                failing = false;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = wake() => {}
+                }
+            }
+            Ok(_) => {
+                failing = false;
+                if stop.is_cancelled() {
+                    return;
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::error!(error = %crate::report(&error), "relaying {what} failed; retrying");
+                }
+                failing = true;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// A message carrying a result, error record or event to a destination.
 fn destination_message(
     now_ms: u64,

@@ -21,15 +21,12 @@ use nimbus_events::{MessageKind, NewMessage};
 use nimbus_store::{Committed, Condition, EventTable, Expect, ObjectEvent, ObjectStore, TableOp};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Events relayed per queue commit.
 const BATCH: usize = 256;
 /// The relay's row in [`EventTable::Cursors`].
 const CURSOR: &str = "objects";
-/// Pause after a failure before trying again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Who a bucket's notification rule is for, as the store keeps it (opaque to the store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,27 +59,13 @@ pub(crate) struct StorageRelay {
 impl StorageRelay {
     /// Relay until `stop`, waking when the store records events.
     pub(crate) async fn run(self, stop: CancellationToken) {
-        loop {
-            let idle = match self.relay_once().await {
-                Ok(relayed) => relayed == 0,
-                Err(error) => {
-                    tracing::error!(error = %crate::report(&error), "relaying object events failed; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(RETRY_AFTER) => {}
-                    }
-                    continue;
-                }
-            };
-            if idle {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = self.objects.events_recorded() => {}
-                }
-            } else if stop.is_cancelled() {
-                return;
-            }
-        }
+        super::relay_forever(
+            &stop,
+            "object events",
+            || self.relay_once(),
+            || self.objects.events_recorded(),
+        )
+        .await;
     }
 
     /// Relay one batch; how many events it settled.

@@ -31,13 +31,11 @@ use nimbus_tables::streams::{lambda_record, sequence_number};
 use nimbus_tables::table::TableSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 /// Records relayed per queue commit.
 const BATCH: usize = 256;
-/// Pause after a failure (or while the table is missing) before trying again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Relays and consumers of every table trigger of a deployed version.
 pub(crate) struct TableTriggers {
@@ -76,7 +74,7 @@ impl Trigger for TableTriggers {
             } else {
                 BatchMode::Each(trigger.batch_size as usize)
             };
-            let consumer = Arc::new(Consumer {
+            Consumer {
                 events: events.clone(),
                 app: app.name().to_owned(),
                 queue: trigger.queue(),
@@ -84,12 +82,8 @@ impl Trigger for TableTriggers {
                 version: app.version.number,
                 pool: pool.clone(),
                 batch,
-            });
-            for _ in 0..trigger.concurrency {
-                events
-                    .tasks
-                    .spawn(consumer.clone().run(app.workers.clone()));
             }
+            .spawn(trigger.concurrency, &app.workers);
         }
     }
 }
@@ -120,35 +114,26 @@ impl Relay {
 
     /// Relay until `stop`, waking when the store records changes.
     async fn run(self, stop: CancellationToken) {
-        let mut seen = 0;
-        let mut failing = false;
-        loop {
-            let idle = match self.relay_once().await {
-                Ok(relayed) => {
-                    failing = false;
-                    relayed == 0
-                }
-                Err(error) => {
-                    if !failing {
-                        tracing::error!(app = self.app, table = self.trigger.table, function = %self.trigger.function, error = %crate::report(&error), "relaying table records failed; retrying");
-                    }
-                    failing = true;
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(RETRY_AFTER) => {}
-                    }
-                    continue;
-                }
-            };
-            if idle {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    now = self.tables.changes_recorded(seen) => seen = now,
-                }
-            } else if stop.is_cancelled() {
-                return;
-            }
-        }
+        let what = format!(
+            "the records of table {:?} of app {:?} to function {:?}",
+            self.trigger.table,
+            self.app,
+            self.trigger.function.as_str()
+        );
+        let seen = AtomicU64::new(0);
+        super::relay_forever(
+            &stop,
+            &what,
+            || self.relay_once(),
+            || async {
+                let now = self
+                    .tables
+                    .changes_recorded(seen.load(Ordering::Relaxed))
+                    .await;
+                seen.store(now, Ordering::Relaxed);
+            },
+        )
+        .await;
     }
 
     /// The stored cursor (raw, for the commit's condition) and where it points; a trigger

@@ -47,7 +47,7 @@ impl Trigger for FunctionQueues {
                 continue;
             };
             let workers = spec.max_concurrency.clamp(1, MAX_ASYNC_WORKERS);
-            let consumer = Arc::new(Consumer {
+            Consumer {
                 events: events.clone(),
                 app: app.name().to_owned(),
                 queue: async_queue_of(name.as_str()),
@@ -55,12 +55,8 @@ impl Trigger for FunctionQueues {
                 version: app.version.number,
                 pool: pool.clone(),
                 batch: BatchMode::Each(ASYNC_LEASE_BATCH),
-            });
-            for _ in 0..workers {
-                events
-                    .tasks
-                    .spawn(consumer.clone().run(app.workers.clone()));
             }
+            .spawn(workers, &app.workers);
         }
     }
 }
@@ -83,7 +79,7 @@ impl Trigger for QueueTriggers {
             } else {
                 BatchMode::Each(trigger.batch_size as usize)
             };
-            let consumer = Arc::new(Consumer {
+            Consumer {
                 events: events.clone(),
                 app: app.name().to_owned(),
                 queue: trigger.queue.to_string(),
@@ -91,12 +87,8 @@ impl Trigger for QueueTriggers {
                 version: app.version.number,
                 pool: pool.clone(),
                 batch,
-            });
-            for _ in 0..trigger.concurrency {
-                events
-                    .tasks
-                    .spawn(consumer.clone().run(app.workers.clone()));
             }
+            .spawn(trigger.concurrency, &app.workers);
         }
     }
 }
