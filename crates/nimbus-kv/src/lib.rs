@@ -156,6 +156,75 @@ fn number<T: std::str::FromStr>(query: Option<&str>, name: &str) -> Result<Optio
         .transpose()
 }
 
+/// One local API request, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Keys { after: Option<String>, limit: usize },
+    Get { key: String },
+    Set { key: String, ttl: Option<Duration> },
+    Delete { key: String },
+    Increment { key: String, delta: i64 },
+}
+
+impl Call {
+    /// Whether the call writes (a read-only grant refuses it).
+    pub fn writes(&self) -> bool {
+        !matches!(self, Call::Keys { .. } | Call::Get { .. })
+    }
+}
+
+/// Read a local API request under `/v1/kv/`: the store it names and what it asks. Pure, so
+/// it is fuzzed (`fuzz/fuzz_targets/kv_request.rs`).
+pub fn parse(
+    method: &http::Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<(String, Call), Error> {
+    let unknown = || {
+        Error::new(
+            ErrorCode::RouteNotFound,
+            format!(
+                "no local API {method} {path}; the key-value API is GET /v1/kv/STORE/keys, \
+                 GET|PUT|DELETE /v1/kv/STORE/keys/KEY and POST /v1/kv/STORE/increment/KEY \
+                 (docs/kv.md)"
+            ),
+        )
+    };
+    let rest = path.strip_prefix("/v1/kv/").ok_or_else(unknown)?;
+    let (store, rest) = rest.split_once('/').ok_or_else(unknown)?;
+    if store.is_empty() {
+        return Err(unknown());
+    }
+    let (kind, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let key = percent_encoding::percent_decode_str(key)
+        .decode_utf8()
+        .map_err(|_| {
+            Error::new(
+                ErrorCode::BadRequest,
+                "a key must be UTF-8 (percent-encoded)",
+            )
+        })?
+        .into_owned();
+    let call = match (method, kind, key.is_empty()) {
+        (&http::Method::GET, "keys", true) => Call::Keys {
+            after: param(query, "after"),
+            limit: number(query, "limit")?.unwrap_or(MAX_PAGE),
+        },
+        (&http::Method::GET, "keys", false) => Call::Get { key },
+        (&http::Method::PUT, "keys", false) => Call::Set {
+            key,
+            ttl: number::<u64>(query, "ttl")?.map(Duration::from_secs),
+        },
+        (&http::Method::DELETE, "keys", false) => Call::Delete { key },
+        (&http::Method::POST, "increment", false) => Call::Increment {
+            key,
+            delta: number(query, "delta")?.unwrap_or(1),
+        },
+        _ => return Err(unknown()),
+    };
+    Ok((store.to_owned(), call))
+}
+
 /// The key-value service of the local API, under `/v1/kv/`.
 pub struct LocalKv {
     pub kv: Kv,
@@ -168,17 +237,9 @@ fn json(value: serde_json::Value) -> Bytes {
 #[async_trait::async_trait]
 impl Service for LocalKv {
     async fn call(&self, request: ServiceRequest<'_>) -> Result<Bytes, Error> {
-        let (path, query) = (request.path, request.query);
-        let rest = path.strip_prefix("/v1/kv/").unwrap_or_default();
-        let (store, rest) = rest.split_once('/').unwrap_or((rest, ""));
-        let (kind, key) = rest.split_once('/').unwrap_or((rest, ""));
-        let key = percent_encoding::percent_decode_str(key)
-            .decode_utf8()
-            .map_err(|_| Error::new(ErrorCode::BadRequest, "a key must be UTF-8"))?;
-        let method = request.method;
-        let write = !matches!(*method, http::Method::GET | http::Method::HEAD);
-        match request.grants.kv_store(store) {
-            Some(grant) if grant.write || !write => {}
+        let (store, call) = parse(request.method, request.path, request.query)?;
+        match request.grants.kv_store(&store) {
+            Some(grant) if grant.write || !call.writes() => {}
             Some(_) => {
                 return Err(Error::new(
                     ErrorCode::Forbidden,
@@ -202,36 +263,117 @@ impl Service for LocalKv {
         }
         let id = KvStoreId::new(&*request.caller.app, store);
         let kv = &self.kv;
-        match (method, kind, key.is_empty()) {
-            (&http::Method::GET, "keys", true) => {
-                let after = param(query, "after");
-                let limit = number(query, "limit")?.unwrap_or(MAX_PAGE);
+        match call {
+            Call::Keys { after, limit } => {
                 let page = kv.keys(&id, after.as_deref(), limit).await?;
                 Ok(json(serde_json::to_value(page).unwrap_or_default()))
             }
-            (&http::Method::GET, "keys", false) => kv.get(&id, &key).await,
-            (&http::Method::PUT, "keys", false) => {
-                let ttl = number::<u64>(query, "ttl")?.map(Duration::from_secs);
+            Call::Get { key } => kv.get(&id, &key).await,
+            Call::Set { key, ttl } => {
                 kv.set(&id, &key, request.body, ttl).await?;
                 Ok(json(serde_json::json!({"ok": true})))
             }
-            (&http::Method::DELETE, "keys", false) => {
+            Call::Delete { key } => {
                 let deleted = kv.delete(&id, &key).await?;
                 Ok(json(serde_json::json!({"deleted": deleted})))
             }
-            (&http::Method::POST, "increment", false) => {
-                let delta = number(query, "delta")?.unwrap_or(1);
+            Call::Increment { key, delta } => {
                 let value = kv.increment(&id, &key, delta).await?;
                 Ok(json(serde_json::json!({"value": value})))
             }
-            _ => Err(Error::new(
-                ErrorCode::RouteNotFound,
-                format!(
-                    "no local API {method} {path}; the key-value API is GET /v1/kv/STORE/keys, \
-                     GET|PUT|DELETE /v1/kv/STORE/keys/KEY and POST /v1/kv/STORE/increment/KEY \
-                     (docs/kv.md)"
-                ),
-            )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    fn code(result: Result<(String, Call), Error>) -> ErrorCode {
+        result.unwrap_err().code
+    }
+
+    #[test]
+    fn requests_are_read_into_calls() {
+        let get = parse(&Method::GET, "/v1/kv/sessions/keys/user%2F1", None).unwrap();
+        assert_eq!(
+            get,
+            (
+                "sessions".into(),
+                Call::Get {
+                    key: "user/1".into()
+                }
+            )
+        );
+        let keys = parse(&Method::GET, "/v1/kv/s/keys", Some("after=a%20b&limit=5")).unwrap();
+        assert_eq!(
+            keys.1,
+            Call::Keys {
+                after: Some("a b".into()),
+                limit: 5
+            }
+        );
+        let set = parse(&Method::PUT, "/v1/kv/s/keys/k", Some("ttl=60")).unwrap();
+        assert_eq!(
+            set.1,
+            Call::Set {
+                key: "k".into(),
+                ttl: Some(Duration::from_secs(60))
+            }
+        );
+        assert!(set.1.writes());
+        let incr = parse(&Method::POST, "/v1/kv/s/increment/hits", Some("delta=-2")).unwrap();
+        assert_eq!(
+            incr.1,
+            Call::Increment {
+                key: "hits".into(),
+                delta: -2
+            }
+        );
+        assert_eq!(
+            parse(&Method::DELETE, "/v1/kv/s/keys/k", None).unwrap().1,
+            Call::Delete { key: "k".into() }
+        );
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        assert_eq!(
+            code(parse(&Method::GET, "/v1/kv/", None)),
+            ErrorCode::RouteNotFound
+        );
+        assert_eq!(
+            code(parse(&Method::GET, "/v1/kv/s", None)),
+            ErrorCode::RouteNotFound
+        );
+        assert_eq!(
+            code(parse(&Method::GET, "/v1/kv//keys/k", None)),
+            ErrorCode::RouteNotFound
+        );
+        assert_eq!(
+            code(parse(&Method::PUT, "/v1/kv/s/keys", None)),
+            ErrorCode::RouteNotFound
+        );
+        assert_eq!(
+            code(parse(&Method::POST, "/v1/kv/s/keys/k", None)),
+            ErrorCode::RouteNotFound
+        );
+        assert_eq!(
+            code(parse(&Method::GET, "/v1/kv/s/keys/%FF", None)),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(parse(&Method::PUT, "/v1/kv/s/keys/k", Some("ttl=soon"))),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(parse(
+                &Method::POST,
+                "/v1/kv/s/increment/k",
+                Some("delta=99999999999999999999")
+            )),
+            ErrorCode::BadRequest
+        );
     }
 }
