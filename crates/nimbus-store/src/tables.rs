@@ -90,7 +90,8 @@ pub type Decide =
 /// One recorded change of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeRecord {
-    /// Increases with every record of the table, in commit order.
+    /// Increases with every record of the table, in commit order; never 0, so that followers
+    /// can say "after 0" for "from the first record".
     pub sequence: u64,
     /// When the change was committed, in ms since the epoch.
     pub at_ms: u64,

@@ -372,6 +372,12 @@ pub async fn changes_are_recorded_with_their_commit(store: &impl TableStore) {
     assert_eq!(store.table(&id).await.unwrap().unwrap().item_count, 0);
     let records = &all_records[..3];
     assert!(records.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    assert!(records[0].sequence > 0, "sequences start above 0");
+    assert_eq!(
+        store.changes(&id, Some(0), 10).await.unwrap(),
+        all_records,
+        "after 0 is from the first record"
+    );
     let later = store
         .changes(&id, Some(records[0].sequence), 1)
         .await
