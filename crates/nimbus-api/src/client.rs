@@ -362,9 +362,16 @@ impl Client {
 
     /// Read `bucket`/`key`: the response, its body still to stream.
     pub async fn get_object(&self, bucket: &str, key: &str) -> Result<reqwest::Response, ApiError> {
-        let response = self
-            .respond(self.http.get(self.url(&object_path(bucket, key))))
-            .await?;
+        self.respond_ok(self.http.get(self.url(&object_path(bucket, key))))
+            .await
+    }
+
+    /// Send `request` with the token; the response if it succeeded, else its error.
+    async fn respond_ok(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        let response = self.respond(request).await?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -412,17 +419,13 @@ impl Client {
     /// One key's value.
     pub async fn kv_get(&self, app: &str, store: &str, key: &str) -> Result<Vec<u8>, ApiError> {
         let response = self
-            .respond(self.http.get(self.url(&kv_path(app, store, key))))
+            .respond_ok(self.http.get(self.url(&kv_path(app, store, key))))
             .await?;
-        let status = response.status();
         let bytes = response
             .bytes()
             .await
             .map_err(|e| ApiError::Protocol(e.to_string()))?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        Err(api_error(status, &bytes))
+        Ok(bytes.to_vec())
     }
 
     /// Write one key's value, expiring after `ttl_secs` if given.
