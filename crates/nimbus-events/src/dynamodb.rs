@@ -49,6 +49,26 @@ pub fn stream_event(records: Vec<Value>) -> Value {
     json!({ "Records": records })
 }
 
+/// The message attribute a queued record keeps its sequence number in, so settling a batch
+/// needs no parse of the records.
+pub const SEQUENCE_ATTRIBUTE: &str = "SequenceNumber";
+
+/// Where a stream batch's retry starts, decided from the function's answer as Lambda decides
+/// it for stream sources: `None` when the batch is done (no `batchItemFailures`, or an empty
+/// list); else the position of the earliest record named — it and every later record are
+/// retried — or 0 (the whole batch) when the answer names no record of the batch.
+/// `sequences` are the batch's sequence numbers, in stream order.
+pub fn checkpoint(sequences: &[Option<&str>], response: &[u8]) -> Option<usize> {
+    let failed = crate::format::batch_item_failures(response)?;
+    if failed.is_empty() {
+        return None;
+    }
+    let named = sequences
+        .iter()
+        .position(|s| s.is_some_and(|s| failed.iter().any(|f| f == s)));
+    Some(named.unwrap_or(0))
+}
+
 /// A record's sequence number: what `batchItemFailures` names it by.
 pub fn sequence_number(record: &Value) -> Option<&str> {
     record.get("dynamodb")?.get("SequenceNumber")?.as_str()
@@ -78,6 +98,20 @@ mod tests {
         assert_eq!(record_of(&back), Some(record()));
         let other = CloudEvent::new("/x", "com.amazonaws.s3.ObjectCreated:Put");
         assert_eq!(record_of(&other), None);
+    }
+
+    #[test]
+    fn failures_are_checkpoints() {
+        let batch = [Some("1"), Some("2"), Some("3")];
+        assert_eq!(checkpoint(&batch, b"null"), None);
+        assert_eq!(checkpoint(&batch, br#"{"batchItemFailures": []}"#), None);
+        let one = br#"{"batchItemFailures": [{"itemIdentifier": "2"}]}"#;
+        assert_eq!(checkpoint(&batch, one), Some(1));
+        let both = br#"{"batchItemFailures": [{"itemIdentifier": "3"}, {"itemIdentifier": "2"}]}"#;
+        assert_eq!(checkpoint(&batch, both), Some(1), "the earliest named");
+        let stranger = br#"{"batchItemFailures": [{"itemIdentifier": "9"}]}"#;
+        assert_eq!(checkpoint(&batch, stranger), Some(0), "the whole batch");
+        assert_eq!(checkpoint(&[None, Some("2")], one), Some(1));
     }
 
     #[test]

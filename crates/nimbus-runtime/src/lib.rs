@@ -253,12 +253,13 @@ impl std::fmt::Debug for AwsCredentials {
 /// server implements it.
 #[async_trait::async_trait]
 pub trait Services: Send + Sync {
-    /// Serve one local API request (`path` starts with `/v1/`, and carries the query).
+    /// Serve one local API request (`path` starts with `/v1/`; `query` is the query string).
     async fn call(
         &self,
         caller: &Caller,
         method: &http::Method,
         path: &str,
+        query: Option<&str>,
         headers: &http::HeaderMap,
         body: Bytes,
     ) -> ServiceResponse;
@@ -342,20 +343,12 @@ where
         .await
     {
         Ok(collected) => {
-            // The query rides along; the platform splits it off again.
-            let with_query;
-            let path = match parts.uri.query() {
-                Some(query) => {
-                    with_query = format!("{path}?{query}");
-                    with_query.as_str()
-                }
-                None => path,
-            };
             services
                 .call(
                     caller,
                     &parts.method,
                     path,
+                    parts.uri.query(),
                     &parts.headers,
                     collected.to_bytes(),
                 )

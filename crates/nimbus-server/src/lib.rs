@@ -178,6 +178,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let objects: Arc<dyn nimbus_store::ObjectStore> = store.clone();
     let kv: Arc<dyn nimbus_store::KvStore> = store.clone();
     let tables: Arc<dyn nimbus_store::tables::TableStore> = store.clone();
+    let kv_service = nimbus_kv::Kv::new(kv.clone());
     let public_buckets = nimbus_objects::PublicBuckets::default();
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -237,7 +238,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .with(
                 "/v1/kv/",
                 Arc::new(nimbus_kv::LocalKv {
-                    kv: nimbus_kv::Kv::new(kv.clone()),
+                    kv: kv_service.clone(),
                 }),
             ),
     );
@@ -340,7 +341,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             keys,
             objects: objects.clone(),
             tables: tables.clone(),
-            kv: nimbus_kv::Kv::new(kv.clone()),
+            kv: kv_service,
         },
         token.clone(),
     );

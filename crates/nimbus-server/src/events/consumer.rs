@@ -33,10 +33,6 @@ pub(super) enum BatchMode {
     Stream { size: usize, window: Duration },
 }
 
-/// The attribute a table record's message keeps its sequence number in (what
-/// `batchItemFailures` names it by).
-pub(super) const SEQUENCE_ATTRIBUTE: &str = "SequenceNumber";
-
 pub(super) struct Consumer {
     pub(super) events: Arc<Events>,
     pub(super) app: String,
@@ -216,22 +212,17 @@ impl Consumer {
         batch.sort_by_key(|leased| leased.id);
         let attempt = self.invoke(&batch).await;
         let checkpoint = if attempt.ok {
-            match format::batch_item_failures(&attempt.body) {
-                None => None,
-                Some(failed) if failed.is_empty() => None,
-                Some(failed) => {
-                    let position = batch.iter().position(|leased| {
-                        leased
-                            .meta
-                            .attributes
-                            .get(SEQUENCE_ATTRIBUTE)
-                            .is_some_and(|sequence| failed.contains(sequence))
-                    });
-                    // A failure naming no record of the batch fails the whole batch, as
-                    // Lambda does.
-                    Some(position.unwrap_or(0))
-                }
-            }
+            let sequences: Vec<Option<&str>> = batch
+                .iter()
+                .map(|leased| {
+                    leased
+                        .meta
+                        .attributes
+                        .get(nimbus_events::dynamodb::SEQUENCE_ATTRIBUTE)
+                        .map(String::as_str)
+                })
+                .collect();
+            nimbus_events::dynamodb::checkpoint(&sequences, &attempt.body)
         } else {
             None
         };

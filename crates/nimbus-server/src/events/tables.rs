@@ -17,7 +17,7 @@
 //! get each record as a CloudEvent. Failures follow the function's delivery policy; what it
 //! gives up on goes to the queue's dead-letter queue.
 
-use super::consumer::{BatchMode, Consumer, SEQUENCE_ATTRIBUTE};
+use super::consumer::{BatchMode, Consumer};
 use super::triggers::Trigger;
 use super::{Events, queue_error, queue_key, to_json};
 use crate::deployments::DeployedApp;
@@ -147,15 +147,7 @@ impl Relay {
             .await
             .map_err(queue_error)?
         {
-            let through = serde_json::from_slice::<Cursor>(&raw)
-                .map_err(|e| {
-                    Error::new(
-                        ErrorCode::Internal,
-                        "a table trigger's cursor is unreadable",
-                    )
-                    .caused_by(e)
-                })?
-                .through;
+            let through = read_cursor(&raw)?;
             return Ok((raw, through));
         }
         let through = match self.trigger.starting_position {
@@ -186,12 +178,13 @@ impl Relay {
             Committed::Done(_) => Ok((value, through)),
             // Another relay pinned it first: use theirs.
             Committed::Conflict(Some(raw)) => {
-                let through = serde_json::from_slice::<Cursor>(&raw)
-                    .map(|c| c.through)
-                    .unwrap_or(through);
+                let through = read_cursor(&raw)?;
                 Ok((raw, through))
             }
-            Committed::Conflict(None) => Ok((value, through)),
+            Committed::Conflict(None) => Err(Error::new(
+                ErrorCode::Internal,
+                "a table trigger's cursor changed while it was pinned",
+            )),
         }
     }
 
@@ -281,7 +274,7 @@ impl Relay {
             hex::encode(&change.key.sort)
         ));
         meta.attributes.insert(
-            SEQUENCE_ATTRIBUTE.to_owned(),
+            nimbus_events::dynamodb::SEQUENCE_ATTRIBUTE.to_owned(),
             sequence_number(change.sequence),
         );
         Ok(Some(NewMessage {
@@ -297,7 +290,29 @@ pub(crate) fn cursor_prefix(app: &str) -> String {
     format!("tables/{app}/")
 }
 
+fn read_cursor(raw: &[u8]) -> Result<u64, Error> {
+    serde_json::from_slice::<Cursor>(raw)
+        .map(|cursor| cursor.through)
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                "a table trigger's cursor is unreadable",
+            )
+            .caused_by(e)
+        })
+}
+
 fn table_error(error: TableError) -> Error {
+    if let TableError::NoSuchTable(id) = &error {
+        return Error::new(
+            ErrorCode::Internal,
+            format!(
+                "table {:?} of app {:?} no longer exists (deleted through the API?); deploy the \
+                 app again to create it, and its trigger resumes",
+                id.table, id.app
+            ),
+        );
+    }
     Error::new(
         ErrorCode::Internal,
         "the table store failed; see the server log",

@@ -59,13 +59,10 @@ impl LocalApi {
         caller: &Caller,
         method: &http::Method,
         path: &str,
+        query: Option<&str>,
         headers: &http::HeaderMap,
         body: Bytes,
     ) -> Result<Bytes, Error> {
-        let (path, query) = match path.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (path, None),
-        };
         let app = calling_app(&self.deployments, caller)?;
         let spec = app
             .spec
@@ -214,10 +211,11 @@ impl nimbus_runtime::Services for LocalApi {
         caller: &Caller,
         method: &http::Method,
         path: &str,
+        query: Option<&str>,
         headers: &http::HeaderMap,
         body: Bytes,
     ) -> ServiceResponse {
-        match self.serve(caller, method, path, headers, body).await {
+        match self.serve(caller, method, path, query, headers, body).await {
             Ok(body) => ServiceResponse { status: 200, body },
             Err(error) => {
                 let status = nimbus_wire::status_for(error.code);
