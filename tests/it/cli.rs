@@ -63,10 +63,12 @@ async fn up_serves_and_redeploys_when_sources_change() {
         "Hello from nimbus!\n"
     );
 
-    // Change the "source": up rebuilds and deploys version 2.
+    // Change the "source": up rebuilds and deploys version 2 (compiling it takes a while on a
+    // loaded machine: wait up to 90 s).
     std::fs::copy(component("probe"), app.path().join("source.wasm")).unwrap();
     let mut redeployed = false;
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while std::time::Instant::now() < deadline {
         let body = http
             .get(format!("{url}/counter"))
             .send()
