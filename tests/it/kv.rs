@@ -469,3 +469,119 @@ function = "wasi"
     );
     p.stop().await;
 }
+
+/// `[kv.NAME] events = true`: every set, delete and expiry of the store is published on the
+/// app's bus, in commit order, once, across a restart; other stores publish nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_events_publishes_its_changes_on_the_bus() {
+    const APP: &str = r#"
+name = "shop"
+
+[kv.carts]
+events = true
+
+[kv.quiet]
+
+[queue.changes]
+[queue.deletes]
+
+[function.web]
+component = "kv.wasm"
+kv = ["carts", "quiet"]
+
+[[route]]
+path = "/web/{*rest}"
+function = "web"
+
+[[trigger.event]]
+pattern = { source = [{ prefix = "/apps/shop/kv/" }] }
+queue = "changes"
+
+[[trigger.event]]
+pattern = { type = ["nimbus.kv.delete"] }
+queue = "deletes"
+"#;
+    let p = Platform::start().await;
+    p.deploy(APP, &[("web", "kv")]).await.unwrap();
+    let (status, _) = get(&p, "/web/kv/incr?store=carts&key=hits").await;
+    assert_eq!(status, 200);
+    let (status, _) = get(&p, "/web/kv/incr?store=quiet&key=hits").await;
+    assert_eq!(status, 200);
+    p.client
+        .kv_set("shop", "carts", "user/1", b"three apples".to_vec(), None)
+        .await
+        .unwrap();
+    assert!(p.client.kv_delete("shop", "carts", "user/1").await.unwrap());
+    p.client
+        .kv_set("shop", "carts", "brief", b"x".to_vec(), Some(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Written again after its TTL: the expiry is published before the new value.
+    p.client
+        .kv_set("shop", "carts", "brief", b"again".to_vec(), None)
+        .await
+        .unwrap();
+
+    // A restart in between loses and repeats nothing.
+    let dir = p.stop().await;
+    let p = Platform::start_in(dir, |_| {}).await;
+    p.client
+        .kv_set("shop", "carts", "after", b"restart".to_vec(), None)
+        .await
+        .unwrap();
+
+    let events = async |queue: &str| -> Vec<serde_json::Value> {
+        p.client
+            .peek("shop", queue, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
+            .collect()
+    };
+    let arrived = crate::support::eventually(std::time::Duration::from_secs(30), async || {
+        events("changes").await.len() >= 7
+    })
+    .await;
+    let changes = events("changes").await;
+    assert!(arrived, "{changes:#?}");
+    let seen: Vec<(&str, &str, &serde_json::Value)> = changes
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["subject"].as_str().unwrap(),
+                &e["data"]["size"],
+            )
+        })
+        .collect();
+    use serde_json::json;
+    assert_eq!(
+        seen,
+        [
+            ("nimbus.kv.set", "hits", &json!(8)),
+            ("nimbus.kv.set", "user/1", &json!(12)),
+            ("nimbus.kv.delete", "user/1", &json!(null)),
+            ("nimbus.kv.set", "brief", &json!(1)),
+            ("nimbus.kv.expire", "brief", &json!(null)),
+            ("nimbus.kv.set", "brief", &json!(5)),
+            ("nimbus.kv.set", "after", &json!(7)),
+        ],
+        "{changes:#?}"
+    );
+    for event in &changes {
+        assert_eq!(event["source"], "/apps/shop/kv/carts");
+        assert_eq!(event["data"]["store"], "carts");
+        assert_eq!(event["data"]["key"], event["subject"]);
+        assert_eq!(event["specversion"], "1.0");
+    }
+    let sequences: Vec<u64> = changes
+        .iter()
+        .map(|e| e["data"]["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    let deletes = events("deletes").await;
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    assert_eq!(deletes[0]["id"], changes[2]["id"]);
+}

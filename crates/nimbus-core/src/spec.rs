@@ -161,6 +161,9 @@ pub struct KvGrant {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvSpec {
     pub name: Name,
+    /// Publish every change (set, delete, expiry) on the app's bus (`events = true`).
+    #[serde(default)]
+    pub events: bool,
 }
 
 /// One bucket a function may touch, and how.

@@ -9,6 +9,7 @@
 //!   EventBridge and destination records for Lambda-style functions).
 //! - [`s3`]: object changes as S3's event notification records, and as CloudEvents.
 //! - [`dynamodb`]: table changes as Lambda's DynamoDB stream events, and as CloudEvents.
+//! - [`kv`]: key-value changes as CloudEvents for the bus.
 //!
 //! Decisions are pure functions and table-tested. The durable queues they act on sit behind
 //! `nimbus_store::Queue`; the server's driver moves messages between a queue and the pools.
@@ -16,6 +17,7 @@
 pub mod cloudevent;
 pub mod dynamodb;
 pub mod format;
+pub mod kv;
 pub mod pattern;
 pub mod policy;
 pub mod s3;

@@ -91,7 +91,10 @@ struct RawManifest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawKv {}
+struct RawKv {
+    #[serde(default)]
+    events: bool,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -314,7 +317,10 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
     for (raw_name, raw_kv) in &raw.kv {
         let name = Name::new(raw_name)
             .map_err(|e| ctx.at(Some(raw_kv.span()), format!("kv.{raw_name}"), e.to_string()))?;
-        kv.push(KvSpec { name });
+        kv.push(KvSpec {
+            name,
+            events: raw_kv.get_ref().events,
+        });
     }
     ctx.kv_names = kv.iter().map(|k| k.name.to_string()).collect();
     let mut tables = Vec::new();
@@ -1865,6 +1871,7 @@ name = "shop"
 
 [kv.sessions]
 [kv.carts]
+events = true
 
 [function.web]
 component = "web.wasm"
@@ -2045,6 +2052,8 @@ concurrency = 2
         let manifest = parse("nimbus.toml", KV).unwrap();
         let stores: Vec<&str> = manifest.app.kv.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(stores, ["carts", "sessions"]);
+        let events: Vec<bool> = manifest.app.kv.iter().map(|k| k.events).collect();
+        assert_eq!(events, [true, false], "events are off unless asked for");
         let grants = &manifest.app.functions[&Name::new("web").unwrap()].grants;
         assert!(grants.kv_store("sessions").is_some_and(|g| g.write));
         assert!(grants.kv_store("carts").is_some_and(|g| !g.write));
@@ -2069,6 +2078,7 @@ concurrency = 2
                 "kv.carts.ttl",
                 "unknown field",
             ),
+            ("events = true", "events = \"yes\"", "kv.carts.events", ""),
         ] {
             let text = KV.replacen(from, to, 1);
             let error = parse("nimbus.toml", &text).unwrap_err();

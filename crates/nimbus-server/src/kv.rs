@@ -1,5 +1,5 @@
-//! The key-value service's part in deploys: an app's declared stores (`[kv.NAME]`) exist
-//! before it serves; removing the app removes them (refused while they hold entries, unless
+//! The key-value service's part in deploys: an app's declared stores (`[kv.NAME]`) exist,
+//! emitting events or not as declared, before it serves; removing the app removes them (refused while they hold entries, unless
 //! forced). Expired entries are purged in the background; reads never see them either way.
 
 use crate::deployments::Provisioner;
@@ -29,6 +29,10 @@ impl Provisioner for KvStores {
             if self.store.create_store(&id).await.map_err(kv_error)? {
                 tracing::info!(app = %spec.name, store = %kv.name, "key-value store created");
             }
+            self.store
+                .set_events(&id, kv.events)
+                .await
+                .map_err(kv_error)?;
         }
         Ok(())
     }

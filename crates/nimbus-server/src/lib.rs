@@ -356,6 +356,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     });
     tasks.spawn(platform.clone().reap_idle_forever());
     tasks.spawn(events.clone().sweep_forever(shutdown.clone()));
+    tasks.spawn(
+        events::kv::KvRelay {
+            store: kv.clone(),
+            events: events.clone(),
+            deployments: deployments.clone(),
+        }
+        .run(shutdown.clone()),
+    );
     tasks.spawn(kv::purge_expired_forever(kv, shutdown.clone()));
     tasks.spawn(tables::sweep_forever(
         tables,

@@ -2,13 +2,16 @@
 //! prefixed by its version and expiry; `kv_expiry` orders the expiring ones by time so
 //! purging reads only what is due. Every write is one redb transaction, durable when it
 //! returns; conditions and increments are decided inside it (redb has one writer at a time),
-//! so concurrent conditional writes cannot lose an update.
+//! so concurrent conditional writes cannot lose an update. A store in `kv_watched` records
+//! each change in `kv_events` inside the same transaction.
 
 use crate::{Inner, RedbStore, SEQS, now_ms};
 use async_trait::async_trait;
 use bytes::Bytes;
 use nimbus_store::kv::{check_entry, counter_of};
-use nimbus_store::{KeyPage, KvCondition, KvEntry, KvError, KvResult, KvStore, KvStoreId};
+use nimbus_store::{
+    KeyPage, KvChange, KvCondition, KvEntry, KvError, KvEvent, KvResult, KvStore, KvStoreId,
+};
 use redb::{ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::time::Duration;
@@ -20,8 +23,13 @@ pub(crate) const KV: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinitio
 /// (expiry ms, app, store, key) for entries that expire.
 pub(crate) const KV_EXPIRY: TableDefinition<(u64, &str, &str, &str), ()> =
     TableDefinition::new("kv_expiry");
-/// The `seqs` row numbering versions.
+/// (app, store) of the stores that record their changes as events.
+pub(crate) const KV_WATCHED: TableDefinition<(&str, &str), ()> = TableDefinition::new("kv_watched");
+/// Sequence number → a recorded [`KvEvent`] (JSON), until settled.
+pub(crate) const KV_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("kv_events");
+/// The `seqs` rows numbering versions and events.
 const VERSION_SEQ: &str = "#kv-versions";
+const EVENT_SEQ: &str = "#kv-events";
 
 const HEADER: usize = 16;
 
@@ -75,90 +83,144 @@ fn encode(version: u64, expires_ms: u64, value: &[u8]) -> Vec<u8> {
     row
 }
 
-fn require_store(txn: &redb::WriteTransaction, id: &KvStoreId) -> KvResult<()> {
+/// Check the store exists; whether it emits events.
+fn require_store(txn: &redb::WriteTransaction, id: &KvStoreId) -> KvResult<bool> {
     let stores = txn.open_table(KV_STORES).map_err(db)?;
-    match stores
+    let key = (id.app.as_str(), id.store.as_str());
+    if stores.get(key).map_err(db)?.is_none() {
+        return Err(KvError::NoSuchStore(id.clone()));
+    }
+    watched(txn, id)
+}
+
+fn watched(txn: &redb::WriteTransaction, id: &KvStoreId) -> KvResult<bool> {
+    let watched = txn.open_table(KV_WATCHED).map_err(db)?;
+    Ok(watched
         .get((id.app.as_str(), id.store.as_str()))
         .map_err(db)?
-    {
-        Some(_) => Ok(()),
-        None => Err(KvError::NoSuchStore(id.clone())),
-    }
+        .is_some())
 }
 
-/// Write `value` under `key` in `txn` if `condition` holds; the new version, or `None`.
-/// `expires_ms` of `None` keeps the current entry's expiry (an increment), `Some(0)` clears it.
-fn write(
-    txn: &redb::WriteTransaction,
-    id: &KvStoreId,
-    key: &str,
-    value: &[u8],
-    condition: KvCondition,
-    expires_ms: Option<u64>,
+/// One store's writes inside a write transaction, recording their events if the store emits
+/// them.
+struct Scope<'a> {
+    txn: &'a redb::WriteTransaction,
+    id: &'a KvStoreId,
     now: u64,
-) -> KvResult<Option<u64>> {
-    let mut kv = txn.open_table(KV).map_err(db)?;
-    let row_key = (id.app.as_str(), id.store.as_str(), key);
-    let current = match kv.get(row_key).map_err(db)? {
-        Some(bytes) => {
-            let row = Row::parse(bytes.value())?;
-            Some((row.version, row.expires_ms, row.live(now)))
+    events: bool,
+}
+
+impl Scope<'_> {
+    /// Write `value` under `key` if `condition` holds; the new version, or `None`.
+    /// `expires_ms` of `None` keeps the current entry's expiry (an increment), `Some(0)`
+    /// clears it.
+    fn write(
+        &self,
+        key: &str,
+        value: &[u8],
+        condition: KvCondition,
+        expires_ms: Option<u64>,
+    ) -> KvResult<Option<u64>> {
+        let mut kv = self.txn.open_table(KV).map_err(db)?;
+        let row_key = (self.id.app.as_str(), self.id.store.as_str(), key);
+        let current = match kv.get(row_key).map_err(db)? {
+            Some(bytes) => {
+                let row = Row::parse(bytes.value())?;
+                Some((row.version, row.expires_ms, row.live(self.now)))
+            }
+            None => None,
+        };
+        let live = current.filter(|(_, _, live)| *live);
+        let holds = match condition {
+            KvCondition::Always => true,
+            KvCondition::Absent => live.is_none(),
+            KvCondition::Version(version) => live.is_some_and(|(v, _, _)| v == version),
+        };
+        if !holds {
+            return Ok(None);
         }
-        None => None,
-    };
-    let live = current.filter(|(_, _, live)| *live);
-    let holds = match condition {
-        KvCondition::Always => true,
-        KvCondition::Absent => live.is_none(),
-        KvCondition::Version(version) => live.is_some_and(|(v, _, _)| v == version),
-    };
-    if !holds {
-        return Ok(None);
-    }
-    let mut expiry = txn.open_table(KV_EXPIRY).map_err(db)?;
-    if let Some((_, old_expires, _)) = current
-        && old_expires != 0
-    {
-        expiry
-            .remove((old_expires, row_key.0, row_key.1, row_key.2))
+        let mut expiry = self.txn.open_table(KV_EXPIRY).map_err(db)?;
+        if let Some((_, old_expires, _)) = current
+            && old_expires != 0
+        {
+            expiry
+                .remove((old_expires, row_key.0, row_key.1, row_key.2))
+                .map_err(db)?;
+        }
+        if current.is_some_and(|(_, _, live)| !live) {
+            // Expired but not yet purged: its expiry is noticed now.
+            self.record(key, KvChange::Expire, None)?;
+        }
+        let expires_ms = expires_ms.unwrap_or_else(|| live.map_or(0, |(_, e, _)| e));
+        if expires_ms != 0 {
+            expiry
+                .insert((expires_ms, row_key.0, row_key.1, row_key.2), ())
+                .map_err(db)?;
+        }
+        let version = next_seq(self.txn, VERSION_SEQ)?;
+        kv.insert(row_key, encode(version, expires_ms, value).as_slice())
             .map_err(db)?;
+        self.record(key, KvChange::Set, Some((version, value.len() as u64)))?;
+        Ok(Some(version))
     }
-    let expires_ms = expires_ms.unwrap_or_else(|| live.map_or(0, |(_, e, _)| e));
-    if expires_ms != 0 {
-        expiry
-            .insert((expires_ms, row_key.0, row_key.1, row_key.2), ())
-            .map_err(db)?;
-    }
-    let version = next_version(txn)?;
-    kv.insert(row_key, encode(version, expires_ms, value).as_slice())
-        .map_err(db)?;
-    Ok(Some(version))
-}
 
-fn remove(txn: &redb::WriteTransaction, id: &KvStoreId, key: &str, now: u64) -> KvResult<bool> {
-    let mut kv = txn.open_table(KV).map_err(db)?;
-    let row_key = (id.app.as_str(), id.store.as_str(), key);
-    let Some((expires_ms, live)) = kv
-        .remove(row_key)
-        .map_err(db)?
-        .map(|bytes| Row::parse(bytes.value()).map(|row| (row.expires_ms, row.live(now))))
-        .transpose()?
-    else {
-        return Ok(false);
-    };
-    if expires_ms != 0 {
-        txn.open_table(KV_EXPIRY)
+    /// Remove `key`'s entry; whether it had a live one. Removing an expired entry (a purge,
+    /// or a delete that finds it expired) records its expiry.
+    fn remove(&self, key: &str) -> KvResult<bool> {
+        let mut kv = self.txn.open_table(KV).map_err(db)?;
+        let row_key = (self.id.app.as_str(), self.id.store.as_str(), key);
+        let Some((expires_ms, live)) = kv
+            .remove(row_key)
             .map_err(db)?
-            .remove((expires_ms, row_key.0, row_key.1, row_key.2))
-            .map_err(db)?;
+            .map(|bytes| Row::parse(bytes.value()).map(|row| (row.expires_ms, row.live(self.now))))
+            .transpose()?
+        else {
+            return Ok(false);
+        };
+        if expires_ms != 0 {
+            self.txn
+                .open_table(KV_EXPIRY)
+                .map_err(db)?
+                .remove((expires_ms, row_key.0, row_key.1, row_key.2))
+                .map_err(db)?;
+        }
+        let change = if live {
+            KvChange::Delete
+        } else {
+            KvChange::Expire
+        };
+        self.record(key, change, None)?;
+        Ok(live)
     }
-    Ok(live)
+
+    fn record(&self, key: &str, change: KvChange, set: Option<(u64, u64)>) -> KvResult<()> {
+        if !self.events {
+            return Ok(());
+        }
+        let seq = next_seq(self.txn, EVENT_SEQ)?;
+        let event = KvEvent {
+            seq,
+            store: self.id.clone(),
+            key: key.to_owned(),
+            change,
+            version: set.map(|(version, _)| version),
+            size: set.map(|(_, size)| size),
+            at_ms: self.now,
+        };
+        let bytes = serde_json::to_vec(&event).map_err(db)?;
+        self.txn
+            .open_table(KV_EVENTS)
+            .map_err(db)?
+            .insert(seq, bytes.as_slice())
+            .map_err(db)?;
+        Ok(())
+    }
 }
 
-fn next_version(txn: &redb::WriteTransaction) -> KvResult<u64> {
+fn next_seq(txn: &redb::WriteTransaction, row: &str) -> KvResult<u64> {
     let mut seqs = txn.open_table(SEQS).map_err(db)?;
-    let next = seqs.get(VERSION_SEQ).map_err(db)?.map_or(0, |v| v.value()) + 1;
-    seqs.insert(VERSION_SEQ, next).map_err(db)?;
+    let next = seqs.get(row).map_err(db)?.map_or(0, |v| v.value()) + 1;
+    seqs.insert(row, next).map_err(db)?;
     Ok(next)
 }
 
@@ -171,12 +233,21 @@ impl Inner {
     fn kv_write<T>(
         &self,
         id: &KvStoreId,
-        work: impl FnOnce(&redb::WriteTransaction, u64) -> KvResult<T>,
+        work: impl FnOnce(&Scope<'_>) -> KvResult<T>,
     ) -> KvResult<T> {
         let txn = self.db.begin_write().map_err(db)?;
-        require_store(&txn, id)?;
-        let out = work(&txn, now_ms())?;
+        let events = require_store(&txn, id)?;
+        let scope = Scope {
+            txn: &txn,
+            id,
+            now: now_ms(),
+            events,
+        };
+        let out = work(&scope)?;
         txn.commit().map_err(db)?;
+        if events {
+            self.kv_events.notify_one();
+        }
         Ok(out)
     }
 
@@ -248,14 +319,14 @@ impl Inner {
 
     fn kv_increment(&self, id: &KvStoreId, key: &str, delta: i64) -> KvResult<i64> {
         check_entry(key, None)?;
-        self.kv_write(id, |txn, now| {
+        self.kv_write(id, |scope| {
             let current = {
-                let kv = txn.open_table(KV).map_err(db)?;
+                let kv = scope.txn.open_table(KV).map_err(db)?;
                 let row_key = (id.app.as_str(), id.store.as_str(), key);
                 match kv.get(row_key).map_err(db)? {
                     Some(bytes) => {
                         let row = Row::parse(bytes.value())?;
-                        if row.live(now) {
+                        if row.live(scope.now) {
                             counter_of(key, row.value)?
                         } else {
                             0
@@ -269,15 +340,7 @@ impl Inner {
                 .ok_or_else(|| KvError::Overflow {
                     key: key.to_owned(),
                 })?;
-            write(
-                txn,
-                id,
-                key,
-                &next.to_be_bytes(),
-                KvCondition::Always,
-                None,
-                now,
-            )?;
+            scope.write(key, &next.to_be_bytes(), KvCondition::Always, None)?;
             Ok(next)
         })
     }
@@ -291,6 +354,10 @@ impl Inner {
             .remove((app, store))
             .map_err(db)?
             .is_some();
+        txn.open_table(KV_WATCHED)
+            .map_err(db)?
+            .remove((app, store))
+            .map_err(db)?;
         let mut keys = Vec::new();
         {
             let kv = txn.open_table(KV).map_err(db)?;
@@ -306,8 +373,15 @@ impl Inner {
                 keys.push(key.to_owned());
             }
         }
+        // A removed store's entries go without events.
+        let scope = Scope {
+            txn: &txn,
+            id,
+            now: 0,
+            events: false,
+        };
         for key in &keys {
-            remove(&txn, id, key, 0)?;
+            scope.remove(key)?;
         }
         txn.commit().map_err(db)?;
         Ok(existed)
@@ -329,15 +403,23 @@ impl Inner {
             }
             due
         };
+        let mut recorded = false;
         for (app, store, key) in &due {
-            remove(
-                &txn,
-                &KvStoreId::new(app.as_str(), store.as_str()),
-                key,
+            let id = KvStoreId::new(app.as_str(), store.as_str());
+            let events = watched(&txn, &id)?;
+            recorded |= events;
+            Scope {
+                txn: &txn,
+                id: &id,
                 now,
-            )?;
+                events,
+            }
+            .remove(key)?;
         }
         txn.commit().map_err(db)?;
+        if recorded {
+            self.kv_events.notify_one();
+        }
         Ok(due.len())
     }
 }
@@ -420,9 +502,9 @@ impl KvStore for RedbStore {
         check_entry(key, Some(&value))?;
         let (id, key) = (id.clone(), key.to_owned());
         self.kv(move |inner| {
-            inner.kv_write(&id, |txn, now| {
-                let expires = expiry_of(ttl, now);
-                write(txn, &id, &key, &value, condition, Some(expires), now)
+            inner.kv_write(&id, |scope| {
+                let expires = expiry_of(ttl, scope.now);
+                scope.write(&key, &value, condition, Some(expires))
             })
         })
         .await
@@ -434,9 +516,9 @@ impl KvStore for RedbStore {
         }
         let id = id.clone();
         self.kv(move |inner| {
-            inner.kv_write(&id, |txn, now| {
+            inner.kv_write(&id, |scope| {
                 for (key, value) in &entries {
-                    write(txn, &id, key, value, KvCondition::Always, Some(0), now)?;
+                    scope.write(key, value, KvCondition::Always, Some(0))?;
                 }
                 Ok(())
             })
@@ -447,7 +529,7 @@ impl KvStore for RedbStore {
     async fn delete(&self, id: &KvStoreId, key: &str) -> KvResult<bool> {
         check_entry(key, None)?;
         let (id, key) = (id.clone(), key.to_owned());
-        self.kv(move |inner| inner.kv_write(&id, |txn, now| remove(txn, &id, &key, now)))
+        self.kv(move |inner| inner.kv_write(&id, |scope| scope.remove(&key)))
             .await
     }
 
@@ -457,9 +539,9 @@ impl KvStore for RedbStore {
         }
         let (id, keys) = (id.clone(), keys.to_vec());
         self.kv(move |inner| {
-            inner.kv_write(&id, |txn, now| {
+            inner.kv_write(&id, |scope| {
                 for key in &keys {
-                    remove(txn, &id, key, now)?;
+                    scope.remove(key)?;
                 }
                 Ok(())
             })
@@ -486,6 +568,55 @@ impl KvStore for RedbStore {
 
     async fn purge_expired(&self, max: usize) -> KvResult<usize> {
         self.kv(move |inner| inner.kv_purge(max)).await
+    }
+
+    async fn set_events(&self, id: &KvStoreId, on: bool) -> KvResult<()> {
+        let id = id.clone();
+        self.kv(move |inner| {
+            let txn = inner.db.begin_write().map_err(db)?;
+            require_store(&txn, &id)?;
+            {
+                let mut watched = txn.open_table(KV_WATCHED).map_err(db)?;
+                let key = (id.app.as_str(), id.store.as_str());
+                if on {
+                    watched.insert(key, ()).map_err(db)?;
+                } else {
+                    watched.remove(key).map_err(db)?;
+                }
+            }
+            txn.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn pending_events(&self, max: usize) -> KvResult<Vec<KvEvent>> {
+        self.kv(move |inner| {
+            let txn = inner.db.begin_read().map_err(db)?;
+            let events = txn.open_table(KV_EVENTS).map_err(db)?;
+            let mut out = Vec::new();
+            for entry in events.iter().map_err(db)?.take(max) {
+                let (_, value) = entry.map_err(db)?;
+                out.push(serde_json::from_slice(value.value()).map_err(db)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn settle_events(&self, through: u64) -> KvResult<()> {
+        self.kv(move |inner| {
+            let txn = inner.db.begin_write().map_err(db)?;
+            txn.open_table(KV_EVENTS)
+                .map_err(db)?
+                .retain_in(..=through, |_, _| false)
+                .map_err(db)?;
+            txn.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn events_recorded(&self) {
+        self.inner.kv_events.notified().await
     }
 }
 

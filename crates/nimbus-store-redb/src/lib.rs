@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pins: objects::Pins,
     /// Woken after a commit that recorded object events.
     object_events: tokio::sync::Notify,
+    /// Woken after a commit that may have recorded key-value events.
+    kv_events: tokio::sync::Notify,
     /// Single-part puts waiting for their group commit.
     puts: group::GroupCommit<objects::PutJob>,
     /// Table writes waiting for their group commit.
@@ -170,6 +172,8 @@ impl Inner {
             txn.open_table(kv::KV_STORES).map_err(backend)?;
             txn.open_table(kv::KV).map_err(backend)?;
             txn.open_table(kv::KV_EXPIRY).map_err(backend)?;
+            txn.open_table(kv::KV_WATCHED).map_err(backend)?;
+            txn.open_table(kv::KV_EVENTS).map_err(backend)?;
             txn.open_table(tables::TABLES).map_err(backend)?;
             txn.open_table(tables::ITEMS).map_err(backend)?;
             txn.open_table(tables::CHANGES).map_err(backend)?;
@@ -181,6 +185,7 @@ impl Inner {
             objects,
             pins: objects::Pins::default(),
             object_events: tokio::sync::Notify::new(),
+            kv_events: tokio::sync::Notify::new(),
             puts: group::GroupCommit::default(),
             table_changes: tables::Signal::default(),
             table_writes: group::GroupCommit::default(),

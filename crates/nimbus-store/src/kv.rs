@@ -6,6 +6,15 @@
 //! it returns. Each entry carries a version that changes with every write to it, which is what
 //! compare-and-swap compares. Counters ([`KvStore::increment`]) are 8-byte big-endian signed
 //! integers, as Spin's embedded store keeps them, so a component sees the same bytes on both.
+//!
+//! # Change events
+//!
+//! A store may emit its changes ([`KvStore::set_events`]): then every set, delete and expiry
+//! records a [`KvEvent`] in the same commit as the change (a transactional outbox, as objects
+//! have), so no change is acknowledged without its event and no event is recorded for a change
+//! that did not happen. Events wait, in commit order, until a relay settles them
+//! ([`KvStore::pending_events`], [`KvStore::settle_events`]); sequence numbers increase and are
+//! never reused.
 
 use crate::queue::BoxError;
 use async_trait::async_trait;
@@ -18,7 +27,9 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
 
 /// One app's store.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct KvStoreId {
     pub app: String,
     pub store: String,
@@ -103,6 +114,42 @@ pub fn counter_of(key: &str, value: &[u8]) -> KvResult<i64> {
     Ok(i64::from_be_bytes(bytes))
 }
 
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvChange {
+    /// Written (set, swap, increment, a batch's set).
+    Set,
+    /// Deleted by a caller.
+    Delete,
+    /// Removed because its time-to-live passed.
+    Expire,
+}
+
+impl KvChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvChange::Set => "set",
+            KvChange::Delete => "delete",
+            KvChange::Expire => "expire",
+        }
+    }
+}
+
+/// One change of a store that emits events, waiting to be relayed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KvEvent {
+    /// Increases with every event the store records; never reused.
+    pub seq: u64,
+    pub store: KvStoreId,
+    pub key: String,
+    pub change: KvChange,
+    /// After a set: the entry's new version and its value's size in bytes.
+    pub version: Option<u64>,
+    pub size: Option<u64>,
+    pub at_ms: u64,
+}
+
 /// A page of keys and, if there are more, the cursor for the next page (the last key given).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyPage {
@@ -118,6 +165,8 @@ pub trait KvStore: Send + Sync {
     async fn delete_store(&self, id: &KvStoreId) -> KvResult<bool>;
     /// The app's stores, by name.
     async fn stores(&self, app: &str) -> KvResult<Vec<String>>;
+    /// Whether the store records a [`KvEvent`] for each change from now on.
+    async fn set_events(&self, id: &KvStoreId, on: bool) -> KvResult<()>;
 
     /// The key's entry, if it has one that has not expired.
     async fn get(&self, id: &KvStoreId, key: &str) -> KvResult<Option<KvEntry>>;
@@ -152,4 +201,12 @@ pub trait KvStore: Send + Sync {
     /// Remove up to `max` entries whose time has passed; how many were removed. Reads never
     /// see expired entries whether or not this has run.
     async fn purge_expired(&self, max: usize) -> KvResult<usize>;
+
+    /// Up to `max` recorded events not yet settled, by sequence number.
+    async fn pending_events(&self, max: usize) -> KvResult<Vec<KvEvent>>;
+    /// Forget events up to and including sequence number `through`.
+    async fn settle_events(&self, through: u64) -> KvResult<()>;
+    /// Returns once an event may have been recorded since the last return (at once if one
+    /// was). For one relay: waiters share one wake-up.
+    async fn events_recorded(&self);
 }

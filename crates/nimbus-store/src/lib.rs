@@ -28,7 +28,9 @@ pub mod queue;
 pub mod tables;
 
 pub use keys::{AccessKeyRecord, KeyStore};
-pub use kv::{KeyPage, KvCondition, KvEntry, KvError, KvResult, KvStore, KvStoreId};
+pub use kv::{
+    KeyPage, KvChange, KvCondition, KvEntry, KvError, KvEvent, KvResult, KvStore, KvStoreId,
+};
 pub use objects::{
     BucketInfo, ByteRange, ByteStream, Change, Created, Listing, NewObject, NotificationRule,
     ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo, PutCondition,

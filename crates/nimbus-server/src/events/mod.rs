@@ -13,6 +13,8 @@
 //! function's policy names one.
 
 mod consumer;
+pub(crate) mod kv;
+mod outbox;
 #[cfg(test)]
 mod paused;
 pub(crate) mod storage;
@@ -339,21 +341,7 @@ impl Events {
         app: &DeployedApp,
         event: CloudEvent,
     ) -> Result<nimbus_api::PublishResponse, Error> {
-        let document = event.to_json();
-        let body = Bytes::from(document.to_string());
-        let app_name = app.spec.name.as_str();
-        let mut messages = Vec::new();
-        for (rule, target) in app.rules.matching(&document) {
-            tracing::debug!(app = app_name, rule, event = %event.id, "rule matched");
-            messages.push(destination_message(
-                self.now_ms(),
-                app_name,
-                target,
-                MessageKind::Event,
-                body.clone(),
-                Some(nimbus_events::cloudevent::STRUCTURED_CONTENT_TYPE),
-            ));
-        }
+        let messages = self.rule_messages(app, &event);
         let matched = messages.len();
         if matched > 0 {
             self.queue
@@ -365,6 +353,27 @@ impl Events {
             id: event.id,
             matched,
         })
+    }
+
+    /// The messages that deliver `event` to the targets of the rules of `app` it matches.
+    fn rule_messages(&self, app: &DeployedApp, event: &CloudEvent) -> Vec<NewMessage> {
+        let document = event.to_json();
+        let body = Bytes::from(document.to_string());
+        let app_name = app.spec.name.as_str();
+        app.rules
+            .matching(&document)
+            .map(|(rule, target)| {
+                tracing::debug!(app = app_name, rule, event = %event.id, "rule matched");
+                destination_message(
+                    self.now_ms(),
+                    app_name,
+                    target,
+                    MessageKind::Event,
+                    body.clone(),
+                    Some(nimbus_events::cloudevent::STRUCTURED_CONTENT_TYPE),
+                )
+            })
+            .collect()
     }
 
     /// Delete invocation statuses older than [`STATUS_RETENTION`] and expired idempotency keys,

@@ -6,19 +6,17 @@
 //! reads them in order and enqueues each for its target — the target function's own queue
 //! (`app/@function`, delivered with the function's delivery policy, as a CloudEvent that
 //! Lambda-style functions receive as S3's `{"Records": [...]}`), or a declared queue (the S3
-//! notification as the message body, as S3 sends to SQS). How far it got is a cursor written
-//! in the same queue commit as the messages, conditional on the cursor it read, so a crash
-//! between that commit and settling the outbox relays nothing twice, and two relays sharing a
-//! backend cannot both relay an event.
+//! notification as the message body, as S3 sends to SQS), through [`super::outbox`].
 
-use super::{Events, destination_message, queue_error, to_json};
+use super::outbox::{self, Forwarded};
+use super::{Events, destination_message};
 use crate::deployments::Deployments;
 use bytes::Bytes;
 use nimbus_core::error::Error;
 use nimbus_core::{Destination, ErrorCode};
 use nimbus_events::s3::{ObjectChange, cloudevent, notification, record};
 use nimbus_events::{MessageKind, NewMessage};
-use nimbus_store::{Committed, Condition, EventTable, Expect, ObjectEvent, ObjectStore, TableOp};
+use nimbus_store::{ObjectEvent, ObjectStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -45,11 +43,6 @@ impl StorageTarget {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Cursor {
-    through: u64,
-}
-
 pub(crate) struct StorageRelay {
     pub(crate) objects: Arc<dyn ObjectStore>,
     pub(crate) events: Arc<Events>,
@@ -74,41 +67,19 @@ impl StorageRelay {
             Error::new(ErrorCode::Internal, "cannot read the object store's events")
                 .caused_by(error)
         })?;
-        let Some(last) = pending.last().map(|e| e.seq) else {
-            return Ok(0);
+        let forwarded = outbox::forward(
+            self.events.queue().as_ref(),
+            CURSOR,
+            &pending,
+            |e| e.seq,
+            |e| self.message(e).into_iter().collect(),
+        )
+        .await?;
+        let last = match forwarded {
+            Forwarded::Empty => return Ok(0),
+            Forwarded::Conflict => return Ok(1),
+            Forwarded::Done { last } => last,
         };
-        let queue = self.events.queue();
-        let stored = queue
-            .entry(EventTable::Cursors, CURSOR)
-            .await
-            .map_err(queue_error)?;
-        let through = stored
-            .as_deref()
-            .and_then(|raw| serde_json::from_slice::<Cursor>(raw).ok())
-            .map_or(0, |c| c.through);
-        let fresh: Vec<&ObjectEvent> = pending.iter().filter(|e| e.seq > through).collect();
-        if !fresh.is_empty() {
-            let messages: Vec<NewMessage> = fresh.iter().filter_map(|e| self.message(e)).collect();
-            let condition = Condition {
-                table: EventTable::Cursors,
-                key: CURSOR.to_owned(),
-                expect: stored.map_or(Expect::Absent, Expect::Value),
-            };
-            let cursor = TableOp::Put {
-                table: EventTable::Cursors,
-                key: CURSOR.to_owned(),
-                value: to_json(&Cursor { through: last })?,
-            };
-            match queue
-                .commit_if(condition, messages, vec![cursor])
-                .await
-                .map_err(queue_error)?
-            {
-                Committed::Done(_) => {}
-                // Another relay moved the cursor: read it again.
-                Committed::Conflict(_) => return Ok(1),
-            }
-        }
         self.objects.settle_events(last).await.map_err(|error| {
             Error::new(
                 ErrorCode::Internal,

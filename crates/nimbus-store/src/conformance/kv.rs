@@ -1,7 +1,7 @@
 //! The [`KvStore`] conformance suite.
 
 use crate::kv::{
-    KeyPage, KvCondition, KvError, KvStore, KvStoreId, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    KeyPage, KvChange, KvCondition, KvError, KvStore, KvStoreId, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
 use bytes::Bytes;
 use std::time::Duration;
@@ -16,6 +16,7 @@ pub async fn run_all<S: KvStore>(make: impl Fn() -> S) {
     counters_are_big_endian_and_checked(&make()).await;
     concurrent_increments_lose_nothing(&make()).await;
     entries_expire(&make()).await;
+    changes_record_events_in_commit_order(&make()).await;
 }
 
 fn id(app: &str, store: &str) -> KvStoreId {
@@ -352,5 +353,108 @@ pub async fn entries_expire(store: &impl KvStore) {
     assert!(
         value(store, &s, "renewed").await.is_some(),
         "a set without ttl keeps it"
+    );
+}
+
+pub async fn changes_record_events_in_commit_order(store: &impl KvStore) {
+    let (watched, quiet) = (id("app", "watched"), id("app", "quiet"));
+    store.create_store(&watched).await.unwrap();
+    store.create_store(&quiet).await.unwrap();
+    assert!(matches!(
+        store.set_events(&id("app", "missing"), true).await,
+        Err(KvError::NoSuchStore(_))
+    ));
+    store.set_events(&watched, true).await.unwrap();
+    assert!(store.pending_events(10).await.unwrap().is_empty());
+    put(store, &quiet, "k", b"not watched").await;
+    let version = put(store, &watched, "a", b"12345").await;
+    assert!(
+        store
+            .set(&watched, "a", Bytes::new(), KvCondition::Absent, None)
+            .await
+            .unwrap()
+            .is_none(),
+        "a write whose condition fails records nothing"
+    );
+    store.increment(&watched, "n", 2).await.unwrap();
+    assert!(store.delete(&watched, "a").await.unwrap());
+    assert!(!store.delete(&watched, "a").await.unwrap());
+    let pair = |k: &str| (k.to_owned(), Bytes::from_static(b"1"));
+    store
+        .set_many(&watched, vec![pair("b"), pair("c")])
+        .await
+        .unwrap();
+    store
+        .delete_many(&watched, &["b".to_owned(), "never".to_owned()])
+        .await
+        .unwrap();
+    let brief = Some(Duration::from_millis(1));
+    for key in ["purged", "rewritten"] {
+        store
+            .set(&watched, key, Bytes::new(), KvCondition::Always, brief)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.purge_expired(1).await.unwrap(), 1);
+    put(store, &watched, "rewritten", b"again").await;
+    tokio::time::timeout(Duration::from_secs(5), store.events_recorded())
+        .await
+        .expect("a recorded event wakes the relay");
+
+    let events = store.pending_events(100).await.unwrap();
+    let seen: Vec<(&str, KvChange, Option<u64>)> = events
+        .iter()
+        .map(|e| (e.key.as_str(), e.change, e.size))
+        .collect();
+    use KvChange::{Delete, Expire, Set};
+    assert_eq!(
+        seen,
+        [
+            ("a", Set, Some(5)),
+            ("n", Set, Some(8)),
+            ("a", Delete, None),
+            ("b", Set, Some(1)),
+            ("c", Set, Some(1)),
+            ("b", Delete, None),
+            ("purged", Set, Some(0)),
+            ("rewritten", Set, Some(0)),
+            ("purged", Expire, None),
+            ("rewritten", Expire, None),
+            ("rewritten", Set, Some(5)),
+        ],
+        "every change of the watched store, none of the other's, in commit order; an expired \
+         entry's expiry is recorded once, by the purge or by the write that finds it"
+    );
+    assert!(events.iter().all(|e| e.store == watched));
+    assert_eq!(events[0].version, Some(version));
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(store.pending_events(3).await.unwrap(), events[..3]);
+
+    store.settle_events(events[2].seq).await.unwrap();
+    assert_eq!(store.pending_events(100).await.unwrap(), events[3..]);
+    store.set_events(&watched, false).await.unwrap();
+    put(store, &watched, "after", b"off").await;
+    assert_eq!(
+        store.pending_events(100).await.unwrap(),
+        events[3..],
+        "a store no longer watched records nothing"
+    );
+    store.set_events(&watched, true).await.unwrap();
+    store.settle_events(events[10].seq).await.unwrap();
+    put(store, &watched, "later", b"on").await;
+    let later = store.pending_events(100).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert!(
+        later[0].seq > events[10].seq,
+        "sequence numbers are never reused"
+    );
+    assert!(store.delete_store(&watched).await.unwrap());
+    store.create_store(&watched).await.unwrap();
+    store.settle_events(later[0].seq).await.unwrap();
+    put(store, &watched, "fresh", b"x").await;
+    assert!(
+        store.pending_events(100).await.unwrap().is_empty(),
+        "a store made again does not emit until told to"
     );
 }
