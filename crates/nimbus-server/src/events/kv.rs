@@ -7,20 +7,13 @@
 //! [`super::outbox`]; an event no rule matches is dropped, as a published one is.
 
 use super::Events;
-use super::outbox::{self, Forwarded};
+use super::outbox::{self, Outbox};
 use crate::deployments::Deployments;
-use nimbus_core::ErrorCode;
-use nimbus_core::error::Error;
 use nimbus_events::NewMessage;
 use nimbus_events::kv::{KeyChange, cloudevent};
-use nimbus_store::{KvEvent, KvStore};
+use nimbus_store::{BoxError, KvEvent, KvStore};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-/// Events relayed per queue commit.
-const BATCH: usize = 256;
-/// The relay's row in `EventTable::Cursors`.
-const CURSOR: &str = "kv";
 
 pub(crate) struct KvRelay {
     pub(crate) store: Arc<dyn KvStore>,
@@ -31,45 +24,30 @@ pub(crate) struct KvRelay {
 impl KvRelay {
     /// Relay until `stop`, waking when the store records events.
     pub(crate) async fn run(self, stop: CancellationToken) {
-        super::relay_forever(
-            &stop,
-            "key-value events",
-            || self.relay_once(),
-            || self.store.events_recorded(),
-        )
-        .await;
+        outbox::relay(&self, self.events.queue().as_ref(), &stop).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for KvRelay {
+    type Event = KvEvent;
+    const WHAT: &'static str = "key-value events";
+    const CURSOR: &'static str = "kv";
+
+    async fn pending(&self, max: usize) -> Result<Vec<KvEvent>, BoxError> {
+        Ok(self.store.pending_events(max).await?)
     }
 
-    /// Relay one batch; how many events it settled.
-    async fn relay_once(&self) -> Result<usize, Error> {
-        let pending = self.store.pending_events(BATCH).await.map_err(|error| {
-            Error::new(
-                ErrorCode::Internal,
-                "cannot read the key-value store's events",
-            )
-            .caused_by(error)
-        })?;
-        let forwarded = outbox::forward(
-            self.events.queue().as_ref(),
-            CURSOR,
-            &pending,
-            |e| e.seq,
-            |e| self.messages(e),
-        )
-        .await?;
-        let last = match forwarded {
-            Forwarded::Empty => return Ok(0),
-            Forwarded::Conflict => return Ok(1),
-            Forwarded::Done { last } => last,
-        };
-        self.store.settle_events(last).await.map_err(|error| {
-            Error::new(
-                ErrorCode::Internal,
-                "cannot settle the key-value store's events",
-            )
-            .caused_by(error)
-        })?;
-        Ok(pending.len())
+    async fn settle(&self, through: u64) -> Result<(), BoxError> {
+        Ok(self.store.settle_events(through).await?)
+    }
+
+    async fn recorded(&self) {
+        self.store.events_recorded().await
+    }
+
+    fn seq(event: &KvEvent) -> u64 {
+        event.seq
     }
 
     /// The messages that deliver `event` to the rules it matches, none if its app is gone.

@@ -7,10 +7,67 @@
 //! sharing a backend cannot both relay an event.
 
 use super::{queue_error, to_json};
+use nimbus_core::ErrorCode;
 use nimbus_core::error::Error;
 use nimbus_events::NewMessage;
-use nimbus_store::{Committed, Condition, EventTable, Expect, Queue, TableOp};
+use nimbus_store::{BoxError, Committed, Condition, EventTable, Expect, Queue, TableOp};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// Events relayed per queue commit.
+const BATCH: usize = 256;
+
+/// A store's outbox as its relay sees it.
+#[async_trait::async_trait]
+pub(super) trait Outbox: Send + Sync {
+    type Event: Send + Sync;
+    /// What it holds, for logs and errors ("object events").
+    const WHAT: &'static str;
+    /// The relay's row in [`EventTable::Cursors`].
+    const CURSOR: &'static str;
+    /// Up to `max` recorded events not yet settled, by sequence number.
+    async fn pending(&self, max: usize) -> Result<Vec<Self::Event>, BoxError>;
+    /// Forget events through sequence number `through`.
+    async fn settle(&self, through: u64) -> Result<(), BoxError>;
+    /// Returns once an event may have been recorded.
+    async fn recorded(&self);
+    fn seq(event: &Self::Event) -> u64;
+    /// The messages that deliver `event` (none if its target is gone).
+    fn messages(&self, event: &Self::Event) -> Vec<NewMessage>;
+}
+
+/// Relay `outbox` into `queue` until `stop`, waking when it records events.
+pub(super) async fn relay<O: Outbox>(outbox: &O, queue: &dyn Queue, stop: &CancellationToken) {
+    super::relay_forever(
+        stop,
+        O::WHAT,
+        || relay_once(outbox, queue),
+        || outbox.recorded(),
+    )
+    .await;
+}
+
+/// Relay one batch; how many events it settled.
+async fn relay_once<O: Outbox>(outbox: &O, queue: &dyn Queue) -> Result<usize, Error> {
+    let failed = |doing: &str, error: BoxError| {
+        Error::new(ErrorCode::Internal, format!("cannot {doing} {}", O::WHAT))
+            .caused_by_boxed(error)
+    };
+    let pending = outbox
+        .pending(BATCH)
+        .await
+        .map_err(|e| failed("read the", e))?;
+    let last = match forward(queue, O::CURSOR, &pending, O::seq, |e| outbox.messages(e)).await? {
+        Forwarded::Empty => return Ok(0),
+        Forwarded::Conflict => return Ok(1),
+        Forwarded::Done { last } => last,
+    };
+    outbox
+        .settle(last)
+        .await
+        .map_err(|e| failed("settle the", e))?;
+    Ok(pending.len())
+}
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Cursor {
@@ -18,7 +75,7 @@ struct Cursor {
 }
 
 /// What became of a batch.
-pub(super) enum Forwarded {
+enum Forwarded {
     /// Its messages are queued (or were, by an earlier attempt): settle through `last`.
     Done { last: u64 },
     /// Another relay moved the cursor meanwhile: read again.
@@ -29,7 +86,7 @@ pub(super) enum Forwarded {
 
 /// Queue the messages of the `pending` events (in sequence order, numbered by `seq`) that
 /// the cursor `name` has not passed, moving it past the last one.
-pub(super) async fn forward<E>(
+async fn forward<E>(
     queue: &dyn Queue,
     name: &str,
     pending: &[E],

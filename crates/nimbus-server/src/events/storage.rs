@@ -8,23 +8,17 @@
 //! Lambda-style functions receive as S3's `{"Records": [...]}`), or a declared queue (the S3
 //! notification as the message body, as S3 sends to SQS), through [`super::outbox`].
 
-use super::outbox::{self, Forwarded};
+use super::outbox::{self, Outbox};
 use super::{Events, destination_message};
 use crate::deployments::Deployments;
 use bytes::Bytes;
-use nimbus_core::error::Error;
-use nimbus_core::{Destination, ErrorCode};
+use nimbus_core::Destination;
 use nimbus_events::s3::{ObjectChange, cloudevent, notification, record};
 use nimbus_events::{MessageKind, NewMessage};
-use nimbus_store::{ObjectEvent, ObjectStore};
+use nimbus_store::{BoxError, ObjectEvent, ObjectStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-/// Events relayed per queue commit.
-const BATCH: usize = 256;
-/// The relay's row in [`EventTable::Cursors`].
-const CURSOR: &str = "objects";
 
 /// Who a bucket's notification rule is for, as the store keeps it (opaque to the store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,44 +46,38 @@ pub(crate) struct StorageRelay {
 impl StorageRelay {
     /// Relay until `stop`, waking when the store records events.
     pub(crate) async fn run(self, stop: CancellationToken) {
-        super::relay_forever(
-            &stop,
-            "object events",
-            || self.relay_once(),
-            || self.objects.events_recorded(),
-        )
-        .await;
+        outbox::relay(&self, self.events.queue().as_ref(), &stop).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for StorageRelay {
+    type Event = ObjectEvent;
+    const WHAT: &'static str = "object events";
+    const CURSOR: &'static str = "objects";
+
+    async fn pending(&self, max: usize) -> Result<Vec<ObjectEvent>, BoxError> {
+        Ok(self.objects.pending_events(max).await?)
     }
 
-    /// Relay one batch; how many events it settled.
-    async fn relay_once(&self) -> Result<usize, Error> {
-        let pending = self.objects.pending_events(BATCH).await.map_err(|error| {
-            Error::new(ErrorCode::Internal, "cannot read the object store's events")
-                .caused_by(error)
-        })?;
-        let forwarded = outbox::forward(
-            self.events.queue().as_ref(),
-            CURSOR,
-            &pending,
-            |e| e.seq,
-            |e| self.message(e).into_iter().collect(),
-        )
-        .await?;
-        let last = match forwarded {
-            Forwarded::Empty => return Ok(0),
-            Forwarded::Conflict => return Ok(1),
-            Forwarded::Done { last } => last,
-        };
-        self.objects.settle_events(last).await.map_err(|error| {
-            Error::new(
-                ErrorCode::Internal,
-                "cannot settle the object store's events",
-            )
-            .caused_by(error)
-        })?;
-        Ok(pending.len())
+    async fn settle(&self, through: u64) -> Result<(), BoxError> {
+        Ok(self.objects.settle_events(through).await?)
     }
 
+    async fn recorded(&self) {
+        self.objects.events_recorded().await
+    }
+
+    fn seq(event: &ObjectEvent) -> u64 {
+        event.seq
+    }
+
+    fn messages(&self, event: &ObjectEvent) -> Vec<NewMessage> {
+        self.message(event).into_iter().collect()
+    }
+}
+
+impl StorageRelay {
     /// The message that delivers `event`, unless its target no longer exists.
     fn message(&self, event: &ObjectEvent) -> Option<NewMessage> {
         let Some(StorageTarget { app, target }) = StorageTarget::decode(&event.target) else {
