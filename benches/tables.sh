@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # DynamoDB tables: nimbus vs moto_server (what users run locally), side by side in one run, with
-# the same boto3 client.
+# the same two clients: boto3 and the Rust AWS SDK (benches/tables, its own crate).
 #
-#   bash benches/tables.sh   # ROUNDS=3 COUNT=2000 THREADS="8"
+#   bash benches/tables.sh   # ROUNDS=3 COUNT=2000 THREADS="8" CONCURRENCY=64
 #
-# From THREADS boto3 threads: COUNT PutItems of small items, COUNT GetItems, COUNT/10 Queries of
-# 100 items, COUNT conditional increments of one item (UpdateItem SET n = n + 1 with a
-# condition); ops/s and p50/p99 ms per op, median of ROUNDS. nimbus commits every write to disk
-# before answering; moto keeps tables in memory.
+# From THREADS boto3 threads, then from the Rust SDK with CONCURRENCY requests in flight: COUNT
+# PutItems of small items, COUNT GetItems, COUNT/10 Queries of 100 items, COUNT conditional
+# increments of one item (UpdateItem SET n = n + 1 with a condition); ops/s and p50/p99 ms per
+# op, median of ROUNDS. nimbus commits every write to disk before answering; moto keeps tables
+# in memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/common.sh
-ROUNDS="${ROUNDS:-3}" COUNT="${COUNT:-2000}" THREADS="${THREADS:-8}"
+ROUNDS="${ROUNDS:-3}" COUNT="${COUNT:-2000}" THREADS="${THREADS:-8}" CONCURRENCY="${CONCURRENCY:-64}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 [ -x target/release/nimbus ] || cargo build --release -p nimbus
+rust_client=benches/tables/target/release/ddb-bench
+[ -x "$rust_client" ] || cargo build --release --manifest-path benches/tables/Cargo.toml
 [ -d target/py/boto3 ] || python3 -m pip install --quiet --target target/py/boto3 boto3==1.44.8
 [ -d target/py/moto ] || python3 -m pip install --quiet --target target/py/moto "moto[server]==5.1.*"
 
@@ -38,6 +41,7 @@ start_moto() {
 }
 
 col() { awk -v c="$1" '{print $c}' "$WORK/rounds" | median; }
+phases() { echo "PutItem $(col 1)/s p50 $(col 2) p99 $(col 3) ms · GetItem $(col 4)/s p50 $(col 5) p99 $(col 6) ms · Query(100) $(col 7)/s p50 $(col 8) p99 $(col 9) ms · conditional increment $(col 10)/s p50 $(col 11) p99 $(col 12) ms"; }
 
 echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d)"
 for server in nimbus moto; do
@@ -49,8 +53,14 @@ for server in nimbus moto; do
         python3 benches/tables/ddb_load.py "$endpoint" "$threads" "$COUNT")")
     done
     printf '%s\n' "${rounds[@]}" > "$WORK/rounds"
-    echo "$server boto3 threads=$threads: PutItem $(col 1)/s p50 $(col 2) p99 $(col 3) ms · GetItem $(col 4)/s p50 $(col 5) p99 $(col 6) ms · Query(100) $(col 7)/s p50 $(col 8) p99 $(col 9) ms · conditional increment $(col 10)/s p50 $(col 11) p99 $(col 12) ms"
+    echo "$server boto3 threads=$threads: $(phases)"
   done
+  rounds=()
+  for _ in $(seq "$ROUNDS"); do
+    rounds+=("$("$rust_client" "$endpoint" "$ak" "$sk" "$CONCURRENCY" "$COUNT")")
+  done
+  printf '%s\n' "${rounds[@]}" > "$WORK/rounds"
+  echo "$server rust-sdk concurrency=$CONCURRENCY: $(phases)"
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
 done
