@@ -206,12 +206,6 @@ impl Error {
         }
     }
 
-    /// The same failure, caused by a boxed `source`.
-    pub fn caused_by_boxed(mut self, source: Box<dyn std::error::Error + Send + Sync>) -> Self {
-        self.source = Some(std::sync::Arc::from(source));
-        self
-    }
-
     /// The same failure, caused by `source`.
     pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(std::sync::Arc::new(source));

@@ -1,6 +1,6 @@
 //! The key-value service's part in deploys: an app's declared stores (`[kv.NAME]`) exist,
-//! emitting events or not as declared, before it serves; removing the app removes them (refused while they hold entries, unless
-//! forced). Expired entries are purged in the background; reads never see them either way.
+//! emitting events or not as declared, before it serves; removing the app removes them
+//! (refused while they hold entries, unless forced). Expired entries are purged in the background; reads never see them either way.
 
 use crate::deployments::Provisioner;
 use nimbus_core::error::Error;

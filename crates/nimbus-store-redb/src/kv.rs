@@ -575,6 +575,11 @@ impl KvStore for RedbStore {
         self.kv(move |inner| {
             let txn = inner.db.begin_write().map_err(db)?;
             require_store(&txn, &id)?;
+            if watched(&txn, &id)? == on {
+                // Every deploy asks; only a change costs a commit.
+                txn.abort().map_err(db)?;
+                return Ok(());
+            }
             {
                 let mut watched = txn.open_table(KV_WATCHED).map_err(db)?;
                 let key = (id.app.as_str(), id.store.as_str());

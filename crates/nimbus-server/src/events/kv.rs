@@ -11,7 +11,7 @@ use super::outbox::{self, Outbox};
 use crate::deployments::Deployments;
 use nimbus_events::NewMessage;
 use nimbus_events::kv::{KeyChange, cloudevent};
-use nimbus_store::{BoxError, KvEvent, KvStore};
+use nimbus_store::{KvError, KvEvent, KvStore};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -31,15 +31,16 @@ impl KvRelay {
 #[async_trait::async_trait]
 impl Outbox for KvRelay {
     type Event = KvEvent;
+    type Error = KvError;
     const WHAT: &'static str = "key-value events";
     const CURSOR: &'static str = "kv";
 
-    async fn pending(&self, max: usize) -> Result<Vec<KvEvent>, BoxError> {
-        Ok(self.store.pending_events(max).await?)
+    async fn pending(&self, max: usize) -> Result<Vec<KvEvent>, KvError> {
+        self.store.pending_events(max).await
     }
 
-    async fn settle(&self, through: u64) -> Result<(), BoxError> {
-        Ok(self.store.settle_events(through).await?)
+    async fn settle(&self, through: u64) -> Result<(), KvError> {
+        self.store.settle_events(through).await
     }
 
     async fn recorded(&self) {

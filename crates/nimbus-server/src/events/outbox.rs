@@ -10,7 +10,7 @@ use super::{queue_error, to_json};
 use nimbus_core::ErrorCode;
 use nimbus_core::error::Error;
 use nimbus_events::NewMessage;
-use nimbus_store::{BoxError, Committed, Condition, EventTable, Expect, Queue, TableOp};
+use nimbus_store::{Committed, Condition, EventTable, Expect, Queue, TableOp};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -21,14 +21,16 @@ const BATCH: usize = 256;
 #[async_trait::async_trait]
 pub(super) trait Outbox: Send + Sync {
     type Event: Send + Sync;
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
     /// What it holds, for logs and errors ("object events").
     const WHAT: &'static str;
     /// The relay's row in [`EventTable::Cursors`].
     const CURSOR: &'static str;
     /// Up to `max` recorded events not yet settled, by sequence number.
-    async fn pending(&self, max: usize) -> Result<Vec<Self::Event>, BoxError>;
+    async fn pending(&self, max: usize) -> Result<Vec<Self::Event>, Self::Error>;
     /// Forget events through sequence number `through`.
-    async fn settle(&self, through: u64) -> Result<(), BoxError>;
+    async fn settle(&self, through: u64) -> Result<(), Self::Error>;
     /// Returns once an event may have been recorded.
     async fn recorded(&self);
     fn seq(event: &Self::Event) -> u64;
@@ -49,9 +51,8 @@ pub(super) async fn relay<O: Outbox>(outbox: &O, queue: &dyn Queue, stop: &Cance
 
 /// Relay one batch; how many events it settled.
 async fn relay_once<O: Outbox>(outbox: &O, queue: &dyn Queue) -> Result<usize, Error> {
-    let failed = |doing: &str, error: BoxError| {
-        Error::new(ErrorCode::Internal, format!("cannot {doing} {}", O::WHAT))
-            .caused_by_boxed(error)
+    let failed = |doing: &str, error: O::Error| {
+        Error::new(ErrorCode::Internal, format!("cannot {doing} {}", O::WHAT)).caused_by(error)
     };
     let pending = outbox
         .pending(BATCH)

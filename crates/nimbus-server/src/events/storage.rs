@@ -15,7 +15,7 @@ use bytes::Bytes;
 use nimbus_core::Destination;
 use nimbus_events::s3::{ObjectChange, cloudevent, notification, record};
 use nimbus_events::{MessageKind, NewMessage};
-use nimbus_store::{BoxError, ObjectEvent, ObjectStore};
+use nimbus_store::{ObjectError, ObjectEvent, ObjectStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -53,15 +53,16 @@ impl StorageRelay {
 #[async_trait::async_trait]
 impl Outbox for StorageRelay {
     type Event = ObjectEvent;
+    type Error = ObjectError;
     const WHAT: &'static str = "object events";
     const CURSOR: &'static str = "objects";
 
-    async fn pending(&self, max: usize) -> Result<Vec<ObjectEvent>, BoxError> {
-        Ok(self.objects.pending_events(max).await?)
+    async fn pending(&self, max: usize) -> Result<Vec<ObjectEvent>, ObjectError> {
+        self.objects.pending_events(max).await
     }
 
-    async fn settle(&self, through: u64) -> Result<(), BoxError> {
-        Ok(self.objects.settle_events(through).await?)
+    async fn settle(&self, through: u64) -> Result<(), ObjectError> {
+        self.objects.settle_events(through).await
     }
 
     async fn recorded(&self) {
