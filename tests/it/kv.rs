@@ -585,3 +585,157 @@ queue = "deletes"
     assert_eq!(deletes.len(), 1, "{deletes:#?}");
     assert_eq!(deletes[0]["id"], changes[2]["id"]);
 }
+
+/// kill -9 under a write load on a store with events: after the restart, every acknowledged
+/// set has its event in the queue its rule feeds, once, in commit order — at most one more per
+/// writer (the write in flight at the kill may have committed unanswered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_change_event_and_repeats_none() {
+    use crate::restart::{connect, spawn_server};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const WRITERS: usize = 4;
+    const KILL_AFTER: usize = 300;
+    let extra = r#"
+[kv.carts]
+events = true
+
+[queue.changes]
+
+[[trigger.event]]
+pattern = { source = ["/apps/shop/kv/carts"] }
+queue = "changes"
+"#;
+    let dir = crate::support::data_dir();
+    // Per key: sets acknowledged, and the values it may hold (the last acknowledged one, or
+    // the one a writer had in flight at the kill).
+    type PerKey<T> = BTreeMap<String, T>;
+    let (acked, last): (PerKey<usize>, PerKey<Vec<Vec<u8>>>) = {
+        let mut server = spawn_server(dir.path());
+        let (client, _) = connect(dir.path()).await;
+        let digest = client
+            .upload_artifact(std::fs::read(crate::support::component("probe")).unwrap())
+            .await
+            .unwrap();
+        client
+            .deploy(&nimbus_api::DeployRequest {
+                manifest: crate::support::probe_app("shop", "f", extra),
+                manifest_path: "nimbus.toml".into(),
+                artifacts: [("f".to_owned(), digest)].into(),
+            })
+            .await
+            .unwrap();
+        let total = std::sync::Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (client, total) = (client.clone(), total.clone());
+                tokio::spawn(async move {
+                    // Sets acknowledged per key, until the first one that fails.
+                    let mut acked = BTreeMap::<String, usize>::new();
+                    let mut last = BTreeMap::<String, Vec<Vec<u8>>>::new();
+                    for i in 0.. {
+                        let key = format!("w{w}/k{}", i % 3);
+                        let value = format!("{w}:{i}").into_bytes();
+                        let set = client
+                            .kv_set("shop", "carts", &key, value.clone(), None)
+                            .await;
+                        let values = last.entry(key.clone()).or_default();
+                        if set.is_err() {
+                            values.push(value);
+                            break;
+                        }
+                        *values = vec![value];
+                        *acked.entry(key).or_default() += 1;
+                        total.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (acked, last)
+                })
+            })
+            .collect();
+        while total.load(Ordering::Relaxed) < KILL_AFTER {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        server.0.kill().unwrap();
+        server.0.wait().unwrap();
+        let (mut acked, mut last) = (BTreeMap::new(), BTreeMap::new());
+        for writer in writers {
+            let (a, l) = writer.await.unwrap();
+            acked.extend(a);
+            last.extend(l);
+        }
+        (acked, last)
+    };
+    let acknowledged: usize = acked.values().sum();
+    assert!(acknowledged >= KILL_AFTER, "{acknowledged}");
+
+    let _server = spawn_server(dir.path());
+    let (client, _) = connect(dir.path()).await;
+    let events = async || -> Vec<serde_json::Value> {
+        client
+            .peek("shop", "changes", 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
+            .collect()
+    };
+    let arrived = crate::support::eventually(std::time::Duration::from_secs(30), async || {
+        events().await.len() >= acknowledged
+    })
+    .await;
+    // Nothing more is on its way: the count holds still.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let events = events().await;
+    assert!(
+        arrived,
+        "{} events for {acknowledged} acknowledged sets",
+        events.len()
+    );
+    assert!(
+        events.len() <= acknowledged + WRITERS,
+        "{} events",
+        events.len()
+    );
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["data"]["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sequences.windows(2).all(|w| w[0] < w[1]),
+        "queued out of commit order or repeated: {sequences:?}"
+    );
+    let mut per_key = BTreeMap::<String, Vec<u64>>::new();
+    for event in &events {
+        assert_eq!(event["type"], "nimbus.kv.set", "{event}");
+        per_key
+            .entry(event["subject"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(event["data"]["version"].as_u64().unwrap());
+    }
+    for (key, count) in &acked {
+        let versions = per_key.get(key).map_or(&[][..], Vec::as_slice);
+        assert!(
+            versions.len() == *count || versions.len() == count + 1,
+            "{key}: {count} acknowledged sets, {} events",
+            versions.len()
+        );
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "{key}: {versions:?}"
+        );
+    }
+    for (key, values) in &last {
+        let Ok(held) = client.kv_get("shop", "carts", key).await else {
+            // Only a first set in flight at the kill may have left nothing.
+            assert!(
+                !acked.contains_key(key),
+                "{key} lost its acknowledged value"
+            );
+            continue;
+        };
+        assert!(
+            values.contains(&held),
+            "{key} holds {held:?}, not one of {values:?}"
+        );
+    }
+}

@@ -1,8 +1,9 @@
 //! The embedded [`KvStore`]: entries are rows of `kv`, keyed by (app, store, key), each value
 //! prefixed by its version and expiry; `kv_expiry` orders the expiring ones by time so
-//! purging reads only what is due. Every write is one redb transaction, durable when it
-//! returns; conditions and increments are decided inside it (redb has one writer at a time),
-//! so concurrent conditional writes cannot lose an update. A store in `kv_watched` records
+//! purging reads only what is due. Writes share group commits (one redb transaction and
+//! one fsync for the writes that arrive while the previous commit runs), durable before any
+//! is answered; conditions and increments are decided inside the transaction, in turn (redb
+//! has one writer at a time), so concurrent conditional writes cannot lose an update. A store in `kv_watched` records
 //! each change in `kv_events` inside the same transaction.
 
 use crate::{Inner, RedbStore, SEQS, now_ms};
@@ -15,6 +16,7 @@ use nimbus_store::{
 use redb::{ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// (app, store) → when it was created (ms).
 pub(crate) const KV_STORES: TableDefinition<(&str, &str), u64> = TableDefinition::new("kv_stores");
@@ -193,6 +195,32 @@ impl Scope<'_> {
         Ok(live)
     }
 
+    /// Add `delta` to the counter under `key` (0 if absent or expired), keeping its expiry.
+    fn increment(&self, key: &str, delta: i64) -> KvResult<i64> {
+        let current = {
+            let kv = self.txn.open_table(KV).map_err(db)?;
+            let row_key = (self.id.app.as_str(), self.id.store.as_str(), key);
+            match kv.get(row_key).map_err(db)? {
+                Some(bytes) => {
+                    let row = Row::parse(bytes.value())?;
+                    if row.live(self.now) {
+                        counter_of(key, row.value)?
+                    } else {
+                        0
+                    }
+                }
+                None => 0,
+            }
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| KvError::Overflow {
+                key: key.to_owned(),
+            })?;
+        self.write(key, &next.to_be_bytes(), KvCondition::Always, None)?;
+        Ok(next)
+    }
+
     fn record(&self, key: &str, change: KvChange, set: Option<(u64, u64)>) -> KvResult<()> {
         if !self.events {
             return Ok(());
@@ -229,26 +257,136 @@ fn expiry_of(ttl: Option<Duration>, now: u64) -> u64 {
     ttl.map_or(0, |ttl| now.saturating_add((ttl.as_millis() as u64).max(1)))
 }
 
+/// A write waiting for its group commit.
+pub(crate) struct WriteJob {
+    id: KvStoreId,
+    op: Op,
+    done: oneshot::Sender<KvResult<Done>>,
+}
+
+/// What a write does. Each refuses (a missing store, a condition that does not hold, a value
+/// that is not a counter) before it changes anything, so a refusal leaves the shared
+/// transaction as the writes before it left it.
+pub(crate) enum Op {
+    Set {
+        key: String,
+        value: Bytes,
+        condition: KvCondition,
+        ttl: Option<Duration>,
+    },
+    SetMany(Vec<(String, Bytes)>),
+    Delete(String),
+    DeleteMany(Vec<String>),
+    Increment {
+        key: String,
+        delta: i64,
+    },
+}
+
+/// What a write answers.
+pub(crate) enum Done {
+    Set(Option<u64>),
+    Deleted(bool),
+    Incremented(i64),
+    Applied,
+}
+
+impl Op {
+    fn apply(self, scope: &Scope<'_>) -> KvResult<Done> {
+        match self {
+            Op::Set {
+                key,
+                value,
+                condition,
+                ttl,
+            } => {
+                let expires = expiry_of(ttl, scope.now);
+                scope
+                    .write(&key, &value, condition, Some(expires))
+                    .map(Done::Set)
+            }
+            Op::SetMany(entries) => {
+                for (key, value) in &entries {
+                    scope.write(key, value, KvCondition::Always, Some(0))?;
+                }
+                Ok(Done::Applied)
+            }
+            Op::Delete(key) => scope.remove(&key).map(Done::Deleted),
+            Op::DeleteMany(keys) => {
+                for key in &keys {
+                    scope.remove(key)?;
+                }
+                Ok(Done::Applied)
+            }
+            Op::Increment { key, delta } => scope.increment(&key, delta).map(Done::Incremented),
+        }
+    }
+}
+
+/// Writes share commits: each is applied in turn inside one transaction (seeing the ones
+/// before it, so a condition or an increment is decided against every earlier write), and
+/// one commit makes them all durable before any is answered.
+impl crate::group::Batch for WriteJob {
+    type Answer = (oneshot::Sender<KvResult<Done>>, KvResult<Done>);
+
+    fn group(inner: &Inner) -> &crate::group::GroupCommit<WriteJob> {
+        &inner.kv_writes
+    }
+
+    fn commit(inner: &Inner, batch: Vec<WriteJob>) -> Vec<Self::Answer> {
+        inner.commit_kv_writes(batch)
+    }
+
+    fn deliver((done, outcome): Self::Answer) {
+        let _ = done.send(outcome);
+    }
+}
+
 impl Inner {
-    fn kv_write<T>(
+    fn commit_kv_writes(
         &self,
-        id: &KvStoreId,
-        work: impl FnOnce(&Scope<'_>) -> KvResult<T>,
-    ) -> KvResult<T> {
-        let txn = self.db.begin_write().map_err(db)?;
-        let events = require_store(&txn, id)?;
-        let scope = Scope {
-            txn: &txn,
-            id,
-            now: now_ms(),
-            events,
+        batch: Vec<WriteJob>,
+    ) -> Vec<(oneshot::Sender<KvResult<Done>>, KvResult<Done>)> {
+        let fail_all = |dones: Vec<oneshot::Sender<KvResult<Done>>>,
+                        error: &dyn std::fmt::Display| {
+            dones
+                .into_iter()
+                .map(|done| (done, Err(db(format!("commit a key-value write: {error}")))))
+                .collect()
         };
-        let out = work(&scope)?;
-        txn.commit().map_err(db)?;
-        if events {
+        let txn = match self.db.begin_write() {
+            Ok(txn) => txn,
+            Err(error) => return fail_all(batch.into_iter().map(|j| j.done).collect(), &error),
+        };
+        let now = now_ms();
+        let mut dones = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut recorded = false;
+        for job in batch {
+            dones.push(job.done);
+            let outcome = require_store(&txn, &job.id).and_then(|events| {
+                recorded |= events;
+                job.op.apply(&Scope {
+                    txn: &txn,
+                    id: &job.id,
+                    now,
+                    events,
+                })
+            });
+            if let Err(KvError::Backend(error)) = &outcome {
+                let error = error.to_string();
+                drop(txn);
+                return fail_all(dones, &error);
+            }
+            outcomes.push(outcome);
+        }
+        if let Err(error) = txn.commit() {
+            return fail_all(dones, &error);
+        }
+        if recorded {
             self.kv_events.notify_one();
         }
-        Ok(out)
+        dones.into_iter().zip(outcomes).collect()
     }
 
     fn kv_read<T>(
@@ -314,34 +452,6 @@ impl Inner {
                 page.keys.push(key.to_owned());
             }
             Ok(page)
-        })
-    }
-
-    fn kv_increment(&self, id: &KvStoreId, key: &str, delta: i64) -> KvResult<i64> {
-        check_entry(key, None)?;
-        self.kv_write(id, |scope| {
-            let current = {
-                let kv = scope.txn.open_table(KV).map_err(db)?;
-                let row_key = (id.app.as_str(), id.store.as_str(), key);
-                match kv.get(row_key).map_err(db)? {
-                    Some(bytes) => {
-                        let row = Row::parse(bytes.value())?;
-                        if row.live(scope.now) {
-                            counter_of(key, row.value)?
-                        } else {
-                            0
-                        }
-                    }
-                    None => 0,
-                }
-            };
-            let next = current
-                .checked_add(delta)
-                .ok_or_else(|| KvError::Overflow {
-                    key: key.to_owned(),
-                })?;
-            scope.write(key, &next.to_be_bytes(), KvCondition::Always, None)?;
-            Ok(next)
         })
     }
 
@@ -431,6 +541,24 @@ impl RedbStore {
     ) -> KvResult<T> {
         self.on_blocking_pool(work).await.map_err(db)?
     }
+
+    /// Apply `op` to the store `id` in the next group commit; its answer once durable.
+    async fn kv_write(&self, id: &KvStoreId, op: Op) -> KvResult<Done> {
+        let (done, wait) = oneshot::channel();
+        let job = WriteJob {
+            id: id.clone(),
+            op,
+            done,
+        };
+        crate::group::submit(&self.inner, job);
+        wait.await
+            .map_err(|_| db("the key-value write's commit was abandoned"))?
+    }
+}
+
+/// An answer of another kind than its write's: cannot happen, each [`Op`] has its own.
+fn mismatched() -> KvError {
+    db("a key-value write was answered for another kind of write")
 }
 
 #[async_trait]
@@ -500,53 +628,40 @@ impl KvStore for RedbStore {
         ttl: Option<Duration>,
     ) -> KvResult<Option<u64>> {
         check_entry(key, Some(&value))?;
-        let (id, key) = (id.clone(), key.to_owned());
-        self.kv(move |inner| {
-            inner.kv_write(&id, |scope| {
-                let expires = expiry_of(ttl, scope.now);
-                scope.write(&key, &value, condition, Some(expires))
-            })
-        })
-        .await
+        let op = Op::Set {
+            key: key.to_owned(),
+            value,
+            condition,
+            ttl,
+        };
+        match self.kv_write(id, op).await? {
+            Done::Set(version) => Ok(version),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn set_many(&self, id: &KvStoreId, entries: Vec<(String, Bytes)>) -> KvResult<()> {
         for (key, value) in &entries {
             check_entry(key, Some(value))?;
         }
-        let id = id.clone();
-        self.kv(move |inner| {
-            inner.kv_write(&id, |scope| {
-                for (key, value) in &entries {
-                    scope.write(key, value, KvCondition::Always, Some(0))?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.kv_write(id, Op::SetMany(entries)).await.map(drop)
     }
 
     async fn delete(&self, id: &KvStoreId, key: &str) -> KvResult<bool> {
         check_entry(key, None)?;
-        let (id, key) = (id.clone(), key.to_owned());
-        self.kv(move |inner| inner.kv_write(&id, |scope| scope.remove(&key)))
-            .await
+        match self.kv_write(id, Op::Delete(key.to_owned())).await? {
+            Done::Deleted(existed) => Ok(existed),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn delete_many(&self, id: &KvStoreId, keys: &[String]) -> KvResult<()> {
         for key in keys {
             check_entry(key, None)?;
         }
-        let (id, keys) = (id.clone(), keys.to_vec());
-        self.kv(move |inner| {
-            inner.kv_write(&id, |scope| {
-                for key in &keys {
-                    scope.remove(key)?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.kv_write(id, Op::DeleteMany(keys.to_vec()))
+            .await
+            .map(drop)
     }
 
     async fn list_keys(
@@ -561,9 +676,15 @@ impl KvStore for RedbStore {
     }
 
     async fn increment(&self, id: &KvStoreId, key: &str, delta: i64) -> KvResult<i64> {
-        let (id, key) = (id.clone(), key.to_owned());
-        self.kv(move |inner| inner.kv_increment(&id, &key, delta))
-            .await
+        check_entry(key, None)?;
+        let op = Op::Increment {
+            key: key.to_owned(),
+            delta,
+        };
+        match self.kv_write(id, op).await? {
+            Done::Incremented(value) => Ok(value),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn purge_expired(&self, max: usize) -> KvResult<usize> {

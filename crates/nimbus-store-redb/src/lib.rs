@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     kv_events: tokio::sync::Notify,
     /// Single-part puts waiting for their group commit.
     puts: group::GroupCommit<objects::PutJob>,
+    /// Key-value writes waiting for their group commit.
+    kv_writes: group::GroupCommit<kv::WriteJob>,
     /// Table writes waiting for their group commit.
     table_writes: group::GroupCommit<tables::WriteJob>,
     /// Raised after a commit that recorded table changes.
@@ -188,6 +190,7 @@ impl Inner {
             kv_events: tokio::sync::Notify::new(),
             puts: group::GroupCommit::default(),
             table_changes: tables::Signal::default(),
+            kv_writes: group::GroupCommit::default(),
             table_writes: group::GroupCommit::default(),
         };
         inner.remove_orphaned_blobs()?;

@@ -15,6 +15,7 @@ pub async fn run_all<S: KvStore>(make: impl Fn() -> S) {
     keys_list_in_order_in_pages_per_store(&make()).await;
     counters_are_big_endian_and_checked(&make()).await;
     concurrent_increments_lose_nothing(&make()).await;
+    refused_writes_leave_concurrent_ones_alone(&make()).await;
     entries_expire(&make()).await;
     changes_record_events_in_commit_order(&make()).await;
 }
@@ -310,6 +311,68 @@ pub async fn concurrent_increments_lose_nothing(store: &impl KvStore) {
     });
     futures::future::join_all(workers).await;
     assert_eq!(store.increment(&s, "cas", 0).await.unwrap(), 40);
+}
+
+/// Writes in flight together (which a store may commit together) succeed or are refused each
+/// on its own: a refusal among them changes nothing and costs the others nothing.
+pub async fn refused_writes_leave_concurrent_ones_alone(store: &impl KvStore) {
+    let s = id("app", "mixed");
+    store.create_store(&s).await.unwrap();
+    let first = put(store, &s, "text", b"abc").await;
+    let missing = id("app", "never-created");
+    let s = &s;
+    let sets = (0..20).map(|i| {
+        let key = format!("k{i}");
+        async move { put(store, s, &key, key.as_bytes()).await }
+    });
+    let (versions, not_counter, no_store, taken, deleted, counted) = futures::join!(
+        futures::future::join_all(sets),
+        store.increment(s, "text", 1),
+        store.set(
+            &missing,
+            "k",
+            Bytes::from_static(b"x"),
+            KvCondition::Always,
+            None
+        ),
+        store.set(
+            s,
+            "text",
+            Bytes::from_static(b"x"),
+            KvCondition::Absent,
+            None
+        ),
+        store.delete(s, "k-absent"),
+        store.increment(s, "n", 5),
+    );
+    assert!(matches!(not_counter, Err(KvError::NotACounter { .. })));
+    assert!(matches!(no_store, Err(KvError::NoSuchStore(_))));
+    assert_eq!(
+        taken.unwrap(),
+        None,
+        "an Absent condition on a live key is refused"
+    );
+    assert!(!deleted.unwrap());
+    assert_eq!(counted.unwrap(), 5);
+    let mut distinct = versions.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 20, "each write has its own version");
+    assert!(versions.iter().all(|v| *v > first));
+    for i in 0..20 {
+        let key = format!("k{i}");
+        assert_eq!(value(store, s, &key).await.as_deref(), Some(key.as_bytes()));
+    }
+    let text = store.get(s, "text").await.unwrap().unwrap();
+    assert_eq!((&text.value[..], text.version), (&b"abc"[..], first));
+    assert_eq!(
+        store
+            .list_keys(&missing, None, 10)
+            .await
+            .err()
+            .map(|e| e.to_string()),
+        Some(KvError::NoSuchStore(missing.clone()).to_string())
+    );
 }
 
 pub async fn entries_expire(store: &impl KvStore) {
