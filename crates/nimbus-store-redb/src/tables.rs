@@ -170,6 +170,11 @@ fn next_seq(txn: &redb::WriteTransaction, name: &str) -> TableResult<u64> {
     Ok(next)
 }
 
+/// The `seqs` row holding the latest trimmed change record of table `number`.
+fn trimmed_row(number: u64) -> String {
+    format!("#table-trimmed/{number}")
+}
+
 fn table_row(
     tables: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
     id: &TableId,
@@ -532,6 +537,10 @@ impl Inner {
                     .map_err(db)?
                     .retain_in::<(u64, u64), _>((number, 0)..(number + 1, 0), |_, _| false)
                     .map_err(db)?;
+                txn.open_table(SEQS)
+                    .map_err(db)?
+                    .remove(trimmed_row(number).as_str())
+                    .map_err(db)?;
             }
             removed.is_some()
         };
@@ -780,6 +789,19 @@ impl TableStore for RedbStore {
         self.inner.table_changes.after(seen).await
     }
 
+    async fn trimmed_through(&self, id: &TableId) -> TableResult<u64> {
+        let id = id.clone();
+        self.on_blocking_pool(move |inner| {
+            let txn = inner.db.begin_read().map_err(db)?;
+            let number = table_row(&txn.open_table(TABLES).map_err(db)?, &id)?.number;
+            let seqs = txn.open_table(SEQS).map_err(db)?;
+            let through = seqs.get(trimmed_row(number).as_str()).map_err(db)?;
+            Ok(through.map_or(0, |v| v.value()))
+        })
+        .await
+        .map_err(db)?
+    }
+
     async fn trim_changes(&self, id: &TableId, before_ms: u64) -> TableResult<usize> {
         let id = id.clone();
         self.on_blocking_pool(move |inner| {
@@ -803,6 +825,12 @@ impl TableStore for RedbStore {
                         break;
                     }
                     old.push(key.value());
+                }
+                if let Some(&(_, through)) = old.last() {
+                    txn.open_table(SEQS)
+                        .map_err(db)?
+                        .insert(trimmed_row(number).as_str(), through)
+                        .map_err(db)?;
                 }
                 for key in old {
                     changes.remove(key).map_err(db)?;

@@ -217,6 +217,9 @@ pub trait TableStore: Send + Sync {
     async fn last_change(&self, id: &TableId) -> TableResult<Option<u64>>;
     /// Forget the table's change records committed before `before_ms`; how many went.
     async fn trim_changes(&self, id: &TableId, before_ms: u64) -> TableResult<usize>;
+    /// The sequence of the latest change record trimmed from the table (0 if none was): a
+    /// reader positioned before it has missed records.
+    async fn trimmed_through(&self, id: &TableId) -> TableResult<u64>;
     /// How many commits have recorded changes (of any table) since the store opened, once
     /// that count exceeds `seen` — at once if it already does. For followers of the change
     /// records: read, then wait with the count the previous wait answered (0 at first).

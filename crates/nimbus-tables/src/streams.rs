@@ -21,6 +21,8 @@ use std::sync::Arc;
 pub const RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 /// The most records one GetRecords answers.
 const MAX_RECORDS: usize = 1000;
+/// How long a shard iterator may be used after GetShardIterator (or GetRecords) returns it.
+pub const ITERATOR_LIFETIME_MS: u64 = 15 * 60 * 1000;
 
 /// DynamoDB Streams' sequence number for a record: decimal, fixed width, so text order is
 /// numeric order.
@@ -123,16 +125,21 @@ fn table_of_arn(arn: &str) -> Option<(&str, &str)> {
     rest.split_once("/stream/")
 }
 
-/// A shard iterator's contents: the stream and the sequence after which to read.
+/// A shard iterator's contents: the stream, the sequence after which to read, and when the
+/// iterator was handed out (it expires, as DynamoDB's do).
 struct Iterator {
     table: String,
     label: String,
     after: u64,
+    issued_ms: u64,
 }
 
 impl Iterator {
     fn encode(&self) -> String {
-        let text = format!("{}\n{}\n{}", self.table, self.label, self.after);
+        let text = format!(
+            "{}\n{}\n{}\n{}",
+            self.table, self.label, self.after, self.issued_ms
+        );
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
     }
 
@@ -142,23 +149,51 @@ impl Iterator {
             .ok()?;
         let text = String::from_utf8(bytes).ok()?;
         let mut parts = text.split('\n');
-        let (table, label, after) = (parts.next()?, parts.next()?, parts.next()?);
+        let (table, label, after, issued) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         Some(Iterator {
             table: table.to_owned(),
             label: label.to_owned(),
             after: after.parse().ok()?,
+            issued_ms: issued.parse().ok()?,
         })
     }
+}
+
+fn trimmed() -> JsonError {
+    JsonError::new(
+        crate::request::NAMESPACE,
+        "TrimmedDataAccessException",
+        "The data you are trying to access has been trimmed.",
+    )
+}
+
+fn system_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The DynamoDB Streams service on the AWS-compatible endpoint.
 pub struct Streams {
     store: Arc<dyn TableStore>,
+    /// The time in ms since the epoch (a test moves it).
+    clock: fn() -> u64,
 }
 
 impl Streams {
     pub fn new(store: Arc<dyn TableStore>) -> Streams {
-        Streams { store }
+        Streams {
+            store,
+            clock: system_ms,
+        }
+    }
+
+    async fn trimmed_through(&self, id: &TableId) -> Answer<u64> {
+        self.store
+            .trimmed_through(id)
+            .await
+            .map_err(|e| internal(&e))
     }
 
     async fn schema(&self, caller: &Caller, table: &str) -> Answer<Option<TableSchema>> {
@@ -286,8 +321,9 @@ impl Streams {
             parse_sequence(text)
                 .ok_or_else(|| validation(format!("Invalid SequenceNumber: {text}")))
         };
+        let trimmed_through = self.trimmed_through(&id).await?;
         let after = match kind {
-            "TRIM_HORIZON" => 0,
+            "TRIM_HORIZON" => trimmed_through,
             "LATEST" => self
                 .store
                 .last_change(&id)
@@ -297,10 +333,15 @@ impl Streams {
             "AT_SEQUENCE_NUMBER" => sequence()?.saturating_sub(1),
             _ => sequence()?,
         };
+        // A position among the trimmed records would silently skip what is gone.
+        if after < trimmed_through {
+            return Err(trimmed());
+        }
         let iterator = Iterator {
             table: schema.name.clone(),
             label: schema.stream_label().unwrap_or_default(),
             after,
+            issued_ms: (self.clock)(),
         };
         Ok(json!({"ShardIterator": iterator.encode()}))
     }
@@ -324,18 +365,32 @@ impl Streams {
             .await?
             .filter(|s| s.stream_label().as_deref() == Some(iterator.label.as_str()))
             .ok_or_else(|| not_found("Requested resource not found: Stream not found"))?;
+        let now = (self.clock)();
+        if now.saturating_sub(iterator.issued_ms) > ITERATOR_LIFETIME_MS {
+            return Err(JsonError::new(
+                crate::request::NAMESPACE,
+                "ExpiredIteratorException",
+                "Iterator expired: a shard iterator is valid for 15 minutes after it is \
+                 returned; call GetShardIterator again",
+            ));
+        }
         let id = TableId::new(caller.app.as_str(), schema.name.as_str());
         let changes = self
             .store
             .changes(&id, Some(iterator.after), limit)
             .await
             .map_err(|e| internal(&e))?;
+        // Read after the changes, so a trim in between cannot pass unnoticed.
+        if iterator.after < self.trimmed_through(&id).await? {
+            return Err(trimmed());
+        }
         let mut records = Vec::with_capacity(changes.len());
         for change in &changes {
             records.push(record(&schema, change)?);
         }
         let next = Iterator {
             after: changes.last().map_or(iterator.after, |c| c.sequence),
+            issued_ms: now,
             ..iterator
         };
         Ok(json!({"Records": records, "NextShardIterator": next.encode()}))
@@ -381,5 +436,169 @@ impl nimbus_aws::JsonService for StreamsService {
             Ok(answer) => nimbus_aws::JsonAnswer::Ok(answer),
             Err(error) => nimbus_aws::JsonAnswer::Error(error),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ops::{Caller, Dynamo};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The tests' clock: real time plus an offset they move.
+    static OFFSET_MS: AtomicU64 = AtomicU64::new(0);
+
+    fn moved_clock() -> u64 {
+        system_ms() + OFFSET_MS.load(Ordering::Relaxed)
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn TableStore>,
+        dynamo: Dynamo,
+        streams: Streams,
+        caller: Caller,
+        arn: String,
+    }
+
+    impl Fixture {
+        async fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn TableStore> =
+                Arc::new(nimbus_store_redb::RedbStore::open(dir.path()).unwrap());
+            let dynamo = Dynamo::new(store.clone());
+            let mut streams = Streams::new(store.clone());
+            streams.clock = moved_clock;
+            let caller = Caller {
+                app: "shop".into(),
+                grants: None,
+            };
+            let created = dynamo
+                .call(
+                    &caller,
+                    "CreateTable",
+                    json!({
+                        "TableName": "events",
+                        "AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}],
+                        "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}],
+                        "BillingMode": "PAY_PER_REQUEST",
+                        "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "KEYS_ONLY"},
+                    })
+                    .to_string()
+                    .as_bytes(),
+                )
+                .await
+                .unwrap();
+            let arn = created["TableDescription"]["LatestStreamArn"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            Fixture {
+                _dir: dir,
+                store,
+                dynamo,
+                streams,
+                caller,
+                arn,
+            }
+        }
+
+        async fn put(&self, key: &str) {
+            let item = json!({"TableName": "events", "Item": {"k": {"S": key}}});
+            self.dynamo
+                .call(&self.caller, "PutItem", item.to_string().as_bytes())
+                .await
+                .unwrap();
+        }
+
+        async fn streams(&self, operation: &str, params: Json) -> Answer<Json> {
+            self.streams
+                .call(&self.caller, operation, params.to_string().as_bytes())
+                .await
+        }
+
+        async fn iterator(&self, kind: &str, sequence: Option<&str>) -> Answer<String> {
+            let described = self
+                .streams("DescribeStream", json!({"StreamArn": self.arn}))
+                .await?;
+            let shard = &described["StreamDescription"]["Shards"][0]["ShardId"];
+            let mut params =
+                json!({"StreamArn": self.arn, "ShardId": shard, "ShardIteratorType": kind});
+            if let Some(sequence) = sequence {
+                params["SequenceNumber"] = json!(sequence);
+            }
+            let answer = self.streams("GetShardIterator", params).await?;
+            Ok(answer["ShardIterator"].as_str().unwrap().to_owned())
+        }
+
+        async fn records(&self, iterator: &str) -> Answer<(Vec<String>, String)> {
+            let answer = self
+                .streams("GetRecords", json!({"ShardIterator": iterator}))
+                .await?;
+            let keys = answer["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["dynamodb"]["Keys"]["k"]["S"].as_str().unwrap().to_owned())
+                .collect();
+            let next = answer["NextShardIterator"].as_str().unwrap().to_owned();
+            Ok((keys, next))
+        }
+    }
+
+    fn code(answer: Answer<impl std::fmt::Debug>) -> String {
+        let kind = answer.unwrap_err().kind;
+        kind.rsplit('#').next().unwrap().to_owned()
+    }
+
+    /// Records past the retention are trimmed; an iterator or sequence number among them is
+    /// refused with TrimmedDataAccessException, and TRIM_HORIZON starts after them. Iterators
+    /// expire 15 minutes after they are returned. (One test: the clock offset is shared.)
+    #[tokio::test]
+    async fn trimmed_records_and_old_iterators_are_refused() {
+        let f = Fixture::new().await;
+        f.put("a").await;
+        f.put("b").await;
+        let horizon = f.iterator("TRIM_HORIZON", None).await.unwrap();
+        let (keys, _) = f.records(&horizon).await.unwrap();
+        assert_eq!(keys, ["a", "b"]);
+        let first = f
+            .store
+            .changes(&TableId::new("shop", "events"), None, 1)
+            .await
+            .unwrap()[0]
+            .sequence;
+
+        let id = TableId::new("shop", "events");
+        assert_eq!(f.store.trim_changes(&id, u64::MAX).await.unwrap(), 2);
+        assert_eq!(
+            code(f.records(&horizon).await),
+            "TrimmedDataAccessException"
+        );
+        let at_first = sequence_number(first);
+        assert_eq!(
+            code(f.iterator("AT_SEQUENCE_NUMBER", Some(&at_first)).await),
+            "TrimmedDataAccessException"
+        );
+        f.put("c").await;
+        let fresh = f.iterator("TRIM_HORIZON", None).await.unwrap();
+        let (keys, next) = f.records(&fresh).await.unwrap();
+        assert_eq!(keys, ["c"]);
+
+        // The iterator GetRecords returned lives 15 minutes from then, and no longer.
+        OFFSET_MS.store(ITERATOR_LIFETIME_MS - 1_000, Ordering::Relaxed);
+        let (keys, next) = f.records(&next).await.unwrap();
+        assert!(keys.is_empty());
+        OFFSET_MS.store(2 * ITERATOR_LIFETIME_MS, Ordering::Relaxed);
+        let expired = f.records(&next).await;
+        assert_eq!(code(expired), "ExpiredIteratorException");
+        let answer = f.records(&fresh).await.unwrap_err();
+        assert!(
+            answer.kind.ends_with("#ExpiredIteratorException"),
+            "{}",
+            answer.kind
+        );
+        assert!(answer.message.contains("15 minutes"), "{}", answer.message);
     }
 }

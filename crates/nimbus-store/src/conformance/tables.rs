@@ -391,10 +391,24 @@ pub async fn changes_are_recorded_with_their_commit(store: &impl TableStore) {
     assert_eq!(store.last_change(&quiet).await.unwrap(), None);
 
     assert_eq!(store.trim_changes(&id, 0).await.unwrap(), 0);
+    assert_eq!(store.trimmed_through(&id).await.unwrap(), 0);
     let newest = all_records.last().unwrap().at_ms;
     let all = store.trim_changes(&id, newest + 1).await.unwrap();
     assert_eq!(all, 5);
     assert!(store.changes(&id, None, 10).await.unwrap().is_empty());
+    // The trim point stays where the last trimmed record was, and the next record is after it.
+    let last = all_records.last().unwrap().sequence;
+    assert_eq!(store.trimmed_through(&id).await.unwrap(), last);
+    assert_eq!(store.trim_changes(&id, u64::MAX).await.unwrap(), 0);
+    assert_eq!(store.trimmed_through(&id).await.unwrap(), last);
+    put(store, &id, key("a", "after"), "1").await;
+    let next = store.changes(&id, None, 10).await.unwrap();
+    assert!(next.len() == 1 && next[0].sequence > last, "{next:?}");
+    assert_eq!(store.trimmed_through(&quiet).await.unwrap(), 0);
+    // A table created again under the name starts untrimmed.
+    store.delete_table(&id).await.unwrap();
+    store.create_table(&id, meta(true)).await.unwrap();
+    assert_eq!(store.trimmed_through(&id).await.unwrap(), 0);
 }
 
 pub async fn followers_are_woken_by_recorded_changes<S: TableStore + 'static>(store: Arc<S>) {
