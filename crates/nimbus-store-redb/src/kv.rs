@@ -362,7 +362,8 @@ impl Inner {
         let mut dones = Vec::with_capacity(batch.len());
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut recorded = false;
-        for job in batch {
+        let mut jobs = batch.into_iter();
+        while let Some(job) = jobs.next() {
             dones.push(job.done);
             let outcome = require_store(&txn, &job.id).and_then(|events| {
                 recorded |= events;
@@ -374,8 +375,10 @@ impl Inner {
                 })
             });
             if let Err(KvError::Backend(error)) = &outcome {
+                // Nothing of the batch commits: every write in it fails alike.
                 let error = error.to_string();
                 drop(txn);
+                dones.extend(jobs.map(|job| job.done));
                 return fail_all(dones, &error);
             }
             outcomes.push(outcome);

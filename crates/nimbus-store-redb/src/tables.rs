@@ -273,11 +273,14 @@ impl Inner {
         let mut dones = Vec::with_capacity(batch.len());
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut recorded = false;
-        for job in batch {
+        let mut jobs = batch.into_iter();
+        while let Some(job) = jobs.next() {
             dones.push(job.done);
             match write_in(&txn, job.keys, job.decide, now) {
                 Err(TableError::Backend(error)) => {
+                    // Nothing of the batch commits: every write in it fails alike.
                     drop(txn);
+                    dones.extend(jobs.map(|job| job.done));
                     return fail_all(dones, &error);
                 }
                 outcome => {
