@@ -15,3 +15,17 @@ run_wrk() {
 }
 
 command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null); }
+
+# wait_http URL: until it answers at all (any status), 10 s at most.
+wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
+
+# wasmtime_cli: the path of wasmtime-cli 48.0.8 (the wasmtime nimbus embeds), from PATH or
+# $WASMTIME, else installed with cargo into target/bench-tools.
+wasmtime_cli() {
+  local wasmtime=${WASMTIME:-$(command -v wasmtime || true)}
+  if [ -z "$wasmtime" ] || ! "$wasmtime" --version | grep -q '^wasmtime 48\.0\.8'; then
+    wasmtime=$PWD/target/bench-tools/bin/wasmtime
+    [ -x "$wasmtime" ] || cargo install wasmtime-cli --version 48.0.8 --locked --root "$PWD/target/bench-tools" >&2
+  fi
+  echo "$wasmtime"
+}

@@ -16,17 +16,12 @@ ROOT=$PWD
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
-TOOLS=$ROOT/target/bench-tools
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-WASMTIME=${WASMTIME:-$(command -v wasmtime || true)}
-if [ -z "$WASMTIME" ] || ! "$WASMTIME" --version | grep -q '^wasmtime 48\.0\.8'; then
-  WASMTIME=$TOOLS/bin/wasmtime
-  [ -x "$WASMTIME" ] || cargo install wasmtime-cli --version 48.0.8 --locked --root "$TOOLS"
-fi
+WASMTIME=$(wasmtime_cli)
 
 cargo build --release -p nimbus >&2
 GUESTS=$ROOT/target/bench-guests
@@ -42,7 +37,6 @@ NIMBUS=$ROOT/target/release/nimbus
 VALUE=$(printf 'v%.0s' $(seq 100))
 printf 'wrk.method = "POST"\nwrk.body = "%s"\n' "$VALUE" > "$WORK/post.lua"
 
-wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
 
 start_nimbus() { # $1 = instance mode; sets BASE (no subshell, so PIDS keeps the server)
   local dir=$WORK/nimbus-$1-$RANDOM port

@@ -27,7 +27,6 @@ rust_client=benches/objects/target/release/s3-bench
 [ -d target/py/moto ] || python3 -m pip install --quiet --target target/py/moto "moto[server]==5.1.*"
 export AWS_DEFAULT_REGION=us-east-1
 
-wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
 
 start_nimbus() {
   local port; port=$(free_port)

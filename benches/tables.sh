@@ -22,7 +22,6 @@ rust_client=benches/tables/target/release/ddb-bench
 [ -d target/py/boto3 ] || python3 -m pip install --quiet --target target/py/boto3 boto3==1.44.8
 [ -d target/py/moto ] || python3 -m pip install --quiet --target target/py/moto "moto[server]==5.1.*"
 
-wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
 
 start_nimbus() {
   local port; port=$(free_port)

@@ -531,15 +531,7 @@ queue = "deletes"
         .await
         .unwrap();
 
-    let events = async |queue: &str| -> Vec<serde_json::Value> {
-        p.client
-            .peek("shop", queue, 100)
-            .await
-            .unwrap()
-            .iter()
-            .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
-            .collect()
-    };
+    let events = async |queue: &str| queued_events(&p.client, queue).await;
     let arrived = crate::support::eventually(std::time::Duration::from_secs(30), async || {
         events("changes").await.len() >= 7
     })
@@ -586,6 +578,17 @@ queue = "deletes"
     assert_eq!(deletes[0]["id"], changes[2]["id"]);
 }
 
+/// The events waiting on a queue of app `shop`, oldest first (up to 1,000).
+async fn queued_events(client: &nimbus_api::Client, queue: &str) -> Vec<serde_json::Value> {
+    client
+        .peek("shop", queue, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
 /// kill -9 under a write load on a store with events: after the restart, every acknowledged
 /// set has its event in the queue its rule feeds, once, in commit order — at most one more per
 /// writer (the write in flight at the kill may have committed unanswered).
@@ -613,18 +616,7 @@ queue = "changes"
     let (acked, last): (PerKey<usize>, PerKey<Vec<Vec<u8>>>) = {
         let mut server = spawn_server(dir.path());
         let (client, _) = connect(dir.path()).await;
-        let digest = client
-            .upload_artifact(std::fs::read(crate::support::component("probe")).unwrap())
-            .await
-            .unwrap();
-        client
-            .deploy(&nimbus_api::DeployRequest {
-                manifest: crate::support::probe_app("shop", "f", extra),
-                manifest_path: "nimbus.toml".into(),
-                artifacts: [("f".to_owned(), digest)].into(),
-            })
-            .await
-            .unwrap();
+        crate::restart::deploy_probe(&client, crate::support::probe_app("shop", "f", extra)).await;
         let total = std::sync::Arc::new(AtomicUsize::new(0));
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
@@ -670,15 +662,7 @@ queue = "changes"
 
     let _server = spawn_server(dir.path());
     let (client, _) = connect(dir.path()).await;
-    let events = async || -> Vec<serde_json::Value> {
-        client
-            .peek("shop", "changes", 1000)
-            .await
-            .unwrap()
-            .iter()
-            .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
-            .collect()
-    };
+    let events = async || queued_events(&client, "changes").await;
     let arrived = crate::support::eventually(std::time::Duration::from_secs(30), async || {
         events().await.len() >= acknowledged
     })

@@ -73,6 +73,22 @@ pub(crate) async fn connect(dir: &std::path::Path) -> (nimbus_api::Client, Strin
     panic!("server did not come up");
 }
 
+/// Deploy `manifest` (whose one function `f` is the probe component) to a spawned server.
+pub(crate) async fn deploy_probe(client: &nimbus_api::Client, manifest: String) {
+    let digest = client
+        .upload_artifact(std::fs::read(crate::support::component("probe")).unwrap())
+        .await
+        .unwrap();
+    client
+        .deploy(&nimbus_api::DeployRequest {
+            manifest,
+            manifest_path: "nimbus.toml".into(),
+            artifacts: [("f".to_owned(), digest)].into(),
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_nothing_and_does_not_recompile() {
     let dir = tempfile::tempdir().unwrap();

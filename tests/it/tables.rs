@@ -202,18 +202,7 @@ async fn kill_9_loses_no_acknowledged_write_or_its_record() {
     let (key, acks) = {
         let mut server = spawn_server(dir.path());
         let (client, _) = connect(dir.path()).await;
-        let digest = client
-            .upload_artifact(std::fs::read(crate::support::component("probe")).unwrap())
-            .await
-            .unwrap();
-        client
-            .deploy(&nimbus_api::DeployRequest {
-                manifest: probe_app("shop", "f", ""),
-                manifest_path: "nimbus.toml".into(),
-                artifacts: [("f".to_owned(), digest)].into(),
-            })
-            .await
-            .unwrap();
+        crate::restart::deploy_probe(&client, probe_app("shop", "f", "")).await;
         let key = client
             .create_key(&CreateKeyRequest {
                 app: Some("shop".into()),
@@ -613,18 +602,7 @@ async fn kill_9_loses_no_stream_record_on_its_way_to_a_function() {
     let acks = {
         let mut server = spawn_server(dir.path());
         let (client, _) = connect(dir.path()).await;
-        let digest = client
-            .upload_artifact(std::fs::read(crate::support::component("probe")).unwrap())
-            .await
-            .unwrap();
-        client
-            .deploy(&nimbus_api::DeployRequest {
-                manifest,
-                manifest_path: "nimbus.toml".into(),
-                artifacts: [("f".to_owned(), digest)].into(),
-            })
-            .await
-            .unwrap();
+        crate::restart::deploy_probe(&client, manifest).await;
         let key = client
             .create_key(&CreateKeyRequest {
                 app: Some("shop".into()),

@@ -5,6 +5,7 @@
 use crate::Inner;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
 
 /// Jobs waiting for the next commit, and whether a leader is committing.
 pub(crate) struct GroupCommit<J> {
@@ -75,4 +76,47 @@ pub(crate) fn submit<J: Batch>(inner: &Arc<Inner>, job: J) {
             }
         }
     });
+}
+
+/// Decide a batch's writes in turn inside one write transaction, then commit it once; the
+/// answers to deliver, and whether the batch committed. `apply` answers one write (seeing
+/// every write before it), or fails with a storage error, which aborts the batch: nothing of
+/// it commits, and every write of it is answered `failed(the error)` alike.
+pub(crate) fn commit_in_turn<W, T>(
+    db: &redb::Database,
+    batch: Vec<(W, oneshot::Sender<T>)>,
+    mut apply: impl FnMut(&redb::WriteTransaction, W) -> Result<T, String>,
+    failed: impl Fn(&str) -> T,
+) -> (Vec<(oneshot::Sender<T>, T)>, bool) {
+    let fail_all = |dones: Vec<oneshot::Sender<T>>, error: &str| {
+        let answers = dones.into_iter().map(|done| (done, failed(error)));
+        (answers.collect(), false)
+    };
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(error) => {
+            return fail_all(
+                batch.into_iter().map(|(_, done)| done).collect(),
+                &error.to_string(),
+            );
+        }
+    };
+    let mut dones = Vec::with_capacity(batch.len());
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    while let Some((work, done)) = jobs.next() {
+        dones.push(done);
+        match apply(&txn, work) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) => {
+                drop(txn);
+                dones.extend(jobs.map(|(_, done)| done));
+                return fail_all(dones, &error);
+            }
+        }
+    }
+    if let Err(error) = txn.commit() {
+        return fail_all(dones, &error.to_string());
+    }
+    (dones.into_iter().zip(outcomes).collect(), true)
 }

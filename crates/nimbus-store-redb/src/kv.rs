@@ -347,49 +347,36 @@ impl Inner {
         &self,
         batch: Vec<WriteJob>,
     ) -> Vec<(oneshot::Sender<KvResult<Done>>, KvResult<Done>)> {
-        let fail_all = |dones: Vec<oneshot::Sender<KvResult<Done>>>,
-                        error: &dyn std::fmt::Display| {
-            dones
-                .into_iter()
-                .map(|done| (done, Err(db(format!("commit a key-value write: {error}")))))
-                .collect()
-        };
-        let txn = match self.db.begin_write() {
-            Ok(txn) => txn,
-            Err(error) => return fail_all(batch.into_iter().map(|j| j.done).collect(), &error),
-        };
         let now = now_ms();
-        let mut dones = Vec::with_capacity(batch.len());
-        let mut outcomes = Vec::with_capacity(batch.len());
         let mut recorded = false;
-        let mut jobs = batch.into_iter();
-        while let Some(job) = jobs.next() {
-            dones.push(job.done);
-            let outcome = require_store(&txn, &job.id).and_then(|events| {
-                recorded |= events;
-                job.op.apply(&Scope {
-                    txn: &txn,
-                    id: &job.id,
-                    now,
-                    events,
-                })
-            });
-            if let Err(KvError::Backend(error)) = &outcome {
-                // Nothing of the batch commits: every write in it fails alike.
-                let error = error.to_string();
-                drop(txn);
-                dones.extend(jobs.map(|job| job.done));
-                return fail_all(dones, &error);
-            }
-            outcomes.push(outcome);
-        }
-        if let Err(error) = txn.commit() {
-            return fail_all(dones, &error);
-        }
-        if recorded {
+        let batch = batch
+            .into_iter()
+            .map(|job| ((job.id, job.op), job.done))
+            .collect();
+        let (answers, committed) = crate::group::commit_in_turn(
+            &self.db,
+            batch,
+            |txn, (id, op)| {
+                let outcome = require_store(txn, &id).and_then(|events| {
+                    recorded |= events;
+                    op.apply(&Scope {
+                        txn,
+                        id: &id,
+                        now,
+                        events,
+                    })
+                });
+                match outcome {
+                    Err(KvError::Backend(error)) => Err(error.to_string()),
+                    outcome => Ok(outcome),
+                }
+            },
+            |error| Err(db(format!("commit a key-value write: {error}"))),
+        );
+        if committed && recorded {
             self.kv_events.notify_one();
         }
-        dones.into_iter().zip(outcomes).collect()
+        answers
     }
 
     fn kv_read<T>(

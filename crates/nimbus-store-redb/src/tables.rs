@@ -258,44 +258,28 @@ impl Inner {
         tokio::sync::oneshot::Sender<TableResult<()>>,
         TableResult<()>,
     )> {
-        let fail_all = |dones: Vec<tokio::sync::oneshot::Sender<TableResult<()>>>,
-                        error: &dyn std::fmt::Display| {
-            dones
-                .into_iter()
-                .map(|done| (done, Err(db(format!("commit a table write: {error}")))))
-                .collect()
-        };
-        let txn = match self.db.begin_write() {
-            Ok(txn) => txn,
-            Err(error) => return fail_all(batch.into_iter().map(|j| j.done).collect(), &error),
-        };
         let now = now_ms();
-        let mut dones = Vec::with_capacity(batch.len());
-        let mut outcomes = Vec::with_capacity(batch.len());
         let mut recorded = false;
-        let mut jobs = batch.into_iter();
-        while let Some(job) = jobs.next() {
-            dones.push(job.done);
-            match write_in(&txn, job.keys, job.decide, now) {
-                Err(TableError::Backend(error)) => {
-                    // Nothing of the batch commits: every write in it fails alike.
-                    drop(txn);
-                    dones.extend(jobs.map(|job| job.done));
-                    return fail_all(dones, &error);
-                }
+        let batch = batch
+            .into_iter()
+            .map(|job| ((job.keys, job.decide), job.done))
+            .collect();
+        let (answers, committed) = crate::group::commit_in_turn(
+            &self.db,
+            batch,
+            |txn, (keys, decide)| match write_in(txn, keys, decide, now) {
+                Err(TableError::Backend(error)) => Err(error.to_string()),
                 outcome => {
                     recorded |= outcome.as_ref().is_ok_and(|r| *r);
-                    outcomes.push(outcome.map(drop));
+                    Ok(outcome.map(drop))
                 }
-            }
-        }
-        if let Err(error) = txn.commit() {
-            return fail_all(dones, &error);
-        }
-        if recorded {
+            },
+            |error| Err(db(format!("commit a table write: {error}"))),
+        );
+        if committed && recorded {
             self.table_changes.raise();
         }
-        dones.into_iter().zip(outcomes).collect()
+        answers
     }
 }
 
