@@ -1,10 +1,10 @@
 //! The embedded [`KvStore`]: entries are rows of `kv`, keyed by (app, store, key), each value
 //! prefixed by its version and expiry; `kv_expiry` orders the expiring ones by time so
-//! purging reads only what is due. Writes share group commits (one redb transaction and
-//! one fsync for the writes that arrive while the previous commit runs), durable before any
-//! is answered; conditions and increments are decided inside the transaction, in turn (redb
-//! has one writer at a time), so concurrent conditional writes cannot lose an update. A store in `kv_watched` records
-//! each change in `kv_events` inside the same transaction.
+//! purging reads only what is due. Writes share group commits (one redb transaction and one
+//! fsync for the writes that arrive while the previous commit runs), durable before any is
+//! answered; conditions and increments are decided inside the transaction, in turn (redb has
+//! one writer at a time), so concurrent conditional writes cannot lose an update. A store in
+//! `kv_watched` records each change in `kv_events` inside the same transaction.
 
 use crate::{Inner, RedbStore, SEQS, now_ms};
 use async_trait::async_trait;

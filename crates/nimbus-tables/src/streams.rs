@@ -13,6 +13,7 @@ use crate::value::{Item, item_size, item_to_json};
 use base64::Engine as _;
 use bytes::Bytes;
 use nimbus_aws::JsonError;
+use nimbus_core::clock::{Clock, SystemClock};
 use nimbus_store::tables::{ChangeRecord, TableId, TableStore};
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
@@ -168,24 +169,18 @@ fn trimmed() -> JsonError {
     )
 }
 
-fn system_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The DynamoDB Streams service on the AWS-compatible endpoint.
 pub struct Streams {
     store: Arc<dyn TableStore>,
-    /// The time in ms since the epoch (a test moves it).
-    clock: fn() -> u64,
+    /// When iterators are handed out and used (a test moves it).
+    clock: Arc<dyn Clock>,
 }
 
 impl Streams {
     pub fn new(store: Arc<dyn TableStore>) -> Streams {
         Streams {
             store,
-            clock: system_ms,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -341,7 +336,7 @@ impl Streams {
             table: schema.name.clone(),
             label: schema.stream_label().unwrap_or_default(),
             after,
-            issued_ms: (self.clock)(),
+            issued_ms: self.clock.now_ms(),
         };
         Ok(json!({"ShardIterator": iterator.encode()}))
     }
@@ -365,7 +360,7 @@ impl Streams {
             .await?
             .filter(|s| s.stream_label().as_deref() == Some(iterator.label.as_str()))
             .ok_or_else(|| not_found("Requested resource not found: Stream not found"))?;
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         if now.saturating_sub(iterator.issued_ms) > ITERATOR_LIFETIME_MS {
             return Err(JsonError::new(
                 crate::request::NAMESPACE,
@@ -446,11 +441,14 @@ mod tests {
     use crate::ops::{Caller, Dynamo};
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// The tests' clock: real time plus an offset they move.
-    static OFFSET_MS: AtomicU64 = AtomicU64::new(0);
+    /// The system's time plus an offset the test moves.
+    #[derive(Default)]
+    struct Moved(AtomicU64);
 
-    fn moved_clock() -> u64 {
-        system_ms() + OFFSET_MS.load(Ordering::Relaxed)
+    impl Clock for Moved {
+        fn now_ms(&self) -> u64 {
+            SystemClock.now_ms() + self.0.load(Ordering::Relaxed)
+        }
     }
 
     struct Fixture {
@@ -458,6 +456,7 @@ mod tests {
         store: Arc<dyn TableStore>,
         dynamo: Dynamo,
         streams: Streams,
+        clock: Arc<Moved>,
         caller: Caller,
         arn: String,
     }
@@ -468,8 +467,9 @@ mod tests {
             let store: Arc<dyn TableStore> =
                 Arc::new(nimbus_store_redb::RedbStore::open(dir.path()).unwrap());
             let dynamo = Dynamo::new(store.clone());
+            let clock = Arc::new(Moved::default());
             let mut streams = Streams::new(store.clone());
-            streams.clock = moved_clock;
+            streams.clock = clock.clone();
             let caller = Caller {
                 app: "shop".into(),
                 grants: None,
@@ -499,6 +499,7 @@ mod tests {
                 store,
                 dynamo,
                 streams,
+                clock,
                 caller,
                 arn,
             }
@@ -554,7 +555,7 @@ mod tests {
 
     /// Records past the retention are trimmed; an iterator or sequence number among them is
     /// refused with TrimmedDataAccessException, and TRIM_HORIZON starts after them. Iterators
-    /// expire 15 minutes after they are returned. (One test: the clock offset is shared.)
+    /// expire 15 minutes after they are returned.
     #[tokio::test]
     async fn trimmed_records_and_old_iterators_are_refused() {
         let f = Fixture::new().await;
@@ -587,10 +588,12 @@ mod tests {
         assert_eq!(keys, ["c"]);
 
         // The iterator GetRecords returned lives 15 minutes from then, and no longer.
-        OFFSET_MS.store(ITERATOR_LIFETIME_MS - 1_000, Ordering::Relaxed);
+        f.clock
+            .0
+            .store(ITERATOR_LIFETIME_MS - 1_000, Ordering::Relaxed);
         let (keys, next) = f.records(&next).await.unwrap();
         assert!(keys.is_empty());
-        OFFSET_MS.store(2 * ITERATOR_LIFETIME_MS, Ordering::Relaxed);
+        f.clock.0.store(2 * ITERATOR_LIFETIME_MS, Ordering::Relaxed);
         let expired = f.records(&next).await;
         assert_eq!(code(expired), "ExpiredIteratorException");
         let answer = f.records(&fresh).await.unwrap_err();
