@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod deploy;
 mod events;
+mod gateway;
 mod invariants;
 mod invocation;
 mod kv;

@@ -85,13 +85,16 @@ pub enum ErrorCode {
     KvStoreNotFound,
     /// The key-value store holds no entry under that key.
     KvKeyNotFound,
+    /// The client sent more requests than the route's rate limit allows; retry after
+    /// `Retry-After` seconds.
+    RateLimited,
     /// Something inside nimbus failed; the logs have the detail.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`Internal` last).
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -130,6 +133,7 @@ impl ErrorCode {
         ErrorCode::KeyNotFound,
         ErrorCode::KvStoreNotFound,
         ErrorCode::KvKeyNotFound,
+        ErrorCode::RateLimited,
         ErrorCode::Internal,
     ];
 
@@ -174,6 +178,7 @@ impl ErrorCode {
             ErrorCode::KeyNotFound => "key_not_found",
             ErrorCode::KvStoreNotFound => "kv_store_not_found",
             ErrorCode::KvKeyNotFound => "kv_key_not_found",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }
@@ -268,7 +273,8 @@ mod tests {
             ErrorCode::KeyNotFound => 35,
             ErrorCode::KvStoreNotFound => 36,
             ErrorCode::KvKeyNotFound => 37,
-            ErrorCode::Internal => 38,
+            ErrorCode::RateLimited => 38,
+            ErrorCode::Internal => 39,
         }
     }
 

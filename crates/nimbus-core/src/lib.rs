@@ -23,6 +23,7 @@ pub use name::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
 pub use spec::{
-    AppSpec, BucketGrant, BucketSpec, FunctionKind, FunctionSpec, Grants, InstanceMode, KvGrant,
-    KvSpec, Network, RouteSpec, Runtime, TableGrant, TableKey, TableSpec, valid_bucket_name,
+    AppSpec, BucketGrant, BucketSpec, CorsSpec, FunctionKind, FunctionSpec, Grants, InstanceMode,
+    KvGrant, KvSpec, Network, RateLimitKey, RateLimitSpec, RouteSpec, Runtime, TableGrant,
+    TableKey, TableSpec, valid_bucket_name,
 };

@@ -269,6 +269,52 @@ pub struct RouteSpec {
     /// Exact host (without port) the route answers on; `None` means any host.
     pub host: Option<String>,
     pub function: Name,
+    /// A token bucket checked before the function is touched (`rate_limit = {...}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+}
+
+/// A route's rate limit: a token bucket of `burst` requests refilled at `rate` per `per`,
+/// one bucket per client IP or one for the whole route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitSpec {
+    /// Requests allowed per `per`, sustained.
+    pub rate: u32,
+    /// The window `rate` is counted over.
+    #[serde(with = "duration_ms")]
+    pub per: Duration,
+    /// Requests allowed at once after a quiet spell (at least 1).
+    pub burst: u32,
+    pub by: RateLimitKey,
+}
+
+/// Whose requests share one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitKey {
+    /// Each client IP address has its own bucket.
+    Ip,
+    /// Every client shares the route's one bucket.
+    Route,
+}
+
+/// An app's cross-origin policy (`[cors]`), answered by the gateway for every route of the app.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CorsSpec {
+    /// Allowed origins: exact (`https://app.example.com`), with a leading wildcard label
+    /// (`https://*.example.com`), or `*` for any.
+    pub origins: Vec<String>,
+    /// Allowed methods (upper case).
+    pub methods: Vec<String>,
+    /// Allowed request headers (lower case); `*` allows any.
+    pub headers: Vec<String>,
+    /// Response headers scripts may read (lower case).
+    pub expose_headers: Vec<String>,
+    /// Whether cookies and `Authorization` may accompany cross-origin requests.
+    pub credentials: bool,
+    /// How long a browser may cache a preflight answer.
+    #[serde(default, with = "option_duration_ms")]
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +331,30 @@ pub struct AppSpec {
     /// Tables the app declares (`[table.NAME]`).
     #[serde(default)]
     pub tables: Vec<TableSpec>,
+    /// The app's cross-origin policy (`[cors]`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+}
+
+pub(crate) mod option_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serializer.serialize_some(&(d.as_millis() as u64)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(deserializer)?.map(Duration::from_millis))
+    }
 }
 
 pub(crate) mod duration_ms {

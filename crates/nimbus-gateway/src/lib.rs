@@ -6,7 +6,9 @@
 //! atomically on deploy ([`Gateway::set_routes`]), so a request sees either the old or the new
 //! table, never a mix.
 
+pub mod cors;
 pub mod error;
+pub mod ratelimit;
 pub mod router;
 mod server;
 

@@ -5,8 +5,15 @@
 //! `x-nimbus-*` headers and add the trusted ones (`x-nimbus-param-<name>`, `x-nimbus-route`,
 //! `x-nimbus-path-info`, `x-request-id`); hand the request to the function's pool; stream the
 //! response back with `x-request-id` set. HTTP/1.1 and h2c are served on the same port.
+//!
+//! Stages in front of the function, in order: a CORS preflight is answered from the app's
+//! [`Cors`] policy; the route's [`RateLimiter`] takes a token (429 `rate_limited` when the
+//! bucket is empty). On the way out, every response — the function's or an error — gets the
+//! CORS headers for an allowed origin and the `RateLimit-*` headers of a limited route.
 
+use crate::cors::{self, Cors, Preflight};
 use crate::error::GatewayError;
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::router::{Match, RouteTable};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -84,6 +91,17 @@ pub struct RouteTarget {
     pub app: String,
     pub function: String,
     pub pool: Arc<Pool>,
+    /// The app's CORS policy, shared by its routes.
+    pub cors: Option<Arc<Cors>>,
+    /// This route's rate limit.
+    pub rate_limit: Option<Arc<RateLimiter>>,
+}
+
+/// What the stages in front of the function leave for the response.
+#[derive(Default)]
+struct Outgoing {
+    cors: Option<Arc<Cors>>,
+    rate: Option<Verdict>,
 }
 
 #[derive(Debug, Clone)]
@@ -154,7 +172,9 @@ impl Gateway {
     /// Handle one request end to end; never fails (errors become responses).
     pub async fn handle(self: Arc<Self>, request: http::Request<Incoming>) -> Response {
         let request_id = self.request_id(&request);
-        let mut response = match self.route(request, request_id.clone()).await {
+        let origin = request.headers().get(http::header::ORIGIN).cloned();
+        let mut outgoing = Outgoing::default();
+        let mut response = match self.route(request, request_id.clone(), &mut outgoing).await {
             Ok(response) => response,
             Err(error) => {
                 match &error.source {
@@ -172,6 +192,12 @@ impl Gateway {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(X_REQUEST_ID, value);
         }
+        if let Some(cors) = &outgoing.cors {
+            cors.decorate(origin.as_ref(), response.headers_mut());
+        }
+        if let Some(verdict) = &outgoing.rate {
+            verdict.write(response.headers_mut());
+        }
         response
     }
 
@@ -179,6 +205,7 @@ impl Gateway {
         &self,
         request: http::Request<Incoming>,
         request_id: Arc<str>,
+        outgoing: &mut Outgoing,
     ) -> Result<Response, GatewayError> {
         let table = self.routes.load();
         let host = request.uri().host().map(str::to_owned).or_else(|| {
@@ -189,6 +216,34 @@ impl Gateway {
                 .map(strip_port)
         });
         let path = request.uri().path().to_owned();
+        if let Some(method) = cors::preflight_method(request.method(), request.headers())
+            && let Match::Found { target, .. } = table.lookup(host.as_deref(), &method, &path)
+            && let Some(policy) = &target.cors
+        {
+            let headers = request.headers();
+            let origin = headers
+                .get(http::header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .unwrap_or("");
+            let asked = headers
+                .get(http::header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .and_then(|h| h.to_str().ok());
+            return match policy.preflight(origin, &method, asked) {
+                Preflight::Allowed(headers) => {
+                    let mut response = http::Response::new(
+                        http_body_util::Empty::new()
+                            .map_err(|never| match never {})
+                            .boxed_unsync(),
+                    );
+                    *response.status_mut() = http::StatusCode::NO_CONTENT;
+                    *response.headers_mut() = headers;
+                    Ok(response)
+                }
+                Preflight::Refused(message) => {
+                    Err(GatewayError::new(ErrorCode::Forbidden, message))
+                }
+            };
+        }
         let (target, route, params, rest) =
             match table.lookup(host.as_deref(), request.method().as_str(), &path) {
                 Match::Found {
@@ -216,6 +271,23 @@ impl Gateway {
                     ));
                 }
             };
+        outgoing.cors = target.cors.clone();
+        if let Some(limiter) = &target.rate_limit {
+            let client = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+            let verdict = limiter.check(client);
+            outgoing.rate = Some(verdict);
+            if let Some(secs) = verdict.retry_after_secs() {
+                let mut error = GatewayError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many requests to {route}: {}; retry in {secs}s",
+                        limiter.describe()
+                    ),
+                );
+                error.retry_after = Some(Duration::from_secs(secs));
+                return Err(error);
+            }
+        }
 
         let limit = self.config.max_body_bytes;
         let too_large = || {

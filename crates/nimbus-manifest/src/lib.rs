@@ -8,10 +8,11 @@
 //! only the CLI, which builds and uploads, needs them; the server deploys from artifacts.
 
 use nimbus_core::{
-    AppSpec, BucketGrant, BucketSpec, DeliveryPolicy, Destination, EventsSpec, FunctionKind,
-    FunctionSpec, InstanceMode, KvGrant, KvSpec, Missed, Name, Network, ObjectFilter, OutboundRule,
-    QueueSpec, QueueTriggerSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec,
-    StartingPosition, StorageTriggerSpec, TableGrant, TableKey, TableSpec, TableTriggerSpec,
+    AppSpec, BucketGrant, BucketSpec, CorsSpec, DeliveryPolicy, Destination, EventsSpec,
+    FunctionKind, FunctionSpec, InstanceMode, KvGrant, KvSpec, Missed, Name, Network, ObjectFilter,
+    OutboundRule, QueueSpec, QueueTriggerSpec, RateLimitKey, RateLimitSpec, RouteSpec, RuleSpec,
+    Runtime, ScheduleExpr, ScheduleSpec, StartingPosition, StorageTriggerSpec, TableGrant,
+    TableKey, TableSpec, TableTriggerSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -87,6 +88,29 @@ struct RawManifest {
     kv: BTreeMap<String, Spanned<RawKv>>,
     #[serde(default)]
     table: BTreeMap<String, Spanned<RawTable>>,
+    cors: Option<Spanned<RawCors>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    origins: Vec<Spanned<String>>,
+    methods: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    expose_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    credentials: bool,
+    max_age: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    rate: Spanned<String>,
+    burst: Option<Spanned<i64>>,
+    by: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +273,7 @@ struct RawRoute {
     methods: Vec<Spanned<String>>,
     host: Option<Spanned<String>>,
     function: Spanned<String>,
+    rate_limit: Option<Spanned<RawRateLimit>>,
 }
 
 const METHODS: [&str; 9] = [
@@ -337,6 +362,11 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         sources.insert(name.clone(), source);
         functions.insert(name, spec);
     }
+    let cors = raw
+        .cors
+        .as_ref()
+        .map(|c| cors(&ctx, c.get_ref()))
+        .transpose()?;
     let routes = raw
         .route
         .iter()
@@ -391,6 +421,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             buckets,
             kv,
             tables,
+            cors,
         },
         sources,
         compiled: Compiled {
@@ -1094,12 +1125,188 @@ fn route(
         }
         None => None,
     };
+    let rate_limit = r
+        .rate_limit
+        .as_ref()
+        .map(|limit| rate_limit(ctx, &key("rate_limit"), limit.get_ref()))
+        .transpose()?;
     Ok(RouteSpec {
         path: r.path.get_ref().clone(),
         methods,
         host,
         function,
+        rate_limit,
     })
+}
+
+/// A route's `rate_limit = { rate = "100/s", burst = 200, by = "ip" }`.
+fn rate_limit(
+    ctx: &Ctx<'_>,
+    key: &str,
+    raw: &RawRateLimit,
+) -> Result<RateLimitSpec, ManifestError> {
+    let field = |f: &str| format!("{key}.{f}");
+    let bad_rate = || {
+        ctx.at(
+            Some(raw.rate.span()),
+            field("rate"),
+            format!(
+                "expected requests per unit like \"100/s\", \"600/min\" or \"5000/h\" (1 to 1000000), got {:?}",
+                raw.rate.get_ref()
+            ),
+        )
+    };
+    let (count, unit) = raw.rate.get_ref().split_once('/').ok_or_else(bad_rate)?;
+    let rate: u32 = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(bad_rate)?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => std::time::Duration::from_secs(1),
+        "m" | "min" | "minute" => std::time::Duration::from_secs(60),
+        "h" | "hour" => std::time::Duration::from_secs(3600),
+        "d" | "day" => std::time::Duration::from_secs(86_400),
+        _ => return Err(bad_rate()),
+    };
+    let burst = match &raw.burst {
+        None => rate,
+        Some(burst) => u32::try_from(*burst.get_ref())
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| {
+                ctx.at(
+                    Some(burst.span()),
+                    field("burst"),
+                    format!("expected 1 to 1000000 requests, got {}", burst.get_ref()),
+                )
+            })?,
+    };
+    let by = match raw.by.as_ref().map(|b| (b, b.get_ref().as_str())) {
+        None | Some((_, "ip")) => RateLimitKey::Ip,
+        Some((_, "route")) => RateLimitKey::Route,
+        Some((by, other)) => {
+            return Err(ctx.at(
+                Some(by.span()),
+                field("by"),
+                format!(
+                    "expected \"ip\" (a bucket per client address) or \"route\" (one bucket for every client), got {other:?}"
+                ),
+            ));
+        }
+    };
+    Ok(RateLimitSpec {
+        rate,
+        per,
+        burst,
+        by,
+    })
+}
+
+/// The app's `[cors]` table.
+fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
+    let mut origins = Vec::new();
+    for origin in &raw.origins {
+        let o = origin.get_ref();
+        let valid = o == "*"
+            || ["http://", "https://"].iter().any(|scheme| {
+                o.strip_prefix(scheme).is_some_and(|host| {
+                    let host = host.strip_prefix("*.").unwrap_or(host);
+                    !host.is_empty() && !host.contains(['/', '*', ' ', '?', '#']) && host.is_ascii()
+                })
+            });
+        if !valid {
+            return Err(ctx.at(
+                Some(origin.span()),
+                "cors.origins".into(),
+                format!(
+                    "expected an origin like \"https://app.example.com\" (scheme and host, optional port, no path), \"https://*.example.com\" for its subdomains, or \"*\"; got {o:?}"
+                ),
+            ));
+        }
+        origins.push(o.clone());
+    }
+    if origins.is_empty() {
+        return Err(ctx.at(
+            None,
+            "cors.origins".into(),
+            "list at least one origin".into(),
+        ));
+    }
+    if raw.credentials && origins.iter().any(|o| o == "*") {
+        return Err(ctx.at(
+            raw.origins
+                .iter()
+                .find(|o| o.get_ref() == "*")
+                .map(|o| o.span()),
+            "cors.origins".into(),
+            "`*` cannot be combined with `credentials = true`: any site could then read \
+             responses with its visitors' cookies; list the origins instead"
+                .into(),
+        ));
+    }
+    let methods = match &raw.methods {
+        None => ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+            .map(String::from)
+            .to_vec(),
+        Some(methods) => {
+            let mut out = Vec::new();
+            for method in methods {
+                let upper = method.get_ref().to_ascii_uppercase();
+                if !METHODS.contains(&upper.as_str()) {
+                    return Err(ctx.at(
+                        Some(method.span()),
+                        "cors.methods".into(),
+                        format!(
+                            "expected one of {}, got {:?}",
+                            METHODS.join(", "),
+                            method.get_ref()
+                        ),
+                    ));
+                }
+                out.push(upper);
+            }
+            out
+        }
+    };
+    let header_names = |list: &[Spanned<String>], key: &str| {
+        list.iter()
+            .map(|h| {
+                let name = h.get_ref().to_ascii_lowercase();
+                if name == "*" || http_token(&name) {
+                    Ok(name)
+                } else {
+                    Err(ctx.at(
+                        Some(h.span()),
+                        format!("cors.{key}"),
+                        format!("expected a header name, got {:?}", h.get_ref()),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let max_age = raw
+        .max_age
+        .as_ref()
+        .map(|d| ctx.duration(d, "cors.max_age".into()))
+        .transpose()?;
+    Ok(CorsSpec {
+        origins,
+        methods,
+        headers: header_names(&raw.headers, "headers")?,
+        expose_headers: header_names(&raw.expose_headers, "expose_headers")?,
+        credentials: raw.credentials,
+        max_age,
+    })
+}
+
+/// A header name as HTTP allows it (an RFC 9110 token).
+fn http_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// One `[[trigger.queue]]`.
@@ -2173,5 +2380,105 @@ concurrency = 2
         let e = error(&EVENTS.replace("fifo = true", "fifo = \"yes\""));
         assert_eq!(e.line, 14, "{e}");
         assert!(e.message.contains("boolean"), "{e}");
+    }
+
+    #[test]
+    fn cors_and_rate_limits() {
+        let base = "name = \"web\"\n[function.f]\ncomponent = \"f.wasm\"\n";
+        let with = |cors: &str, limit: &str| {
+            format!("{base}{cors}\n[[route]]\npath = \"/\"\nfunction = \"f\"\n{limit}\n")
+        };
+        let manifest = parse(
+            "nimbus.toml",
+            &with(
+                "[cors]\norigins = [\"https://*.example.com\"]\nheaders = [\"Authorization\"]\nmax_age = \"1h\"",
+                "rate_limit = { rate = \"600/min\", burst = 20 }",
+            ),
+        )
+        .unwrap();
+        let cors = manifest.app.cors.unwrap();
+        assert_eq!(cors.headers, ["authorization"]);
+        assert_eq!(cors.methods.len(), 6);
+        assert_eq!(cors.max_age, Some(std::time::Duration::from_secs(3600)));
+        let limit = manifest.app.routes[0].rate_limit.clone().unwrap();
+        assert_eq!(
+            (limit.rate, limit.per.as_secs(), limit.burst, limit.by),
+            (600, 60, 20, RateLimitKey::Ip)
+        );
+        let default_burst = parse(
+            "nimbus.toml",
+            &with("", "rate_limit = { rate = \"5/s\", by = \"route\" }"),
+        )
+        .unwrap();
+        let limit = default_burst.app.routes[0].rate_limit.clone().unwrap();
+        assert_eq!((limit.burst, limit.by), (5, RateLimitKey::Route));
+
+        for (cors, limit, key, says) in [
+            (
+                "[cors]\norigins = [\"app.example.com\"]",
+                "",
+                "cors.origins",
+                "scheme and host",
+            ),
+            (
+                "[cors]\norigins = [\"https://a.test/path\"]",
+                "",
+                "cors.origins",
+                "no path",
+            ),
+            ("[cors]\norigins = []", "", "cors.origins", "at least one"),
+            (
+                "[cors]\norigins = [\"*\"]\ncredentials = true",
+                "",
+                "cors.origins",
+                "credentials",
+            ),
+            (
+                "[cors]\norigins = [\"*\"]\nmethods = [\"FETCH\"]",
+                "",
+                "cors.methods",
+                "FETCH",
+            ),
+            (
+                "[cors]\norigins = [\"*\"]\nheaders = [\"bad header\"]",
+                "",
+                "cors.headers",
+                "header name",
+            ),
+            (
+                "",
+                "rate_limit = { rate = \"100\" }",
+                "route[0].rate_limit.rate",
+                "100/s",
+            ),
+            (
+                "",
+                "rate_limit = { rate = \"0/s\" }",
+                "route[0].rate_limit.rate",
+                "100/s",
+            ),
+            (
+                "",
+                "rate_limit = { rate = \"5/week\" }",
+                "route[0].rate_limit.rate",
+                "100/s",
+            ),
+            (
+                "",
+                "rate_limit = { rate = \"5/s\", burst = 0 }",
+                "route[0].rate_limit.burst",
+                "1 to",
+            ),
+            (
+                "",
+                "rate_limit = { rate = \"5/s\", by = \"user\" }",
+                "route[0].rate_limit.by",
+                "\"ip\"",
+            ),
+        ] {
+            let error = error(&with(cors, limit));
+            assert_eq!(error.key, key, "{error}");
+            assert!(error.message.contains(says), "{error}");
+        }
     }
 }

@@ -12,6 +12,8 @@ use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInf
 use nimbus_core::error::Error;
 use nimbus_core::{ErrorCode, FunctionKind, InstanceMode, Name};
 use nimbus_dispatch::{Pool, PoolConfig};
+use nimbus_gateway::cors::Cors;
+use nimbus_gateway::ratelimit::RateLimiter;
 use nimbus_gateway::router::{RouteEntry, RouteTable};
 use nimbus_gateway::{Gateway, RouteTarget};
 use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadSource};
@@ -609,6 +611,7 @@ fn describe(app: &DeployedApp, functions: Vec<LoadedInfo>) -> DeployResponse {
 fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> {
     let mut entries = Vec::new();
     for (name, app) in apps {
+        let cors = app.spec.cors.as_ref().map(|c| Arc::new(Cors::new(c)));
         for route in &app.spec.routes {
             let function = route.function.to_string();
             let Some(pool) = app.pools.get(&function) else {
@@ -623,6 +626,11 @@ fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> 
                     app: name.clone(),
                     function,
                     pool: pool.clone(),
+                    cors: cors.clone(),
+                    rate_limit: route
+                        .rate_limit
+                        .as_ref()
+                        .map(|l| Arc::new(RateLimiter::new(l))),
                 }),
             });
         }

@@ -66,7 +66,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyRequests | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::FunctionTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorCode::FunctionMemoryExceeded
         | ErrorCode::FunctionTrapped
@@ -182,7 +182,7 @@ mod tests {
             | KvStoreNotFound | KvKeyNotFound => 404,
             MethodNotAllowed => 405,
             PayloadTooLarge => 413,
-            TooManyRequests => 429,
+            TooManyRequests | RateLimited => 429,
             FunctionTimeout => 504,
             FunctionMemoryExceeded | FunctionTrapped | FunctionStartFailed | Internal => 500,
             FunctionBadResponse
