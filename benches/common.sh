@@ -4,9 +4,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-# run_wrk URL CONNECTIONS → "req/s p50_ms p99_ms" over $DURATION; fails on any non-2xx answer.
+# run_wrk URL CONNECTIONS [WRK ARGS…] → "req/s p50_ms p99_ms" over $DURATION; fails on any
+# non-2xx answer.
 run_wrk() {
-  wrk -t1 -c"$2" -d"$DURATION" --latency "$1" | awk '
+  wrk -t1 -c"$2" -d"$DURATION" --latency "${@:3}" "$1" | awk '
     /Requests\/sec/ {rps=$2}
     /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
     /Non-2xx/ {bad=$NF}

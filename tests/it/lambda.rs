@@ -2,7 +2,9 @@
 //! `lambda_runtime`, AWS's own Python interface client) behind routes, with payload 2.0
 //! events, limits, crashes, sandboxing, logs and scaling to zero.
 
-use crate::support::{Platform, data_dir, eventually, lambda_fixture, lambda_rust_bootstrap};
+use crate::support::{
+    Platform, data_dir, error_code, eventually, lambda_fixture, lambda_rust_bootstrap,
+};
 use nimbus_api::InvokeRequest;
 use serde_json::Value;
 use std::path::Path;
@@ -25,22 +27,6 @@ async fn deploy_python(p: &Platform, functions: &[(&str, &str, &str)]) {
         .map(|(n, _, _)| (*n, dir.as_path()))
         .collect();
     p.deploy_code(&python_app(functions), &code).await.unwrap();
-}
-
-async fn error_code(response: reqwest::Response) -> (u16, String, String) {
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
-    (
-        status,
-        body["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    )
 }
 
 async fn get_json(p: &Platform, path: &str) -> Value {

@@ -1,18 +1,8 @@
 //! Hostile guests and overload: none of it may take the platform down or leak into other
 //! functions.
 
-use crate::support::{Platform, probe_app};
+use crate::support::{Platform, error_code, probe_app};
 use std::time::Duration;
-
-async fn error_code(response: reqwest::Response) -> (u16, String, String) {
-    let status = response.status().as_u16();
-    let body: serde_json::Value = response.json().await.unwrap();
-    (
-        status,
-        body["error"]["code"].as_str().unwrap().to_owned(),
-        body["error"]["message"].as_str().unwrap().to_owned(),
-    )
-}
 
 fn two_functions(first: &str, first_extra: &str) -> String {
     format!(

@@ -6,6 +6,8 @@
 
 mod support;
 
+mod auth;
+mod browser;
 mod cli;
 mod deploy;
 mod events;
@@ -19,4 +21,5 @@ mod objects;
 mod restart;
 mod scenarios;
 mod tables;
+mod tls;
 mod uploads;

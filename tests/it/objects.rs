@@ -1,42 +1,14 @@
 //! The S3-compatible object service, through the clients users have: boto3 and the AWS CLI
 //! (pinned, from PyPI, installed under `target/py`), against a real server.
 
+pub(crate) use crate::support::python_package;
 use crate::support::{Platform, probe_app, workspace_root};
 use nimbus_api::CreateKeyRequest;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 pub(crate) const BOTO3: &str = "boto3==1.44.8";
 const AWSCLI: &str = "awscli==1.46.3";
-
-/// A pinned PyPI package installed (once) into its own directory under `target/py`.
-pub(crate) fn python_package(name: &str, requirement: &str) -> PathBuf {
-    // Tests run in parallel threads: one pip at a time, so two never write the same directory.
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = workspace_root().join("target/py").join(name);
-    let marker = dir.join(format!(".installed-{requirement}"));
-    if !marker.exists() {
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--upgrade",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg(requirement)
-            .status()
-            .expect("run pip");
-        assert!(status.success(), "pip install {requirement} failed");
-        std::fs::write(&marker, "").unwrap();
-    }
-    dir
-}
 
 struct Keys {
     operator: (String, String),

@@ -203,29 +203,35 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
 /// loopback in network namespaces (installed from Debian when missing).
 pub fn lambda_fixture(name: &str) -> PathBuf {
     static TOOLS: OnceLock<()> = OnceLock::new();
-    TOOLS.get_or_init(|| {
-        let missing: Vec<&str> = [("node", "nodejs"), ("ip", "iproute2")]
-            .into_iter()
-            .filter(|(program, _)| {
-                std::process::Command::new("sh")
-                    .args(["-c", &format!("command -v {program}")])
-                    .output()
-                    .map(|o| !o.status.success())
-                    .unwrap_or(true)
-            })
-            .map(|(_, package)| package)
-            .collect();
-        if !missing.is_empty() {
-            let install = format!(
-                "apt-get install -y {0} || (apt-get update && apt-get install -y {0})",
-                missing.join(" ")
-            );
-            let _ = std::process::Command::new("sh")
-                .args(["-c", &install])
-                .status();
-        }
-    });
+    TOOLS.get_or_init(|| debian_packages(&[("node", "nodejs"), ("ip", "iproute2")]));
     workspace_root().join("tests/fixtures/lambda").join(name)
+}
+
+/// Install from Debian the package of each `(program, package)` whose program is not on the
+/// PATH (one apt run at a time).
+pub fn debian_packages(wanted: &[(&str, &str)]) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(program, _)| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {program}")])
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        let install = format!(
+            "apt-get install -y {0} || (apt-get update && apt-get install -y {0})",
+            missing.join(" ")
+        );
+        let _ = std::process::Command::new("sh")
+            .args(["-c", &install])
+            .status();
+    }
 }
 
 /// `examples/lambda-rust` built once per run (AWS's `lambda_runtime` crate); returns the binary.
@@ -285,4 +291,65 @@ impl Platform {
         .await;
         records
     }
+}
+
+/// An error answer's status, stable code and message (empty when the body has none).
+pub async fn error_code(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let field = |name: &str| body["error"][name].as_str().unwrap_or_default().to_owned();
+    (status, field("code"), field("message"))
+}
+
+/// A pinned PyPI package installed (once) into its own directory under `target/py`.
+pub fn python_package(name: &str, requirement: &str) -> PathBuf {
+    install_once("py", name, requirement, |dir| {
+        let mut pip = std::process::Command::new("python3");
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--upgrade",
+            "--target",
+        ])
+        .arg(dir)
+        .arg(requirement);
+        pip
+    })
+}
+
+/// A pinned npm package installed (once) into its own directory under `target/npm`; returns
+/// that directory (its `node_modules` holds the package).
+pub fn npm_package(name: &str, spec: &str) -> PathBuf {
+    install_once("npm", name, spec, |dir| {
+        let mut npm = std::process::Command::new("npm");
+        npm.args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(dir)
+            .arg(spec);
+        npm
+    })
+}
+
+/// Run `install` into `target/<kind>/<name>` unless `spec` was installed there already (a
+/// marker file says so). Tests run in parallel threads: one install at a time, so two never
+/// write the same directory.
+fn install_once(
+    kind: &str,
+    name: &str,
+    spec: &str,
+    install: impl FnOnce(&Path) -> std::process::Command,
+) -> PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = workspace_root().join("target").join(kind).join(name);
+    let marker = dir.join(format!(".installed-{spec}"));
+    if !marker.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = install(&dir).status().expect("run the installer");
+        assert!(status.success(), "installing {spec} failed");
+        std::fs::write(&marker, "").unwrap();
+    }
+    dir
 }

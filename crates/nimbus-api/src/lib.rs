@@ -92,6 +92,22 @@ pub struct Status {
     /// What confines process functions on this host.
     #[serde(default)]
     pub process_sandbox: ProcessSandbox,
+    /// Requests the gateway's stages refused since the server started.
+    #[serde(default)]
+    pub refused: Refused,
+}
+
+/// Requests refused before reaching a function, by why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// By an app's firewall (403 `blocked`).
+    pub blocked: u64,
+    /// By a route's rate limit (429 `rate_limited`).
+    pub rate_limited: u64,
+    /// For a missing or bad credential (401 `unauthorized`).
+    pub unauthorized: u64,
+    /// For a missing scope or a refused CORS preflight (403 `forbidden`).
+    pub forbidden: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

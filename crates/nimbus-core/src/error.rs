@@ -34,7 +34,8 @@ pub enum ErrorCode {
     FunctionCrashed,
     /// The function's response is larger than the limit for a synchronous invocation.
     FunctionResponseTooLarge,
-    /// The admin request has no valid bearer token.
+    /// The request has no valid credential: an admin request without the admin token, or a
+    /// request to a route with an authorizer without an acceptable bearer token.
     Unauthorized,
     /// The admin request is malformed.
     BadRequest,
@@ -88,13 +89,16 @@ pub enum ErrorCode {
     /// The client sent more requests than the route's rate limit allows; retry after
     /// `Retry-After` seconds.
     RateLimited,
+    /// The app's firewall refused the request (a client address, a method, or headers past
+    /// its limits).
+    Blocked,
     /// Something inside nimbus failed; the logs have the detail.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`Internal` last).
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -134,6 +138,7 @@ impl ErrorCode {
         ErrorCode::KvStoreNotFound,
         ErrorCode::KvKeyNotFound,
         ErrorCode::RateLimited,
+        ErrorCode::Blocked,
         ErrorCode::Internal,
     ];
 
@@ -179,6 +184,7 @@ impl ErrorCode {
             ErrorCode::KvStoreNotFound => "kv_store_not_found",
             ErrorCode::KvKeyNotFound => "kv_key_not_found",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Blocked => "blocked",
             ErrorCode::Internal => "internal",
         }
     }
@@ -274,7 +280,8 @@ mod tests {
             ErrorCode::KvStoreNotFound => 36,
             ErrorCode::KvKeyNotFound => 37,
             ErrorCode::RateLimited => 38,
-            ErrorCode::Internal => 39,
+            ErrorCode::Blocked => 39,
+            ErrorCode::Internal => 40,
         }
     }
 

@@ -5,6 +5,7 @@
 //! gateway maps codes to statuses). Everything here is plain data plus pure functions, so it can
 //! be tested exhaustively and depended on by every layer without dragging anything in.
 
+pub mod claims;
 pub mod clock;
 pub mod error;
 pub mod events;
@@ -23,7 +24,7 @@ pub use name::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
 pub use spec::{
-    AppSpec, BucketGrant, BucketSpec, CorsSpec, FunctionKind, FunctionSpec, Grants, InstanceMode,
-    KvGrant, KvSpec, Network, RateLimitKey, RateLimitSpec, RouteSpec, Runtime, TableGrant,
-    TableKey, TableSpec, valid_bucket_name,
+    AppSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, FirewallSpec, FunctionKind,
+    FunctionSpec, Grants, InstanceMode, JwtAuthorizerSpec, KvGrant, KvSpec, Network, RateLimitKey,
+    RateLimitSpec, RouteSpec, Runtime, TableGrant, TableKey, TableSpec, valid_bucket_name,
 };

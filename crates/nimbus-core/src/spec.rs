@@ -272,10 +272,78 @@ pub struct RouteSpec {
     /// A token bucket checked before the function is touched (`rate_limit = {...}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+    /// The authorizer a request must satisfy before the function is touched (`auth = "NAME"`,
+    /// one of the app's `[authorizer.NAME]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Name>,
+    /// Scopes of which the credential must carry at least one (API Gateway's authorization
+    /// scopes); empty means any valid credential.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Largest request body this route accepts, when smaller than the server's limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// This route's own CORS policy, in place of the app's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+}
+
+/// An app's firewall (`[firewall]`), checked by the gateway for every route of the app before
+/// anything else.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FirewallSpec {
+    /// Client networks (CIDR, or single addresses) allowed; empty allows every address not
+    /// denied.
+    pub allow: Vec<String>,
+    /// Client networks refused, even when also allowed.
+    pub deny: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed; from anyone else it is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Most header fields a request may carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<u32>,
+    /// Largest total size of a request's header fields (names and values), in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<u32>,
+    /// Methods refused outright (upper case).
+    pub blocked_methods: Vec<String>,
+}
+
+/// How an authorizer decides who may call a route (`[authorizer.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuthorizerSpec {
+    /// A bearer JWT signed by a key in the issuer's JWKS.
+    Jwt(JwtAuthorizerSpec),
+}
+
+/// A JWT authorizer, as API Gateway's: the token's `iss` must be `issuer`, its `aud` one of
+/// `audience`, its signature by a key the issuer publishes, with one of `algorithms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtAuthorizerSpec {
+    pub issuer: String,
+    pub audience: Vec<String>,
+    /// Where the issuer's keys are; `None` discovers them from
+    /// `{issuer}/.well-known/openid-configuration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Signature algorithms accepted (asymmetric only: `RS256`, `ES256`, …).
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(with = "duration_ms")]
+    pub leeway: Duration,
+}
+
+impl JwtAuthorizerSpec {
+    pub const DEFAULT_ALGORITHMS: [&str; 2] = ["RS256", "ES256"];
+    pub const SUPPORTED_ALGORITHMS: [&str; 8] = [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+    ];
+    pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 }
 
 /// A route's rate limit: a token bucket of `burst` requests refilled at `rate` per `per`,
-/// one bucket per client IP or one for the whole route.
+/// one bucket per client IP, per authenticated caller, or one for the whole route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitSpec {
     /// Requests allowed per `per`, sustained.
@@ -296,6 +364,9 @@ pub enum RateLimitKey {
     Ip,
     /// Every client shares the route's one bucket.
     Route,
+    /// Each authenticated caller (the verified token's `sub`) has its own bucket; the route
+    /// needs an authorizer.
+    Subject,
 }
 
 /// An app's cross-origin policy (`[cors]`), answered by the gateway for every route of the app.
@@ -334,6 +405,12 @@ pub struct AppSpec {
     /// The app's cross-origin policy (`[cors]`), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
+    /// The app's authorizers (`[authorizer.NAME]`), named by routes' `auth`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorizers: BTreeMap<Name, AuthorizerSpec>,
+    /// The app's firewall (`[firewall]`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<FirewallSpec>,
 }
 
 pub(crate) mod option_duration_ms {

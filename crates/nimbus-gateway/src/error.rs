@@ -15,6 +15,8 @@ pub struct GatewayError {
     pub message: String,
     pub retry_after: Option<Duration>,
     pub allow: Option<String>,
+    /// The `WWW-Authenticate` challenge of a refused credential.
+    pub challenge: Option<Box<HeaderValue>>,
     /// What caused a failure inside nimbus; logged once where the answer is sent.
     pub source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -35,8 +37,19 @@ impl GatewayError {
             message: message.into(),
             retry_after: None,
             allow: None,
+            challenge: None,
             source: None,
         }
+    }
+
+    /// A request an authorizer refused.
+    pub fn refused(refusal: crate::auth::Refusal) -> GatewayError {
+        let mut error = GatewayError::new(refusal.code(), refusal.message());
+        error.challenge = refusal.challenge().map(Box::new);
+        if let crate::auth::Refusal::KeysUnavailable(why) = refusal {
+            error.source = Some(std::sync::Arc::new(std::io::Error::other(why)));
+        }
+        error
     }
 
     pub fn into_response(self, request_id: &str) -> Response {
@@ -55,6 +68,9 @@ impl GatewayError {
         }
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             headers.insert(header::ALLOW, allow);
+        }
+        if let Some(challenge) = self.challenge {
+            headers.insert(header::WWW_AUTHENTICATE, *challenge);
         }
         response
     }

@@ -6,14 +6,17 @@
 //! atomically on deploy ([`Gateway::set_routes`]), so a request sees either the old or the new
 //! table, never a mix.
 
+pub mod auth;
 pub mod cors;
 pub mod error;
+pub mod firewall;
 pub mod ratelimit;
 pub mod router;
 mod server;
+pub mod stages;
 
 pub use error::{GatewayError, status_for};
 pub use server::{
     AsyncAccepted, AsyncInvoke, DRAIN_TIMEOUT, Gateway, GatewayConfig, IDEMPOTENCY_KEY_HEADER,
-    INVOCATION_TYPE_HEADER, RouteTarget, async_request, serve,
+    INVOCATION_TYPE_HEADER, Refused, RouteTarget, async_request, serve,
 };

@@ -13,6 +13,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use nimbus_core::spec::{RateLimitKey, RateLimitSpec};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -87,12 +88,35 @@ pub fn decide(tat: Option<u64>, now: u64, limit: &Limit) -> Decision {
 const SHARD_BOUND: usize = 4096;
 const SHARDS: usize = 16;
 
+/// Whose bucket a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Bucket {
+    Route,
+    Ip(IpAddr),
+    /// An authenticated caller, by a keyed hash of the token's `sub`: fixed size, no
+    /// allocation per request, and callers cannot aim for a collision they cannot compute.
+    Subject(u64),
+}
+
+impl Bucket {
+    fn shard(&self) -> usize {
+        let spread = match self {
+            Bucket::Route => 0,
+            Bucket::Ip(IpAddr::V4(ip)) => usize::from(ip.octets()[3]),
+            Bucket::Ip(IpAddr::V6(ip)) => usize::from(ip.octets()[15]),
+            Bucket::Subject(hash) => *hash as usize,
+        };
+        spread % SHARDS
+    }
+}
+
 /// One route's buckets.
 pub struct RateLimiter {
     limit: Limit,
     by: RateLimitKey,
     origin: Instant,
-    shards: [Mutex<HashMap<Option<IpAddr>, u64>>; SHARDS],
+    subjects: std::collections::hash_map::RandomState,
+    shards: [Mutex<HashMap<Bucket, u64>>; SHARDS],
 }
 
 /// What a checked request carries to its response: the `RateLimit-*` headers.
@@ -112,6 +136,7 @@ impl RateLimiter {
             limit: Limit::new(spec),
             by: spec.by,
             origin: Instant::now(),
+            subjects: Default::default(),
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
         }
     }
@@ -121,6 +146,7 @@ impl RateLimiter {
         let whose = match self.by {
             RateLimitKey::Ip => "per client address",
             RateLimitKey::Route => "for the route",
+            RateLimitKey::Subject => "per caller",
         };
         format!(
             "the limit is {} requests at once, refilled one per {:?}, {whose}",
@@ -129,19 +155,29 @@ impl RateLimiter {
         )
     }
 
-    /// Take a token for a request from `client`.
+    /// Whether buckets are per authenticated caller: then the limit is checked after the
+    /// route's authorizer, with [`RateLimiter::check_subject`].
+    pub fn by_subject(&self) -> bool {
+        self.by == RateLimitKey::Subject
+    }
+
+    /// Take a token for a request from `client` (for a per-route or per-address limit).
     pub fn check(&self, client: Option<IpAddr>) -> Verdict {
-        let key = match self.by {
-            RateLimitKey::Ip => client,
-            RateLimitKey::Route => None,
+        let bucket = match (self.by, client) {
+            (RateLimitKey::Ip, Some(ip)) => Bucket::Ip(ip),
+            _ => Bucket::Route,
         };
+        self.take(bucket)
+    }
+
+    /// Take a token for a request from the authenticated caller `subject`.
+    pub fn check_subject(&self, subject: &str) -> Verdict {
+        self.take(Bucket::Subject(self.subjects.hash_one(subject)))
+    }
+
+    fn take(&self, key: Bucket) -> Verdict {
         let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let shard = match key {
-            Some(IpAddr::V4(ip)) => ip.octets()[3] as usize,
-            Some(IpAddr::V6(ip)) => ip.octets()[15] as usize,
-            None => 0,
-        } % SHARDS;
-        let Some(shard) = self.shards.get(shard) else {
+        let Some(shard) = self.shards.get(key.shard()) else {
             return self.verdict(Decision::Deny {
                 retry_after: Duration::from_secs(1),
                 reset: Duration::from_secs(1),
@@ -327,6 +363,11 @@ mod tests {
         let shared = RateLimiter::new(&spec(RateLimitKey::Route));
         assert!(shared.check(a).retry_after.is_none());
         assert!(shared.check(b).retry_after.is_some());
+        let per_caller = RateLimiter::new(&spec(RateLimitKey::Subject));
+        assert!(per_caller.by_subject());
+        assert!(per_caller.check_subject("ada").retry_after.is_none());
+        assert!(per_caller.check_subject("ada").retry_after.is_some());
+        assert!(per_caller.check_subject("bob").retry_after.is_none());
     }
 
     #[test]

@@ -7,14 +7,18 @@
 //! response back with `x-request-id` set. HTTP/1.1 and h2c are served on the same port.
 //!
 //! Stages in front of the function, in order: a CORS preflight is answered from the app's
-//! [`Cors`] policy; the route's [`RateLimiter`] takes a token (429 `rate_limited` when the
-//! bucket is empty). On the way out, every response — the function's or an error — gets the
-//! CORS headers for an allowed origin and the `RateLimit-*` headers of a limited route.
+//! [`Cors`](crate::cors::Cors) policy; the route's
+//! [`RateLimiter`](crate::ratelimit::RateLimiter) takes a token (429 `rate_limited` when the
+//! bucket is empty); the route's authorizer checks the bearer token (401 `unauthorized`, 403
+//! `forbidden` without the scope) and its claims go to the function in `x-nimbus-claims`. On
+//! the way out, every response — the function's or an error — gets the CORS headers for an
+//! allowed origin and the `RateLimit-*` headers of a limited route.
 
 use crate::cors::{self, Cors, Preflight};
 use crate::error::GatewayError;
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::router::{Match, RouteTable};
+use crate::stages::RouteStages;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -91,10 +95,8 @@ pub struct RouteTarget {
     pub app: String,
     pub function: String,
     pub pool: Arc<Pool>,
-    /// The app's CORS policy, shared by its routes.
-    pub cors: Option<Arc<Cors>>,
-    /// This route's rate limit.
-    pub rate_limit: Option<Arc<RateLimiter>>,
+    /// The app's CORS policy, this route's rate limit and authorizer.
+    pub stages: RouteStages,
 }
 
 /// What the stages in front of the function leave for the response.
@@ -127,6 +129,23 @@ pub struct Gateway {
     config: GatewayConfig,
     id_prefix: u64,
     id_counter: AtomicU64,
+    /// For what the stages fetch themselves (issuers' keys).
+    outbound: reqwest::Client,
+    /// Refusals by the stages, in [`Refused`]'s field order.
+    refused: [AtomicU64; 4],
+}
+
+/// How many requests the gateway's stages refused since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// By an app's firewall (403 `blocked`).
+    pub blocked: u64,
+    /// By a route's rate limit (429 `rate_limited`).
+    pub rate_limited: u64,
+    /// For a missing or bad credential (401 `unauthorized`).
+    pub unauthorized: u64,
+    /// For a missing scope or a refused CORS preflight (403 `forbidden`).
+    pub forbidden: u64,
 }
 
 impl Gateway {
@@ -137,7 +156,29 @@ impl Gateway {
             config,
             id_prefix: rand::random(),
             id_counter: AtomicU64::new(0),
+            refused: Default::default(),
+            outbound: reqwest::Client::builder()
+                .user_agent(concat!("nimbus/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
         })
+    }
+
+    /// The HTTP client the stages fetch with (an authorizer's issuer keys).
+    pub fn outbound(&self) -> &reqwest::Client {
+        &self.outbound
+    }
+
+    pub fn refused(&self) -> Refused {
+        let [blocked, rate_limited, unauthorized, forbidden] =
+            self.refused.each_ref().map(|n| n.load(Ordering::Relaxed));
+        Refused {
+            blocked,
+            rate_limited,
+            unauthorized,
+            forbidden,
+        }
     }
 
     /// Where asynchronous invocations go; set once at start.
@@ -177,6 +218,16 @@ impl Gateway {
         let mut response = match self.route(request, request_id.clone(), &mut outgoing).await {
             Ok(response) => response,
             Err(error) => {
+                let counter = match error.code {
+                    ErrorCode::Blocked => self.refused.first(),
+                    ErrorCode::RateLimited => self.refused.get(1),
+                    ErrorCode::Unauthorized => self.refused.get(2),
+                    ErrorCode::Forbidden => self.refused.get(3),
+                    _ => None,
+                };
+                if let Some(counter) = counter {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
                 match &error.source {
                     // A failure inside nimbus: this is its one log line, with the cause.
                     Some(source) => {
@@ -203,7 +254,7 @@ impl Gateway {
 
     async fn route(
         &self,
-        request: http::Request<Incoming>,
+        mut request: http::Request<Incoming>,
         request_id: Arc<str>,
         outgoing: &mut Outgoing,
     ) -> Result<Response, GatewayError> {
@@ -218,8 +269,9 @@ impl Gateway {
         let path = request.uri().path().to_owned();
         if let Some(method) = cors::preflight_method(request.method(), request.headers())
             && let Match::Found { target, .. } = table.lookup(host.as_deref(), &method, &path)
-            && let Some(policy) = &target.cors
+            && let Some(policy) = &target.stages.cors
         {
+            screen(&target.stages, &mut request)?;
             let headers = request.headers();
             let origin = headers
                 .get(http::header::ORIGIN)
@@ -271,25 +323,20 @@ impl Gateway {
                     ));
                 }
             };
-        outgoing.cors = target.cors.clone();
-        if let Some(limiter) = &target.rate_limit {
-            let client = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
-            let verdict = limiter.check(client);
-            outgoing.rate = Some(verdict);
-            if let Some(secs) = verdict.retry_after_secs() {
-                let mut error = GatewayError::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "too many requests to {route}: {}; retry in {secs}s",
-                        limiter.describe()
-                    ),
-                );
-                error.retry_after = Some(Duration::from_secs(secs));
-                return Err(error);
-            }
+        outgoing.cors = target.stages.cors.clone();
+        let client = screen(&target.stages, &mut request)?;
+        if let Some(limiter) = &target.stages.rate_limit
+            && !limiter.by_subject()
+        {
+            admit(limiter.check(client), limiter, &route, outgoing)?;
         }
 
-        let limit = self.config.max_body_bytes;
+        let limit = target
+            .stages
+            .max_body_bytes
+            .map_or(self.config.max_body_bytes, |route| {
+                route.min(self.config.max_body_bytes)
+            });
         let too_large = || {
             GatewayError::new(
                 ErrorCode::PayloadTooLarge,
@@ -344,6 +391,23 @@ impl Gateway {
         }
         drop(params);
         drop(table);
+        if let Some(auth) = &target.stages.auth {
+            let verified = auth
+                .check(&parts.headers)
+                .await
+                .map_err(GatewayError::refused)?;
+            if let Some(limiter) = &target.stages.rate_limit
+                && limiter.by_subject()
+            {
+                let subject = verified
+                    .claims
+                    .get("sub")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("");
+                admit(limiter.check_subject(subject), limiter, &route, outgoing)?;
+            }
+            parts.headers.insert(CLAIMS, verified.header.clone());
+        }
 
         if let Some(idempotency_key) = asynchronous {
             return self
@@ -374,6 +438,56 @@ impl Gateway {
             }
             failure
         })
+    }
+}
+
+/// The firewall stage: resolve the client's address (through trusted proxies; the request's
+/// `ClientAddr` becomes it, so rate limits and Lambda's `sourceIp` see the same client) and
+/// refuse what the app's firewall blocks (403 `blocked`).
+fn screen(
+    stages: &RouteStages,
+    request: &mut http::Request<Incoming>,
+) -> Result<Option<std::net::IpAddr>, GatewayError> {
+    let peer = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    let Some(firewall) = &stages.firewall else {
+        return Ok(peer.map(|p| p.ip()));
+    };
+    // Every connection has a peer; a request without one is judged as from nowhere.
+    let peer = peer.unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let client = firewall.client(peer.ip(), request.headers());
+    if let Err(blocked) = firewall.check(client, request.method(), request.headers()) {
+        return Err(GatewayError::new(ErrorCode::Blocked, blocked.0));
+    }
+    if client != peer.ip() {
+        request
+            .extensions_mut()
+            .insert(ClientAddr(std::net::SocketAddr::new(client, peer.port())));
+    }
+    Ok(Some(client))
+}
+
+/// Let a request through `limiter` or refuse it (429); either way its response will carry the
+/// bucket's `RateLimit-*` headers.
+fn admit(
+    verdict: Verdict,
+    limiter: &RateLimiter,
+    route: &str,
+    outgoing: &mut Outgoing,
+) -> Result<(), GatewayError> {
+    outgoing.rate = Some(verdict);
+    match verdict.retry_after_secs() {
+        None => Ok(()),
+        Some(secs) => {
+            let mut error = GatewayError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many requests to {route}: {}; retry in {secs}s",
+                    limiter.describe()
+                ),
+            );
+            error.retry_after = Some(Duration::from_secs(secs));
+            Err(error)
+        }
     }
 }
 
@@ -426,6 +540,7 @@ impl Gateway {
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_NIMBUS_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
 const X_NIMBUS_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");
+const CLAIMS: HeaderName = HeaderName::from_static(nimbus_core::claims::CLAIMS_HEADER);
 
 fn strip_port(host: &str) -> String {
     if host.starts_with('[') {
@@ -483,9 +598,15 @@ impl http_body::Body for LimitedBody {
 
 pub use nimbus_wire::DRAIN_TIMEOUT;
 
-/// Serve HTTP/1.1 and h2c on `listener` until `shutdown` is cancelled; then stop accepting,
-/// let in-flight requests finish (at most [`DRAIN_TIMEOUT`]) and close idle connections.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: CancellationToken) {
+/// Serve HTTP/1.1 and h2c on `listener` (over TLS with HTTP/2 by ALPN, when `tls` is given)
+/// until `shutdown` is cancelled; then stop accepting, let in-flight requests finish (at most
+/// [`DRAIN_TIMEOUT`]) and close idle connections.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    tls: Option<Arc<nimbus_wire::tls::Tls>>,
+    shutdown: CancellationToken,
+) {
     let header_read_timeout = gateway.config.header_read_timeout;
     let make = move |peer| {
         let gateway = gateway.clone();
@@ -495,7 +616,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: Cance
             async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
         })
     };
-    nimbus_wire::serve(listener, header_read_timeout, make, shutdown).await;
+    nimbus_wire::serve_with(listener, tls, header_read_timeout, make, shutdown).await;
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@
 //! only the CLI, which builds and uploads, needs them; the server deploys from artifacts.
 
 use nimbus_core::{
-    AppSpec, BucketGrant, BucketSpec, CorsSpec, DeliveryPolicy, Destination, EventsSpec,
-    FunctionKind, FunctionSpec, InstanceMode, KvGrant, KvSpec, Missed, Name, Network, ObjectFilter,
-    OutboundRule, QueueSpec, QueueTriggerSpec, RateLimitKey, RateLimitSpec, RouteSpec, RuleSpec,
-    Runtime, ScheduleExpr, ScheduleSpec, StartingPosition, StorageTriggerSpec, TableGrant,
-    TableKey, TableSpec, TableTriggerSpec,
+    AppSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, DeliveryPolicy, Destination,
+    EventsSpec, FirewallSpec, FunctionKind, FunctionSpec, InstanceMode, JwtAuthorizerSpec, KvGrant,
+    KvSpec, Missed, Name, Network, ObjectFilter, OutboundRule, QueueSpec, QueueTriggerSpec,
+    RateLimitKey, RateLimitSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec,
+    StartingPosition, StorageTriggerSpec, TableGrant, TableKey, TableSpec, TableTriggerSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -89,6 +89,43 @@ struct RawManifest {
     #[serde(default)]
     table: BTreeMap<String, Spanned<RawTable>>,
     cors: Option<Spanned<RawCors>>,
+    #[serde(default)]
+    authorizer: BTreeMap<Spanned<String>, Spanned<RawAuthorizer>>,
+    firewall: Option<Spanned<RawFirewall>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFirewall {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
+    max_headers: Option<Spanned<i64>>,
+    max_header_bytes: Option<Spanned<String>>,
+    #[serde(default)]
+    blocked_methods: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthorizer {
+    kind: Spanned<String>,
+    issuer: Option<Spanned<String>>,
+    audience: Option<Spanned<RawStrings>>,
+    jwks_url: Option<Spanned<String>>,
+    algorithms: Option<Vec<Spanned<String>>>,
+    leeway: Option<Spanned<String>>,
+}
+
+/// A value written as one string or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawStrings {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -274,6 +311,10 @@ struct RawRoute {
     host: Option<Spanned<String>>,
     function: Spanned<String>,
     rate_limit: Option<Spanned<RawRateLimit>>,
+    auth: Option<Spanned<String>>,
+    scopes: Option<Spanned<Vec<String>>>,
+    max_body: Option<Spanned<String>>,
+    cors: Option<Spanned<RawCors>>,
 }
 
 const METHODS: [&str; 9] = [
@@ -290,6 +331,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         bucket_names: Vec::new(),
         kv_names: Vec::new(),
         table_names: Vec::new(),
+        authorizer_names: Vec::new(),
     };
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| ctx.at(e.span(), String::new(), e.message().to_owned()))?;
@@ -365,7 +407,18 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
     let cors = raw
         .cors
         .as_ref()
-        .map(|c| cors(&ctx, c.get_ref()))
+        .map(|c| cors(&ctx, "cors", c.get_ref()))
+        .transpose()?;
+    let mut authorizers = BTreeMap::new();
+    for (raw_name, raw_authorizer) in &raw.authorizer {
+        let (name, spec) = authorizer(&ctx, raw_name, raw_authorizer)?;
+        authorizers.insert(name, spec);
+    }
+    ctx.authorizer_names = authorizers.keys().map(|n| n.to_string()).collect();
+    let firewall = raw
+        .firewall
+        .as_ref()
+        .map(|f| firewall(&ctx, f.get_ref()))
         .transpose()?;
     let routes = raw
         .route
@@ -422,6 +475,8 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             kv,
             tables,
             cors,
+            authorizers,
+            firewall,
         },
         sources,
         compiled: Compiled {
@@ -517,6 +572,7 @@ struct Ctx<'a> {
     bucket_names: Vec<String>,
     kv_names: Vec<String>,
     table_names: Vec<String>,
+    authorizer_names: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -695,6 +751,33 @@ impl Ctx<'_> {
                     ),
                 )
             })
+    }
+
+    /// A size like `"64KiB"` or `"1MB"` (or a plain number of bytes), from `min` to `max`.
+    fn size(
+        &self,
+        value: &Spanned<String>,
+        key: String,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ManifestError> {
+        let text = value.get_ref();
+        let bytes = text
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .ok()
+            .filter(|n| (min..=max).contains(n));
+        bytes.ok_or_else(|| {
+            self.at(
+                Some(value.span()),
+                key,
+                format!(
+                    "expected a size like \"64KiB\" or \"10MB\" from {} to {}, got {text:?}",
+                    bytesize::ByteSize::b(min).display().iec(),
+                    bytesize::ByteSize::b(max).display().iec()
+                ),
+            )
+        })
     }
 
     fn duration(
@@ -1130,13 +1213,300 @@ fn route(
         .as_ref()
         .map(|limit| rate_limit(ctx, &key("rate_limit"), limit.get_ref()))
         .transpose()?;
+    let auth = match &r.auth {
+        None => None,
+        Some(auth) => {
+            if !ctx.authorizer_names.iter().any(|n| n == auth.get_ref()) {
+                let names: Vec<&str> = ctx.authorizer_names.iter().map(String::as_str).collect();
+                return Err(ctx.at(
+                    Some(auth.span()),
+                    key("auth"),
+                    format!(
+                        "no authorizer {:?} in this manifest (declared: {}); add an \
+                         `[authorizer.{}]` table",
+                        auth.get_ref(),
+                        Ctx::known(&names),
+                        auth.get_ref()
+                    ),
+                ));
+            }
+            Name::new(auth.get_ref()).ok()
+        }
+    };
+    let scopes = match &r.scopes {
+        None => Vec::new(),
+        Some(scopes) => {
+            if auth.is_none() {
+                return Err(ctx.at(
+                    Some(scopes.span()),
+                    key("scopes"),
+                    "scopes are checked by an authorizer: add `auth = \"NAME\"` to the route"
+                        .into(),
+                ));
+            }
+            if let Some(bad) = scopes
+                .get_ref()
+                .iter()
+                .find(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"'))
+            {
+                return Err(ctx.at(
+                    Some(scopes.span()),
+                    key("scopes"),
+                    format!(
+                        "{bad:?} is not a scope: scopes are non-empty and have no spaces or quotes"
+                    ),
+                ));
+            }
+            scopes.get_ref().clone()
+        }
+    };
+    if let (Some(limit), None) = (&rate_limit, &auth)
+        && limit.by == RateLimitKey::Subject
+    {
+        return Err(ctx.at(
+            r.rate_limit.as_ref().map(|l| l.span()),
+            key("rate_limit.by"),
+            "a limit per caller needs an authorizer to say who the caller is: add `auth = \"NAME\"` to the route"
+                .into(),
+        ));
+    }
+    if let (Some(limit), None) = (&rate_limit, &auth)
+        && limit.by == RateLimitKey::Subject
+    {
+        return Err(ctx.at(
+            r.rate_limit.as_ref().map(|l| l.span()),
+            key("rate_limit.by"),
+            "a limit per caller needs an authorizer to say who the caller is: add \
+             `auth = \"NAME\"` to the route"
+                .into(),
+        ));
+    }
+    let cors = r
+        .cors
+        .as_ref()
+        .map(|c| cors(ctx, &key("cors"), c.get_ref()))
+        .transpose()?;
+    let max_body_bytes = r
+        .max_body
+        .as_ref()
+        .map(|size| ctx.size(size, key("max_body"), 1, 1 << 40))
+        .transpose()?;
     Ok(RouteSpec {
         path: r.path.get_ref().clone(),
         methods,
         host,
         function,
         rate_limit,
+        auth,
+        scopes,
+        max_body_bytes,
+        cors,
     })
+}
+
+/// The app's `[firewall]` table.
+fn firewall(ctx: &Ctx<'_>, raw: &RawFirewall) -> Result<FirewallSpec, ManifestError> {
+    let networks = |list: &[Spanned<String>], field: &str| {
+        list.iter()
+            .map(|entry| {
+                let text = entry.get_ref().trim();
+                let valid = text.parse::<ipnet::IpNet>().is_ok()
+                    || text.parse::<std::net::IpAddr>().is_ok();
+                if valid {
+                    Ok(text.to_owned())
+                } else {
+                    Err(ctx.at(
+                        Some(entry.span()),
+                        format!("firewall.{field}"),
+                        format!(
+                            "expected an address or a network like \"10.0.0.0/8\", \"192.0.2.7\" or \"2001:db8::/32\", got {text:?}"
+                        ),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let max_headers = match &raw.max_headers {
+        None => None,
+        Some(n) => Some(
+            u32::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| {
+                    ctx.at(
+                        Some(n.span()),
+                        "firewall.max_headers".into(),
+                        format!("expected 1 to 10000 header fields, got {}", n.get_ref()),
+                    )
+                })?,
+        ),
+    };
+    let max_header_bytes = raw
+        .max_header_bytes
+        .as_ref()
+        .map(|size| {
+            ctx.size(size, "firewall.max_header_bytes".into(), 256, 1 << 20)
+                .map(|n| n as u32)
+        })
+        .transpose()?;
+    let mut blocked_methods = Vec::new();
+    for method in &raw.blocked_methods {
+        let upper = method.get_ref().to_ascii_uppercase();
+        if !METHODS.contains(&upper.as_str()) {
+            return Err(ctx.at(
+                Some(method.span()),
+                "firewall.blocked_methods".into(),
+                format!(
+                    "expected one of {}, got {:?}",
+                    METHODS.join(", "),
+                    method.get_ref()
+                ),
+            ));
+        }
+        blocked_methods.push(upper);
+    }
+    Ok(FirewallSpec {
+        allow: networks(&raw.allow, "allow")?,
+        deny: networks(&raw.deny, "deny")?,
+        trusted_proxies: networks(&raw.trusted_proxies, "trusted_proxies")?,
+        max_headers,
+        max_header_bytes,
+        blocked_methods,
+    })
+}
+
+/// One `[authorizer.NAME]` table.
+fn authorizer(
+    ctx: &Ctx<'_>,
+    raw_name: &Spanned<String>,
+    raw: &Spanned<RawAuthorizer>,
+) -> Result<(Name, AuthorizerSpec), ManifestError> {
+    let section = format!("authorizer.{}", raw_name.get_ref());
+    let name = Name::new(raw_name.get_ref())
+        .map_err(|e| ctx.at(Some(raw_name.span()), section.clone(), e.to_string()))?;
+    let key = |field: &str| format!("{section}.{field}");
+    let a = raw.get_ref();
+    if a.kind.get_ref() != "jwt" {
+        return Err(ctx.at(
+            Some(a.kind.span()),
+            key("kind"),
+            format!(
+                "expected \"jwt\" (a bearer token signed by an OpenID Connect issuer), got {:?}",
+                a.kind.get_ref()
+            ),
+        ));
+    }
+    let url = |value: &Spanned<String>, field: &str, what: &str| {
+        let v = value.get_ref();
+        let valid = ["https://", "http://"].iter().any(|scheme| {
+            v.strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        }) && !v.contains(char::is_whitespace);
+        if valid {
+            Ok(v.clone())
+        } else {
+            Err(ctx.at(
+                Some(value.span()),
+                key(field),
+                format!("expected {what} (an http:// or https:// URL), got {v:?}"),
+            ))
+        }
+    };
+    let issuer = match &a.issuer {
+        Some(issuer) => url(issuer, "issuer", "the issuer tokens name in `iss`")?,
+        None => {
+            return Err(ctx.at(
+                Some(raw.span()),
+                section,
+                "a jwt authorizer needs `issuer`: the URL tokens carry in `iss`".into(),
+            ));
+        }
+    };
+    let audience = match a.audience.as_ref().map(|v| (v, v.get_ref())) {
+        Some((_, RawStrings::One(one))) if !one.is_empty() => vec![one.clone()],
+        Some((_, RawStrings::Many(many)))
+            if !many.is_empty() && many.iter().all(|a| !a.is_empty()) =>
+        {
+            many.clone()
+        }
+        other => {
+            return Err(ctx.at(
+                other.map(|(v, _)| v.span()).or(Some(raw.span())),
+                key("audience"),
+                "a jwt authorizer needs `audience`: the `aud` value (or list of values) its tokens \
+                 are issued for"
+                    .into(),
+            ));
+        }
+    };
+    let jwks_url = a
+        .jwks_url
+        .as_ref()
+        .map(|u| url(u, "jwks_url", "the URL of the issuer's JSON Web Key Set"))
+        .transpose()?;
+    let algorithms = match &a.algorithms {
+        None => JwtAuthorizerSpec::DEFAULT_ALGORITHMS
+            .map(String::from)
+            .to_vec(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for alg in list {
+                let upper = alg.get_ref().to_ascii_uppercase();
+                if !JwtAuthorizerSpec::SUPPORTED_ALGORITHMS.contains(&upper.as_str()) {
+                    let why = if upper.starts_with("HS") || upper == "NONE" {
+                        "symmetric and unsigned tokens are refused: a key anyone can read from \
+                         the JWKS would sign them"
+                    } else {
+                        "not a supported signature algorithm"
+                    };
+                    return Err(ctx.at(
+                        Some(alg.span()),
+                        key("algorithms"),
+                        format!(
+                            "{:?}: {why}; expected some of {}",
+                            alg.get_ref(),
+                            JwtAuthorizerSpec::SUPPORTED_ALGORITHMS.join(", ")
+                        ),
+                    ));
+                }
+                if !out.contains(&upper) {
+                    out.push(upper);
+                }
+            }
+            if out.is_empty() {
+                return Err(ctx.at(
+                    Some(raw.span()),
+                    key("algorithms"),
+                    "list at least one algorithm".into(),
+                ));
+            }
+            out
+        }
+    };
+    let leeway = match &a.leeway {
+        None => JwtAuthorizerSpec::DEFAULT_LEEWAY,
+        Some(leeway) => {
+            let d = ctx.duration(leeway, key("leeway"))?;
+            if d > std::time::Duration::from_secs(300) {
+                return Err(ctx.at(
+                    Some(leeway.span()),
+                    key("leeway"),
+                    "at most 5m: a larger leeway accepts tokens long expired".into(),
+                ));
+            }
+            d
+        }
+    };
+    Ok((
+        name,
+        AuthorizerSpec::Jwt(JwtAuthorizerSpec {
+            issuer,
+            audience,
+            jwks_url,
+            algorithms,
+            leeway,
+        }),
+    ))
 }
 
 /// A route's `rate_limit = { rate = "100/s", burst = 200, by = "ip" }`.
@@ -1186,12 +1556,13 @@ fn rate_limit(
     let by = match raw.by.as_ref().map(|b| (b, b.get_ref().as_str())) {
         None | Some((_, "ip")) => RateLimitKey::Ip,
         Some((_, "route")) => RateLimitKey::Route,
+        Some((_, "subject")) => RateLimitKey::Subject,
         Some((by, other)) => {
             return Err(ctx.at(
                 Some(by.span()),
                 field("by"),
                 format!(
-                    "expected \"ip\" (a bucket per client address) or \"route\" (one bucket for every client), got {other:?}"
+                    "expected \"ip\" (a bucket per client address), \"subject\" (a bucket per authenticated caller) or \"route\" (one bucket for every client), got {other:?}"
                 ),
             ));
         }
@@ -1204,8 +1575,9 @@ fn rate_limit(
     })
 }
 
-/// The app's `[cors]` table.
-fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
+/// A CORS policy: the app's `[cors]` table, or a route's `cors`; `section` is where it is.
+fn cors(ctx: &Ctx<'_>, section: &str, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
+    let key = |field: &str| format!("{section}.{field}");
     let mut origins = Vec::new();
     for origin in &raw.origins {
         let o = origin.get_ref();
@@ -1219,7 +1591,7 @@ fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
         if !valid {
             return Err(ctx.at(
                 Some(origin.span()),
-                "cors.origins".into(),
+                key("origins"),
                 format!(
                     "expected an origin like \"https://app.example.com\" (scheme and host, optional port, no path), \"https://*.example.com\" for its subdomains, or \"*\"; got {o:?}"
                 ),
@@ -1228,11 +1600,7 @@ fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
         origins.push(o.clone());
     }
     if origins.is_empty() {
-        return Err(ctx.at(
-            None,
-            "cors.origins".into(),
-            "list at least one origin".into(),
-        ));
+        return Err(ctx.at(None, key("origins"), "list at least one origin".into()));
     }
     if raw.credentials && origins.iter().any(|o| o == "*") {
         return Err(ctx.at(
@@ -1240,7 +1608,7 @@ fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
                 .iter()
                 .find(|o| o.get_ref() == "*")
                 .map(|o| o.span()),
-            "cors.origins".into(),
+            key("origins"),
             "`*` cannot be combined with `credentials = true`: any site could then read \
              responses with its visitors' cookies; list the origins instead"
                 .into(),
@@ -1257,7 +1625,7 @@ fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
                 if !METHODS.contains(&upper.as_str()) {
                     return Err(ctx.at(
                         Some(method.span()),
-                        "cors.methods".into(),
+                        key("methods"),
                         format!(
                             "expected one of {}, got {:?}",
                             METHODS.join(", "),
@@ -1270,7 +1638,7 @@ fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
             out
         }
     };
-    let header_names = |list: &[Spanned<String>], key: &str| {
+    let header_names = |list: &[Spanned<String>], field: &str| {
         list.iter()
             .map(|h| {
                 let name = h.get_ref().to_ascii_lowercase();
@@ -1279,7 +1647,7 @@ fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
                 } else {
                     Err(ctx.at(
                         Some(h.span()),
-                        format!("cors.{key}"),
+                        key(field),
                         format!("expected a header name, got {:?}", h.get_ref()),
                     ))
                 }
@@ -1289,7 +1657,7 @@ fn cors(ctx: &Ctx<'_>, raw: &RawCors) -> Result<CorsSpec, ManifestError> {
     let max_age = raw
         .max_age
         .as_ref()
-        .map(|d| ctx.duration(d, "cors.max_age".into()))
+        .map(|d| ctx.duration(d, key("max_age")))
         .transpose()?;
     Ok(CorsSpec {
         origins,
@@ -2392,10 +2760,13 @@ concurrency = 2
             "nimbus.toml",
             &with(
                 "[cors]\norigins = [\"https://*.example.com\"]\nheaders = [\"Authorization\"]\nmax_age = \"1h\"",
-                "rate_limit = { rate = \"600/min\", burst = 20 }",
+                "rate_limit = { rate = \"600/min\", burst = 20 }\ncors = { origins = [\"https://admin.example.com\"], credentials = true }",
             ),
         )
         .unwrap();
+        let route_cors = manifest.app.routes[0].cors.clone().unwrap();
+        assert_eq!(route_cors.origins, ["https://admin.example.com"]);
+        assert!(route_cors.credentials);
         let cors = manifest.app.cors.unwrap();
         assert_eq!(cors.headers, ["authorization"]);
         assert_eq!(cors.methods.len(), 6);
@@ -2427,6 +2798,12 @@ concurrency = 2
                 "no path",
             ),
             ("[cors]\norigins = []", "", "cors.origins", "at least one"),
+            (
+                "",
+                "cors = { origins = [\"*\"], credentials = true }",
+                "route[0].cors.origins",
+                "credentials",
+            ),
             (
                 "[cors]\norigins = [\"*\"]\ncredentials = true",
                 "",
@@ -2477,6 +2854,185 @@ concurrency = 2
             ),
         ] {
             let error = error(&with(cors, limit));
+            assert_eq!(error.key, key, "{error}");
+            assert!(error.message.contains(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn jwt_authorizers() {
+        let base = "name = \"web\"\n[function.f]\ncomponent = \"f.wasm\"\n";
+        let with = |authorizer: &str, route: &str| {
+            format!("{base}{authorizer}\n[[route]]\npath = \"/\"\nfunction = \"f\"\n{route}\n")
+        };
+        let manifest = parse(
+            "nimbus.toml",
+            &with(
+                "[authorizer.users]\nkind = \"jwt\"\nissuer = \"https://id.example.com/\"\naudience = \"api\"",
+                "auth = \"users\"\nscopes = [\"todo:read\", \"todo:write\"]",
+            ),
+        )
+        .unwrap();
+        let route = &manifest.app.routes[0];
+        assert_eq!(route.auth.as_ref().map(|n| n.as_str()), Some("users"));
+        assert_eq!(route.scopes, ["todo:read", "todo:write"]);
+        let AuthorizerSpec::Jwt(jwt) = &manifest.app.authorizers[&Name::new("users").unwrap()];
+        assert_eq!(jwt.issuer, "https://id.example.com/");
+        assert_eq!(jwt.audience, ["api"]);
+        assert_eq!(jwt.algorithms, ["RS256", "ES256"]);
+        assert_eq!(jwt.leeway, JwtAuthorizerSpec::DEFAULT_LEEWAY);
+        assert_eq!(jwt.jwks_url, None);
+
+        let explicit = parse(
+            "nimbus.toml",
+            &with(
+                "[authorizer.a]\nkind = \"jwt\"\nissuer = \"http://127.0.0.1:9/\"\naudience = [\"x\", \"y\"]\njwks_url = \"http://127.0.0.1:9/keys\"\nalgorithms = [\"es384\"]\nleeway = \"5s\"",
+                "auth = \"a\"",
+            ),
+        )
+        .unwrap();
+        let AuthorizerSpec::Jwt(jwt) = &explicit.app.authorizers[&Name::new("a").unwrap()];
+        assert_eq!(
+            (
+                jwt.audience.len(),
+                jwt.algorithms.clone(),
+                jwt.leeway.as_secs()
+            ),
+            (2, vec!["ES384".to_owned()], 5)
+        );
+        assert!(explicit.app.routes[0].scopes.is_empty());
+
+        let good = "[authorizer.a]\nkind = \"jwt\"\nissuer = \"https://i.test\"\naudience = \"x\"";
+        for (authorizer, route, key, says) in [
+            (
+                "",
+                "auth = \"users\"",
+                "route[0].auth",
+                "no authorizer \"users\"",
+            ),
+            (good, "scopes = [\"read\"]", "route[0].scopes", "auth = "),
+            (
+                good,
+                "auth = \"a\"\nscopes = [\"two words\"]",
+                "route[0].scopes",
+                "no spaces",
+            ),
+            (
+                good,
+                "rate_limit = { rate = \"5/s\", by = \"subject\" }",
+                "route[0].rate_limit.by",
+                "auth = ",
+            ),
+            (
+                "[authorizer.a]\nkind = \"saml\"",
+                "",
+                "authorizer.a.kind",
+                "\"jwt\"",
+            ),
+            (
+                "[authorizer.a]\nkind = \"jwt\"\naudience = \"x\"",
+                "",
+                "authorizer.a",
+                "issuer",
+            ),
+            (
+                "[authorizer.a]\nkind = \"jwt\"\nissuer = \"id.example.com\"\naudience = \"x\"",
+                "",
+                "authorizer.a.issuer",
+                "https://",
+            ),
+            (
+                "[authorizer.a]\nkind = \"jwt\"\nissuer = \"https://i.test\"\naudience = []",
+                "",
+                "authorizer.a.audience",
+                "aud",
+            ),
+            (
+                "[authorizer.a]\nkind = \"jwt\"\nissuer = \"https://i.test\"\naudience = \"x\"\nalgorithms = [\"HS256\"]",
+                "",
+                "authorizer.a.algorithms",
+                "symmetric",
+            ),
+            (
+                "[authorizer.a]\nkind = \"jwt\"\nissuer = \"https://i.test\"\naudience = \"x\"\nalgorithms = [\"none\"]",
+                "",
+                "authorizer.a.algorithms",
+                "unsigned",
+            ),
+            (
+                "[authorizer.a]\nkind = \"jwt\"\nissuer = \"https://i.test\"\naudience = \"x\"\nleeway = \"1h\"",
+                "",
+                "authorizer.a.leeway",
+                "at most",
+            ),
+        ] {
+            let error = error(&with(authorizer, route));
+            assert_eq!(error.key, key, "{error}");
+            assert!(error.message.contains(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn firewalls_and_body_limits() {
+        let base = "name = \"web\"\n[function.f]\ncomponent = \"f.wasm\"\n";
+        let with = |firewall: &str, route: &str| {
+            format!("{base}{firewall}\n[[route]]\npath = \"/\"\nfunction = \"f\"\n{route}\n")
+        };
+        let manifest = parse(
+            "nimbus.toml",
+            &with(
+                "[firewall]\nallow = [\"10.0.0.0/8\", \"192.0.2.7\"]\ndeny = [\"10.9.0.0/16\"]\ntrusted_proxies = [\"127.0.0.1\"]\nmax_headers = 50\nmax_header_bytes = \"8KiB\"\nblocked_methods = [\"trace\"]",
+                "max_body = \"1MiB\"",
+            ),
+        )
+        .unwrap();
+        let firewall = manifest.app.firewall.unwrap();
+        assert_eq!(firewall.allow, ["10.0.0.0/8", "192.0.2.7"]);
+        assert_eq!(firewall.max_headers, Some(50));
+        assert_eq!(firewall.max_header_bytes, Some(8192));
+        assert_eq!(firewall.blocked_methods, ["TRACE"]);
+        assert_eq!(manifest.app.routes[0].max_body_bytes, Some(1 << 20));
+
+        for (firewall, route, key, says) in [
+            (
+                "[firewall]\nallow = [\"10.0.0.0/33\"]",
+                "",
+                "firewall.allow",
+                "10.0.0.0/8",
+            ),
+            (
+                "[firewall]\ndeny = [\"example.com\"]",
+                "",
+                "firewall.deny",
+                "network",
+            ),
+            (
+                "[firewall]\nmax_headers = 0",
+                "",
+                "firewall.max_headers",
+                "1 to 10000",
+            ),
+            (
+                "[firewall]\nmax_header_bytes = \"12\"",
+                "",
+                "firewall.max_header_bytes",
+                "256",
+            ),
+            (
+                "[firewall]\nblocked_methods = [\"BREW\"]",
+                "",
+                "firewall.blocked_methods",
+                "BREW",
+            ),
+            (
+                "[firewall]\nallowed = []",
+                "",
+                "firewall.allowed",
+                "unknown field",
+            ),
+            ("", "max_body = \"lots\"", "route[0].max_body", "size like"),
+        ] {
+            let error = error(&with(firewall, route));
             assert_eq!(error.key, key, "{error}");
             assert!(error.message.contains(says), "{error}");
         }

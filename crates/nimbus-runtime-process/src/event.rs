@@ -141,6 +141,13 @@ pub fn request_event(parts: &http::request::Parts, body: &[u8], facts: &RequestF
     if !path_parameters.is_empty() {
         object.insert("pathParameters".into(), Value::Object(path_parameters));
     }
+    if let Some(authorizer) = authorizer(&parts.headers)
+        && let Some(context) = object
+            .get_mut("requestContext")
+            .and_then(Value::as_object_mut)
+    {
+        context.insert("authorizer".into(), authorizer);
+    }
     if !body.is_empty() {
         let text = is_textual(header(&parts.headers, "content-type"))
             .then(|| std::str::from_utf8(body).ok())
@@ -159,6 +166,38 @@ pub fn request_event(parts: &http::request::Parts, body: &[u8], facts: &RequestF
         }
     }
     event
+}
+
+/// `requestContext.authorizer` for a request a JWT authorizer let through (the gateway's
+/// trusted claims header): API Gateway's shape, claims as strings (numbers and booleans in
+/// their JSON form, lists as `[a b]`, objects as JSON) and the token's scopes (`null` when it
+/// has none).
+fn authorizer(headers: &HeaderMap) -> Option<Value> {
+    let claims: Map<String, Value> =
+        serde_json::from_slice(headers.get(nimbus_core::claims::CLAIMS_HEADER)?.as_bytes()).ok()?;
+    let scopes = nimbus_core::claims::scopes_of(&claims);
+    let text = |value: &Value| match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let claims: Map<String, Value> = claims
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Value::Array(items) => {
+                    format!("[{}]", items.iter().map(text).collect::<Vec<_>>().join(" "))
+                }
+                other => text(other),
+            };
+            (name.clone(), Value::String(value))
+        })
+        .collect();
+    Some(json!({
+        "jwt": {
+            "claims": claims,
+            "scopes": if scopes.is_empty() { Value::Null } else { json!(scopes) },
+        }
+    }))
 }
 
 /// An HTTP response as API Gateway builds it from a handler's result.
@@ -376,6 +415,37 @@ mod tests {
         assert_eq!(event["requestContext"]["timeEpoch"], 1_583_348_638_390u64);
         assert_eq!(event["body"], r#"{"a":1}"#);
         assert_eq!(event["isBase64Encoded"], false);
+    }
+
+    #[test]
+    fn verified_claims_are_the_authorizer_context() {
+        let request = http::Request::get("/me")
+            .header(
+                "x-nimbus-claims",
+                r#"{"sub":"u1","exp":1700000000,"groups":["admin","ops"],"scope":"todo:read todo:write","email_verified":true}"#,
+            )
+            .body(())
+            .unwrap();
+        let facts = RequestFacts {
+            request_id: "r",
+            source_ip: "127.0.0.1".into(),
+            received: SystemTime::UNIX_EPOCH,
+        };
+        let event = request_event(&parts(request), b"", &facts);
+        let jwt = &event["requestContext"]["authorizer"]["jwt"];
+        assert_eq!(jwt["claims"]["sub"], "u1");
+        assert_eq!(jwt["claims"]["exp"], "1700000000");
+        assert_eq!(jwt["claims"]["groups"], "[admin ops]");
+        assert_eq!(jwt["claims"]["email_verified"], "true");
+        assert_eq!(jwt["scopes"], json!(["todo:read", "todo:write"]));
+        assert!(event["headers"].get("x-nimbus-claims").is_none());
+
+        let plain = request_event(
+            &parts(http::Request::get("/").body(()).unwrap()),
+            b"",
+            &facts,
+        );
+        assert!(plain["requestContext"].get("authorizer").is_none());
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub(crate) struct DeployedApp {
     pub(crate) version: VersionRecord,
     pub(crate) spec: AppSpec,
     pub(crate) pools: BTreeMap<String, Arc<Pool>>,
+    /// The gateway stages of this version's routes (CORS, rate limits, authorizers).
+    pub(crate) stages: nimbus_gateway::stages::AppStages,
     pub(crate) rules: Rules,
     /// The parsed `spec.events.schedules`, in the same order.
     pub(crate) schedules: Vec<nimbus_events::schedule::Schedule>,

@@ -42,6 +42,9 @@ pub const ADMIN_URL_FILE: &str = "admin.url";
 pub const CACHE_DIR: &str = "cache";
 /// File in the data directory holding the gateway's URL.
 pub const GATEWAY_URL_FILE: &str = "gateway.url";
+/// How often the gateway's TLS certificate files are checked for changes.
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
 /// File in the data directory holding the AWS-compatible endpoint's URL.
 pub const AWS_URL_FILE: &str = "aws.url";
 
@@ -71,6 +74,9 @@ pub struct ServerConfig {
     /// How often tables are swept: items past their TTL removed, change records past the
     /// streams' 24-hour retention forgotten.
     pub table_sweep_interval: Duration,
+    /// Certificate and key files the gateway serves HTTPS with (none: plain HTTP); the one
+    /// valid for the client's SNI host is used, and changed files are read again.
+    pub tls: Vec<nimbus_wire::tls::CertFiles>,
 }
 
 impl ServerConfig {
@@ -87,6 +93,7 @@ impl ServerConfig {
             aws_domain: None,
             abort_incomplete_uploads_after: Some(objects::DEFAULT_UPLOAD_EXPIRY),
             table_sweep_interval: tables::DEFAULT_SWEEP_INTERVAL,
+            tls: Vec::new(),
         }
     }
 }
@@ -106,7 +113,7 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub fn gateway_url(&self) -> String {
-        format!("http://{}", self.gateway_addr)
+        self.platform.gateway_url().to_owned()
     }
 
     pub fn admin_url(&self) -> String {
@@ -331,9 +338,22 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let admin_addr = admin_listener.local_addr()?;
     let aws_addr = aws_listener.local_addr()?;
     tasks.spawn(nimbus_aws::serve(aws_listener, aws, shutdown.clone()));
-    platform.set_gateway_url(format!("http://{gateway_addr}"));
+    let tls = if config.tls.is_empty() {
+        None
+    } else {
+        let tls = nimbus_wire::tls::Tls::load(config.tls.clone()).context("gateway TLS")?;
+        tasks.spawn(tls.clone().watch(TLS_RELOAD_INTERVAL, shutdown.clone()));
+        Some(tls)
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    platform.set_gateway_url(format!("{scheme}://{gateway_addr}"));
 
-    tasks.spawn(nimbus_gateway::serve(listener, gateway, shutdown.clone()));
+    tasks.spawn(nimbus_gateway::serve(
+        listener,
+        gateway,
+        tls,
+        shutdown.clone(),
+    ));
     let router = admin::router(
         platform.clone(),
         events.clone(),

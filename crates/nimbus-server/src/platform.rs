@@ -12,9 +12,8 @@ use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInf
 use nimbus_core::error::Error;
 use nimbus_core::{ErrorCode, FunctionKind, InstanceMode, Name};
 use nimbus_dispatch::{Pool, PoolConfig};
-use nimbus_gateway::cors::Cors;
-use nimbus_gateway::ratelimit::RateLimiter;
 use nimbus_gateway::router::{RouteEntry, RouteTable};
+use nimbus_gateway::stages::AppStages;
 use nimbus_gateway::{Gateway, RouteTarget};
 use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadSource};
 use nimbus_store::{NewVersion, RecordStore, Registry, StoreError, VersionRecord};
@@ -131,6 +130,11 @@ impl Platform {
 
     pub(crate) fn gateway_url(&self) -> &str {
         self.gateway_url.get().map_or("", String::as_str)
+    }
+
+    /// Requests the gateway's stages refused since the server started.
+    pub(crate) fn refused(&self) -> nimbus_gateway::Refused {
+        self.gateway.refused()
     }
 
     pub(crate) async fn flush_records(&self) {
@@ -275,6 +279,7 @@ impl Platform {
         Ok((
             DeployedApp {
                 version,
+                stages: AppStages::new(&spec, self.gateway.outbound()),
                 spec,
                 pools,
                 rules: compiled.rules,
@@ -611,8 +616,7 @@ fn describe(app: &DeployedApp, functions: Vec<LoadedInfo>) -> DeployResponse {
 fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> {
     let mut entries = Vec::new();
     for (name, app) in apps {
-        let cors = app.spec.cors.as_ref().map(|c| Arc::new(Cors::new(c)));
-        for route in &app.spec.routes {
+        for (index, route) in app.spec.routes.iter().enumerate() {
             let function = route.function.to_string();
             let Some(pool) = app.pools.get(&function) else {
                 continue;
@@ -626,11 +630,7 @@ fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> 
                     app: name.clone(),
                     function,
                     pool: pool.clone(),
-                    cors: cors.clone(),
-                    rate_limit: route
-                        .rate_limit
-                        .as_ref()
-                        .map(|l| Arc::new(RateLimiter::new(l))),
+                    stages: app.stages.route(index),
                 }),
             });
         }

@@ -10,7 +10,8 @@
 //! [`serve`] is the accept loop every listener runs.
 
 pub mod serve;
-pub use serve::{DRAIN_TIMEOUT, serve};
+pub mod tls;
+pub use serve::{DRAIN_TIMEOUT, serve, serve_with};
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -63,7 +64,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::KeyNotFound
         | ErrorCode::KvStoreNotFound
         | ErrorCode::KvKeyNotFound => StatusCode::NOT_FOUND,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden | ErrorCode::Blocked => StatusCode::FORBIDDEN,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::TooManyRequests | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -200,7 +201,7 @@ mod tests {
             | InvalidEvent => 400,
             RouteConflict | NoPreviousVersion | BucketExists | BucketNotEmpty | KvStoreNotEmpty
             | TableNotEmpty => 409,
-            Forbidden => 403,
+            Forbidden | Blocked => 403,
         }
     }
 

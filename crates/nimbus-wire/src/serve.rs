@@ -3,6 +3,7 @@
 //! EMFILE), and a graceful stop that lets in-flight requests finish for at most
 //! [`DRAIN_TIMEOUT`] while idle connections close.
 
+use crate::tls::Tls;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
@@ -18,6 +19,28 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `make` builds for its peer; then drain.
 pub async fn serve<M, S, B>(
     listener: TcpListener,
+    header_read_timeout: Duration,
+    make: M,
+    shutdown: CancellationToken,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_with(listener, None, header_read_timeout, make, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given: the handshake must finish within the header read
+/// timeout too, and HTTP/2 or HTTP/1.1 is whatever ALPN agreed.
+pub async fn serve_with<M, S, B>(
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     header_read_timeout: Duration,
     make: M,
     shutdown: CancellationToken,
@@ -56,9 +79,28 @@ pub async fn serve<M, S, B>(
         let service = make(peer);
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = watcher.watch(connection).await;
+            match tls {
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection).await;
+                }
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    match tokio::time::timeout(header_read_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let connection =
+                                builder.serve_connection(TokioIo::new(stream), service);
+                            let _ = watcher.watch(connection).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(peer = %peer, error = %error, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
     drop(listener);

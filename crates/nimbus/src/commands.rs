@@ -198,6 +198,22 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
     config.aws_listen = args.aws_listen;
     config.aws_domain = args.aws_domain.clone();
     config.abort_incomplete_uploads_after = args.abort_incomplete_uploads_after.0;
+    if args.tls_cert.len() != args.tls_key.len() {
+        return Err(Failure::Usage(format!(
+            "give one --tls-key for each --tls-cert (got {} certificates, {} keys)",
+            args.tls_cert.len(),
+            args.tls_key.len()
+        )));
+    }
+    config.tls = args
+        .tls_cert
+        .iter()
+        .zip(&args.tls_key)
+        .map(|(cert, key)| nimbus_wire::tls::CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .collect();
     let server = nimbus_server::start(config)
         .await
         .map_err(|e| Failure::Server(format!("{e:#}")))?;

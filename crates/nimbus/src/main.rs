@@ -323,6 +323,14 @@ struct ServeArgs {
     /// "never" keeps them until a client aborts them.
     #[arg(long, default_value = "7d", value_parser = parse_expiry)]
     abort_incomplete_uploads_after: Expiry,
+    /// Serve the gateway over HTTPS with this PEM certificate chain (repeat with `--tls-key`
+    /// for each host: the certificate valid for the client's SNI name is used, else the
+    /// first). Changed files are read again within seconds.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Vec<std::path::PathBuf>,
+    /// The PEM private key of the `--tls-cert` in the same position.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Vec<std::path::PathBuf>,
 }
 
 /// A duration, or never.

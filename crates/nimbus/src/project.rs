@@ -143,7 +143,26 @@ fn spinner(quiet: bool, message: String) -> ProgressBar {
 }
 
 /// Install the wasm32-wasip2 target if rustup manages the toolchain and lacks it.
+///
+/// The toolchain's own sysroot is asked first: when the target's library directory is there,
+/// rustup is not consulted at all (its listing can read as empty while another rustup process
+/// is updating the toolchain, and two concurrent `target add`s of one component fail).
 pub(crate) fn ensure_wasm_target(dir: &Path) {
+    let sysroot = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .current_dir(dir)
+        .output();
+    if let Ok(output) = &sysroot
+        && output.status.success()
+    {
+        let root = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if Path::new(&root)
+            .join("lib/rustlib/wasm32-wasip2/lib")
+            .is_dir()
+        {
+            return;
+        }
+    }
     let installed = std::process::Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(dir)

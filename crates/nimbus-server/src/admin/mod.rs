@@ -177,6 +177,15 @@ async fn status(State(state): State<AdminState>) -> ApiResult<Status> {
                 nimbus_runtime_process::sandbox::CgroupVersion::V2 => "v2".to_owned(),
             }),
         },
+        refused: {
+            let refused = platform.refused();
+            nimbus_api::Refused {
+                blocked: refused.blocked,
+                rate_limited: refused.rate_limited,
+                unauthorized: refused.unauthorized,
+                forbidden: refused.forbidden,
+            }
+        },
     }))
 }
 

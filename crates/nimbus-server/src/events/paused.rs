@@ -76,6 +76,7 @@ fn deploy(manifest: &str, function: &Arc<ScriptedFunction>) -> Arc<DeployedApp> 
         schedules: parsed.compiled.schedules,
         spec,
         pools,
+        stages: Default::default(),
         workers: CancellationToken::new(),
     })
 }

@@ -1,0 +1,223 @@
+//! Route authorizers, checked after the route matched and before any function is touched.
+//!
+//! A route with `auth = "NAME"` names one of its app's authorizers and, optionally, scopes of
+//! which the credential must carry one (API Gateway's authorization scopes). What a request
+//! proved reaches the function as a trusted header (`x-nimbus-claims`, the token's claims as
+//! JSON) that clients cannot send themselves: the gateway strips every client `x-nimbus-*`
+//! header before adding its own. Lambda-style functions find the same claims in
+//! `requestContext.authorizer.jwt`, as API Gateway's JWT authorizer puts them.
+//!
+//! The decisions are pure functions ([`bearer_token`], [`check_scopes`], the JWT checks in
+//! [`jwt`]); only fetching an issuer's keys ([`jwks`]) does I/O.
+
+pub mod jwks;
+pub mod jwt;
+
+use http::{HeaderMap, HeaderValue};
+use nimbus_core::ErrorCode;
+use std::sync::Arc;
+
+pub use jwt::{JwtAuthorizer, Verified};
+
+/// Longest bearer token accepted; a longer one is refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// What a route asks of its callers.
+pub struct RouteAuth {
+    pub authorizer: Arc<JwtAuthorizer>,
+    /// At least one of these must be among the token's scopes; empty means any valid token.
+    pub scopes: Box<[String]>,
+}
+
+impl RouteAuth {
+    /// Check the request's credential; on success, what it proved.
+    pub async fn check(&self, headers: &HeaderMap) -> Result<Arc<Verified>, Refusal> {
+        let token = bearer_token(headers)?;
+        let verified = self.authorizer.verify(token).await?;
+        check_scopes(&verified.scopes, &self.scopes)?;
+        Ok(verified)
+    }
+}
+
+/// Why a request was not let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Authorization: Bearer …` header.
+    Missing(&'static str),
+    /// A token that is not valid here (RFC 6750's `invalid_token`).
+    Invalid(String),
+    /// A valid token without any of the route's scopes (`insufficient_scope`).
+    Scope { required: Box<[String]> },
+    /// The issuer's keys could not be had: not the client's fault.
+    KeysUnavailable(String),
+}
+
+impl Refusal {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::Missing(_) | Refusal::Invalid(_) => ErrorCode::Unauthorized,
+            Refusal::Scope { .. } => ErrorCode::Forbidden,
+            Refusal::KeysUnavailable(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Missing(why) => {
+                format!("{why}: this route needs a bearer token (`Authorization: Bearer <JWT>`)")
+            }
+            Refusal::Invalid(why) => format!("the bearer token is not accepted: {why}"),
+            Refusal::Scope { required } => format!(
+                "the token lacks the scope this route needs (one of: {})",
+                required.join(", ")
+            ),
+            Refusal::KeysUnavailable(why) => {
+                format!("the token cannot be checked now: {why}; try again later")
+            }
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge RFC 6750 asks for.
+    pub fn challenge(&self) -> Option<HeaderValue> {
+        let value = match self {
+            Refusal::Missing(_) => "Bearer".to_owned(),
+            Refusal::Invalid(why) => format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                quotable(why)
+            ),
+            Refusal::Scope { required } => format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                quotable(&required.join(" "))
+            ),
+            Refusal::KeysUnavailable(_) => return None,
+        };
+        HeaderValue::from_str(&value).ok()
+    }
+}
+
+/// `text` made safe inside a quoted string of a header: printable ASCII without `"` or `\`.
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(Refusal::Missing("no Authorization header"));
+    };
+    if values.next().is_some() {
+        return Err(Refusal::Invalid(
+            "more than one Authorization header".into(),
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| Refusal::Invalid("the Authorization header is not ASCII".into()))?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Refusal::Missing(
+            "the Authorization header is not a bearer token",
+        ));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Refusal::Invalid("the bearer token is empty".into()));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Refusal::Invalid(format!(
+            "the token is longer than {MAX_TOKEN_BYTES} bytes"
+        )));
+    }
+    Ok(token)
+}
+
+/// Whether a token with `held` scopes may call a route asking for one of `required`.
+pub fn check_scopes(held: &[String], required: &[String]) -> Result<(), Refusal> {
+    if required.is_empty() || required.iter().any(|r| held.contains(r)) {
+        Ok(())
+    } else {
+        Err(Refusal::Scope {
+            required: required.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(
+            bearer_token(&headers(&["Bearer abc.def.ghi"])),
+            Ok("abc.def.ghi")
+        );
+        assert_eq!(bearer_token(&headers(&["bearer  abc "])), Ok("abc"));
+        assert!(matches!(
+            bearer_token(&headers(&[])),
+            Err(Refusal::Missing(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Basic dXNlcjpwdw=="])),
+            Err(Refusal::Missing(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer"])),
+            Err(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"])),
+            Err(Refusal::Invalid(_))
+        ));
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+        assert!(matches!(
+            bearer_token(&headers(&[&long])),
+            Err(Refusal::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_route_needs_one_of_its_scopes() {
+        let held = ["todo:read".to_owned()];
+        assert_eq!(check_scopes(&held, &[]), Ok(()));
+        assert_eq!(
+            check_scopes(&held, &["todo:write".into(), "todo:read".into()]),
+            Ok(())
+        );
+        let refused = check_scopes(&held, &["todo:write".into()]).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::Forbidden);
+        assert_eq!(
+            refused.challenge().unwrap(),
+            "Bearer error=\"insufficient_scope\", scope=\"todo:write\""
+        );
+    }
+
+    #[test]
+    fn challenges_are_valid_header_values() {
+        let refusal = Refusal::Invalid("bad \"quote\" and \\ and é".into());
+        assert_eq!(
+            refusal.challenge().unwrap(),
+            "Bearer error=\"invalid_token\", error_description=\"bad 'quote' and ' and ?\""
+        );
+        assert_eq!(Refusal::Missing("x").challenge().unwrap(), "Bearer");
+        assert_eq!(Refusal::Missing("x").code(), ErrorCode::Unauthorized);
+    }
+}

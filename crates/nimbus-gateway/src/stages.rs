@@ -1,0 +1,79 @@
+//! An app's gateway stages, built once per deployed version: its firewall, CORS policy and
+//! authorizers, and each route's body limit, rate limit and authorizer. Keeping them with the version (rather than
+//! rebuilding them with every routing table) means a deploy of one app leaves another's
+//! rate-limit buckets and fetched issuer keys as they were.
+
+use crate::auth::{JwtAuthorizer, RouteAuth};
+use crate::cors::Cors;
+use crate::firewall::Firewall;
+use crate::ratelimit::RateLimiter;
+use nimbus_core::{AppSpec, AuthorizerSpec};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What stands in front of one route's function.
+#[derive(Clone, Default)]
+pub struct RouteStages {
+    pub cors: Option<Arc<Cors>>,
+    pub firewall: Option<Arc<Firewall>>,
+    /// The route's own body limit, when it has one.
+    pub max_body_bytes: Option<u64>,
+    pub rate_limit: Option<Arc<RateLimiter>>,
+    pub auth: Option<Arc<RouteAuth>>,
+}
+
+/// Every route's stages, in the order of the app's routes.
+#[derive(Default)]
+pub struct AppStages {
+    routes: Vec<RouteStages>,
+}
+
+impl AppStages {
+    /// Build `app`'s stages; issuer keys are fetched with `client` when first needed.
+    pub fn new(app: &AppSpec, client: &reqwest::Client) -> AppStages {
+        let cors = app.cors.as_ref().map(|c| Arc::new(Cors::new(c)));
+        let firewall = app.firewall.as_ref().map(|f| Arc::new(Firewall::new(f)));
+        let authorizers: BTreeMap<_, _> = app
+            .authorizers
+            .iter()
+            .map(|(name, spec)| {
+                let authorizer = match spec {
+                    AuthorizerSpec::Jwt(jwt) => JwtAuthorizer::new(jwt, client.clone()),
+                };
+                (name, Arc::new(authorizer))
+            })
+            .collect();
+        let routes = app
+            .routes
+            .iter()
+            .map(|route| RouteStages {
+                cors: match &route.cors {
+                    Some(own) => Some(Arc::new(Cors::new(own))),
+                    None => cors.clone(),
+                },
+                firewall: firewall.clone(),
+                max_body_bytes: route.max_body_bytes,
+                rate_limit: route
+                    .rate_limit
+                    .as_ref()
+                    .map(|l| Arc::new(RateLimiter::new(l))),
+                auth: route
+                    .auth
+                    .as_ref()
+                    .and_then(|name| authorizers.get(name))
+                    .map(|authorizer| {
+                        Arc::new(RouteAuth {
+                            authorizer: authorizer.clone(),
+                            scopes: route.scopes.clone().into(),
+                        })
+                    }),
+            })
+            .collect();
+        AppStages { routes }
+    }
+
+    /// The stages of the app's route at `index`.
+    pub fn route(&self, index: usize) -> RouteStages {
+        self.routes.get(index).cloned().unwrap_or_default()
+    }
+}

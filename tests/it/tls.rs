@@ -1,0 +1,152 @@
+//! The gateway over TLS: certificates from a test CA (rcgen), the one for the host the client
+//! names chosen by SNI, HTTP/2 agreed over ALPN, and a renewed certificate served without a
+//! restart.
+
+use crate::support::{Platform, data_dir, eventually};
+use nimbus_wire::tls::CertFiles;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use std::path::Path;
+use std::time::Duration;
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca { params, key, pem }
+    }
+
+    /// A leaf certificate for `host`, written as `name.crt` / `name.key` under `dir`; returns
+    /// its DER bytes.
+    fn issue(&self, host: &str, dir: &Path, name: &str) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = CertificateParams::new(vec![host.to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        // Written whole to a temporary name, then renamed: a reload never reads half a file.
+        let write = |file: &str, text: &str| {
+            let tmp = dir.join(format!("{file}.tmp"));
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(tmp, dir.join(file)).unwrap();
+        };
+        write(&format!("{name}.key"), &key.serialize_pem());
+        write(&format!("{name}.crt"), &cert.pem());
+        cert.der().to_vec()
+    }
+}
+
+/// A client that trusts only the test CA and sends `host` as SNI while dialling `port`.
+fn client(ca: &Ca, host: &str, port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .tls_info(true)
+        .build()
+        .unwrap()
+}
+
+/// The certificate the server presented, and the HTTP version agreed.
+async fn presented(client: &reqwest::Client, url: &str) -> (Vec<u8>, reqwest::Version, u16) {
+    let response = client.get(url).send().await.unwrap();
+    let cert = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .unwrap()
+        .to_vec();
+    (cert, response.version(), response.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_sni_http2_and_certificates_reloaded_in_place() {
+    let ca = Ca::new();
+    let certs = tempfile::tempdir().unwrap();
+    let a = ca.issue("a.test", certs.path(), "a");
+    let b = ca.issue("b.test", certs.path(), "b");
+    let files = |name: &str| CertFiles {
+        cert: certs.path().join(format!("{name}.crt")),
+        key: certs.path().join(format!("{name}.key")),
+    };
+    let p = Platform::start_in(data_dir(), |config| {
+        config.tls = vec![files("a"), files("b")];
+    })
+    .await;
+    assert!(p.url("/").starts_with("https://"), "{}", p.url("/"));
+    p.deploy(
+        &crate::support::probe_app("web", "probe", ""),
+        &[("probe", "probe")],
+    )
+    .await
+    .unwrap();
+    let port = p.server.as_ref().unwrap().gateway_addr.port();
+
+    // Each host gets its own certificate, and HTTP/2 by ALPN.
+    let to_a = client(&ca, "a.test", port);
+    let (cert, version, status) =
+        presented(&to_a, &format!("https://a.test:{port}/probe/counter")).await;
+    assert_eq!((status, version), (200, reqwest::Version::HTTP_2));
+    assert_eq!(cert, a);
+    let to_b = client(&ca, "b.test", port);
+    let (cert, _, status) = presented(&to_b, &format!("https://b.test:{port}/probe/counter")).await;
+    assert_eq!(status, 200);
+    assert_eq!(cert, b);
+
+    // A plain-HTTP request on the TLS port gets nowhere, and the server keeps serving.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/probe/counter"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+
+    // A renewed certificate for a.test is served within seconds, without a restart.
+    let renewed = ca.issue("a.test", certs.path(), "a");
+    assert_ne!(renewed, a);
+    let served = eventually(Duration::from_secs(15), async || {
+        // A new client: a new connection, a new handshake.
+        let fresh = client(&ca, "a.test", port);
+        presented(&fresh, &format!("https://a.test:{port}/probe/counter"))
+            .await
+            .0
+            == renewed
+    })
+    .await;
+    assert!(served, "the renewed certificate was not served");
+
+    // A broken file on a reload keeps the last good certificate.
+    std::fs::write(certs.path().join("b.crt"), "not a certificate").unwrap();
+    tokio::time::sleep(nimbus_server::TLS_RELOAD_INTERVAL * 2).await;
+    let fresh = client(&ca, "b.test", port);
+    let (cert, _, status) =
+        presented(&fresh, &format!("https://b.test:{port}/probe/counter")).await;
+    assert_eq!((cert, status), (b, 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_certificate_refuses_to_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.crt"), "junk").unwrap();
+    std::fs::write(dir.path().join("c.key"), "junk").unwrap();
+    let data = data_dir();
+    let mut config = crate::support::config(data.path());
+    config.tls = vec![CertFiles {
+        cert: dir.path().join("c.crt"),
+        key: dir.path().join("c.key"),
+    }];
+    let error = match nimbus_server::start(config).await {
+        Ok(_) => panic!("a server started with a junk certificate"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("c.crt"), "{error}");
+    assert!(error.contains("TLS"), "{error}");
+}
