@@ -23,3 +23,4 @@ mod scenarios;
 mod tables;
 mod tls;
 mod uploads;
+mod users;

@@ -344,7 +344,7 @@ fn install_once(
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     let dir = workspace_root().join("target").join(kind).join(name);
-    let marker = dir.join(format!(".installed-{spec}"));
+    let marker = dir.join(format!(".installed-{}", spec.replace('/', "_")));
     if !marker.exists() {
         std::fs::create_dir_all(&dir).unwrap();
         let status = install(&dir).status().expect("run the installer");

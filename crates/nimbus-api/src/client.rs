@@ -390,6 +390,78 @@ impl Client {
 }
 
 impl Client {
+    /// A page of the app's users, after the id `after`.
+    pub async fn users(
+        &self,
+        app: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::UserPage, ApiError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        self.send(
+            self.http
+                .get(self.url(&format!("/v1/apps/{app}/users")))
+                .query(&query),
+        )
+        .await
+    }
+
+    pub async fn create_user(
+        &self,
+        app: &str,
+        request: &crate::CreateUserRequest,
+    ) -> Result<crate::UserEntry, ApiError> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/users")))
+                .json(request),
+        )
+        .await
+    }
+
+    /// Ban a user for `for_ms` (or until unbanned); their sessions end.
+    pub async fn ban_user(
+        &self,
+        app: &str,
+        id: &str,
+        for_ms: Option<u64>,
+    ) -> Result<crate::UserEntry, ApiError> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/users/{id}/ban")))
+                .json(&crate::BanRequest { for_ms }),
+        )
+        .await
+    }
+
+    pub async fn unban_user(&self, app: &str, id: &str) -> Result<crate::UserEntry, ApiError> {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/v1/apps/{app}/users/{id}/ban"))),
+        )
+        .await
+    }
+
+    pub async fn remove_user(&self, app: &str, id: &str) -> Result<crate::UserEntry, ApiError> {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/v1/apps/{app}/users/{id}"))),
+        )
+        .await
+    }
+
+    /// Put a new signing key in front of the app's auth keys.
+    pub async fn rotate_auth_keys(&self, app: &str) -> Result<crate::RotatedKey, ApiError> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/auth/keys/rotate"))),
+        )
+        .await
+    }
+
     /// The app's key-value stores, by name.
     pub async fn kv_stores(&self, app: &str) -> Result<Vec<String>, ApiError> {
         self.send(self.http.get(self.url(&format!("/v1/apps/{app}/kv"))))

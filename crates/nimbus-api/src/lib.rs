@@ -288,6 +288,62 @@ pub struct CreateKeyRequest {
     pub description: Option<String>,
 }
 
+/// One end user of an app's auth, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserEntry {
+    pub id: String,
+    pub email: String,
+    /// Whether the address is confirmed (users with unconfirmed addresses cannot sign in).
+    pub confirmed: bool,
+    /// Signing in is refused until then (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banned_until_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sign_in_ms: Option<u64>,
+    pub created_ms: u64,
+    #[serde(default)]
+    pub user_metadata: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub app_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A page of an app's users, by id; `next` continues after the last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserPage {
+    pub users: Vec<UserEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// A user an operator creates (`nimbus users create`): with a password, an imported hash
+/// (bcrypt or Argon2, from GoTrue or Auth0), or neither.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateUserRequest {
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// Whether the address counts as confirmed already.
+    #[serde(default)]
+    pub confirmed: bool,
+    #[serde(default)]
+    pub user_metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Ban a user: for a while, or (without `for_ms`) until unbanned. Their sessions end.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BanRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_ms: Option<u64>,
+}
+
+/// The app's signing key after a rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotatedKey {
+    pub kid: String,
+}
+
 /// An access key for the AWS-compatible endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessKey {

@@ -92,13 +92,19 @@ pub enum ErrorCode {
     /// The app's firewall refused the request (a client address, a method, or headers past
     /// its limits).
     Blocked,
+    /// The app's auth still has users.
+    AuthHasUsers,
+    /// No user by that id in the app's auth.
+    UserNotFound,
+    /// A user with that e-mail address is already registered in the app's auth.
+    UserExists,
     /// Something inside nimbus failed; the logs have the detail.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`Internal` last).
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 44] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -139,6 +145,9 @@ impl ErrorCode {
         ErrorCode::KvKeyNotFound,
         ErrorCode::RateLimited,
         ErrorCode::Blocked,
+        ErrorCode::AuthHasUsers,
+        ErrorCode::UserNotFound,
+        ErrorCode::UserExists,
         ErrorCode::Internal,
     ];
 
@@ -185,6 +194,9 @@ impl ErrorCode {
             ErrorCode::KvKeyNotFound => "kv_key_not_found",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Blocked => "blocked",
+            ErrorCode::AuthHasUsers => "auth_has_users",
+            ErrorCode::UserNotFound => "user_not_found",
+            ErrorCode::UserExists => "user_exists",
             ErrorCode::Internal => "internal",
         }
     }
@@ -281,7 +293,10 @@ mod tests {
             ErrorCode::KvKeyNotFound => 37,
             ErrorCode::RateLimited => 38,
             ErrorCode::Blocked => 39,
-            ErrorCode::Internal => 40,
+            ErrorCode::AuthHasUsers => 40,
+            ErrorCode::UserNotFound => 41,
+            ErrorCode::UserExists => 42,
+            ErrorCode::Internal => 43,
         }
     }
 

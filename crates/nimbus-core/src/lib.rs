@@ -9,6 +9,7 @@ pub mod claims;
 pub mod clock;
 pub mod error;
 pub mod events;
+pub mod gcra;
 pub mod message;
 pub mod name;
 pub mod outbound;
@@ -24,7 +25,8 @@ pub use name::{Name, NameError};
 pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
 pub use spec::{
-    AppSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, FirewallSpec, FunctionKind,
-    FunctionSpec, Grants, InstanceMode, JwtAuthorizerSpec, KvGrant, KvSpec, Network, RateLimitKey,
-    RateLimitSpec, RouteSpec, Runtime, TableGrant, TableKey, TableSpec, valid_bucket_name,
+    AppSpec, AuthSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, FirewallSpec,
+    FunctionKind, FunctionSpec, Grants, InstanceMode, JwtAuthorizerSpec, KvGrant, KvSpec, Network,
+    RateLimitKey, RateLimitSpec, RouteSpec, Runtime, TableGrant, TableKey, TableSpec,
+    valid_bucket_name,
 };

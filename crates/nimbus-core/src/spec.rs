@@ -315,6 +315,12 @@ pub struct FirewallSpec {
 pub enum AuthorizerSpec {
     /// A bearer JWT signed by a key in the issuer's JWKS.
     Jwt(JwtAuthorizerSpec),
+    /// A bearer access token issued by the app's own `[auth]`.
+    Auth {
+        /// Clock skew tolerated on `exp`.
+        #[serde(with = "duration_ms")]
+        leeway: Duration,
+    },
 }
 
 /// A JWT authorizer, as API Gateway's: the token's `iss` must be `issuer`, its `aud` one of
@@ -411,6 +417,90 @@ pub struct AppSpec {
     /// The app's firewall (`[firewall]`), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<FirewallSpec>,
+    /// The app's end-user auth service (`[auth]`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// An app's end-user auth (`[auth]`): the GoTrue-compatible API nimbus serves for it on the
+/// gateway, its tokens and its rules for passwords and sign-in attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthSpec {
+    /// Where the API is mounted on the gateway (`/auth/v1`, where Supabase's clients look
+    /// under a project URL).
+    pub path: String,
+    /// The host it answers on; `None` means any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The `iss` of the app's tokens; `None` means the gateway's URL followed by `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Where e-mailed links lead by default (GoTrue's `SITE_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_url: Option<String>,
+    /// Whether anyone may sign up (GoTrue's `DISABLE_SIGNUP` is its negation).
+    pub signup: bool,
+    /// Whether a new address must be confirmed before its user can sign in (GoTrue's
+    /// `MAILER_AUTOCONFIRM` is its negation).
+    pub confirm_email: bool,
+    /// How long an access token is valid.
+    #[serde(with = "duration_ms")]
+    pub access_token_ttl: Duration,
+    /// How long a replaced refresh token still answers (concurrent refreshes of one session).
+    #[serde(with = "duration_ms")]
+    pub refresh_reuse_interval: Duration,
+    /// How long a session may be refreshed after sign-in; `None` means until sign-out.
+    #[serde(default, with = "option_duration_ms")]
+    pub session_ttl: Option<Duration>,
+    pub password_min_length: u32,
+    /// Character classes a password must contain: `lowercase`, `uppercase`, `digits`,
+    /// `symbols`.
+    #[serde(default)]
+    pub password_requires: Vec<String>,
+    /// Sign-in and sign-up attempts allowed per client address.
+    pub attempts_per_ip: RateLimitSpec,
+    /// Failed sign-ins allowed per account.
+    pub failures_per_account: RateLimitSpec,
+}
+
+impl AuthSpec {
+    pub const DEFAULT_PATH: &str = "/auth/v1";
+    /// The `aud` (and `role`) of a signed-in user's access token, as GoTrue's.
+    pub const AUDIENCE: &str = "authenticated";
+    /// The algorithm the app's tokens are signed with.
+    pub const ALGORITHM: &str = "ES256";
+    pub const PASSWORD_CLASSES: [&str; 4] = ["lowercase", "uppercase", "digits", "symbols"];
+
+    /// The defaults of an `[auth]` section with no keys: GoTrue's lifetimes, a minimum
+    /// password length of 8 (OWASP's), 30 attempts a minute per address and 5 failures a
+    /// minute per account.
+    pub fn with_defaults() -> AuthSpec {
+        AuthSpec {
+            path: AuthSpec::DEFAULT_PATH.into(),
+            host: None,
+            issuer: None,
+            site_url: None,
+            signup: true,
+            confirm_email: false,
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_reuse_interval: Duration::from_secs(10),
+            session_ttl: None,
+            password_min_length: 8,
+            password_requires: Vec::new(),
+            attempts_per_ip: RateLimitSpec {
+                rate: 30,
+                per: Duration::from_secs(60),
+                burst: 30,
+                by: RateLimitKey::Ip,
+            },
+            failures_per_account: RateLimitSpec {
+                rate: 5,
+                per: Duration::from_secs(60),
+                burst: 5,
+                by: RateLimitKey::Subject,
+            },
+        }
+    }
 }
 
 pub(crate) mod option_duration_ms {

@@ -17,6 +17,6 @@ pub mod stages;
 
 pub use error::{GatewayError, status_for};
 pub use server::{
-    AsyncAccepted, AsyncInvoke, DRAIN_TIMEOUT, Gateway, GatewayConfig, IDEMPOTENCY_KEY_HEADER,
-    INVOCATION_TYPE_HEADER, Refused, RouteTarget, async_request, serve,
+    AsyncAccepted, AsyncInvoke, DRAIN_TIMEOUT, Gateway, GatewayConfig, Handler,
+    IDEMPOTENCY_KEY_HEADER, INVOCATION_TYPE_HEADER, Refused, RouteTarget, async_request, serve,
 };

@@ -26,7 +26,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use nimbus_core::ErrorCode;
 use nimbus_dispatch::{DispatchError, Pool};
-use nimbus_runtime::{Body, BodyError, ClientAddr, Response};
+use nimbus_runtime::{Body, BodyError, ClientAddr, Response, RouteService};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,10 +93,19 @@ pub fn async_request(
 /// What a route points at.
 pub struct RouteTarget {
     pub app: String,
+    /// The function's name, or the service's (for logs).
     pub function: String,
-    pub pool: Arc<Pool>,
+    pub handler: Handler,
     /// The app's CORS policy, this route's rate limit and authorizer.
     pub stages: RouteStages,
+}
+
+/// Who answers a route's requests.
+pub enum Handler {
+    /// A function, through its pool.
+    Function(Arc<Pool>),
+    /// A platform service mounted on the app's routes (its auth API).
+    Service(Arc<dyn RouteService>),
 }
 
 /// What the stages in front of the function leave for the response.
@@ -378,6 +387,7 @@ impl Gateway {
         if let Ok(value) = HeaderValue::from_str(&route) {
             parts.headers.insert(X_NIMBUS_ROUTE, value);
         }
+        let rest_path = rest.map(str::to_owned);
         if let Some(value) = rest.and_then(|r| HeaderValue::from_str(&format!("/{r}")).ok()) {
             parts.headers.insert(X_NIMBUS_PATH_INFO, value);
         }
@@ -409,6 +419,20 @@ impl Gateway {
             parts.headers.insert(CLAIMS, verified.header.clone());
         }
 
+        let pool = match &target.handler {
+            Handler::Function(pool) => pool,
+            Handler::Service(service) => {
+                let body: Body = LimitedBody {
+                    inner: body,
+                    remaining: limit,
+                    exceeded: Arc::new(AtomicBool::new(false)),
+                }
+                .boxed_unsync();
+                let path = format!("/{}", rest_path.as_deref().unwrap_or(""));
+                let request = http::Request::from_parts(parts, body);
+                return Ok(service.serve(request, &path).await);
+            }
+        };
         if let Some(idempotency_key) = asynchronous {
             return self
                 .enqueue(&target, parts, body, limit, idempotency_key)
@@ -424,7 +448,7 @@ impl Gateway {
         .boxed_unsync();
         let request = http::Request::from_parts(parts, body);
 
-        let result = target.pool.invoke(request, request_id).await;
+        let result = pool.invoke(request, request_id).await;
         if exceeded.load(Ordering::Relaxed) {
             return Err(too_large());
         }

@@ -3,10 +3,12 @@
 //! rebuilding them with every routing table) means a deploy of one app leaves another's
 //! rate-limit buckets and fetched issuer keys as they were.
 
+use crate::auth::jwks::KeyDocument;
 use crate::auth::{JwtAuthorizer, RouteAuth};
 use crate::cors::Cors;
 use crate::firewall::Firewall;
 use crate::ratelimit::RateLimiter;
+use nimbus_core::spec::JwtAuthorizerSpec;
 use nimbus_core::{AppSpec, AuthorizerSpec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,11 +28,21 @@ pub struct RouteStages {
 #[derive(Default)]
 pub struct AppStages {
     routes: Vec<RouteStages>,
+    /// The app-wide stages, for the services it mounts.
+    app: RouteStages,
+}
+
+/// An app's own auth as an issuer: the `iss` of its tokens and its current key set.
+#[derive(Clone)]
+pub struct OwnIssuer {
+    pub issuer: String,
+    pub keys: KeyDocument,
 }
 
 impl AppStages {
-    /// Build `app`'s stages; issuer keys are fetched with `client` when first needed.
-    pub fn new(app: &AppSpec, client: &reqwest::Client) -> AppStages {
+    /// Build `app`'s stages; issuer keys are fetched with `client` when first needed, and
+    /// read from `own` for the app's own auth.
+    pub fn new(app: &AppSpec, client: &reqwest::Client, own: Option<&OwnIssuer>) -> AppStages {
         let cors = app.cors.as_ref().map(|c| Arc::new(Cors::new(c)));
         let firewall = app.firewall.as_ref().map(|f| Arc::new(Firewall::new(f)));
         let authorizers: BTreeMap<_, _> = app
@@ -39,6 +51,20 @@ impl AppStages {
             .map(|(name, spec)| {
                 let authorizer = match spec {
                     AuthorizerSpec::Jwt(jwt) => JwtAuthorizer::new(jwt, client.clone()),
+                    AuthorizerSpec::Auth { leeway } => match own {
+                        Some(own) => JwtAuthorizer::own(own, *leeway),
+                        // The manifest refuses this; should it happen, nothing verifies.
+                        None => JwtAuthorizer::with_key_set(
+                            &JwtAuthorizerSpec {
+                                issuer: String::new(),
+                                audience: vec![nimbus_core::spec::AuthSpec::AUDIENCE.to_owned()],
+                                jwks_url: None,
+                                algorithms: vec![nimbus_core::spec::AuthSpec::ALGORITHM.to_owned()],
+                                leeway: *leeway,
+                            },
+                            br#"{"keys":[]}"#,
+                        ),
+                    },
                 };
                 (name, Arc::new(authorizer))
             })
@@ -69,7 +95,20 @@ impl AppStages {
                     }),
             })
             .collect();
-        AppStages { routes }
+        AppStages {
+            routes,
+            app: RouteStages {
+                cors,
+                firewall,
+                ..RouteStages::default()
+            },
+        }
+    }
+
+    /// The stages in front of a service the app mounts (its auth API): the app's firewall
+    /// and CORS policy.
+    pub fn service(&self) -> RouteStages {
+        self.app.clone()
     }
 
     /// The stages of the app's route at `index`.

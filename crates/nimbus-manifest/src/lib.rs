@@ -8,11 +8,12 @@
 //! only the CLI, which builds and uploads, needs them; the server deploys from artifacts.
 
 use nimbus_core::{
-    AppSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, DeliveryPolicy, Destination,
-    EventsSpec, FirewallSpec, FunctionKind, FunctionSpec, InstanceMode, JwtAuthorizerSpec, KvGrant,
-    KvSpec, Missed, Name, Network, ObjectFilter, OutboundRule, QueueSpec, QueueTriggerSpec,
-    RateLimitKey, RateLimitSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec,
-    StartingPosition, StorageTriggerSpec, TableGrant, TableKey, TableSpec, TableTriggerSpec,
+    AppSpec, AuthSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, DeliveryPolicy,
+    Destination, EventsSpec, FirewallSpec, FunctionKind, FunctionSpec, InstanceMode,
+    JwtAuthorizerSpec, KvGrant, KvSpec, Missed, Name, Network, ObjectFilter, OutboundRule,
+    QueueSpec, QueueTriggerSpec, RateLimitKey, RateLimitSpec, RouteSpec, RuleSpec, Runtime,
+    ScheduleExpr, ScheduleSpec, StartingPosition, StorageTriggerSpec, TableGrant, TableKey,
+    TableSpec, TableTriggerSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -92,6 +93,26 @@ struct RawManifest {
     #[serde(default)]
     authorizer: BTreeMap<Spanned<String>, Spanned<RawAuthorizer>>,
     firewall: Option<Spanned<RawFirewall>>,
+    auth: Option<Spanned<RawAuth>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    path: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    issuer: Option<Spanned<String>>,
+    site_url: Option<Spanned<String>>,
+    signup: Option<bool>,
+    confirm_email: Option<bool>,
+    access_token_ttl: Option<Spanned<String>>,
+    refresh_reuse_interval: Option<Spanned<String>>,
+    session_ttl: Option<Spanned<String>>,
+    password_min_length: Option<Spanned<i64>>,
+    #[serde(default)]
+    password_requires: Vec<Spanned<String>>,
+    attempts_per_ip: Option<Spanned<RawRateLimit>>,
+    failures_per_account: Option<Spanned<RawRateLimit>>,
 }
 
 #[derive(Deserialize)]
@@ -332,6 +353,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         kv_names: Vec::new(),
         table_names: Vec::new(),
         authorizer_names: Vec::new(),
+        auth_enabled: false,
     };
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| ctx.at(e.span(), String::new(), e.message().to_owned()))?;
@@ -409,6 +431,12 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         .as_ref()
         .map(|c| cors(&ctx, "cors", c.get_ref()))
         .transpose()?;
+    let auth = raw
+        .auth
+        .as_ref()
+        .map(|a| auth(&ctx, a.get_ref()))
+        .transpose()?;
+    ctx.auth_enabled = auth.is_some();
     let mut authorizers = BTreeMap::new();
     for (raw_name, raw_authorizer) in &raw.authorizer {
         let (name, spec) = authorizer(&ctx, raw_name, raw_authorizer)?;
@@ -477,6 +505,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
             cors,
             authorizers,
             firewall,
+            auth,
         },
         sources,
         compiled: Compiled {
@@ -573,6 +602,8 @@ struct Ctx<'a> {
     kv_names: Vec<String>,
     table_names: Vec<String>,
     authorizer_names: Vec<String>,
+    /// Whether the manifest has an `[auth]` section.
+    auth_enabled: bool,
 }
 
 impl Ctx<'_> {
@@ -1386,15 +1417,66 @@ fn authorizer(
         .map_err(|e| ctx.at(Some(raw_name.span()), section.clone(), e.to_string()))?;
     let key = |field: &str| format!("{section}.{field}");
     let a = raw.get_ref();
-    if a.kind.get_ref() != "jwt" {
-        return Err(ctx.at(
-            Some(a.kind.span()),
-            key("kind"),
-            format!(
-                "expected \"jwt\" (a bearer token signed by an OpenID Connect issuer), got {:?}",
-                a.kind.get_ref()
-            ),
-        ));
+    let leeway = match &a.leeway {
+        None => JwtAuthorizerSpec::DEFAULT_LEEWAY,
+        Some(leeway) => {
+            let d = ctx.duration(leeway, key("leeway"))?;
+            if d > std::time::Duration::from_secs(300) {
+                return Err(ctx.at(
+                    Some(leeway.span()),
+                    key("leeway"),
+                    "at most 5m: a larger leeway accepts tokens long expired".into(),
+                ));
+            }
+            d
+        }
+    };
+    match a.kind.get_ref().as_str() {
+        "jwt" => {}
+        "auth" => {
+            if !ctx.auth_enabled {
+                return Err(ctx.at(
+                    Some(a.kind.span()),
+                    key("kind"),
+                    "an \"auth\" authorizer checks the tokens of the app's own auth: add an \
+                     `[auth]` section"
+                        .into(),
+                ));
+            }
+            let given = [
+                ("issuer", a.issuer.as_ref().map(|v| v.span())),
+                ("audience", a.audience.as_ref().map(|v| v.span())),
+                ("jwks_url", a.jwks_url.as_ref().map(|v| v.span())),
+                (
+                    "algorithms",
+                    a.algorithms
+                        .as_ref()
+                        .and_then(|v| v.first())
+                        .map(|v| v.span()),
+                ),
+            ];
+            if let Some((field, span)) = given.into_iter().find(|(_, span)| span.is_some()) {
+                return Err(ctx.at(
+                    span,
+                    key(field),
+                    format!(
+                        "an \"auth\" authorizer takes its issuer, audience and keys from the \
+                         app's [auth]; remove `{field}`"
+                    ),
+                ));
+            }
+            return Ok((name, AuthorizerSpec::Auth { leeway }));
+        }
+        other => {
+            return Err(ctx.at(
+                Some(a.kind.span()),
+                key("kind"),
+                format!(
+                    "expected \"jwt\" (a bearer token signed by an OpenID Connect issuer) or \
+                     \"auth\" (an access token of the app's own [auth]), got {other:?}"
+                ),
+            ));
+        }
     }
     let url = |value: &Spanned<String>, field: &str, what: &str| {
         let v = value.get_ref();
@@ -1483,20 +1565,6 @@ fn authorizer(
             out
         }
     };
-    let leeway = match &a.leeway {
-        None => JwtAuthorizerSpec::DEFAULT_LEEWAY,
-        Some(leeway) => {
-            let d = ctx.duration(leeway, key("leeway"))?;
-            if d > std::time::Duration::from_secs(300) {
-                return Err(ctx.at(
-                    Some(leeway.span()),
-                    key("leeway"),
-                    "at most 5m: a larger leeway accepts tokens long expired".into(),
-                ));
-            }
-            d
-        }
-    };
     Ok((
         name,
         AuthorizerSpec::Jwt(JwtAuthorizerSpec {
@@ -1507,6 +1575,158 @@ fn authorizer(
             leeway,
         }),
     ))
+}
+
+/// The app's `[auth]` table.
+fn auth(ctx: &Ctx<'_>, raw: &RawAuth) -> Result<AuthSpec, ManifestError> {
+    let mut spec = AuthSpec::with_defaults();
+    let key = |field: &str| format!("auth.{field}");
+    if let Some(path) = &raw.path {
+        let p = path.get_ref();
+        let valid = p.len() > 1
+            && p.starts_with('/')
+            && !p.ends_with('/')
+            && !p.contains("//")
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+        if !valid {
+            return Err(ctx.at(
+                Some(path.span()),
+                key("path"),
+                format!(
+                    "expected a literal path like \"/auth/v1\" (no trailing slash, no \
+                     parameters), got {p:?}"
+                ),
+            ));
+        }
+        spec.path = p.clone();
+    }
+    if let Some(host) = &raw.host {
+        let h = host.get_ref().to_ascii_lowercase();
+        if h.is_empty() || h.contains(['/', ':', ' ']) {
+            return Err(ctx.at(
+                Some(host.span()),
+                key("host"),
+                format!(
+                    "expected a host name without scheme or port, got {:?}",
+                    host.get_ref()
+                ),
+            ));
+        }
+        spec.host = Some(h);
+    }
+    let url = |value: &Spanned<String>, field: &str| {
+        let v = value.get_ref();
+        let valid = ["https://", "http://"].iter().any(|scheme| {
+            v.strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        }) && !v.contains(char::is_whitespace);
+        if valid {
+            Ok(v.trim_end_matches('/').to_owned())
+        } else {
+            Err(ctx.at(
+                Some(value.span()),
+                key(field),
+                format!("expected an http:// or https:// URL, got {v:?}"),
+            ))
+        }
+    };
+    spec.issuer = raw.issuer.as_ref().map(|v| url(v, "issuer")).transpose()?;
+    spec.site_url = raw
+        .site_url
+        .as_ref()
+        .map(|v| url(v, "site_url"))
+        .transpose()?;
+    spec.signup = raw.signup.unwrap_or(spec.signup);
+    spec.confirm_email = raw.confirm_email.unwrap_or(spec.confirm_email);
+    let bounded = |value: &Spanned<String>,
+                   field: &str,
+                   min: std::time::Duration,
+                   max: std::time::Duration| {
+        let d = ctx.duration(value, key(field))?;
+        if d < min || d > max {
+            return Err(ctx.at(
+                Some(value.span()),
+                key(field),
+                format!(
+                    "expected from {} to {}, got {:?}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max),
+                    value.get_ref()
+                ),
+            ));
+        }
+        Ok(d)
+    };
+    let secs = std::time::Duration::from_secs;
+    if let Some(ttl) = &raw.access_token_ttl {
+        spec.access_token_ttl = bounded(ttl, "access_token_ttl", secs(5), secs(7 * 86_400))?;
+    }
+    if let Some(interval) = &raw.refresh_reuse_interval {
+        spec.refresh_reuse_interval =
+            bounded(interval, "refresh_reuse_interval", secs(0), secs(3600))?;
+    }
+    if let Some(ttl) = &raw.session_ttl {
+        spec.session_ttl = Some(bounded(ttl, "session_ttl", secs(60), secs(365 * 86_400))?);
+    }
+    if let Some(length) = &raw.password_min_length {
+        spec.password_min_length = u32::try_from(*length.get_ref())
+            .ok()
+            .filter(|n| (6..=72).contains(n))
+            .ok_or_else(|| {
+                ctx.at(
+                    Some(length.span()),
+                    key("password_min_length"),
+                    format!("expected 6 to 72 characters, got {}", length.get_ref()),
+                )
+            })?;
+    }
+    for class in &raw.password_requires {
+        if !AuthSpec::PASSWORD_CLASSES.contains(&class.get_ref().as_str()) {
+            return Err(ctx.at(
+                Some(class.span()),
+                key("password_requires"),
+                format!(
+                    "expected some of {}, got {:?}",
+                    AuthSpec::PASSWORD_CLASSES.join(", "),
+                    class.get_ref()
+                ),
+            ));
+        }
+        if !spec.password_requires.contains(class.get_ref()) {
+            spec.password_requires.push(class.get_ref().clone());
+        }
+    }
+    for (raw_limit, field, by) in [
+        (&raw.attempts_per_ip, "attempts_per_ip", RateLimitKey::Ip),
+        (
+            &raw.failures_per_account,
+            "failures_per_account",
+            RateLimitKey::Subject,
+        ),
+    ] {
+        let Some(raw_limit) = raw_limit else { continue };
+        if let Some(given) = &raw_limit.get_ref().by {
+            return Err(ctx.at(
+                Some(given.span()),
+                key(&format!("{field}.by")),
+                format!(
+                    "`{field}` is counted {} already; remove `by`",
+                    match by {
+                        RateLimitKey::Ip => "per client address",
+                        _ => "per account",
+                    }
+                ),
+            ));
+        }
+        let mut limit = rate_limit(ctx, &key(field), raw_limit.get_ref())?;
+        limit.by = by;
+        match field {
+            "attempts_per_ip" => spec.attempts_per_ip = limit,
+            _ => spec.failures_per_account = limit,
+        }
+    }
+    Ok(spec)
 }
 
 /// A route's `rate_limit = { rate = "100/s", burst = 200, by = "ip" }`.
@@ -2860,6 +3080,112 @@ concurrency = 2
     }
 
     #[test]
+    fn auth_sections_and_their_authorizer() {
+        let base = "name = \"web\"\n[function.f]\ncomponent = \"f.wasm\"\n[[route]]\npath = \"/\"\nfunction = \"f\"\n";
+        let defaults = parse("nimbus.toml", &format!("{base}[auth]\n")).unwrap();
+        assert_eq!(defaults.app.auth, Some(AuthSpec::with_defaults()));
+        assert_eq!(parse("nimbus.toml", base).unwrap().app.auth, None);
+
+        let full = parse(
+            "nimbus.toml",
+            &format!(
+                "{base}[auth]\npath = \"/identity\"\nhost = \"Login.Example.com\"\nissuer = \"https://login.example.com/identity/\"\nsite_url = \"http://localhost:3000\"\nsignup = false\nconfirm_email = true\naccess_token_ttl = \"15m\"\nrefresh_reuse_interval = \"2s\"\nsession_ttl = \"30d\"\npassword_min_length = 12\npassword_requires = [\"digits\", \"uppercase\"]\nattempts_per_ip = {{ rate = \"10/min\", burst = 3 }}\nfailures_per_account = {{ rate = \"2/min\" }}\n[authorizer.users]\nkind = \"auth\"\nleeway = \"5s\"\n"
+            ),
+        )
+        .unwrap();
+        let auth = full.app.auth.unwrap();
+        assert_eq!(auth.path, "/identity");
+        assert_eq!(auth.host.as_deref(), Some("login.example.com"));
+        assert_eq!(
+            auth.issuer.as_deref(),
+            Some("https://login.example.com/identity")
+        );
+        assert!(!auth.signup && auth.confirm_email);
+        assert_eq!(auth.access_token_ttl, std::time::Duration::from_secs(900));
+        assert_eq!(
+            auth.refresh_reuse_interval,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            auth.session_ttl,
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(auth.password_min_length, 12);
+        assert_eq!(auth.password_requires, ["digits", "uppercase"]);
+        assert_eq!(
+            (
+                auth.attempts_per_ip.rate,
+                auth.attempts_per_ip.burst,
+                auth.attempts_per_ip.by
+            ),
+            (10, 3, RateLimitKey::Ip)
+        );
+        assert_eq!(
+            (auth.failures_per_account.rate, auth.failures_per_account.by),
+            (2, RateLimitKey::Subject)
+        );
+        assert_eq!(
+            full.app.authorizers[&Name::new("users").unwrap()],
+            AuthorizerSpec::Auth {
+                leeway: std::time::Duration::from_secs(5)
+            }
+        );
+
+        for (extra, key, says) in [
+            ("[auth]\npath = \"/auth/{x}\"", "auth.path", "literal path"),
+            (
+                "[auth]\npath = \"/auth/\"",
+                "auth.path",
+                "no trailing slash",
+            ),
+            (
+                "[auth]\nissuer = \"login.example.com\"",
+                "auth.issuer",
+                "http:// or https://",
+            ),
+            (
+                "[auth]\naccess_token_ttl = \"30d\"",
+                "auth.access_token_ttl",
+                "expected from",
+            ),
+            (
+                "[auth]\npassword_min_length = 4",
+                "auth.password_min_length",
+                "6 to 72",
+            ),
+            (
+                "[auth]\npassword_requires = [\"emoji\"]",
+                "auth.password_requires",
+                "lowercase",
+            ),
+            (
+                "[auth]\nattempts_per_ip = { rate = \"1/s\", by = \"route\" }",
+                "auth.attempts_per_ip.by",
+                "remove `by`",
+            ),
+            (
+                "[authorizer.a]\nkind = \"auth\"",
+                "authorizer.a.kind",
+                "add an `[auth]` section",
+            ),
+            (
+                "[auth]\n[authorizer.a]\nkind = \"auth\"\nissuer = \"https://x.test\"",
+                "authorizer.a.issuer",
+                "remove `issuer`",
+            ),
+            (
+                "[authorizer.a]\nkind = \"saml\"",
+                "authorizer.a.kind",
+                "\"auth\"",
+            ),
+        ] {
+            let error = parse("nimbus.toml", &format!("{base}{extra}\n")).unwrap_err();
+            assert_eq!(error.key, key, "{error}");
+            assert!(error.message.contains(says), "{error}");
+        }
+    }
+
+    #[test]
     fn jwt_authorizers() {
         let base = "name = \"web\"\n[function.f]\ncomponent = \"f.wasm\"\n";
         let with = |authorizer: &str, route: &str| {
@@ -2876,7 +3202,10 @@ concurrency = 2
         let route = &manifest.app.routes[0];
         assert_eq!(route.auth.as_ref().map(|n| n.as_str()), Some("users"));
         assert_eq!(route.scopes, ["todo:read", "todo:write"]);
-        let AuthorizerSpec::Jwt(jwt) = &manifest.app.authorizers[&Name::new("users").unwrap()];
+        let AuthorizerSpec::Jwt(jwt) = &manifest.app.authorizers[&Name::new("users").unwrap()]
+        else {
+            panic!("a jwt authorizer")
+        };
         assert_eq!(jwt.issuer, "https://id.example.com/");
         assert_eq!(jwt.audience, ["api"]);
         assert_eq!(jwt.algorithms, ["RS256", "ES256"]);
@@ -2891,7 +3220,9 @@ concurrency = 2
             ),
         )
         .unwrap();
-        let AuthorizerSpec::Jwt(jwt) = &explicit.app.authorizers[&Name::new("a").unwrap()];
+        let AuthorizerSpec::Jwt(jwt) = &explicit.app.authorizers[&Name::new("a").unwrap()] else {
+            panic!("a jwt authorizer")
+        };
         assert_eq!(
             (
                 jwt.audience.len(),

@@ -49,8 +49,10 @@ mod tests {
     async fn a_panic_inside_the_s3_layer_costs_only_its_request() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(nimbus_store_redb::RedbStore::open(dir.path()).unwrap());
-        let keys =
-            nimbus_aws::Keys::new(store.clone(), nimbus_aws::MasterKey::from_bytes(&[1; 32]));
+        let keys = nimbus_aws::Keys::new(
+            store.clone(),
+            std::sync::Arc::new(nimbus_aws::MasterKey::from_bytes(&[1; 32])),
+        );
         let objects: Arc<dyn nimbus_store::ObjectStore> = store;
         let service = nimbus_aws::service(
             nimbus_aws::Services {

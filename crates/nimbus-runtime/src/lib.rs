@@ -209,6 +209,15 @@ pub trait Executor: Send + Sync {
     ) -> Result<(Arc<dyn LoadedFunction>, LoadSource), LoadError>;
 }
 
+/// A platform service an app's gateway routes can lead to instead of a function (the app's
+/// auth API): it answers the request itself, errors included, in its own protocol.
+#[async_trait::async_trait]
+pub trait RouteService: Send + Sync {
+    /// Answer `request`; `path` is what follows the mount point, starting with `/`. The
+    /// request carries the gateway's `x-request-id` and the client's [`ClientAddr`].
+    async fn serve(&self, request: Request, path: &str) -> Response;
+}
+
 /// The host every function reaches nimbus's local API under: `http://nimbus.internal/v1/...`
 /// from Wasm (intercepted by the host, never dialled), `$NIMBUS_API/v1/...` from processes.
 pub const LOCAL_API_HOST: &str = "nimbus.internal";

@@ -23,6 +23,8 @@ pub(crate) struct DeployedApp {
     pub(crate) pools: BTreeMap<String, Arc<Pool>>,
     /// The gateway stages of this version's routes (CORS, rate limits, authorizers).
     pub(crate) stages: nimbus_gateway::stages::AppStages,
+    /// The platform services this version mounts on the gateway (its auth API).
+    pub(crate) mounts: Mounts,
     pub(crate) rules: Rules,
     /// The parsed `spec.events.schedules`, in the same order.
     pub(crate) schedules: Vec<nimbus_events::schedule::Schedule>,
@@ -89,6 +91,42 @@ pub(crate) trait Provisioner: Send + Sync {
     async fn check_release(&self, _app: &str) -> Result<(), nimbus_core::error::Error> {
         Ok(())
     }
+}
+
+/// Mounts what an app's manifest asks the platform to serve on the gateway beside its
+/// functions (its `[auth]` API) when a version is prepared. Wired at the composition root.
+#[async_trait::async_trait]
+pub(crate) trait Mounter: Send + Sync {
+    /// What `spec` mounts; `gateway_url` is where the gateway answers.
+    async fn mount(
+        &self,
+        spec: &AppSpec,
+        gateway_url: &str,
+    ) -> Result<Mounts, nimbus_core::error::Error>;
+}
+
+/// What a version mounts: routes to services, and its own token issuer, if any.
+#[derive(Clone, Default)]
+pub(crate) struct Mounts {
+    pub(crate) services: Vec<MountedService>,
+    pub(crate) own_issuer: Option<nimbus_gateway::stages::OwnIssuer>,
+}
+
+#[derive(Clone)]
+pub(crate) struct MountedService {
+    /// A literal path; the service answers everything under it.
+    pub(crate) path: String,
+    pub(crate) host: Option<String>,
+    /// For logs and conflict messages (`auth`).
+    pub(crate) name: &'static str,
+    pub(crate) service: Arc<dyn nimbus_runtime::RouteService>,
+}
+
+/// What the platform asks of the services beside functions: to provision and release what an
+/// app declares, and to mount what it serves.
+pub(crate) struct AppServices {
+    pub(crate) provisioner: Arc<dyn Provisioner>,
+    pub(crate) mounter: Arc<dyn Mounter>,
 }
 
 /// Several provisioners as one: each provisions in order; releasing asks every one whether it

@@ -7,6 +7,7 @@
 //! servers and the background tasks watch.
 
 mod admin;
+mod auth;
 mod deployments;
 mod events;
 mod executors;
@@ -181,7 +182,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     .await
     .context("prepare the master key")?
     .context("prepare the master key")?;
-    let keys = nimbus_aws::Keys::new(store.clone(), master_key);
+    let master_key = Arc::new(master_key);
+    let keys = nimbus_aws::Keys::new(store.clone(), master_key.clone());
+    let auth = Arc::new(auth::Auth {
+        service: nimbus_auth::AuthService::new(store.clone(), master_key),
+    });
     let objects: Arc<dyn nimbus_store::ObjectStore> = store.clone();
     let kv: Arc<dyn nimbus_store::KvStore> = store.clone();
     let tables: Arc<dyn nimbus_store::tables::TableStore> = store.clone();
@@ -293,25 +298,27 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         gateway.clone(),
         deployments.clone(),
         events.clone(),
-        Arc::new(deployments::Provisioners(vec![
-            Arc::new(objects::Buckets::new(
-                objects.clone(),
-                keys.clone(),
-                public_buckets.clone(),
-            )),
-            Arc::new(kv::KvStores { store: kv.clone() }),
-            Arc::new(tables::Tables {
-                store: tables.clone(),
-            }),
-        ])),
+        deployments::AppServices {
+            provisioner: Arc::new(deployments::Provisioners(vec![
+                Arc::new(objects::Buckets::new(
+                    objects.clone(),
+                    keys.clone(),
+                    public_buckets.clone(),
+                )),
+                Arc::new(kv::KvStores { store: kv.clone() }),
+                Arc::new(tables::Tables {
+                    store: tables.clone(),
+                }),
+                auth.clone(),
+            ])),
+            mounter: auth.clone(),
+        },
         platform::Lifecycle {
             idle_timeout: config.idle_timeout,
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         },
     );
-    platform.restore().await.context("restore deployed apps")?;
-
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "bind gateway to {} (in use? choose another with --listen)",
@@ -347,6 +354,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     platform.set_gateway_url(format!("{scheme}://{gateway_addr}"));
+    // After the gateway's URL is known: it is the default issuer of apps' auth.
+    platform.restore().await.context("restore deployed apps")?;
 
     tasks.spawn(nimbus_gateway::serve(
         listener,
@@ -362,6 +371,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             objects: objects.clone(),
             tables: tables.clone(),
             kv: kv_service,
+            auth: auth.service.clone(),
         },
         token.clone(),
     );

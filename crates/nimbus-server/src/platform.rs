@@ -6,7 +6,9 @@
 //! the version to the store; then swap the in-memory state and the gateway's table. A refused
 //! deploy therefore changes nothing, and the previous version keeps serving throughout.
 
-use crate::deployments::{DeployedApp, DeploymentObserver, Deployments, Provisioner, Snapshot};
+use crate::deployments::{
+    AppServices, DeployedApp, DeploymentObserver, Deployments, Mounter, Provisioner, Snapshot,
+};
 use crate::records::RecordWriter;
 use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInfo, RouteInfo};
 use nimbus_core::error::Error;
@@ -14,7 +16,7 @@ use nimbus_core::{ErrorCode, FunctionKind, InstanceMode, Name};
 use nimbus_dispatch::{Pool, PoolConfig};
 use nimbus_gateway::router::{RouteEntry, RouteTable};
 use nimbus_gateway::stages::AppStages;
-use nimbus_gateway::{Gateway, RouteTarget};
+use nimbus_gateway::{Gateway, Handler, RouteTarget};
 use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadSource};
 use nimbus_store::{NewVersion, RecordStore, Registry, StoreError, VersionRecord};
 use nimbus_store_redb::RedbStore;
@@ -36,6 +38,7 @@ pub struct Platform {
     deployments: Deployments,
     observer: Arc<dyn DeploymentObserver>,
     provisioner: Arc<dyn Provisioner>,
+    mounter: Arc<dyn Mounter>,
     deploy_lock: tokio::sync::Mutex<()>,
     idle_timeout: Duration,
     shutdown: CancellationToken,
@@ -90,7 +93,7 @@ impl Platform {
         gateway: Arc<Gateway>,
         deployments: Deployments,
         observer: Arc<dyn DeploymentObserver>,
-        provisioner: Arc<dyn Provisioner>,
+        services: AppServices,
         lifecycle: Lifecycle,
     ) -> Arc<Platform> {
         let Lifecycle {
@@ -109,7 +112,8 @@ impl Platform {
             records,
             deployments,
             observer,
-            provisioner,
+            provisioner: services.provisioner,
+            mounter: services.mounter,
             deploy_lock: tokio::sync::Mutex::new(()),
             idle_timeout,
             shutdown,
@@ -276,10 +280,12 @@ impl Platform {
                 Pool::new(loaded, config, self.records.clone()),
             );
         }
+        let mounts = self.mounter.mount(&spec, self.gateway_url()).await?;
         Ok((
             DeployedApp {
                 version,
-                stages: AppStages::new(&spec, self.gateway.outbound()),
+                stages: AppStages::new(&spec, self.gateway.outbound(), mounts.own_issuer.as_ref()),
+                mounts,
                 spec,
                 pools,
                 rules: compiled.rules,
@@ -629,8 +635,22 @@ fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> 
                 target: Arc::new(RouteTarget {
                     app: name.clone(),
                     function,
-                    pool: pool.clone(),
+                    handler: Handler::Function(pool.clone()),
                     stages: app.stages.route(index),
+                }),
+            });
+        }
+        for mounted in &app.mounts.services {
+            entries.push(RouteEntry {
+                host: mounted.host.clone(),
+                path: format!("{}/{{*rest}}", mounted.path),
+                methods: Vec::new(),
+                owner: format!("app {name:?} (its {} API)", mounted.name),
+                target: Arc::new(RouteTarget {
+                    app: name.clone(),
+                    function: mounted.name.to_owned(),
+                    handler: Handler::Service(mounted.service.clone()),
+                    stages: app.stages.service(),
                 }),
             });
         }

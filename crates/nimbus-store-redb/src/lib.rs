@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod auth;
 mod group;
 mod kv;
 mod objects;
@@ -165,6 +166,15 @@ impl Inner {
             txn.open_table(SCHEDULES).map_err(backend)?;
             txn.open_table(CURSORS).map_err(backend)?;
             txn.open_table(ACCESS_KEYS).map_err(backend)?;
+            txn.open_table(auth::USERS).map_err(backend)?;
+            txn.open_table(auth::EMAILS).map_err(backend)?;
+            txn.open_table(auth::SESSIONS).map_err(backend)?;
+            txn.open_table(auth::USER_SESSIONS).map_err(backend)?;
+            txn.open_table(auth::TOKENS).map_err(backend)?;
+            txn.open_table(auth::SESSION_TOKENS).map_err(backend)?;
+            txn.open_table(auth::ONE_TIME).map_err(backend)?;
+            txn.open_table(auth::USER_ONE_TIME).map_err(backend)?;
+            txn.open_table(auth::KEYS).map_err(backend)?;
             txn.open_table(objects::BUCKETS).map_err(backend)?;
             txn.open_table(objects::OBJECTS).map_err(backend)?;
             txn.open_table(objects::UPLOADS).map_err(backend)?;

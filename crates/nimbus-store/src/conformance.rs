@@ -13,6 +13,7 @@ use crate::{AccessKeyRecord, KeyStore, NewVersion, RecordStore, Registry, StoreE
 use nimbus_core::{InvocationRecord, Outcome};
 use std::collections::BTreeMap;
 
+pub mod auth;
 pub mod kv;
 pub mod objects;
 pub mod queue;

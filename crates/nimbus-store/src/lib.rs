@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod auth;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod keys;
@@ -27,6 +28,7 @@ pub mod objects;
 pub mod queue;
 pub mod tables;
 
+pub use auth::{AuthError, AuthResult, AuthStore};
 pub use keys::{AccessKeyRecord, KeyStore};
 pub use kv::{
     KeyPage, KvChange, KvCondition, KvEntry, KvError, KvEvent, KvResult, KvStore, KvStoreId,

@@ -63,7 +63,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::ObjectNotFound
         | ErrorCode::KeyNotFound
         | ErrorCode::KvStoreNotFound
-        | ErrorCode::KvKeyNotFound => StatusCode::NOT_FOUND,
+        | ErrorCode::KvKeyNotFound
+        | ErrorCode::UserNotFound => StatusCode::NOT_FOUND,
         ErrorCode::Forbidden | ErrorCode::Blocked => StatusCode::FORBIDDEN,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -91,7 +92,9 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::BucketExists
         | ErrorCode::BucketNotEmpty
         | ErrorCode::KvStoreNotEmpty
-        | ErrorCode::TableNotEmpty => StatusCode::CONFLICT,
+        | ErrorCode::TableNotEmpty
+        | ErrorCode::AuthHasUsers
+        | ErrorCode::UserExists => StatusCode::CONFLICT,
     }
 }
 
@@ -180,7 +183,7 @@ mod tests {
         match code {
             RouteNotFound | AppNotFound | FunctionNotFound | ArtifactNotFound | QueueNotFound
             | InvocationNotFound | BucketNotFound | ObjectNotFound | KeyNotFound
-            | KvStoreNotFound | KvKeyNotFound => 404,
+            | KvStoreNotFound | KvKeyNotFound | UserNotFound => 404,
             MethodNotAllowed => 405,
             PayloadTooLarge => 413,
             TooManyRequests | RateLimited => 429,
@@ -200,7 +203,7 @@ mod tests {
             | DigestMismatch
             | InvalidEvent => 400,
             RouteConflict | NoPreviousVersion | BucketExists | BucketNotEmpty | KvStoreNotEmpty
-            | TableNotEmpty => 409,
+            | TableNotEmpty | AuthHasUsers | UserExists => 409,
             Forbidden | Blocked => 403,
         }
     }

@@ -8,10 +8,10 @@
 //! Readers take the current set without locking; one fetch runs at a time and callers that
 //! arrive meanwhile wait for it and use what it got.
 
-use crate::ratelimit::{Decision, Limit, decide};
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use nimbus_core::gcra::{Decision, Limit, decide};
 use nimbus_core::spec::{RateLimitKey, RateLimitSpec};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,7 +97,7 @@ pub fn parse_key_set(document: &[u8]) -> Result<Vec<Key>, String> {
 }
 
 /// Where the keys come from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Source {
     /// Discover `jwks_uri` from the issuer's OpenID Connect metadata.
     Discover {
@@ -106,7 +106,12 @@ pub enum Source {
     Url(String),
     /// A key set given as its JWKS document, never fetched (tests and fuzzing).
     Document(Arc<[u8]>),
+    /// A key set read in-process when needed (the app's own auth, whose keys rotate).
+    Provided(KeyDocument),
 }
+
+/// Reads a JWKS document held in this process.
+pub type KeyDocument = Arc<dyn Fn() -> Arc<[u8]> + Send + Sync>;
 
 struct Fetched {
     keys: Vec<Arc<Key>>,
@@ -199,6 +204,7 @@ impl KeySet {
     async fn fetch(&self, state: &mut FetchState) -> Result<Vec<Key>, String> {
         let url = match (&self.source, &state.jwks_uri) {
             (Source::Document(document), _) => return parse_key_set(document),
+            (Source::Provided(read), _) => return parse_key_set(&read()),
             (Source::Url(url), _) | (Source::Discover { .. }, Some(url)) => url.clone(),
             (Source::Discover { issuer }, None) => {
                 let url = self.discover(issuer).await?;

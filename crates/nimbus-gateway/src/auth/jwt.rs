@@ -11,6 +11,7 @@
 
 use super::Refusal;
 use super::jwks::{KeySet, Lookup, Source};
+use crate::stages::OwnIssuer;
 use http::HeaderValue;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -63,6 +64,19 @@ impl JwtAuthorizer {
     pub fn with_key_set(spec: &JwtAuthorizerSpec, document: &[u8]) -> JwtAuthorizer {
         let source = Source::Document(document.into());
         JwtAuthorizer::with_source(spec, source, reqwest::Client::new())
+    }
+
+    /// An authorizer for the tokens of an app's own auth, whose keys are read in-process.
+    pub fn own(issuer: &OwnIssuer, leeway: std::time::Duration) -> JwtAuthorizer {
+        let spec = JwtAuthorizerSpec {
+            issuer: issuer.issuer.clone(),
+            audience: vec![nimbus_core::spec::AuthSpec::AUDIENCE.to_owned()],
+            jwks_url: None,
+            algorithms: vec![nimbus_core::spec::AuthSpec::ALGORITHM.to_owned()],
+            leeway,
+        };
+        let source = Source::Provided(issuer.keys.clone());
+        JwtAuthorizer::with_source(&spec, source, reqwest::Client::new())
     }
 
     fn with_source(

@@ -37,6 +37,7 @@ const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 mod kv;
 mod objects;
 mod tables;
+mod users;
 
 /// The services the admin API manages beside the platform.
 #[derive(Clone)]
@@ -45,6 +46,7 @@ pub(crate) struct AdminServices {
     pub objects: Arc<dyn nimbus_store::ObjectStore>,
     pub tables: Arc<dyn nimbus_store::tables::TableStore>,
     pub kv: nimbus_kv::Kv,
+    pub auth: Arc<nimbus_auth::AuthService>,
 }
 
 #[derive(Clone)]
@@ -71,6 +73,7 @@ pub(crate) fn router(
         .merge(objects::routes())
         .merge(tables::routes())
         .merge(kv::routes())
+        .merge(users::routes())
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
         .route("/v1/deploy", post(deploy))

@@ -77,6 +77,7 @@ fn deploy(manifest: &str, function: &Arc<ScriptedFunction>) -> Arc<DeployedApp> 
         spec,
         pools,
         stages: Default::default(),
+        mounts: Default::default(),
         workers: CancellationToken::new(),
     })
 }
