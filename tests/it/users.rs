@@ -553,3 +553,97 @@ async fn operators_import_ban_and_remove_users_and_rotate_keys() {
     assert_eq!(error.code(), Some(nimbus_core::ErrorCode::UserNotFound));
     p.client.remove("todo", false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_lists_bans_and_removes_users_with_the_password_from_stdin() {
+    use std::io::Write;
+    let p = deployed().await;
+    let server = p.server.as_ref().unwrap();
+    let (admin, token) = (server.admin_url(), server.token.clone());
+    let cli = move |args: &[&str], stdin: &str| -> std::process::Output {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["--admin-url", &admin, "--token", &token])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let created = cli(
+        &[
+            "--json",
+            "users",
+            "create",
+            "ops@example.com",
+            "--app",
+            "todo",
+            "--password-stdin",
+            "--confirmed",
+        ],
+        "stdin horse 9\n",
+    );
+    assert!(created.status.success(), "{created:?}");
+    let user: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let id = user["id"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        &p,
+        "/auth/v1/token?grant_type=password",
+        json!({"email": "ops@example.com", "password": "stdin horse 9"}),
+    )
+    .await;
+    assert_eq!(status, 200, "the password came from standard input");
+
+    let listed = cli(&["users", "ls", "--app", "todo"], "");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("ops@example.com") && text.contains(&id),
+        "{text}"
+    );
+    let weak = cli(
+        &[
+            "users",
+            "create",
+            "weak@example.com",
+            "--app",
+            "todo",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert!(!weak.status.success());
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("at least 8 characters"),
+        "{weak:?}"
+    );
+    let banned = cli(&["users", "ban", &id, "--app", "todo", "--for", "1h"], "");
+    assert!(banned.status.success(), "{banned:?}");
+    let (status, error) = post(
+        &p,
+        "/auth/v1/token?grant_type=password",
+        json!({"email": "ops@example.com", "password": "stdin horse 9"}),
+    )
+    .await;
+    assert_eq!((status, &error["code"]), (400, &json!("user_banned")));
+    assert!(
+        cli(&["users", "rm", &id, "--app", "todo"], "")
+            .status
+            .success()
+    );
+    let missing = cli(&["users", "rm", &id, "--app", "todo"], "");
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("user_not_found")
+            || String::from_utf8_lossy(&missing.stderr).contains("no user"),
+        "{missing:?}"
+    );
+    let rotated = cli(&["users", "rotate-keys", "--app", "todo"], "");
+    assert!(rotated.status.success(), "{rotated:?}");
+}

@@ -172,6 +172,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tables => crate::tables::list(&cli).await,
         Command::Table(command) => crate::tables::table(&cli, command).await,
         Command::Kv(command) => crate::kv::run(&cli, command).await,
+        Command::Users(command) => crate::users::run(&cli, command).await,
         Command::Rm { app, force } => {
             let removed = client::connect(&cli)?.remove(app, *force).await?;
             if cli.json {

@@ -13,6 +13,7 @@ mod objects;
 mod output;
 mod project;
 mod tables;
+mod users;
 
 use clap::{Parser, Subcommand};
 
@@ -148,6 +149,69 @@ enum Command {
     /// Key-value stores: list keys, read and write entries (the ones functions see).
     #[command(subcommand)]
     Kv(KvCommand),
+    /// End users of an app's auth (`[auth]`): list, create, ban, remove; rotate its keys.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// List the app's users, by id.
+    Ls {
+        #[arg(long)]
+        app: String,
+        /// Start after this user id.
+        #[arg(long)]
+        after: Option<String>,
+        /// Stop after this many users.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Create a user. The password is read from standard input (`--password-stdin`), never
+    /// from an argument; or import a bcrypt/Argon2 hash from another system.
+    Create {
+        email: String,
+        #[arg(long)]
+        app: String,
+        /// Read the password from standard input (one line).
+        #[arg(long, conflicts_with = "password_hash")]
+        password_stdin: bool,
+        /// A hash exported from GoTrue, Auth0 or similar (`$2b$…`, `$argon2id$…`); rehashed
+        /// with Argon2id at the first sign-in.
+        #[arg(long)]
+        password_hash: Option<String>,
+        /// Count the address as confirmed.
+        #[arg(long)]
+        confirmed: bool,
+    },
+    /// Refuse a user's sign-ins (for a while with `--for`, else until unbanned) and end their
+    /// sessions.
+    Ban {
+        id: String,
+        #[arg(long)]
+        app: String,
+        /// How long (`1h`, `7d`).
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
+    /// Lift a ban.
+    Unban {
+        id: String,
+        #[arg(long)]
+        app: String,
+    },
+    /// Remove a user with their sessions.
+    Rm {
+        id: String,
+        #[arg(long)]
+        app: String,
+    },
+    /// Put a new token signing key in front; tokens signed by the old one stay valid until
+    /// they expire.
+    RotateKeys {
+        #[arg(long)]
+        app: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
