@@ -647,3 +647,232 @@ async fn the_cli_creates_lists_bans_and_removes_users_with_the_password_from_std
     let rotated = cli(&["users", "rotate-keys", "--app", "todo"], "");
     assert!(rotated.status.success(), "{rotated:?}");
 }
+
+/// A local SMTP server (aiosmtpd) saving what it receives into a directory.
+struct SmtpSink {
+    port: u16,
+    dir: tempfile::TempDir,
+    _process: tokio::process::Child,
+}
+
+impl SmtpSink {
+    async fn start() -> SmtpSink {
+        use tokio::io::AsyncBufReadExt;
+        let site = python_package("aiosmtpd", "aiosmtpd==1.4.6");
+        let dir = tempfile::tempdir().unwrap();
+        let mut process = tokio::process::Command::new("python3")
+            .arg(workspace_root().join("tests/fixtures/auth/smtp_sink.py"))
+            .arg(dir.path())
+            .env("PYTHONPATH", &site)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let mut line = String::new();
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        SmtpSink {
+            port: line.trim().parse().expect("the sink prints its port"),
+            dir,
+            _process: process,
+        }
+    }
+
+    /// The `n`th message received (1-based), once it has arrived.
+    async fn message(&self, n: usize) -> String {
+        let path = self.dir.path().join(format!("{n:04}.eml"));
+        let arrived =
+            crate::support::eventually(Duration::from_secs(10), async || path.exists()).await;
+        assert!(arrived, "message {n} never arrived");
+        std::fs::read_to_string(path).unwrap()
+    }
+}
+
+/// The link and the six-digit code of a message.
+fn link_and_code(message: &str) -> (String, String) {
+    let link = message
+        .lines()
+        .find(|l| l.starts_with("http"))
+        .unwrap_or_else(|| panic!("no link in {message}"))
+        .to_owned();
+    let code = message
+        .lines()
+        .find_map(|l| l.strip_prefix("Or enter this code: "))
+        .unwrap_or_else(|| panic!("no code in {message}"))
+        .trim()
+        .to_owned();
+    (link, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmation_and_recovery_go_through_mail() {
+    let sink = SmtpSink::start().await;
+    let port = sink.port;
+    let p = Platform::start_in(crate::support::data_dir(), |config| {
+        config.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    })
+    .await;
+    // Wrong codes spend the account's failure budget as wrong passwords do: this test spends
+    // three, so its budget is larger than the shared manifest's.
+    let confirmed = manifest()
+        .replace(
+            "[auth]\n",
+            "[auth]\nconfirm_email = true\nsite_url = \"http://app.todo.test\"\nmail_from = \"Todo <noreply@todo.test>\"\n",
+        )
+        .replace("burst = 3", "burst = 10");
+    p.deploy(&confirmed, &[("probe", "probe")]).await.unwrap();
+
+    // Signing up answers with the user but no session, and mails a code and a link.
+    let (status, user) = post(
+        &p,
+        "/auth/v1/signup",
+        json!({"email": "ivy@example.com", "password": "correct horse 1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["email"], "ivy@example.com");
+    assert!(user.get("access_token").is_none());
+    assert!(user["confirmation_sent_at"].is_string(), "{user}");
+    let sign_in = async |password: &str| {
+        post(
+            &p,
+            "/auth/v1/token?grant_type=password",
+            json!({"email": "ivy@example.com", "password": password}),
+        )
+        .await
+    };
+    let (status, error) = sign_in("correct horse 1").await;
+    assert_eq!(
+        (status, &error["code"]),
+        (400, &json!("email_not_confirmed"))
+    );
+    let message = sink.message(1).await;
+    assert!(
+        message.contains("Subject: Confirm Your Signup"),
+        "{message}"
+    );
+    assert!(message.contains("To: ivy@example.com"), "{message}");
+    assert!(
+        message.contains("From: Todo <noreply@todo.test>"),
+        "{message}"
+    );
+    let (_, code) = link_and_code(&message);
+    assert_eq!(code.len(), 6);
+
+    // A wrong code is refused; the right one confirms the address and signs the user in.
+    let (status, error) = post(
+        &p,
+        "/auth/v1/verify",
+        json!({"type": "signup", "email": "ivy@example.com", "token": "000000x"}),
+    )
+    .await;
+    assert_eq!((status, &error["code"]), (403, &json!("otp_expired")));
+    let (status, session) = post(
+        &p,
+        "/auth/v1/verify",
+        json!({"type": "signup", "email": "ivy@example.com", "token": code}),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    assert!(session["user"]["email_confirmed_at"].is_string());
+    assert!(session["access_token"].is_string());
+    assert_eq!(sign_in("correct horse 1").await.0, 200);
+    // A code works once.
+    let (status, _) = post(
+        &p,
+        "/auth/v1/verify",
+        json!({"type": "signup", "email": "ivy@example.com", "token": code}),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Recovery: the same answer for a registered and an unknown address; mail only to one.
+    for email in ["nobody@example.com", "ivy@example.com"] {
+        let (status, body) = post(
+            &p,
+            "/auth/v1/recover?redirect_to=http%3A%2F%2Fapp.todo.test%2Freset",
+            json!({"email": email}),
+        )
+        .await;
+        assert_eq!((status, &body), (200, &json!({})), "{email}");
+    }
+    let message = sink.message(2).await;
+    assert!(
+        message.contains("Subject: Reset Your Password"),
+        "{message}"
+    );
+    assert!(message.contains("To: ivy@example.com"), "{message}");
+    let (link, _) = link_and_code(&message);
+    // Asking again at once is refused: one message a minute.
+    let (status, error) = post(&p, "/auth/v1/recover", json!({"email": "ivy@example.com"})).await;
+    assert_eq!(
+        (status, &error["code"]),
+        (429, &json!("over_email_send_rate_limit"))
+    );
+
+    // Following the link (it names the issuer; the test reaches it on the gateway) redirects
+    // to the asked page with a session in the fragment.
+    let path = link
+        .strip_prefix(ISSUER)
+        .expect("the link is under the issuer");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let followed = no_redirects
+        .get(p.url(&format!("/auth/v1{path}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(followed.status(), 303);
+    let location = followed.headers()["location"].to_str().unwrap().to_owned();
+    let (target, fragment) = location.split_once('#').unwrap();
+    assert_eq!(target, "http://app.todo.test/reset", "{link}");
+    let fields: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(fragment.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(fields["type"], "recovery");
+    assert_eq!(fields["token_type"], "bearer");
+    let access = &fields["access_token"];
+    // With that session the user sets a new password; the old one stops working.
+    let response = p
+        .http
+        .put(p.url("/auth/v1/user"))
+        .bearer_auth(access)
+        .json(&json!({"password": "battery staple 2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(sign_in("correct horse 1").await.0, 400);
+    assert_eq!(sign_in("battery staple 2").await.0, 200);
+    // The link works once; again, it redirects with GoTrue's error.
+    let again = no_redirects
+        .get(p.url(&format!("/auth/v1{path}")))
+        .send()
+        .await
+        .unwrap();
+    let location = again.headers()["location"].to_str().unwrap();
+    assert!(
+        location.contains("#error=access_denied&error_code=otp_expired"),
+        "{location}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requiring_confirmation_without_an_smtp_server_is_refused_at_deploy() {
+    let p = Platform::start().await;
+    let confirmed = manifest().replace("[auth]\n", "[auth]\nconfirm_email = true\n");
+    let error = p
+        .deploy(&confirmed, &[("probe", "probe")])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("--smtp-url"), "{error}");
+    // Nothing was deployed; without the requirement the same app deploys.
+    p.deploy(&manifest(), &[("probe", "probe")]).await.unwrap();
+}

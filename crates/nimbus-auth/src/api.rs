@@ -6,17 +6,26 @@
 use crate::error::{API_VERSION, API_VERSION_HEADER, ApiError, json_response};
 use crate::password::{self, Checked};
 use crate::tokens::{self, AUDIENCE, Claims};
-use crate::{AppAuth, LEEWAY, now_ms};
+use crate::{AppAuth, LEEWAY, mail, now_ms};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use nimbus_runtime::{ClientAddr, Request, Response};
-use nimbus_store::auth::{AuthError, Metadata, Refreshed, SessionRecord, UserRecord};
+use nimbus_store::auth::{
+    AuthError, Metadata, OneTimePurpose, Refreshed, SessionRecord, UserRecord,
+};
 use serde::Deserialize;
 use std::sync::{Arc, OnceLock};
 
 /// The largest request body the API reads.
 const MAX_BODY: usize = 64 << 10;
+/// How long an e-mailed link or code stays valid (GoTrue's `MAILER_OTP_EXP` default).
+const ONE_TIME_TTL_MS: u64 = 3_600_000;
+/// At most one message of a kind per user this often (GoTrue's `SMTP_MAX_FREQUENCY`).
+const MAIL_INTERVAL_MS: u64 = 60_000;
+/// Where links lead without a `site_url` (GoTrue's default `SITE_URL`).
+const DEFAULT_SITE_URL: &str = "http://localhost:3000";
+const DEFAULT_MAIL_FROM: &str = "nimbus <noreply@localhost>";
 
 impl AppAuth {
     /// Answer one request; `path` is what follows the mount point (`/signup`, `/token`, …).
@@ -72,8 +81,33 @@ impl AppAuth {
             }
             (Method::POST, "/signup") => {
                 let client = client_key(&request);
+                let redirect = query_param(request.uri(), "redirect_to");
                 let body: SignupParams = read_json(request).await?;
-                self.signup(body, &client).await
+                self.signup(body, &client, redirect.as_deref()).await
+            }
+            (Method::POST, "/recover") => {
+                let client = client_key(&request);
+                let redirect = query_param(request.uri(), "redirect_to");
+                let body: RecoverParams = read_json(request).await?;
+                self.recover(body, &client, redirect.as_deref()).await
+            }
+            (Method::POST, "/verify") => {
+                let client = client_key(&request);
+                let body: VerifyParams = read_json(request).await?;
+                let user = self.verify_one_time(&body, &client).await?;
+                Ok(ok(self.sign_in(user, "otp").await?))
+            }
+            (Method::GET, "/verify") => {
+                let client = client_key(&request);
+                let uri = request.uri();
+                let params = VerifyParams {
+                    kind: query_param(uri, "type"),
+                    token: None,
+                    token_hash: query_param(uri, "token"),
+                    email: None,
+                };
+                let redirect = self.redirect_target(query_param(uri, "redirect_to").as_deref());
+                Ok(self.verify_link(params, &client, &redirect).await)
             }
             (Method::POST, "/token") => {
                 let grant = query_param(request.uri(), "grant_type");
@@ -107,13 +141,15 @@ impl AppAuth {
                 let (user, session) = self.authenticate(request.headers()).await?;
                 self.logout(&user, &session, scope.as_deref()).await
             }
-            (_, "/health" | "/settings" | "/signup" | "/token" | "/user" | "/logout") => {
-                Err(ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{} is not allowed on {path}", request.method()),
-                ))
-            }
+            (
+                _,
+                "/health" | "/settings" | "/signup" | "/token" | "/user" | "/logout" | "/recover"
+                | "/verify",
+            ) => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not allowed on {path}", request.method()),
+            )),
             _ => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -172,7 +208,12 @@ impl AppAuth {
             .map_err(ApiError::throttled)
     }
 
-    async fn signup(&self, params: SignupParams, client: &str) -> Result<Response, ApiError> {
+    async fn signup(
+        &self,
+        params: SignupParams,
+        client: &str,
+        redirect: Option<&str>,
+    ) -> Result<Response, ApiError> {
         let config = self.config.load_full();
         if !config.spec.signup {
             return Err(ApiError::unprocessable(
@@ -208,7 +249,11 @@ impl AppAuth {
                     "User already registered",
                 ));
             }
-            // An unconfirmed sign-up repeated: answer as the first time, revealing nothing.
+            // An unconfirmed sign-up repeated: send the confirmation again and answer as the
+            // first time, revealing nothing.
+            let existing = self
+                .send_one_time(OneTimePurpose::Confirmation, existing, redirect)
+                .await?;
             return Ok(ok(tokens::user_json(&existing)));
         }
         let hash = self.hash(password).await?;
@@ -243,6 +288,9 @@ impl AppAuth {
         if user.email_confirmed_ms.is_some() {
             return self.start_session(user).await;
         }
+        let user = self
+            .send_one_time(OneTimePurpose::Confirmation, user, redirect)
+            .await?;
         Ok(ok(tokens::user_json(&user)))
     }
 
@@ -305,8 +353,259 @@ impl AppAuth {
         self.start_session(user).await
     }
 
+    /// Where an e-mailed link leads after verifying: `asked` if it is under the app's site
+    /// URL, else the site URL (GoTrue's rule without an allow list).
+    fn redirect_target(&self, asked: Option<&str>) -> String {
+        let site = self
+            .config
+            .load()
+            .spec
+            .site_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SITE_URL.to_owned());
+        match asked {
+            Some(asked) if asked.starts_with(&site) => asked.to_owned(),
+            _ => site,
+        }
+    }
+
+    /// Mail `user` a one-time link and code for `purpose`, at most once a minute.
+    async fn send_one_time(
+        &self,
+        purpose: OneTimePurpose,
+        mut user: UserRecord,
+        redirect: Option<&str>,
+    ) -> Result<UserRecord, ApiError> {
+        let Some(mailer) = &self.mailer else {
+            return Err(ApiError::unprocessable(
+                "email_provider_disabled",
+                "this app's auth cannot send e-mail: the server has no SMTP server (nimbus serve --smtp-url)",
+            ));
+        };
+        let now = now_ms();
+        let sent = match purpose {
+            OneTimePurpose::Confirmation => user.confirmation_sent_ms,
+            OneTimePurpose::Recovery => user.recovery_sent_ms,
+        };
+        if let Some(sent) = sent {
+            let wait = (sent + MAIL_INTERVAL_MS).saturating_sub(now);
+            if wait > 0 {
+                let secs = wait.div_ceil(1000);
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "over_email_send_rate_limit",
+                    format!(
+                        "For security purposes, you can only request this after {secs} seconds."
+                    ),
+                );
+                error.retry_after = Some(secs);
+                return Err(error);
+            }
+        }
+        let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+        let hash = tokens::token_hash(&format!("{}{code}", user.email));
+        self.store
+            .put_one_time(&self.app, purpose, &hash, &user.id, now)
+            .await
+            .map_err(store)?;
+        let (kind, template) = match purpose {
+            OneTimePurpose::Confirmation => ("signup", mail::Template::Confirmation),
+            OneTimePurpose::Recovery => ("recovery", mail::Template::Recovery),
+        };
+        let redirect = self.redirect_target(redirect);
+        let link = format!(
+            "{}/verify?token={hash}&type={kind}&redirect_to={}",
+            self.issuer(),
+            form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+        );
+        let from = self
+            .config
+            .load()
+            .spec
+            .mail_from
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MAIL_FROM.to_owned());
+        mailer
+            .send(&mail::compose(template, &from, &user.email, &link, &code))
+            .await
+            .map_err(|cause| {
+                tracing::error!(app = %self.app, cause, "auth: sending mail failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unexpected_failure",
+                    format!("Error sending {kind} email; the server log has the cause"),
+                )
+            })?;
+        match purpose {
+            OneTimePurpose::Confirmation => user.confirmation_sent_ms = Some(now),
+            OneTimePurpose::Recovery => user.recovery_sent_ms = Some(now),
+        }
+        user.updated_ms = now;
+        self.store
+            .update_user(&self.app, user.clone())
+            .await
+            .map_err(store)?;
+        Ok(user)
+    }
+
+    async fn recover(
+        &self,
+        params: RecoverParams,
+        client: &str,
+        redirect: Option<&str>,
+    ) -> Result<Response, ApiError> {
+        self.admit(client)?;
+        let email = validate_email(params.email.as_deref().unwrap_or(""))?;
+        // Whether the address is registered is not the caller's business: the answer is the
+        // same either way.
+        if let Some(user) = self
+            .store
+            .user_by_email(&self.app, &email)
+            .await
+            .map_err(store)?
+        {
+            self.send_one_time(OneTimePurpose::Recovery, user, redirect)
+                .await?;
+        }
+        Ok(ok(serde_json::json!({})))
+    }
+
+    /// The user a one-time token (a link's token, or an address and its code) proves, taken
+    /// so it cannot be used again; confirming the address on the way.
+    async fn verify_one_time(
+        &self,
+        params: &VerifyParams,
+        client: &str,
+    ) -> Result<UserRecord, ApiError> {
+        self.admit(client)?;
+        let purpose = match params.kind.as_deref() {
+            Some("signup" | "email") => OneTimePurpose::Confirmation,
+            Some("recovery") => OneTimePurpose::Recovery,
+            other => {
+                return Err(ApiError::validation(format!(
+                    "Verify requires a verification type: \"signup\", \"email\" or \"recovery\", got {other:?}"
+                )));
+            }
+        };
+        let expired = || ApiError::forbidden("otp_expired", "Token has expired or is invalid");
+        let hash = match (&params.token_hash, &params.token, &params.email) {
+            (Some(hash), _, _) if !hash.is_empty() => hash.clone(),
+            (_, Some(code), Some(email)) if !code.is_empty() => {
+                let email = validate_email(email)?;
+                self.throttles
+                    .load()
+                    .per_account
+                    .allows(&email)
+                    .map_err(ApiError::throttled)?;
+                let hash = tokens::token_hash(&format!("{email}{}", code.trim()));
+                if !self.one_time_exists(purpose, &hash).await? {
+                    // A wrong code spends the account's failure budget, as a password does.
+                    let _ = self.throttles.load().per_account.take(&email);
+                    return Err(expired());
+                }
+                hash
+            }
+            _ => {
+                return Err(ApiError::validation(
+                    "Verify requires a token_hash, or a token and the email it was sent to",
+                ));
+            }
+        };
+        let (user_id, created) = self
+            .store
+            .take_one_time(&self.app, purpose, &hash)
+            .await
+            .map_err(store)?
+            .ok_or_else(expired)?;
+        let now = now_ms();
+        if now.saturating_sub(created) > ONE_TIME_TTL_MS {
+            return Err(expired());
+        }
+        let mut user = self
+            .store
+            .user(&self.app, &user_id)
+            .await
+            .map_err(store)?
+            .ok_or_else(expired)?;
+        if user.banned_until_ms.is_some_and(|until| until > now) {
+            return Err(ApiError::bad_request("user_banned", "User is banned"));
+        }
+        if user.email_confirmed_ms.is_none() {
+            user.email_confirmed_ms = Some(now);
+        }
+        Ok(user)
+    }
+
+    async fn one_time_exists(&self, purpose: OneTimePurpose, hash: &str) -> Result<bool, ApiError> {
+        // Taking is the only read the store offers: take, then put back what was there.
+        match self
+            .store
+            .take_one_time(&self.app, purpose, hash)
+            .await
+            .map_err(store)?
+        {
+            Some((user, created)) => {
+                self.store
+                    .put_one_time(&self.app, purpose, hash, &user, created)
+                    .await
+                    .map_err(store)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// An e-mailed link followed: a redirect to `redirect` with the new session in the
+    /// fragment, or with the error, as GoTrue answers.
+    async fn verify_link(&self, params: VerifyParams, client: &str, redirect: &str) -> Response {
+        let kind = params.kind.clone().unwrap_or_default();
+        let fragment = match self.verify_one_time(&params, client).await {
+            Ok(user) => match self.sign_in(user, "otp").await {
+                Ok(session) => {
+                    let mut fragment = form_urlencoded::Serializer::new(String::new());
+                    for field in [
+                        "access_token",
+                        "expires_at",
+                        "expires_in",
+                        "refresh_token",
+                        "token_type",
+                    ] {
+                        let value = match session.get(field) {
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            Some(other) => other.to_string(),
+                            None => String::new(),
+                        };
+                        fragment.append_pair(field, &value);
+                    }
+                    fragment.append_pair("type", &kind);
+                    fragment.finish()
+                }
+                Err(error) => error_fragment(&error),
+            },
+            Err(error) => error_fragment(&error),
+        };
+        let mut response = bytes_response(StatusCode::SEE_OTHER, Bytes::new());
+        if let Ok(location) = HeaderValue::from_str(&format!("{redirect}#{fragment}")) {
+            response
+                .headers_mut()
+                .insert(http::header::LOCATION, location);
+        }
+        response.headers_mut().remove(http::header::CONTENT_TYPE);
+        response
+    }
+
     /// Sign `user` in: a new session, its first refresh token and an access token.
-    async fn start_session(&self, mut user: UserRecord) -> Result<Response, ApiError> {
+    async fn start_session(&self, user: UserRecord) -> Result<Response, ApiError> {
+        Ok(ok(self.sign_in(user, "password").await?))
+    }
+
+    /// A new session for `user`, authenticated by `method` (`password`, `otp`): the session's
+    /// JSON, as the token endpoint answers.
+    async fn sign_in(
+        &self,
+        mut user: UserRecord,
+        method: &str,
+    ) -> Result<serde_json::Value, ApiError> {
         let config = self.config.load_full();
         let now = now_ms();
         let session = SessionRecord {
@@ -330,15 +629,16 @@ impl AppAuth {
             .update_user(&self.app, user.clone())
             .await
             .map_err(store)?;
-        self.session_response(&user, &session, refresh)
+        self.session_json(&user, &session, refresh, method)
     }
 
-    fn session_response(
+    fn session_json(
         &self,
         user: &UserRecord,
         session: &SessionRecord,
         refresh_token: String,
-    ) -> Result<Response, ApiError> {
+        method: &str,
+    ) -> Result<serde_json::Value, ApiError> {
         let config = self.config.load_full();
         let now = now_ms() / 1000;
         let ttl = config.spec.access_token_ttl.as_secs();
@@ -355,7 +655,7 @@ impl AppAuth {
             role: AUDIENCE.into(),
             aal: "aal1".into(),
             amr: vec![serde_json::json!({
-                "method": "password",
+                "method": method,
                 "timestamp": session.created_ms / 1000,
             })],
             session_id: session.id.clone(),
@@ -366,14 +666,14 @@ impl AppAuth {
         header.kid = Some(keys.signer.kid.clone());
         let access_token = jsonwebtoken::encode(&header, &claims, &keys.signer.key)
             .map_err(|e| ApiError::internal("signing an access token failed", &e))?;
-        Ok(ok(serde_json::json!({
+        Ok(serde_json::json!({
             "access_token": access_token,
             "token_type": "bearer",
             "expires_in": ttl,
             "expires_at": now + ttl,
             "refresh_token": refresh_token,
             "user": tokens::user_json(user),
-        })))
+        }))
     }
 
     async fn refresh_grant(&self, params: RefreshParams) -> Result<Response, ApiError> {
@@ -441,7 +741,7 @@ impl AppAuth {
                 "Invalid Refresh Token: User Banned",
             ));
         }
-        self.session_response(&user, &session, next)
+        Ok(ok(self.session_json(&user, &session, next, "password")?))
     }
 
     /// The user and session of the request's bearer token.
@@ -630,6 +930,25 @@ impl AppAuth {
     }
 }
 
+/// An error in a redirect's fragment, as GoTrue puts it there.
+fn error_fragment(error: &ApiError) -> String {
+    let kind = if error.status == StatusCode::FORBIDDEN || error.status.is_client_error() {
+        "access_denied"
+    } else {
+        "server_error"
+    };
+    let description = if error.code == "otp_expired" {
+        "Email link is invalid or has expired".to_owned()
+    } else {
+        error.message.clone()
+    };
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("error", kind)
+        .append_pair("error_code", error.code)
+        .append_pair("error_description", &description)
+        .finish()
+}
+
 /// A hash of nothing anyone knows, checked when the address is unknown.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
@@ -734,6 +1053,22 @@ struct SignupParams {
     phone: Option<String>,
     password: Option<String>,
     data: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct RecoverParams {
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VerifyParams {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// The six-digit code, with `email`.
+    token: Option<String>,
+    /// The token of an e-mailed link.
+    token_hash: Option<String>,
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ pub mod admin;
 pub mod api;
 pub mod error;
 pub mod keys;
+pub mod mail;
 pub mod password;
 pub mod throttle;
 pub mod tokens;
@@ -59,15 +60,23 @@ pub struct AuthService {
     master: Arc<MasterKey>,
     apps: Mutex<HashMap<String, Arc<AppAuth>>>,
     hashing: Arc<Semaphore>,
+    mailer: Option<mail::Mailer>,
 }
 
 impl AuthService {
-    pub fn new(store: Arc<dyn AuthStore>, master: Arc<MasterKey>) -> Arc<AuthService> {
+    /// The service; `mailer` sends confirmation and recovery mail (without one, apps cannot
+    /// require confirmed addresses).
+    pub fn new(
+        store: Arc<dyn AuthStore>,
+        master: Arc<MasterKey>,
+        mailer: Option<mail::Mailer>,
+    ) -> Arc<AuthService> {
         Arc::new(AuthService {
             store,
             master,
             apps: Mutex::new(HashMap::new()),
             hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
+            mailer,
         })
     }
 
@@ -86,6 +95,13 @@ impl AuthService {
         spec: &AuthSpec,
         gateway_url: &str,
     ) -> Result<Arc<AppAuth>, String> {
+        if spec.confirm_email && self.mailer.is_none() {
+            return Err(format!(
+                "app {app:?} sets auth.confirm_email, which mails a link to each new user, but \
+                 this server has no SMTP server: start it with --smtp-url, or set \
+                 confirm_email = false"
+            ));
+        }
         let issuer = spec
             .issuer
             .clone()
@@ -106,6 +122,7 @@ impl AuthService {
             keys: ArcSwap::from_pointee(ring),
             store: self.store.clone(),
             hashing: self.hashing.clone(),
+            mailer: self.mailer.clone(),
         });
         Ok(self.apps().entry(app.to_owned()).or_insert(auth).clone())
     }
@@ -219,6 +236,7 @@ pub struct AppAuth {
     throttles: ArcSwap<Throttles>,
     store: Arc<dyn AuthStore>,
     hashing: Arc<Semaphore>,
+    mailer: Option<mail::Mailer>,
 }
 
 impl AppAuth {

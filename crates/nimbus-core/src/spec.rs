@@ -435,9 +435,13 @@ pub struct AuthSpec {
     /// The `iss` of the app's tokens; `None` means the gateway's URL followed by `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
-    /// Where e-mailed links lead by default (GoTrue's `SITE_URL`).
+    /// Where e-mailed links lead by default (GoTrue's `SITE_URL`); a client's `redirect_to`
+    /// is honoured only under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_url: Option<String>,
+    /// The sender of the app's confirmation and recovery mail (`Todo <noreply@todo.example>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_from: Option<String>,
     /// Whether anyone may sign up (GoTrue's `DISABLE_SIGNUP` is its negation).
     pub signup: bool,
     /// Whether a new address must be confirmed before its user can sign in (GoTrue's
@@ -480,6 +484,7 @@ impl AuthSpec {
             host: None,
             issuer: None,
             site_url: None,
+            mail_from: None,
             signup: true,
             confirm_email: false,
             access_token_ttl: Duration::from_secs(3600),

@@ -103,6 +103,7 @@ struct RawAuth {
     host: Option<Spanned<String>>,
     issuer: Option<Spanned<String>>,
     site_url: Option<Spanned<String>>,
+    mail_from: Option<Spanned<String>>,
     signup: Option<bool>,
     confirm_email: Option<bool>,
     access_token_ttl: Option<Spanned<String>>,
@@ -1637,6 +1638,26 @@ fn auth(ctx: &Ctx<'_>, raw: &RawAuth) -> Result<AuthSpec, ManifestError> {
         .as_ref()
         .map(|v| url(v, "site_url"))
         .transpose()?;
+    if let Some(from) = &raw.mail_from {
+        let address = from.get_ref().trim();
+        let mailbox = address
+            .rsplit_once('<')
+            .map_or(address, |(_, rest)| rest.trim_end_matches('>'));
+        let valid = mailbox
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+            && !address.contains(['\r', '\n']);
+        if !valid {
+            return Err(ctx.at(
+                Some(from.span()),
+                key("mail_from"),
+                format!(
+                    "expected a sender like \"noreply@todo.example\" or \"Todo <noreply@todo.example>\", got {address:?}"
+                ),
+            ));
+        }
+        spec.mail_from = Some(address.to_owned());
+    }
     spec.signup = raw.signup.unwrap_or(spec.signup);
     spec.confirm_email = raw.confirm_email.unwrap_or(spec.confirm_email);
     let bounded = |value: &Spanned<String>,

@@ -78,6 +78,10 @@ pub struct ServerConfig {
     /// Certificate and key files the gateway serves HTTPS with (none: plain HTTP); the one
     /// valid for the client's SNI host is used, and changed files are read again.
     pub tls: Vec<nimbus_wire::tls::CertFiles>,
+    /// The SMTP server apps' auth sends confirmation and recovery mail through
+    /// (`smtp://host:port`, `smtps://user:pass@host`, `smtp://…?tls=required`); none: apps
+    /// cannot require confirmed addresses.
+    pub smtp_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -95,6 +99,7 @@ impl ServerConfig {
             abort_incomplete_uploads_after: Some(objects::DEFAULT_UPLOAD_EXPIRY),
             table_sweep_interval: tables::DEFAULT_SWEEP_INTERVAL,
             tls: Vec::new(),
+            smtp_url: None,
         }
     }
 }
@@ -185,7 +190,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let master_key = Arc::new(master_key);
     let keys = nimbus_aws::Keys::new(store.clone(), master_key.clone());
     let auth = Arc::new(auth::Auth {
-        service: nimbus_auth::AuthService::new(store.clone(), master_key),
+        service: nimbus_auth::AuthService::new(
+            store.clone(),
+            master_key,
+            config
+                .smtp_url
+                .as_deref()
+                .map(nimbus_auth::mail::Mailer::from_url)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--smtp-url: {e}"))?,
+        ),
     });
     let objects: Arc<dyn nimbus_store::ObjectStore> = store.clone();
     let kv: Arc<dyn nimbus_store::KvStore> = store.clone();

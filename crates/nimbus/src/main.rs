@@ -395,6 +395,10 @@ struct ServeArgs {
     /// The PEM private key of the `--tls-cert` in the same position.
     #[arg(long, requires = "tls_cert")]
     tls_key: Vec<std::path::PathBuf>,
+    /// The SMTP server apps' auth sends confirmation and password-recovery mail through:
+    /// `smtp://host:25` (plain, or STARTTLS with `?tls=required`), `smtps://user:pass@host`.
+    #[arg(long, env = "NIMBUS_SMTP_URL")]
+    smtp_url: Option<String>,
 }
 
 /// A duration, or never.
