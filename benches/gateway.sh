@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The cost of the gateway's stages on the invocation path: the hello component through a route
-# with no stage, with a rate limit that never trips, and with a `jwt` authorizer (one ES256 and
-# one RS256 token, each verified once and then served from the verified-token cache), side by
-# side in one server and one run, under wrk. Tokens are signed with openssl from the test keys
+# with no stage, with a rate limit that never trips, with a `jwt` authorizer (one ES256 and
+# one RS256 token, each verified once and then served from the verified-token cache) and with
+# an `auth` authorizer (a token of the app's own [auth]), side by side in one server and one
+# run, under wrk. Then the app's sign-in throughput (POST /auth/v1/token, Argon2id at 19 MiB,
+# 2 passes, 1 lane, one user). Tokens are signed with openssl from the test keys
 # in tests/fixtures/jwt; the key set is served by a local static HTTP server.
 #
 #   bash benches/gateway.sh          # ROUNDS=3 DURATION=10s CONNECTIONS=32
@@ -76,6 +78,13 @@ cp "$ROOT/target/guests/wasm32-wasip2/release/hello.wasm" "$dir/app/hello.wasm"
 cat > "$dir/app/nimbus.toml" <<TOML
 name = "bench"
 
+[auth]
+issuer = "https://login.bench/auth/v1"
+attempts_per_ip = { rate = "1000000/s" }
+
+[authorizer.own]
+kind = "auth"
+
 [authorizer.users]
 kind = "jwt"
 issuer = "$ISSUER"
@@ -100,6 +109,11 @@ rate_limit = { rate = "1000000/s" }
 path = "/jwt"
 function = "hello"
 auth = "users"
+
+[[route]]
+path = "/own"
+function = "hello"
+auth = "own"
 TOML
 NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --aws-listen 127.0.0.1:0 --data-dir "$dir/data" >"$dir/log" 2>&1 &
 PIDS+=($!)
@@ -107,9 +121,17 @@ for _ in $(seq 1 200); do [ -f "$dir/data/admin.url" ] && break; sleep 0.05; don
 "$NIMBUS" --data-dir "$dir/data" deploy "$dir/app" --json >/dev/null
 BASE=http://127.0.0.1:$port
 wait_http "$BASE/plain"
+SIGN_IN='{"email": "bench@example.com", "password": "correct horse 1"}'
+OWN_TOKEN=$(curl -s -X POST -H 'Content-Type: application/json' -d "$SIGN_IN" "$BASE/auth/v1/signup" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+cat > "$WORK/sign-in.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$SIGN_IN'
+wrk.headers["Content-Type"] = "application/json"
+LUA
 
 declare -A RESULTS
-CONFIGS=("no stage" "rate limit (never trips)" "jwt ES256" "jwt RS256")
+CONFIGS=("no stage" "rate limit (never trips)" "jwt ES256" "jwt RS256" "auth (own tokens)")
 measure() { # $1 = config
   local url args=()
   case $1 in
@@ -117,6 +139,7 @@ measure() { # $1 = config
     "rate limit (never trips)") url=$BASE/limited ;;
     "jwt ES256") url=$BASE/jwt; args=(-H "Authorization: Bearer $ES_TOKEN") ;;
     "jwt RS256") url=$BASE/jwt; args=(-H "Authorization: Bearer $RS_TOKEN") ;;
+    "auth (own tokens)") url=$BASE/own; args=(-H "Authorization: Bearer $OWN_TOKEN") ;;
   esac
   [ "$(curl -s -o /dev/null -w '%{http_code}' "${args[@]}" "$url")" = 200 ] || { echo "$1: $url does not answer 200" >&2; exit 1; }
   DURATION=2s run_wrk "$url" "$CONNECTIONS" "${args[@]}" >/dev/null # warm-up
@@ -139,3 +162,14 @@ for config in "${CONFIGS[@]}"; do
   p99=$(echo -n "$rows" | awk '{print $3}' | median)
   echo "| $config | $rps | $(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.2f", a / b}') | $p50 | $p99 |"
 done
+
+# Sign-in: CPU-bound by design (Argon2id); a few connections are enough to saturate it.
+SIGNINS=""
+for round in $(seq 1 "$ROUNDS"); do
+  SIGNINS+="$(run_wrk "$BASE/auth/v1/token?grant_type=password" 8 -s "$WORK/sign-in.lua")"$'\n'
+  echo "round $round sign-in: $(echo -n "$SIGNINS" | tail -n 1)" >&2
+done
+echo
+echo "| sign-in (POST /auth/v1/token, Argon2id m=19456 KiB t=2 p=1) | req/s (median of $ROUNDS) | p50 ms | p99 ms |"
+echo "|---|---:|---:|---:|"
+echo "| password grant, 8 connections | $(echo -n "$SIGNINS" | awk '{print $1}' | median) | $(echo -n "$SIGNINS" | awk '{print $2}' | median) | $(echo -n "$SIGNINS" | awk '{print $3}' | median) |"

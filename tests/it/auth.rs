@@ -2,7 +2,9 @@
 //! checked against an OpenID Connect issuer served by the test (discovery document and JWKS on
 //! a real HTTP server), with tokens signed by real ES256 and RS256 keys.
 
-use crate::support::{Platform, component, error_code, lambda_fixture, workspace_root};
+use crate::support::{
+    Platform, component, echoed_claims, error_code, lambda_fixture, workspace_root,
+};
 use axum::Json;
 use axum::extract::State;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -186,11 +188,7 @@ async fn jwt_routes_admit_valid_tokens_refuse_the_rest_and_pass_the_claims_on() 
     let response = call("/me/echo", Some(&good)).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("x-nimbus-claims: "))
-        .unwrap_or_else(|| panic!("no claims header in {text}"));
-    let seen: Value = serde_json::from_str(line).unwrap();
+    let seen = echoed_claims(&text);
     assert_eq!(seen["sub"], "user-1");
     assert_eq!(seen["email"], "ada@example.com");
     // And again, from the verified-token cache: the same answer.

@@ -301,6 +301,15 @@ pub async fn error_code(response: reqwest::Response) -> (u16, String, String) {
     (status, field("code"), field("message"))
 }
 
+/// The verified claims a probe function echoed back (its `x-nimbus-claims` request header).
+pub fn echoed_claims(text: &str) -> serde_json::Value {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-nimbus-claims: "))
+        .unwrap_or_else(|| panic!("no claims header in {text}"));
+    serde_json::from_str(line).unwrap()
+}
+
 /// A pinned PyPI package installed (once) into its own directory under `target/py`.
 pub fn python_package(name: &str, requirement: &str) -> PathBuf {
     install_once("py", name, requirement, |dir| {

@@ -3,7 +3,7 @@
 //! detection, brute-force throttling, bad input, the `auth` authorizer in front of a
 //! function, and users, sessions and keys surviving a restart.
 
-use crate::support::{Platform, npm_package, python_package, workspace_root};
+use crate::support::{Platform, echoed_claims, npm_package, python_package, workspace_root};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -401,11 +401,7 @@ async fn the_auth_authorizer_admits_the_apps_own_tokens_and_they_survive_a_resta
     let response = me(&p, Some(&access)).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("x-nimbus-claims: "))
-        .unwrap_or_else(|| panic!("no claims header in {text}"));
-    let claims: Value = serde_json::from_str(line).unwrap();
+    let claims = echoed_claims(&text);
     assert_eq!(claims["sub"], session["user"]["id"]);
     assert_eq!(claims["email"], "eve@example.com");
     assert_eq!(claims["role"], "authenticated");

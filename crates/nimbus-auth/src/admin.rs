@@ -6,7 +6,7 @@ use crate::{AuthService, now_ms, password};
 use nimbus_api::{CreateUserRequest, UserEntry, UserPage};
 use nimbus_core::ErrorCode;
 use nimbus_core::error::Error;
-use nimbus_store::auth::{AuthError, Metadata, UserRecord};
+use nimbus_store::auth::{AuthError, UserRecord};
 use std::time::Duration;
 
 /// Most users one listing page holds.
@@ -134,24 +134,13 @@ impl AuthService {
             }
             (None, None) => None,
         };
-        let now = now_ms();
-        let mut app_metadata = Metadata::new();
-        app_metadata.insert("provider".into(), "email".into());
-        app_metadata.insert("providers".into(), serde_json::json!(["email"]));
-        let user = UserRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+        let user = crate::tokens::new_user(
             email,
             password_hash,
-            email_confirmed_ms: request.confirmed.then_some(now),
-            confirmation_sent_ms: None,
-            recovery_sent_ms: None,
-            last_sign_in_ms: None,
-            banned_until_ms: None,
-            app_metadata,
-            user_metadata: request.user_metadata,
-            created_ms: now,
-            updated_ms: now,
-        };
+            request.confirmed,
+            request.user_metadata,
+            now_ms(),
+        );
         self.store
             .insert_user(app, user.clone())
             .await

@@ -257,24 +257,13 @@ impl AppAuth {
             return Ok(ok(tokens::user_json(&existing)));
         }
         let hash = self.hash(password).await?;
-        let now = now_ms();
-        let mut app_metadata = Metadata::new();
-        app_metadata.insert("provider".into(), "email".into());
-        app_metadata.insert("providers".into(), serde_json::json!(["email"]));
-        let user = UserRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+        let user = tokens::new_user(
             email,
-            password_hash: Some(hash),
-            email_confirmed_ms: (!config.spec.confirm_email).then_some(now),
-            confirmation_sent_ms: None,
-            recovery_sent_ms: None,
-            last_sign_in_ms: None,
-            banned_until_ms: None,
-            app_metadata,
-            user_metadata: params.data.unwrap_or_default(),
-            created_ms: now,
-            updated_ms: now,
-        };
+            Some(hash),
+            !config.spec.confirm_email,
+            params.data.unwrap_or_default(),
+            now_ms(),
+        );
         match self.store.insert_user(&self.app, user.clone()).await {
             Ok(()) => {}
             Err(AuthError::EmailTaken(_)) => {

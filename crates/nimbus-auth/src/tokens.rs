@@ -95,6 +95,33 @@ pub fn user_json(user: &UserRecord) -> serde_json::Value {
     json
 }
 
+/// A new user signing in with an e-mail address, as GoTrue records one (`provider: email`).
+pub fn new_user(
+    email: String,
+    password_hash: Option<String>,
+    confirmed: bool,
+    user_metadata: Metadata,
+    now_ms: u64,
+) -> UserRecord {
+    let mut app_metadata = Metadata::new();
+    app_metadata.insert("provider".into(), "email".into());
+    app_metadata.insert("providers".into(), serde_json::json!(["email"]));
+    UserRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        email,
+        password_hash,
+        email_confirmed_ms: confirmed.then_some(now_ms),
+        confirmation_sent_ms: None,
+        recovery_sent_ms: None,
+        last_sign_in_ms: None,
+        banned_until_ms: None,
+        app_metadata,
+        user_metadata,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+    }
+}
+
 /// Apply a user's `data` to their metadata, as GoTrue merges it: each key set, a `null`
 /// removing the key.
 pub fn merge_metadata(into: &mut Metadata, data: &Metadata) {

@@ -812,6 +812,45 @@ impl Ctx<'_> {
         })
     }
 
+    /// A host name without scheme or port, lower-cased.
+    fn host(&self, value: &Spanned<String>, key: String) -> Result<String, ManifestError> {
+        let h = value.get_ref().to_ascii_lowercase();
+        if h.is_empty() || h.contains(['/', ':', ' ']) {
+            return Err(self.at(
+                Some(value.span()),
+                key,
+                format!(
+                    "expected a host name without scheme or port, got {:?}",
+                    value.get_ref()
+                ),
+            ));
+        }
+        Ok(h)
+    }
+
+    /// An `http://` or `https://` URL with a host, as written; `what` says what it is for.
+    fn http_url(
+        &self,
+        value: &Spanned<String>,
+        key: String,
+        what: &str,
+    ) -> Result<String, ManifestError> {
+        let v = value.get_ref();
+        let valid = ["https://", "http://"].iter().any(|scheme| {
+            v.strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        }) && !v.contains(char::is_whitespace);
+        if valid {
+            Ok(v.clone())
+        } else {
+            Err(self.at(
+                Some(value.span()),
+                key,
+                format!("expected {what} (an http:// or https:// URL), got {v:?}"),
+            ))
+        }
+    }
+
     fn duration(
         &self,
         value: &Spanned<String>,
@@ -1223,23 +1262,11 @@ fn route(
             methods.push(upper);
         }
     }
-    let host = match &r.host {
-        Some(host) => {
-            let h = host.get_ref().to_ascii_lowercase();
-            if h.is_empty() || h.contains(['/', ':', ' ']) {
-                return Err(ctx.at(
-                    Some(host.span()),
-                    key("host"),
-                    format!(
-                        "expected a host name without scheme or port, got {:?}",
-                        host.get_ref()
-                    ),
-                ));
-            }
-            Some(h)
-        }
-        None => None,
-    };
+    let host = r
+        .host
+        .as_ref()
+        .map(|host| ctx.host(host, key("host")))
+        .transpose()?;
     let rate_limit = r
         .rate_limit
         .as_ref()
@@ -1479,22 +1506,8 @@ fn authorizer(
             ));
         }
     }
-    let url = |value: &Spanned<String>, field: &str, what: &str| {
-        let v = value.get_ref();
-        let valid = ["https://", "http://"].iter().any(|scheme| {
-            v.strip_prefix(scheme)
-                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        }) && !v.contains(char::is_whitespace);
-        if valid {
-            Ok(v.clone())
-        } else {
-            Err(ctx.at(
-                Some(value.span()),
-                key(field),
-                format!("expected {what} (an http:// or https:// URL), got {v:?}"),
-            ))
-        }
-    };
+    let url =
+        |value: &Spanned<String>, field: &str, what: &str| ctx.http_url(value, key(field), what);
     let issuer = match &a.issuer {
         Some(issuer) => url(issuer, "issuer", "the issuer tokens name in `iss`")?,
         None => {
@@ -1602,41 +1615,25 @@ fn auth(ctx: &Ctx<'_>, raw: &RawAuth) -> Result<AuthSpec, ManifestError> {
         }
         spec.path = p.clone();
     }
-    if let Some(host) = &raw.host {
-        let h = host.get_ref().to_ascii_lowercase();
-        if h.is_empty() || h.contains(['/', ':', ' ']) {
-            return Err(ctx.at(
-                Some(host.span()),
-                key("host"),
-                format!(
-                    "expected a host name without scheme or port, got {:?}",
-                    host.get_ref()
-                ),
-            ));
-        }
-        spec.host = Some(h);
-    }
-    let url = |value: &Spanned<String>, field: &str| {
-        let v = value.get_ref();
-        let valid = ["https://", "http://"].iter().any(|scheme| {
-            v.strip_prefix(scheme)
-                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        }) && !v.contains(char::is_whitespace);
-        if valid {
-            Ok(v.trim_end_matches('/').to_owned())
-        } else {
-            Err(ctx.at(
-                Some(value.span()),
-                key(field),
-                format!("expected an http:// or https:// URL, got {v:?}"),
-            ))
-        }
+    spec.host = raw
+        .host
+        .as_ref()
+        .map(|host| ctx.host(host, key("host")))
+        .transpose()?;
+    // Links and issuers are joined with paths: kept without a trailing slash.
+    let url = |value: &Spanned<String>, field: &str, what: &str| {
+        ctx.http_url(value, key(field), what)
+            .map(|url| url.trim_end_matches('/').to_owned())
     };
-    spec.issuer = raw.issuer.as_ref().map(|v| url(v, "issuer")).transpose()?;
+    spec.issuer = raw
+        .issuer
+        .as_ref()
+        .map(|v| url(v, "issuer", "the public URL of the auth API"))
+        .transpose()?;
     spec.site_url = raw
         .site_url
         .as_ref()
-        .map(|v| url(v, "site_url"))
+        .map(|v| url(v, "site_url", "the app's own URL"))
         .transpose()?;
     if let Some(from) = &raw.mail_from {
         let address = from.get_ref().trim();
