@@ -477,8 +477,10 @@ impl AppAuth {
             }
         };
         let expired = || ApiError::forbidden("otp_expired", "Token has expired or is invalid");
-        let hash = match (&params.token_hash, &params.token, &params.email) {
-            (Some(hash), _, _) if !hash.is_empty() => hash.clone(),
+        // A code is short: guessing it spends the account's failure budget, as a wrong
+        // password does. A link's token is 256 bits: nothing to guess.
+        let (hash, account) = match (&params.token_hash, &params.token, &params.email) {
+            (Some(hash), _, _) if !hash.is_empty() => (hash.clone(), None),
             (_, Some(code), Some(email)) if !code.is_empty() => {
                 let email = validate_email(email)?;
                 self.throttles
@@ -487,12 +489,7 @@ impl AppAuth {
                     .allows(&email)
                     .map_err(ApiError::throttled)?;
                 let hash = tokens::token_hash(&format!("{email}{}", code.trim()));
-                if !self.one_time_exists(purpose, &hash).await? {
-                    // A wrong code spends the account's failure budget, as a password does.
-                    let _ = self.throttles.load().per_account.take(&email);
-                    return Err(expired());
-                }
-                hash
+                (hash, Some(email))
             }
             _ => {
                 return Err(ApiError::validation(
@@ -500,12 +497,17 @@ impl AppAuth {
                 ));
             }
         };
-        let (user_id, created) = self
+        let Some((user_id, created)) = self
             .store
             .take_one_time(&self.app, purpose, &hash)
             .await
             .map_err(store)?
-            .ok_or_else(expired)?;
+        else {
+            if let Some(email) = account {
+                let _ = self.throttles.load().per_account.take(&email);
+            }
+            return Err(expired());
+        };
         let now = now_ms();
         if now.saturating_sub(created) > ONE_TIME_TTL_MS {
             return Err(expired());
@@ -523,25 +525,6 @@ impl AppAuth {
             user.email_confirmed_ms = Some(now);
         }
         Ok(user)
-    }
-
-    async fn one_time_exists(&self, purpose: OneTimePurpose, hash: &str) -> Result<bool, ApiError> {
-        // Taking is the only read the store offers: take, then put back what was there.
-        match self
-            .store
-            .take_one_time(&self.app, purpose, hash)
-            .await
-            .map_err(store)?
-        {
-            Some((user, created)) => {
-                self.store
-                    .put_one_time(&self.app, purpose, hash, &user, created)
-                    .await
-                    .map_err(store)?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
     }
 
     /// An e-mailed link followed: a redirect to `redirect` with the new session in the
