@@ -28,7 +28,10 @@ fn endpoint() -> &'static Endpoint {
             .expect("runtime");
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(nimbus_store_redb::RedbStore::open(dir.path()).expect("store"));
-        let keys = nimbus_aws::Keys::new(store.clone(), nimbus_aws::MasterKey::from_bytes(&[1; 32]));
+        let keys = nimbus_aws::Keys::new(
+            store.clone(),
+            Arc::new(nimbus_aws::MasterKey::from_bytes(&[1; 32])),
+        );
         runtime.block_on(async {
             use nimbus_store::ObjectStore as _;
             store.create_bucket("fuzz", None).await.expect("bucket");
