@@ -79,6 +79,7 @@ async fn https_with_sni_http2_and_certificates_reloaded_in_place() {
     };
     let p = Platform::start_in(data_dir(), |config| {
         config.tls = vec![files("a"), files("b")];
+        config.http_redirect = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     assert!(p.url("/").starts_with("https://"), "{}", p.url("/"));
@@ -108,6 +109,24 @@ async fn https_with_sni_http2_and_certificates_reloaded_in_place() {
         .send()
         .await;
     assert!(plain.is_err() || plain.unwrap().status() != 200);
+
+    // The plain-HTTP redirect sends clients to the same place over HTTPS, method kept (308).
+    let redirect = p.server.as_ref().unwrap().redirect_addr.unwrap();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = no_redirects
+        .post(format!("http://{redirect}/probe/counter?x=1"))
+        .header("host", "a.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 308);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("https://a.test:{port}/probe/counter?x=1"));
+    let (_, _, status) = presented(&to_a, &location).await;
+    assert_eq!(status, 200, "the redirect leads somewhere that answers");
 
     // A renewed certificate for a.test is served within seconds, without a restart.
     let renewed = ca.issue("a.test", certs.path(), "a");

@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// (`smtp://host:port`, `smtps://user:pass@host`, `smtp://…?tls=required`); none: apps
     /// cannot require confirmed addresses.
     pub smtp_url: Option<String>,
+    /// A plain-HTTP listener answering every request with a redirect to the gateway over
+    /// HTTPS (needs `tls`).
+    pub http_redirect: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -100,6 +103,7 @@ impl ServerConfig {
             table_sweep_interval: tables::DEFAULT_SWEEP_INTERVAL,
             tls: Vec::new(),
             smtp_url: None,
+            http_redirect: None,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct RunningServer {
     pub gateway_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub aws_addr: SocketAddr,
+    /// Where the HTTP → HTTPS redirect listens, if it does.
+    pub redirect_addr: Option<SocketAddr>,
     pub token: String,
     pub platform: Arc<Platform>,
     events: Arc<events::Events>,
@@ -366,6 +372,29 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         tasks.spawn(tls.clone().watch(TLS_RELOAD_INTERVAL, shutdown.clone()));
         Some(tls)
     };
+    let redirect_addr = match config.http_redirect {
+        None => None,
+        Some(_) if tls.is_none() => {
+            anyhow::bail!(
+                "--http-redirect redirects to the gateway's HTTPS: give --tls-cert and --tls-key too"
+            )
+        }
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!(
+                    "bind the HTTP redirect to {addr} (in use? choose another with --http-redirect)"
+                )
+            })?;
+            let bound = listener.local_addr()?;
+            tasks.spawn(nimbus_wire::redirect::redirect_to_https(
+                listener,
+                gateway_addr.port(),
+                config.gateway.header_read_timeout,
+                shutdown.clone(),
+            ));
+            Some(bound)
+        }
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     platform.set_gateway_url(format!("{scheme}://{gateway_addr}"));
     // After the gateway's URL is known: it is the default issuer of apps' auth.
@@ -448,6 +477,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         gateway_addr,
         admin_addr,
         aws_addr,
+        redirect_addr,
         token,
         platform,
         events,

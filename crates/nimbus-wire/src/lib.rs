@@ -9,6 +9,7 @@
 //!
 //! [`serve`] is the accept loop every listener runs.
 
+pub mod redirect;
 pub mod serve;
 pub mod tls;
 pub use serve::{DRAIN_TIMEOUT, serve, serve_with};

@@ -199,6 +199,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
     config.aws_listen = args.aws_listen;
     config.aws_domain = args.aws_domain.clone();
     config.smtp_url = args.smtp_url.clone();
+    config.http_redirect = args.http_redirect;
     config.abort_incomplete_uploads_after = args.abort_incomplete_uploads_after.0;
     if args.tls_cert.len() != args.tls_key.len() {
         return Err(Failure::Usage(format!(

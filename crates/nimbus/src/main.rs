@@ -399,6 +399,10 @@ struct ServeArgs {
     /// `smtp://host:25` (plain, or STARTTLS with `?tls=required`), `smtps://user:pass@host`.
     #[arg(long, env = "NIMBUS_SMTP_URL")]
     smtp_url: Option<String>,
+    /// Also listen for plain HTTP here and redirect every request to the gateway over HTTPS
+    /// (308, same host, path and query), e.g. `0.0.0.0:80`; needs `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    http_redirect: Option<SocketAddr>,
 }
 
 /// A duration, or never.
