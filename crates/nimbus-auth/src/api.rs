@@ -306,7 +306,8 @@ impl AppAuth {
             .await
             .map_err(store)?;
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-        // An unknown address costs the same hash as a known one: timing tells nothing.
+        // An unknown address (or a user without a password) is checked against a hash of
+        // nothing anyone knows: the same cost as a known one, so timing tells nothing.
         let checked = self
             .verify(
                 password.clone(),
@@ -317,10 +318,6 @@ impl AppAuth {
             let _ = throttles.per_account.take(&email);
             return Err(invalid());
         };
-        if user.password_hash.is_none() {
-            let _ = throttles.per_account.take(&email);
-            return Err(invalid());
-        }
         if user.banned_until_ms.is_some_and(|until| until > now_ms()) {
             return Err(ApiError::bad_request("user_banned", "User is banned"));
         }

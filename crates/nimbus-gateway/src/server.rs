@@ -387,7 +387,6 @@ impl Gateway {
         if let Ok(value) = HeaderValue::from_str(&route) {
             parts.headers.insert(X_NIMBUS_ROUTE, value);
         }
-        let rest_path = rest.map(str::to_owned);
         if let Some(value) = rest.and_then(|r| HeaderValue::from_str(&format!("/{r}")).ok()) {
             parts.headers.insert(X_NIMBUS_PATH_INFO, value);
         }
@@ -428,7 +427,13 @@ impl Gateway {
                     exceeded: Arc::new(AtomicBool::new(false)),
                 }
                 .boxed_unsync();
-                let path = format!("/{}", rest_path.as_deref().unwrap_or(""));
+                // What follows the mount point: the path info set above for functions.
+                let path = parts
+                    .headers
+                    .get(X_NIMBUS_PATH_INFO)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("/")
+                    .to_owned();
                 let request = http::Request::from_parts(parts, body);
                 return Ok(service.serve(request, &path).await);
             }
