@@ -32,7 +32,7 @@ fn fixture() -> &'static Fixture {
         let store = Arc::new(nimbus_store_redb::RedbStore::open(dir.path()).unwrap());
         let service = AuthService::new(
             store,
-            Arc::new(nimbus_secrets::MasterKey::from_bytes(&[3; 32])),
+            Arc::new(nimbus_seal::MasterKey::from_bytes(&[3; 32])),
             None,
         );
         let mut spec = AuthSpec::with_defaults();

@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use nimbus_core::ErrorCode;
 use nimbus_core::error::Error;
 use nimbus_core::spec::AuthSpec;
-use nimbus_secrets::MasterKey;
+use nimbus_seal::MasterKey;
 use nimbus_store::auth::{AuthError, AuthStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use nimbus_secrets::{MASTER_KEY_FILE, MasterKey};
+pub use nimbus_seal::{MASTER_KEY_FILE, MasterKey};
 
 /// Prefix of every access key id nimbus issues (AWS's are `AKIA…`).
 pub const KEY_ID_PREFIX: &str = "NKIA";

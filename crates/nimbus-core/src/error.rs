@@ -98,13 +98,15 @@ pub enum ErrorCode {
     UserNotFound,
     /// A user with that e-mail address is already registered in the app's auth.
     UserExists,
+    /// No secret by that name (or version) in the app.
+    SecretNotFound,
     /// Something inside nimbus failed; the logs have the detail.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`Internal` last).
-    pub const ALL: [ErrorCode; 44] = [
+    pub const ALL: [ErrorCode; 45] = [
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
@@ -148,6 +150,7 @@ impl ErrorCode {
         ErrorCode::AuthHasUsers,
         ErrorCode::UserNotFound,
         ErrorCode::UserExists,
+        ErrorCode::SecretNotFound,
         ErrorCode::Internal,
     ];
 
@@ -197,6 +200,7 @@ impl ErrorCode {
             ErrorCode::AuthHasUsers => "auth_has_users",
             ErrorCode::UserNotFound => "user_not_found",
             ErrorCode::UserExists => "user_exists",
+            ErrorCode::SecretNotFound => "secret_not_found",
             ErrorCode::Internal => "internal",
         }
     }
@@ -296,7 +300,8 @@ mod tests {
             ErrorCode::AuthHasUsers => 40,
             ErrorCode::UserNotFound => 41,
             ErrorCode::UserExists => 42,
-            ErrorCode::Internal => 43,
+            ErrorCode::SecretNotFound => 43,
+            ErrorCode::Internal => 44,
         }
     }
 

@@ -38,6 +38,7 @@ mod group;
 mod kv;
 mod objects;
 pub mod queue;
+mod secrets;
 mod tables;
 
 pub use queue::QueueEngine;
@@ -189,6 +190,8 @@ impl Inner {
             txn.open_table(tables::TABLES).map_err(backend)?;
             txn.open_table(tables::ITEMS).map_err(backend)?;
             txn.open_table(tables::CHANGES).map_err(backend)?;
+            txn.open_table(secrets::SECRETS).map_err(backend)?;
+            txn.open_table(secrets::SECRET_VERSIONS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         let inner = Inner {

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod kv;
 pub mod objects;
 pub mod queue;
+pub mod secrets;
 pub mod tables;
 pub mod unreliable;
 

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod kv;
 pub mod objects;
 pub mod queue;
+pub mod secrets;
 pub mod tables;
 
 pub use auth::{AuthError, AuthResult, AuthStore};
@@ -38,6 +39,7 @@ pub use objects::{
     ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo, PutCondition,
     UploadInfo,
 };
+pub use secrets::{SecretError, SecretInfo, SecretResult, SecretStore, SecretVersion};
 pub use queue::{
     BoxError, Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, QueueResult,
     TableOp,

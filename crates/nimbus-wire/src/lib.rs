@@ -65,7 +65,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         | ErrorCode::KeyNotFound
         | ErrorCode::KvStoreNotFound
         | ErrorCode::KvKeyNotFound
-        | ErrorCode::UserNotFound => StatusCode::NOT_FOUND,
+        | ErrorCode::UserNotFound
+        | ErrorCode::SecretNotFound => StatusCode::NOT_FOUND,
         ErrorCode::Forbidden | ErrorCode::Blocked => StatusCode::FORBIDDEN,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -184,7 +185,7 @@ mod tests {
         match code {
             RouteNotFound | AppNotFound | FunctionNotFound | ArtifactNotFound | QueueNotFound
             | InvocationNotFound | BucketNotFound | ObjectNotFound | KeyNotFound
-            | KvStoreNotFound | KvKeyNotFound | UserNotFound => 404,
+            | KvStoreNotFound | KvKeyNotFound | UserNotFound | SecretNotFound => 404,
             MethodNotAllowed => 405,
             PayloadTooLarge => 413,
             TooManyRequests | RateLimited => 429,
