@@ -26,7 +26,7 @@ pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
 pub use spec::{
     AppSpec, AuthSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, FirewallSpec,
-    FunctionKind, FunctionSpec, Grants, InstanceMode, JwtAuthorizerSpec, KvGrant, KvSpec, Network,
-    RateLimitKey, RateLimitSpec, RouteSpec, Runtime, TableGrant, TableKey, TableSpec,
-    valid_bucket_name,
+    FunctionKind, FunctionSpec, Grants, InstanceMode, JwtAuthorizerSpec, KvGrant, KvSpec,
+    MAX_SECRET_NAME_BYTES, Network, RateLimitKey, RateLimitSpec, RouteSpec, Runtime, TableGrant,
+    TableKey, TableSpec, valid_bucket_name, valid_secret_name,
 };

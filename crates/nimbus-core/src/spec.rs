@@ -94,6 +94,10 @@ pub struct FunctionSpec {
     /// What this function may touch through the local API.
     #[serde(default)]
     pub grants: Grants,
+    /// Environment variables set, at each instance's start, to the current value of a secret:
+    /// variable → secret name (each also in `grants.secrets`).
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
 }
 
 /// What a function may touch beyond its own code, as its manifest grants it: one value that
@@ -115,6 +119,21 @@ pub struct Grants {
     /// Tables of the app this function may use (`tables = [...]`).
     #[serde(default)]
     pub tables: Vec<TableGrant>,
+    /// Secrets of the app this function may read (`secrets = [...]`).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+/// The longest secret name.
+pub const MAX_SECRET_NAME_BYTES: usize = 512;
+
+/// Is `name` a secret name: 1 to [`MAX_SECRET_NAME_BYTES`] of letters, digits and `/_+=.@-`,
+/// as Secrets Manager allows.
+pub fn valid_secret_name(name: &str) -> bool {
+    (1..=MAX_SECRET_NAME_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
 }
 
 /// A table an app declares (`[table.NAME]`); created for the app at deploy.
@@ -233,6 +252,10 @@ impl Grants {
     pub fn table(&self, table: &str) -> Option<&TableGrant> {
         self.tables.iter().find(|g| g.table == table)
     }
+
+    pub fn may_read_secret(&self, name: &str) -> bool {
+        self.secrets.iter().any(|s| s == name)
+    }
 }
 
 impl FunctionSpec {
@@ -256,6 +279,7 @@ impl FunctionSpec {
             min_instances: 0,
             delivery: DeliveryPolicy::default(),
             grants: Grants::default(),
+            secret_env: BTreeMap::new(),
         }
     }
 }

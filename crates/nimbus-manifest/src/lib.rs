@@ -10,10 +10,10 @@
 use nimbus_core::{
     AppSpec, AuthSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, DeliveryPolicy,
     Destination, EventsSpec, FirewallSpec, FunctionKind, FunctionSpec, InstanceMode,
-    JwtAuthorizerSpec, KvGrant, KvSpec, Missed, Name, Network, ObjectFilter, OutboundRule,
-    QueueSpec, QueueTriggerSpec, RateLimitKey, RateLimitSpec, RouteSpec, RuleSpec, Runtime,
-    ScheduleExpr, ScheduleSpec, StartingPosition, StorageTriggerSpec, TableGrant, TableKey,
-    TableSpec, TableTriggerSpec,
+    JwtAuthorizerSpec, KvGrant, KvSpec, MAX_SECRET_NAME_BYTES, Missed, Name, Network, ObjectFilter,
+    OutboundRule, QueueSpec, QueueTriggerSpec, RateLimitKey, RateLimitSpec, RouteSpec, RuleSpec,
+    Runtime, ScheduleExpr, ScheduleSpec, StartingPosition, StorageTriggerSpec, TableGrant,
+    TableKey, TableSpec, TableTriggerSpec, valid_secret_name,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -308,7 +308,7 @@ struct RawFunction {
     timeout: Option<Spanned<String>>,
     max_concurrency: Option<Spanned<i64>>,
     #[serde(default)]
-    env: BTreeMap<Spanned<String>, String>,
+    env: BTreeMap<Spanned<String>, RawEnvValue>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
     instance: Option<Spanned<String>>,
@@ -322,6 +322,22 @@ struct RawFunction {
     kv: Vec<Spanned<String>>,
     #[serde(default)]
     tables: Vec<Spanned<String>>,
+    #[serde(default)]
+    secrets: Vec<Spanned<String>>,
+}
+
+/// An environment variable's value: text, or `{ secret = "NAME" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawEnvValue {
+    Text(String),
+    Secret(RawSecretRef),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretRef {
+    secret: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -691,6 +707,23 @@ impl Ctx<'_> {
         })
     }
 
+    /// A secret's name, as `secrets = [...]` and `env = { VAR = { secret = "NAME" } }` give
+    /// it (secrets are set apart from deploys, so it need not exist yet).
+    fn secret_name(&self, value: &Spanned<String>, key: String) -> Result<String, ManifestError> {
+        let name = value.get_ref();
+        if valid_secret_name(name) {
+            return Ok(name.clone());
+        }
+        Err(self.at(
+            Some(value.span()),
+            key,
+            format!(
+                "{name:?} is not a secret name: use 1 to {MAX_SECRET_NAME_BYTES} letters, digits \
+                 and /_+=.@-"
+            ),
+        ))
+    }
+
     /// A key-value grant: `"NAME"` (read and write) or `"NAME:read"`, naming a declared store.
     fn kv_grant(&self, value: &Spanned<String>, key: String) -> Result<KvGrant, ManifestError> {
         let (store, write) = match value.get_ref().split_once(':') {
@@ -935,10 +968,16 @@ fn function(
         }
         spec.max_concurrency = value as u32;
     }
+    for secret in &f.secrets {
+        let name = ctx.secret_name(secret, key("secrets"))?;
+        if !spec.grants.secrets.contains(&name) {
+            spec.grants.secrets.push(name);
+        }
+    }
     for (env_key, value) in &f.env {
         let valid = !env_key.get_ref().is_empty()
             && !env_key.get_ref().contains(['=', '\0'])
-            && !value.contains('\0');
+            && !matches!(value, RawEnvValue::Text(text) if text.contains('\0'));
         if !valid {
             return Err(ctx.at(
                 Some(env_key.span()),
@@ -946,7 +985,19 @@ fn function(
                 format!("invalid environment variable name {:?}", env_key.get_ref()),
             ));
         }
-        spec.env.insert(env_key.get_ref().clone(), value.clone());
+        match value {
+            RawEnvValue::Text(text) => {
+                spec.env.insert(env_key.get_ref().clone(), text.clone());
+            }
+            RawEnvValue::Secret(reference) => {
+                // Naming a secret in `env` grants it: the manifest says so in one place.
+                let name = ctx.secret_name(&reference.secret, key("env"))?;
+                if !spec.grants.secrets.contains(&name) {
+                    spec.grants.secrets.push(name.clone());
+                }
+                spec.secret_env.insert(env_key.get_ref().clone(), name);
+            }
+        }
     }
     for host in &f.allowed_outbound_hosts {
         let rule = OutboundRule::parse(host.get_ref()).map_err(|e| {

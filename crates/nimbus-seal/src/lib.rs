@@ -9,6 +9,125 @@ use std::path::Path;
 
 /// The master key's file in the data directory (32 random bytes, mode 0600).
 pub const MASTER_KEY_FILE: &str = "master.key";
+/// Beside the data: a value sealed under the master key when it was first used, so a start
+/// with another key is refused before anything is sealed under the wrong one.
+pub const CHECK_FILE: &str = "master.check";
+/// The environment variable an operator may put the master key in (64 hex digits).
+pub const MASTER_KEY_ENV: &str = "NIMBUS_MASTER_KEY";
+
+const CHECK_CONTEXT: &[u8] = b"nimbus master key check";
+const CHECK_PLAINTEXT: &[u8] = b"this data directory's master key";
+
+/// Where the master key comes from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// `master.key` in the data directory, created at first start.
+    DataDir,
+    /// A file the operator keeps elsewhere: 32 raw bytes or 64 hex digits.
+    File(std::path::PathBuf),
+    /// The key itself (from [`MASTER_KEY_ENV`]).
+    Bytes([u8; 32]),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::DataDir => f.write_str("DataDir"),
+            KeySource::File(path) => f.debug_tuple("File").field(path).finish(),
+            KeySource::Bytes(_) => f.write_str("Bytes(..)"),
+        }
+    }
+}
+
+/// A key as an operator writes it: 32 raw bytes, or 64 hex digits (surrounding white space
+/// ignored).
+pub fn parse_key(bytes: &[u8]) -> Option<[u8; 32]> {
+    if let Ok(raw) = <[u8; 32]>::try_from(bytes) {
+        return Some(raw);
+    }
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text, &mut key).ok()?;
+    Some(key)
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// The master key of the data directory `dir`, from `source`, checked against the value
+/// sealed at its first use (written now if there is none). Refuses — changing nothing — a key
+/// that is not the one the directory's data was sealed with, and a missing `master.key` when
+/// the data says there was one. Blocking.
+pub fn open_for_data_dir(dir: &Path, source: &KeySource) -> io::Result<MasterKey> {
+    let check_path = dir.join(CHECK_FILE);
+    let check = match std::fs::read(&check_path) {
+        Ok(bytes) => Some(bytes),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error),
+    };
+    let key = match source {
+        KeySource::DataDir => {
+            let path = dir.join(MASTER_KEY_FILE);
+            if check.is_some() && !path.exists() {
+                return Err(invalid(format!(
+                    "{} is missing, but this data directory holds values sealed with a master key \
+                     ({}): restore the key from a backup, or give it with --master-key-file or \
+                     {MASTER_KEY_ENV}",
+                    path.display(),
+                    check_path.display()
+                )));
+            }
+            MasterKey::load_or_create(&path)?
+        }
+        KeySource::File(path) => {
+            let bytes = std::fs::read(path).map_err(|error| {
+                io::Error::new(
+                    error.kind(),
+                    format!("read the master key {}: {error}", path.display()),
+                )
+            })?;
+            let key = parse_key(&bytes).ok_or_else(|| {
+                invalid(format!(
+                    "{} is not a master key: it must hold 32 bytes or 64 hex digits",
+                    path.display()
+                ))
+            })?;
+            MasterKey::from_bytes(&key)
+        }
+        KeySource::Bytes(key) => MasterKey::from_bytes(key),
+    };
+    match check {
+        Some(sealed) => {
+            if key.open(CHECK_CONTEXT, &sealed).as_deref() != Some(CHECK_PLAINTEXT) {
+                return Err(invalid(format!(
+                    "the master key is not the one this data directory's secrets and keys were \
+                     sealed with ({} does not open with it); start with the right key — nothing \
+                     has been changed",
+                    check_path.display()
+                )));
+            }
+        }
+        None => write_new(&check_path, &key.seal(CHECK_CONTEXT, CHECK_PLAINTEXT))?,
+    }
+    Ok(key)
+}
+
+/// Write `bytes` to a new file at `path` (0600), durably.
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
 
 const NONCE_BYTES: usize = 12;
 
@@ -24,7 +143,6 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     /// Read the master key at `path`, creating it (mode 0600) if there is none. Blocking.
     pub fn load_or_create(path: &Path) -> io::Result<MasterKey> {
-        use std::os::unix::fs::OpenOptionsExt;
         match std::fs::read(path) {
             Ok(bytes) => {
                 let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
@@ -43,16 +161,7 @@ impl MasterKey {
             Err(error) => return Err(error),
         }
         let key: [u8; 32] = rand::random();
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
-        file.write_all(&key)?;
-        file.sync_all()?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        write_new(path, &key)?;
         Ok(MasterKey::from_bytes(&key))
     }
 
@@ -110,6 +219,55 @@ mod tests {
             sealed,
             "a fresh nonce each time"
         );
+    }
+
+    #[test]
+    fn a_data_directory_refuses_any_key_but_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open_for_data_dir(dir.path(), &KeySource::DataDir).unwrap();
+        assert!(dir.path().join(CHECK_FILE).exists());
+        let again = open_for_data_dir(dir.path(), &KeySource::DataDir).unwrap();
+        assert_eq!(
+            again.open(b"c", &first.seal(b"c", b"v")).as_deref(),
+            Some(&b"v"[..])
+        );
+
+        let error = open_for_data_dir(dir.path(), &KeySource::Bytes([9; 32])).unwrap_err();
+        assert!(error.to_string().contains("not the one"), "{error}");
+        let other = dir.path().join("other.key");
+        std::fs::write(&other, hex::encode([9u8; 32]) + "\n").unwrap();
+        let error = open_for_data_dir(dir.path(), &KeySource::File(other)).unwrap_err();
+        assert!(
+            error.to_string().contains("nothing has been changed"),
+            "{error}"
+        );
+
+        let key = std::fs::read(dir.path().join(MASTER_KEY_FILE)).unwrap();
+        let elsewhere = dir.path().join("kept-elsewhere.key");
+        std::fs::write(&elsewhere, hex::encode(&key)).unwrap();
+        std::fs::remove_file(dir.path().join(MASTER_KEY_FILE)).unwrap();
+        let error = open_for_data_dir(dir.path(), &KeySource::DataDir).unwrap_err();
+        assert!(error.to_string().contains("is missing"), "{error}");
+        assert!(
+            !dir.path().join(MASTER_KEY_FILE).exists(),
+            "no new key is made over sealed data"
+        );
+        let moved = open_for_data_dir(dir.path(), &KeySource::File(elsewhere)).unwrap();
+        assert_eq!(
+            moved.open(b"c", &first.seal(b"c", b"v")).as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+
+    #[test]
+    fn keys_are_read_raw_or_in_hex() {
+        assert_eq!(parse_key(&[1; 32]), Some([1; 32]));
+        assert_eq!(
+            parse_key(format!(" {}\n", hex::encode([2u8; 32])).as_bytes()),
+            Some([2; 32])
+        );
+        assert_eq!(parse_key(b"short"), None);
+        assert_eq!(parse_key(hex::encode([2u8; 31]).as_bytes()), None);
     }
 
     #[test]

@@ -29,10 +29,7 @@ impl Inner {
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut secrets = txn.open_table(SECRETS).map_err(db)?;
-            let current = secrets
-                .get((app, name))
-                .map_err(db)?
-                .map(|row| row.value());
+            let current = secrets.get((app, name)).map_err(db)?.map(|row| row.value());
             if current != expected {
                 return Err(SecretError::Conflict { current });
             }
@@ -42,9 +39,7 @@ impl Inner {
                     current,
                 });
             }
-            secrets
-                .insert((app, name), version.version)
-                .map_err(db)?;
+            secrets.insert((app, name), version.version).map_err(db)?;
             let mut versions = txn.open_table(SECRET_VERSIONS).map_err(db)?;
             versions
                 .insert(
@@ -168,7 +163,10 @@ fn versions_of(
     name: &str,
 ) -> SecretResult<Vec<(u64, u64)>> {
     let mut found = Vec::new();
-    for entry in table.range((app, name, 0)..=(app, name, u64::MAX)).map_err(db)? {
+    for entry in table
+        .range((app, name, 0)..=(app, name, u64::MAX))
+        .map_err(db)?
+    {
         let (key, value) = entry.map_err(db)?;
         found.push((key.value().2, value.value().0));
     }

@@ -39,11 +39,11 @@ pub use objects::{
     ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo, PutCondition,
     UploadInfo,
 };
-pub use secrets::{SecretError, SecretInfo, SecretResult, SecretStore, SecretVersion};
 pub use queue::{
     BoxError, Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, QueueResult,
     TableOp,
 };
+pub use secrets::{SecretError, SecretInfo, SecretResult, SecretStore, SecretVersion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -20,7 +20,10 @@ fn version(number: u64, sealed: &[u8]) -> SecretVersion {
 }
 
 pub async fn versions_follow_one_another_per_app(store: &impl SecretStore) {
-    assert_eq!(store.secret_version("shop", "stripe", None).await.unwrap(), None);
+    assert_eq!(
+        store.secret_version("shop", "stripe", None).await.unwrap(),
+        None
+    );
     assert!(store.secrets("shop").await.unwrap().is_empty());
     store
         .put_version("shop", "stripe", None, version(1, b"one"), 10)
@@ -59,12 +62,18 @@ pub async fn versions_follow_one_another_per_app(store: &impl SecretStore) {
         Some(version(2, b"two"))
     );
     assert_eq!(
-        store.secret_version("shop", "stripe", Some(1)).await.unwrap(),
+        store
+            .secret_version("shop", "stripe", Some(1))
+            .await
+            .unwrap(),
         Some(version(1, b"one")),
         "earlier versions stay readable"
     );
     assert_eq!(
-        store.secret_version("shop", "stripe", Some(3)).await.unwrap(),
+        store
+            .secret_version("shop", "stripe", Some(3))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
@@ -113,7 +122,10 @@ pub async fn old_versions_are_kept_up_to_the_limit(store: &impl SecretStore) {
         listed[0].versions.iter().map(|v| v.0).collect::<Vec<_>>(),
         vec![3, 4, 5]
     );
-    assert_eq!(store.secret_version("app", "key", Some(2)).await.unwrap(), None);
+    assert_eq!(
+        store.secret_version("app", "key", Some(2)).await.unwrap(),
+        None
+    );
     assert_eq!(
         store.secret_version("app", "key", Some(3)).await.unwrap(),
         Some(version(3, &[3]))
@@ -135,8 +147,14 @@ pub async fn removal_forgets_every_version(store: &impl SecretStore) {
         .unwrap();
     assert!(store.remove_secret("app", "gone").await.unwrap());
     assert!(!store.remove_secret("app", "gone").await.unwrap());
-    assert_eq!(store.secret_version("app", "gone", Some(1)).await.unwrap(), None);
-    assert_eq!(store.secret_version("app", "gone", None).await.unwrap(), None);
+    assert_eq!(
+        store.secret_version("app", "gone", Some(1)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.secret_version("app", "gone", None).await.unwrap(),
+        None
+    );
     let names: Vec<String> = store
         .secrets("app")
         .await
@@ -186,7 +204,11 @@ pub async fn reseal_replaces_only_what_it_saw(store: &impl SecretStore) {
             .await
             .unwrap()
     );
-    let resealed = store.secret_version("app", "k", Some(1)).await.unwrap().unwrap();
+    let resealed = store
+        .secret_version("app", "k", Some(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resealed.sealed, b"new-wrap");
     assert_eq!(resealed.created_ms, 101, "only the sealed bytes change");
     assert!(
