@@ -462,6 +462,39 @@ impl Client {
         .await
     }
 
+    /// Set secret `name` of `app` to `value` (a new version); `rotate` refuses a secret that
+    /// does not exist yet.
+    pub async fn set_secret(
+        &self,
+        app: &str,
+        name: &str,
+        value: Vec<u8>,
+        rotate: bool,
+    ) -> Result<crate::SecretEntry, ApiError> {
+        let mut request = self
+            .http
+            .put(self.url(&secret_path(app, name)))
+            .body(value);
+        if rotate {
+            request = request.query(&[("rotate", "true")]);
+        }
+        self.send(request).await
+    }
+
+    /// The app's secrets: names and versions.
+    pub async fn secrets(&self, app: &str) -> Result<Vec<crate::SecretEntry>, ApiError> {
+        self.send(self.http.get(self.url(&format!("/v1/apps/{app}/secrets"))))
+            .await
+    }
+
+    /// Remove secret `name` of `app` with every version.
+    pub async fn remove_secret(&self, app: &str, name: &str) -> Result<(), ApiError> {
+        let _: serde_json::Value = self
+            .send(self.http.delete(self.url(&secret_path(app, name))))
+            .await?;
+        Ok(())
+    }
+
     /// The app's key-value stores, by name.
     pub async fn kv_stores(&self, app: &str) -> Result<Vec<String>, ApiError> {
         self.send(self.http.get(self.url(&format!("/v1/apps/{app}/kv"))))
@@ -542,6 +575,11 @@ fn encode_segment(text: &str) -> String {
 /// `/v1/apps/{app}/kv/{store}/keys/{key}`.
 fn kv_path(app: &str, store: &str, key: &str) -> String {
     format!("/v1/apps/{app}/kv/{store}/keys/{}", encode_segment(key))
+}
+
+/// `/v1/apps/{app}/secrets/{name}`, the name in one segment.
+fn secret_path(app: &str, name: &str) -> String {
+    format!("/v1/apps/{app}/secrets/{}", encode_segment(name))
 }
 
 /// `/v1/buckets/{bucket}/objects/{key}`, the key's bytes percent-encoded except `/`.

@@ -344,6 +344,21 @@ pub struct RotatedKey {
     pub kid: String,
 }
 
+/// A secret as the admin API lists it: its name and versions, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretEntry {
+    pub name: String,
+    /// The current version's number.
+    pub current: u64,
+    pub versions: Vec<SecretVersionEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVersionEntry {
+    pub version: u64,
+    pub created_ms: u64,
+}
+
 /// An access key for the AWS-compatible endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessKey {

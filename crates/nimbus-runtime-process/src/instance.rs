@@ -41,6 +41,8 @@ pub(crate) struct ProcessFunction {
     pub memory_bytes: u64,
     pub isolate_network: bool,
     pub reuse: bool,
+    /// Some variables are set from secrets at each instance's start.
+    pub secret_env: bool,
     pub runtime_name: &'static str,
     pub version: u64,
     pub function_arn: String,
@@ -83,7 +85,20 @@ impl LoadedFunction for ProcessFunction {
         // `network = "host"`, where other local processes could reach the listener).
         let token = hex::encode(rand::random::<[u8; 16]>());
         let mut session = None;
+        let mut session_token = None;
         if let Some((services, caller)) = &self.services {
+            if self.secret_env {
+                let values = services.secret_env(caller).await.map_err(|e| {
+                    InvokeError::InitFailed(e.message)
+                });
+                match values {
+                    Ok(values) => env.extend(values),
+                    Err(error) => {
+                        let _ = tokio::fs::remove_dir_all(&dir).await;
+                        return Err(error);
+                    }
+                }
+            }
             env.push(("NIMBUS_API_TOKEN".into(), token.clone()));
             // Like a Lambda execution role: credentials limited to the function's grants.
             if let Some(credentials) = services.aws_credentials(caller) {
@@ -101,6 +116,7 @@ impl LoadedFunction for ProcessFunction {
                     "AWS_SECRET_ACCESS_KEY".into(),
                     credentials.secret_access_key,
                 ));
+                session_token = Some(credentials.session_token.clone());
                 env.push(("AWS_SESSION_TOKEN".into(), credentials.session_token));
             }
         }
@@ -127,6 +143,7 @@ impl LoadedFunction for ProcessFunction {
         let Spawned {
             mut child,
             listener,
+            extension,
             output,
             cgroup,
         } = spawned;
@@ -147,8 +164,13 @@ impl LoadedFunction for ProcessFunction {
                     services,
                     caller,
                     token,
+                    session_token,
                 });
-        let api = RuntimeApi::serve(listener, &self.function_arn, local);
+        let extension = extension
+            .map(tokio::net::TcpListener::from_std)
+            .transpose()
+            .map_err(|e| start_failed("serve the secrets extension", e))?;
+        let api = RuntimeApi::serve(listener, extension, &self.function_arn, local);
 
         // Init ends when the runtime first asks for an event.
         let mut state = api.state.clone();

@@ -247,6 +247,7 @@ impl Executor for ProcessExecutor {
             memory_bytes: spec.memory_bytes,
             isolate_network: *network == Network::None,
             reuse: spec.instance == InstanceMode::Reuse,
+            secret_env: !spec.secret_env.is_empty(),
             runtime_name: runtime.as_str(),
             version: identity.version,
             function_arn: format!(

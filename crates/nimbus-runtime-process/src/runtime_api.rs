@@ -58,6 +58,9 @@ pub(crate) struct LocalRoute {
     pub caller: Arc<nimbus_runtime::Caller>,
     /// `NIMBUS_API_TOKEN` of the instance: requests must carry it as a bearer token.
     pub token: String,
+    /// `AWS_SESSION_TOKEN` of the instance, if it has AWS credentials: what the Secrets
+    /// extension's callers send as `X-Aws-Parameters-Secrets-Token`.
+    pub session_token: Option<String>,
 }
 
 struct Shared {
@@ -85,6 +88,7 @@ impl RuntimeApi {
     /// Serve the Runtime API on `listener` until dropped.
     pub fn serve(
         listener: tokio::net::TcpListener,
+        extension: Option<tokio::net::TcpListener>,
         function_arn: &str,
         local: Option<LocalRoute>,
     ) -> RuntimeApi {
@@ -100,7 +104,16 @@ impl RuntimeApi {
         });
         let server = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
+            let accept = async |listener: &Option<tokio::net::TcpListener>| match listener {
+                Some(listener) => listener.accept().await,
+                None => std::future::pending().await,
+            };
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    accepted = accept(&extension) => accepted,
+                };
+                let Ok((stream, _)) = accepted else { break };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 connections.spawn(async move {
@@ -189,6 +202,11 @@ async fn handle(shared: &Shared, request: http::Request<Incoming>) -> ApiRespons
         && let Some(local) = &shared.local
     {
         return serve_local(local, local_path, request).await;
+    }
+    if path == EXTENSION_PATH
+        && let Some(local) = &shared.local
+    {
+        return serve_extension(local, request).await;
     }
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return error(
@@ -310,6 +328,75 @@ async fn serve_local(
     let answer =
         nimbus_runtime::call_local(local.services.as_ref(), &local.caller, &parts, path, body)
             .await;
+    let mut response = http::Response::new(Full::new(answer.body));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The AWS Parameters and Secrets Lambda extension's secret read.
+const EXTENSION_PATH: &str = "/secretsmanager/get";
+
+/// `GET /secretsmanager/get?secretId=…[&versionId=…|&versionStage=…]` with
+/// `X-Aws-Parameters-Secrets-Token`, as Lambda's extension serves it on `localhost:2773`: the
+/// local API's secret read, answered with `GetSecretValue`'s JSON.
+async fn serve_extension(local: &LocalRoute, request: http::Request<Incoming>) -> ApiResponse {
+    let presented = request
+        .headers()
+        .get("x-aws-parameters-secrets-token")
+        .and_then(|v| v.to_str().ok());
+    let known = presented.is_some_and(|p| {
+        p == local.token || local.session_token.as_deref() == Some(p)
+    });
+    if !known {
+        return nimbus_wire::error_response(
+            nimbus_core::ErrorCode::Unauthorized,
+            "send AWS_SESSION_TOKEN (or NIMBUS_API_TOKEN) in X-Aws-Parameters-Secrets-Token",
+            None,
+        )
+        .map(Full::new);
+    }
+    let mut secret_id = None;
+    let query = {
+        let mut rest = form_urlencoded::Serializer::new(String::new());
+        let query = request.uri().query().unwrap_or_default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "secretId" => secret_id = Some(value.into_owned()),
+                _ => {
+                    rest.append_pair(&key, &value);
+                }
+            }
+        }
+        rest.finish()
+    };
+    let Some(secret_id) = secret_id else {
+        return nimbus_wire::error_response(
+            nimbus_core::ErrorCode::BadRequest,
+            "give the secret's name or ARN as ?secretId=",
+            None,
+        )
+        .map(Full::new);
+    };
+    let path = format!(
+        "/v1/secrets/{}",
+        form_urlencoded::byte_serialize(secret_id.as_bytes()).collect::<String>()
+    );
+    let answer = local
+        .services
+        .call(
+            &local.caller,
+            &http::Method::GET,
+            &path,
+            (!query.is_empty()).then_some(query.as_str()),
+            request.headers(),
+            Bytes::new(),
+        )
+        .await;
     let mut response = http::Response::new(Full::new(answer.body));
     *response.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

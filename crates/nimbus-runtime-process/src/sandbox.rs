@@ -337,11 +337,17 @@ pub(crate) struct Plan {
     pub isolate_network: bool,
 }
 
+/// Where Lambda's Parameters and Secrets extension listens.
+pub(crate) const EXTENSION_PORT: u16 = 2773;
+
 /// A started instance process.
 pub(crate) struct Spawned {
     pub child: tokio::process::Child,
     /// The Runtime API listener, bound inside the process's network namespace.
     pub listener: TcpListener,
+    /// `127.0.0.1:2773` inside the process's own network namespace, where Lambda's Parameters
+    /// and Secrets extension listens; none when the process shares the host's network.
+    pub extension: Option<TcpListener>,
     /// The read end of the process's stdout + stderr.
     pub output: OwnedFd,
     pub cgroup: Option<Cgroup>,
@@ -542,6 +548,8 @@ struct Prepared {
     private_tmp: bool,
     /// The Runtime API listener, bound inside a new network namespace.
     listener: Option<TcpListener>,
+    /// The extension's port in that namespace.
+    extension: Option<TcpListener>,
     /// A cgroup the thread has already joined (v1; joining costs ~10 ms of RCU waiting).
     cgroup: Option<Cgroup>,
     controls: Option<Controls>,
@@ -563,6 +571,7 @@ fn prepare(
         let mut prepared = Prepared {
             private_tmp: false,
             listener: None,
+            extension: None,
             cgroup: None,
             controls: cgroup.as_ref().map(Cgroup::controls).transpose()?,
         };
@@ -581,6 +590,7 @@ fn prepare(
             nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
             loopback_up()?;
             prepared.listener = Some(TcpListener::bind(("127.0.0.1", 0))?);
+            prepared.extension = Some(TcpListener::bind(("127.0.0.1", EXTENSION_PORT))?);
         }
         Ok(prepared)
     })();
@@ -614,9 +624,10 @@ fn spawn_fresh(
 fn finish(plan: Plan, capabilities: &Capabilities, mut prepared: Prepared) -> io::Result<Spawned> {
     let cgroup = prepared.cgroup.take();
     match start(plan, capabilities, prepared) {
-        Ok((child, listener, output)) => Ok(Spawned {
+        Ok((child, listener, extension, output)) => Ok(Spawned {
             child,
             listener,
+            extension,
             output,
             cgroup,
         }),
@@ -633,7 +644,7 @@ fn start(
     mut plan: Plan,
     capabilities: &Capabilities,
     mut prepared: Prepared,
-) -> io::Result<(tokio::process::Child, TcpListener, OwnedFd)> {
+) -> io::Result<(tokio::process::Child, TcpListener, Option<TcpListener>, OwnedFd)> {
     nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)?;
     if let Some(controls) = &mut prepared.controls {
         controls.limit(plan.memory_bytes, plan.pids_max)?;
@@ -667,6 +678,10 @@ fn start(
     };
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
+    let extension = prepared.extension.take();
+    if let Some(extension) = &extension {
+        extension.set_nonblocking(true)?;
+    }
     // Last: the first process started after this becomes the namespace's init, and once an
     // init has exited no other process can join (so `ip` must have run before it).
     if capabilities.pid_namespace {
@@ -684,6 +699,13 @@ fn start(
     plan.env.push((
         "NIMBUS_API".into(),
         format!("http://127.0.0.1:{port}/nimbus"),
+    ));
+    // The extension's configuration variable, as Lambda users set it: 2773 in a network
+    // namespace of the instance's own, else the instance's listener.
+    let extension_port = if extension.is_some() { EXTENSION_PORT } else { port };
+    plan.env.push((
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".into(),
+        extension_port.to_string(),
     ));
     if plan.env.iter().any(|(k, _)| k == "AWS_ACCESS_KEY_ID") {
         // The same listener forwards AWS-signed requests to the platform's endpoint.
@@ -711,7 +733,7 @@ fn start(
     if let (Some(controls), Some(pid)) = (&mut prepared.controls, child.id()) {
         controls.adopt(pid)?;
     }
-    Ok((child, listener, read))
+    Ok((child, listener, extension, read))
 }
 
 /// Cover `path` in the calling thread's mount namespace: an empty read-only tmpfs over a

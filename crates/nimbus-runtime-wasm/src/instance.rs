@@ -40,6 +40,8 @@ pub(crate) struct WasmFunction {
     reuse: bool,
     local: Option<crate::host::LocalApi>,
     kv: Option<Arc<dyn nimbus_store::KvStore>>,
+    /// Some variables are set from secrets at each instance's start.
+    secret_env: bool,
 }
 
 impl WasmFunction {
@@ -67,6 +69,7 @@ impl WasmFunction {
                 caller: Arc::new(caller),
             }),
             kv,
+            secret_env: !spec.secret_env.is_empty(),
         }
     }
 }
@@ -94,8 +97,17 @@ impl LoadedFunction for WasmFunction {
 
     async fn instantiate(&self) -> Result<Box<dyn Instance>, InvokeError> {
         let logs = LogSink::default();
+        let secret_env = match &self.local {
+            Some(local) if self.secret_env => local
+                .services
+                .secret_env(&local.caller)
+                .await
+                .map_err(|e| InvokeError::InitFailed(e.message))?,
+            _ => Vec::new(),
+        };
         let wasi = WasiCtxBuilder::new()
             .envs(&self.env)
+            .envs(&secret_env)
             .stdout(logs.clone())
             .stderr(logs.clone())
             .build();

@@ -296,6 +296,16 @@ pub trait Services: Send + Sync {
         None
     }
 
+    /// The environment variables `caller`'s manifest sets from secrets (`env = { VAR = {
+    /// secret = "NAME" } }`), with the secrets' current values: for an instance about to
+    /// start. An error (a secret not set, or not text) fails the start with its message.
+    async fn secret_env(
+        &self,
+        _caller: &Caller,
+    ) -> Result<Vec<(String, String)>, nimbus_core::error::Error> {
+        Ok(Vec::new())
+    }
+
     /// Serve one unsigned request to the AWS-compatible endpoint as `caller`, authorized by
     /// its grants (a Wasm guest's `http://nimbus.internal/s3/…`, path already stripped of
     /// `/s3`), streamed both ways.

@@ -35,7 +35,8 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
             format!("{name:?} is not a percent-encoded secret name"),
         )
     })?;
-    if !crate::valid_name(&name) {
+    // An ARN is resolved against the caller's app later.
+    if !crate::valid_name(&name) && !name.starts_with("arn:") {
         return Err(Error::new(
             ErrorCode::BadRequest,
             format!("{name:?} is not a secret name: GET /v1/secrets/NAME"),
@@ -86,7 +87,9 @@ pub struct LocalSecrets {
 #[async_trait::async_trait]
 impl Service for LocalSecrets {
     async fn call(&self, request: ServiceRequest<'_>) -> Result<Bytes, Error> {
-        let read = parse(request.method, request.path, request.query)?;
+        let mut read = parse(request.method, request.path, request.query)?;
+        let app = &*request.caller.app;
+        read.name = manager::name_of(app, &read.name).to_owned();
         if !request.grants.may_read_secret(&read.name) {
             return Err(Error::new(
                 ErrorCode::Forbidden,
@@ -98,7 +101,6 @@ impl Service for LocalSecrets {
             ));
         }
         let which = manager::which(read.version_id.as_deref(), read.version_stage.as_deref())?;
-        let app = &*request.caller.app;
         let secret = self.secrets.get(app, &read.name, which).await?;
         Ok(Bytes::from(manager::secret_value(app, &secret).to_string()))
     }

@@ -18,6 +18,7 @@ mod platform;
 mod records;
 mod tables;
 
+pub use nimbus_seal::{KeySource, MASTER_KEY_ENV, parse_key};
 use anyhow::Context as _;
 use nimbus_gateway::{Gateway, GatewayConfig};
 use nimbus_runtime_process::{ProcessConfig, ProcessExecutor};
@@ -85,6 +86,8 @@ pub struct ServerConfig {
     /// A plain-HTTP listener answering every request with a redirect to the gateway over
     /// HTTPS (needs `tls`).
     pub http_redirect: Option<SocketAddr>,
+    /// Where the master key comes from (by default `master.key` in the data directory).
+    pub master_key: nimbus_seal::KeySource,
 }
 
 impl ServerConfig {
@@ -104,6 +107,7 @@ impl ServerConfig {
             tls: Vec::new(),
             smtp_url: None,
             http_redirect: None,
+            master_key: nimbus_seal::KeySource::DataDir,
         }
     }
 }
@@ -186,14 +190,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("open store")?
         .context("open store")?;
     let store = Arc::new(store);
-    let master_key_path = config.data_dir.join(nimbus_aws::MASTER_KEY_FILE);
-    let master_key = tokio::task::spawn_blocking(move || {
-        nimbus_aws::MasterKey::load_or_create(&master_key_path)
-    })
-    .await
-    .context("prepare the master key")?
-    .context("prepare the master key")?;
+    let master_key = {
+        let (dir, source) = (config.data_dir.clone(), config.master_key.clone());
+        tokio::task::spawn_blocking(move || nimbus_seal::open_for_data_dir(&dir, &source))
+            .await
+            .context("prepare the master key")?
+            .context("prepare the master key")?
+    };
     let master_key = Arc::new(master_key);
+    let secrets = nimbus_secrets::Secrets::new(store.clone(), master_key.clone());
     let keys = nimbus_aws::Keys::new(store.clone(), master_key.clone());
     let auth = Arc::new(auth::Auth {
         service: nimbus_auth::AuthService::new(
@@ -243,6 +248,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             json: vec![
                 Arc::new(nimbus_tables::DynamoService::new(tables.clone())),
                 Arc::new(nimbus_tables::StreamsService::new(tables.clone())),
+                Arc::new(nimbus_secrets::manager::SecretsManager {
+                    secrets: secrets.clone(),
+                }),
             ],
         },
         keys.clone(),
@@ -253,6 +261,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let local_api = Arc::new(
         local_api::LocalApi::new(deployments.clone())
             .with_aws(aws.clone(), keys.clone())
+            .with_secrets(secrets.clone())
             .with(
                 "/v1/queues/",
                 Arc::new(local_api::Queues {
@@ -271,6 +280,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 "/v1/kv/",
                 Arc::new(nimbus_kv::LocalKv {
                     kv: kv_service.clone(),
+                }),
+            )
+            .with(
+                nimbus_secrets::local::PREFIX,
+                Arc::new(nimbus_secrets::local::LocalSecrets {
+                    secrets: secrets.clone(),
                 }),
             ),
     );
@@ -294,6 +309,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 nimbus_store_redb::ARTIFACTS_DIR,
                 nimbus_store_redb::OBJECTS_DIR,
                 nimbus_aws::MASTER_KEY_FILE,
+                nimbus_seal::CHECK_FILE,
                 CACHE_DIR,
             ]
             .iter()
@@ -415,6 +431,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             tables: tables.clone(),
             kv: kv_service,
             auth: auth.service.clone(),
+            secrets: secrets.clone(),
         },
         token.clone(),
     );

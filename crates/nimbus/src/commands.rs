@@ -173,6 +173,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Table(command) => crate::tables::table(&cli, command).await,
         Command::Kv(command) => crate::kv::run(&cli, command).await,
         Command::Users(command) => crate::users::run(&cli, command).await,
+        Command::Secrets(command) => crate::secrets::run(&cli, command).await,
         Command::Rm { app, force } => {
             let removed = client::connect(&cli)?.remove(app, *force).await?;
             if cli.json {
@@ -182,6 +183,26 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// Where `serve` takes the master key from: `--master-key-file`, else `NIMBUS_MASTER_KEY`,
+/// else the data directory.
+fn master_key_source(file: Option<&std::path::Path>) -> Result<nimbus_server::KeySource, Failure> {
+    if let Some(file) = file {
+        return Ok(nimbus_server::KeySource::File(file.to_owned()));
+    }
+    match std::env::var(nimbus_server::MASTER_KEY_ENV) {
+        Ok(text) => nimbus_server::parse_key(text.as_bytes())
+            .filter(|_| text.trim().len() == 64)
+            .map(nimbus_server::KeySource::Bytes)
+            .ok_or_else(|| {
+                Failure::Usage(format!(
+                    "{} must hold 64 hex digits (`openssl rand -hex 32`)",
+                    nimbus_server::MASTER_KEY_ENV
+                ))
+            }),
+        Err(_) => Ok(nimbus_server::KeySource::DataDir),
     }
 }
 
@@ -200,6 +221,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
     config.aws_domain = args.aws_domain.clone();
     config.smtp_url = args.smtp_url.clone();
     config.http_redirect = args.http_redirect;
+    config.master_key = master_key_source(args.master_key_file.as_deref())?;
     config.abort_incomplete_uploads_after = args.abort_incomplete_uploads_after.0;
     if args.tls_cert.len() != args.tls_key.len() {
         return Err(Failure::Usage(format!(

@@ -12,6 +12,7 @@ mod kv;
 mod objects;
 mod output;
 mod project;
+mod secrets;
 mod tables;
 mod users;
 
@@ -152,6 +153,35 @@ enum Command {
     /// End users of an app's auth (`[auth]`): list, create, ban, remove; rotate its keys.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// An app's secrets: set (value from standard input or a file, never an argument), list
+    /// names and versions, remove, rotate.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCommand {
+    /// Set a secret (a new version if it exists). The value is read from standard input (one
+    /// trailing newline dropped) or, exactly, from `--file`.
+    Set {
+        app: String,
+        name: String,
+        /// Read the value from this file instead of standard input.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Give an existing secret a new value; the previous version stays readable
+    /// (`AWSPREVIOUS`). Refuses a secret that does not exist.
+    Rotate {
+        app: String,
+        name: String,
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// The app's secrets: names, current versions and when they were set (never values).
+    Ls { app: String },
+    /// Remove a secret with every version.
+    Rm { app: String, name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -403,6 +433,11 @@ struct ServeArgs {
     /// (308, same host, path and query), e.g. `0.0.0.0:80`; needs `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     http_redirect: Option<SocketAddr>,
+    /// Read the master key (32 bytes, or 64 hex digits) from this file instead of
+    /// `master.key` in the data directory; `NIMBUS_MASTER_KEY` may hold the hex digits
+    /// instead.
+    #[arg(long, env = "NIMBUS_MASTER_KEY_FILE")]
+    master_key_file: Option<std::path::PathBuf>,
 }
 
 /// A duration, or never.

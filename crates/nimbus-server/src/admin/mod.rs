@@ -36,6 +36,7 @@ const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 
 mod kv;
 mod objects;
+mod secrets;
 mod tables;
 mod users;
 
@@ -47,6 +48,7 @@ pub(crate) struct AdminServices {
     pub tables: Arc<dyn nimbus_store::tables::TableStore>,
     pub kv: nimbus_kv::Kv,
     pub auth: Arc<nimbus_auth::AuthService>,
+    pub secrets: Arc<nimbus_secrets::Secrets>,
 }
 
 #[derive(Clone)]
@@ -74,6 +76,7 @@ pub(crate) fn router(
         .merge(tables::routes())
         .merge(kv::routes())
         .merge(users::routes())
+        .merge(secrets::routes())
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
         .route("/v1/deploy", post(deploy))

@@ -24,6 +24,8 @@ pub(crate) struct LocalApi {
     services: Vec<(&'static str, Arc<dyn Service>)>,
     /// The AWS-compatible endpoint, and the keys that mint functions' credentials.
     aws: Option<(nimbus_aws::Endpoint, nimbus_aws::Keys)>,
+    /// Secrets, for the variables set from them at instance start.
+    secrets: Option<Arc<nimbus_secrets::Secrets>>,
 }
 
 /// How long a function instance's AWS credentials last (Lambda's default session length).
@@ -35,6 +37,7 @@ impl LocalApi {
             deployments,
             services: Vec::new(),
             aws: None,
+            secrets: None,
         }
     }
 
@@ -46,6 +49,57 @@ impl LocalApi {
     ) -> LocalApi {
         self.aws = Some((service, keys));
         self
+    }
+
+    /// Set functions' `env = { VAR = { secret = … } }` variables from `secrets`.
+    pub(crate) fn with_secrets(mut self, secrets: Arc<nimbus_secrets::Secrets>) -> LocalApi {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// The variables `caller`'s spec sets from secrets, with their current values.
+    async fn secret_variables(&self, caller: &Caller) -> Result<Vec<(String, String)>, Error> {
+        let app = calling_app(&self.deployments, caller)?;
+        let Some((_, spec)) = app
+            .spec
+            .functions
+            .iter()
+            .find(|(name, _)| name.as_str() == &*caller.function)
+        else {
+            return Ok(Vec::new());
+        };
+        if spec.secret_env.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(secrets) = &self.secrets else {
+            return Err(Error::new(ErrorCode::Internal, "this server has no secret store"));
+        };
+        let mut variables = Vec::with_capacity(spec.secret_env.len());
+        for (variable, name) in &spec.secret_env {
+            let secret = secrets
+                .get(&caller.app, name, nimbus_secrets::Which::Current)
+                .await
+                .map_err(|e| {
+                    Error::new(e.code, format!("environment variable {variable}: {}", e.message))
+                })?;
+            let text = std::str::from_utf8(&secret.value).map_err(|_| {
+                Error::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "environment variable {variable}: secret {name:?} is not text; read it \
+                         from the local API (GET /v1/secrets/{name}) instead"
+                    ),
+                )
+            })?;
+            if text.contains('\0') {
+                return Err(Error::new(
+                    ErrorCode::BadRequest,
+                    format!("environment variable {variable}: secret {name:?} holds a NUL byte"),
+                ));
+            }
+            variables.push((variable.clone(), text.to_owned()));
+        }
+        Ok(variables)
     }
 
     /// Serve `service` under `prefix` (e.g. `/v1/queues/`).
@@ -153,6 +207,10 @@ fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
 impl nimbus_runtime::Services for LocalApi {
     fn grants(&self, caller: &Caller) -> Option<nimbus_core::Grants> {
         self.function_grants(caller)
+    }
+
+    async fn secret_env(&self, caller: &Caller) -> Result<Vec<(String, String)>, Error> {
+        self.secret_variables(caller).await
     }
 
     fn aws_credentials(&self, caller: &Caller) -> Option<nimbus_runtime::AwsCredentials> {

@@ -1,0 +1,87 @@
+//! App secrets' commands: `secrets set`, `rotate`, `ls`, `rm`. Values are read from standard
+//! input or a file, never from an argument another user could see in `ps`.
+
+use crate::commands::Failure;
+use crate::{Cli, SecretsCommand, client, output};
+use nimbus_api::SecretEntry;
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+fn when(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// The value: `file`'s bytes exactly, or standard input less one trailing newline.
+fn read_value(file: Option<&Path>) -> Result<Vec<u8>, Failure> {
+    if let Some(file) = file {
+        return std::fs::read(file)
+            .map_err(|e| Failure::Local(format!("read {}: {e}", file.display())));
+    }
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("Type the value, then press Enter and Ctrl-D:");
+    }
+    let mut value = Vec::new();
+    stdin
+        .read_to_end(&mut value)
+        .map_err(|e| Failure::Local(format!("read the value from standard input: {e}")))?;
+    if value.ends_with(b"\n") {
+        value.pop();
+        if value.ends_with(b"\r") {
+            value.pop();
+        }
+    }
+    Ok(value)
+}
+
+fn print_entry(cli: &Cli, app: &str, entry: &SecretEntry) {
+    if cli.json {
+        output::json(entry);
+    } else {
+        println!("secret {app}/{} is at version {}", entry.name, entry.current);
+    }
+}
+
+pub(crate) async fn run(cli: &Cli, command: &SecretsCommand) -> Result<(), Failure> {
+    let client = client::connect(cli)?;
+    match command {
+        SecretsCommand::Set { app, name, file } | SecretsCommand::Rotate { app, name, file } => {
+            let rotate = matches!(command, SecretsCommand::Rotate { .. });
+            let value = read_value(file.as_deref())?;
+            let entry = client.set_secret(app, name, value, rotate).await?;
+            print_entry(cli, app, &entry);
+        }
+        SecretsCommand::Ls { app } => {
+            let secrets = client.secrets(app).await?;
+            if cli.json {
+                output::json(&secrets);
+                return Ok(());
+            }
+            let rows = secrets
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.current.to_string(),
+                        s.versions.len().to_string(),
+                        s.versions
+                            .last()
+                            .map(|v| when(v.created_ms))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "VERSION", "VERSIONS KEPT", "SET"], rows);
+        }
+        SecretsCommand::Rm { app, name } => {
+            client.remove_secret(app, name).await?;
+            if cli.json {
+                output::json(&serde_json::json!({ "removed": name }));
+            } else {
+                println!("removed secret {app}/{name}");
+            }
+        }
+    }
+    Ok(())
+}
