@@ -20,6 +20,7 @@ mod limits;
 mod objects;
 mod restart;
 mod scenarios;
+mod secrets;
 mod tables;
 mod tls;
 mod uploads;

@@ -471,10 +471,7 @@ impl Client {
         value: Vec<u8>,
         rotate: bool,
     ) -> Result<crate::SecretEntry, ApiError> {
-        let mut request = self
-            .http
-            .put(self.url(&secret_path(app, name)))
-            .body(value);
+        let mut request = self.http.put(self.url(&secret_path(app, name))).body(value);
         if rotate {
             request = request.query(&[("rotate", "true")]);
         }

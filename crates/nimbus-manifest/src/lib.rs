@@ -334,10 +334,11 @@ enum RawEnvValue {
     Secret(RawSecretRef),
 }
 
+/// Spans do not survive an untagged enum, so errors point at the variable.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSecretRef {
-    secret: Spanned<String>,
+    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -991,7 +992,10 @@ fn function(
             }
             RawEnvValue::Secret(reference) => {
                 // Naming a secret in `env` grants it: the manifest says so in one place.
-                let name = ctx.secret_name(&reference.secret, key("env"))?;
+                let name = ctx.secret_name(
+                    &Spanned::new(env_key.span(), reference.secret.clone()),
+                    key("env"),
+                )?;
                 if !spec.grants.secrets.contains(&name) {
                     spec.grants.secrets.push(name.clone());
                 }

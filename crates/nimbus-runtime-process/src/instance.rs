@@ -88,9 +88,10 @@ impl LoadedFunction for ProcessFunction {
         let mut session_token = None;
         if let Some((services, caller)) = &self.services {
             if self.secret_env {
-                let values = services.secret_env(caller).await.map_err(|e| {
-                    InvokeError::InitFailed(e.message)
-                });
+                let values = services
+                    .secret_env(caller)
+                    .await
+                    .map_err(|e| InvokeError::InitFailed(e.message));
                 match values {
                     Ok(values) => env.extend(values),
                     Err(error) => {

@@ -349,9 +349,8 @@ async fn serve_extension(local: &LocalRoute, request: http::Request<Incoming>) -
         .headers()
         .get("x-aws-parameters-secrets-token")
         .and_then(|v| v.to_str().ok());
-    let known = presented.is_some_and(|p| {
-        p == local.token || local.session_token.as_deref() == Some(p)
-    });
+    let known =
+        presented.is_some_and(|p| p == local.token || local.session_token.as_deref() == Some(p));
     if !known {
         return nimbus_wire::error_response(
             nimbus_core::ErrorCode::Unauthorized,

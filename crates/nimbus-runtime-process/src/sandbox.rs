@@ -644,7 +644,12 @@ fn start(
     mut plan: Plan,
     capabilities: &Capabilities,
     mut prepared: Prepared,
-) -> io::Result<(tokio::process::Child, TcpListener, Option<TcpListener>, OwnedFd)> {
+) -> io::Result<(
+    tokio::process::Child,
+    TcpListener,
+    Option<TcpListener>,
+    OwnedFd,
+)> {
     nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)?;
     if let Some(controls) = &mut prepared.controls {
         controls.limit(plan.memory_bytes, plan.pids_max)?;
@@ -702,7 +707,11 @@ fn start(
     ));
     // The extension's configuration variable, as Lambda users set it: 2773 in a network
     // namespace of the instance's own, else the instance's listener.
-    let extension_port = if extension.is_some() { EXTENSION_PORT } else { port };
+    let extension_port = if extension.is_some() {
+        EXTENSION_PORT
+    } else {
+        port
+    };
     plan.env.push((
         "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".into(),
         extension_port.to_string(),

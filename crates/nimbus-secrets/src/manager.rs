@@ -280,7 +280,15 @@ impl SecretsManager {
                     return Err(reader.denied(operation, name));
                 }
                 if operation == "DescribeSecret" {
-                    return self.describe(app, name).await.map_err(|e| as_json(&e));
+                    let mut described = self.describe(app, name).await.map_err(|e| as_json(&e))?;
+                    // DescribeSecret names the map `VersionIdsToStages`; ListSecrets does not.
+                    if let Some(stages) = described
+                        .as_object_mut()
+                        .and_then(|o| o.remove("SecretVersionsToStages"))
+                    {
+                        described["VersionIdsToStages"] = stages;
+                    }
+                    return Ok(described);
                 }
                 let which = which(
                     request.version_id.as_deref(),

@@ -18,11 +18,11 @@ mod platform;
 mod records;
 mod tables;
 
-pub use nimbus_seal::{KeySource, MASTER_KEY_ENV, parse_key};
 use anyhow::Context as _;
 use nimbus_gateway::{Gateway, GatewayConfig};
 use nimbus_runtime_process::{ProcessConfig, ProcessExecutor};
 use nimbus_runtime_wasm::{WasmConfig, WasmExecutor};
+pub use nimbus_seal::{KeySource, MASTER_KEY_ENV, parse_key};
 use nimbus_store_redb::RedbStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -184,12 +184,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("create data directory {}", config.data_dir.display()))?;
     let token = load_or_create_token(&config.data_dir).context("prepare admin token")?;
 
-    let store_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || RedbStore::open(&store_dir))
-        .await
-        .context("open store")?
-        .context("open store")?;
-    let store = Arc::new(store);
+    // Before the store is opened: a refused key must leave every file as it was.
     let master_key = {
         let (dir, source) = (config.data_dir.clone(), config.master_key.clone());
         tokio::task::spawn_blocking(move || nimbus_seal::open_for_data_dir(&dir, &source))
@@ -197,6 +192,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .context("prepare the master key")?
             .context("prepare the master key")?
     };
+    let store_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || RedbStore::open(&store_dir))
+        .await
+        .context("open store")?
+        .context("open store")?;
+    let store = Arc::new(store);
     let master_key = Arc::new(master_key);
     let secrets = nimbus_secrets::Secrets::new(store.clone(), master_key.clone());
     let keys = nimbus_aws::Keys::new(store.clone(), master_key.clone());

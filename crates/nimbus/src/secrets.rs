@@ -39,7 +39,10 @@ fn print_entry(cli: &Cli, app: &str, entry: &SecretEntry) {
     if cli.json {
         output::json(entry);
     } else {
-        println!("secret {app}/{} is at version {}", entry.name, entry.current);
+        println!(
+            "secret {app}/{} is at version {}",
+            entry.name, entry.current
+        );
     }
 }
 

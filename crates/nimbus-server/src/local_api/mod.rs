@@ -72,7 +72,10 @@ impl LocalApi {
             return Ok(Vec::new());
         }
         let Some(secrets) = &self.secrets else {
-            return Err(Error::new(ErrorCode::Internal, "this server has no secret store"));
+            return Err(Error::new(
+                ErrorCode::Internal,
+                "this server has no secret store",
+            ));
         };
         let mut variables = Vec::with_capacity(spec.secret_env.len());
         for (variable, name) in &spec.secret_env {
@@ -80,7 +83,10 @@ impl LocalApi {
                 .get(&caller.app, name, nimbus_secrets::Which::Current)
                 .await
                 .map_err(|e| {
-                    Error::new(e.code, format!("environment variable {variable}: {}", e.message))
+                    Error::new(
+                        e.code,
+                        format!("environment variable {variable}: {}", e.message),
+                    )
                 })?;
             let text = std::str::from_utf8(&secret.value).map_err(|_| {
                 Error::new(
