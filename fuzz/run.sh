@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 cargo fuzz --version 2>/dev/null | grep -q " 0.13.2" || cargo install cargo-fuzz --version 0.13.2 --locked
 seconds="${FUZZ_SECONDS:-30}"
-for target in pattern manifest s3_request table_expression kv_request jwt auth_request; do
+for target in pattern manifest s3_request table_expression kv_request jwt auth_request secret_request; do
   # New inputs go to a scratch corpus; the seeds in seeds/ are read-only.
   mkdir -p "target/corpus/$target"
   # s3_request is built as the shipped binary is (-O: no overflow checks): s3s 0.14.1's SigV4

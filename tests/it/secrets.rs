@@ -194,6 +194,10 @@ env = {{ FROM_SECRET = {{ secret = "stripe_key" }} }}
 [function.g]
 component = "probe.wasm"
 
+[function.h]
+component = "probe.wasm"
+env = {{ MISSING = {{ secret = "not_set" }} }}
+
 [[route]]
 path = "/api"
 function = "api"
@@ -209,6 +213,10 @@ function = "f"
 [[route]]
 path = "/g/{{*rest}}"
 function = "g"
+
+[[route]]
+path = "/h/{{*rest}}"
+function = "h"
 "#,
         boto3.display(),
         boto3.display()
@@ -223,7 +231,8 @@ function = "g"
     artifacts.insert("isolated".to_owned(), code);
     let probe = client.upload_artifact(probe).await.unwrap();
     artifacts.insert("f".to_owned(), probe.clone());
-    artifacts.insert("g".to_owned(), probe);
+    artifacts.insert("g".to_owned(), probe.clone());
+    artifacts.insert("h".to_owned(), probe);
     client
         .deploy(&nimbus_api::DeployRequest {
             manifest,
@@ -336,6 +345,15 @@ function = "g"
         .await
         .unwrap();
     assert!(!env.contains("sk_live"), "{env}");
+
+    // A variable whose secret is not set: the instance does not start, and says why.
+    let failed = http.get(format!("{gateway}/h/env")).send().await.unwrap();
+    let (status, code, message) = crate::support::error_code(failed).await;
+    assert_eq!((status, code.as_str()), (502, "function_init_failed"), "{message}");
+    assert!(
+        message.contains("MISSING") && message.contains("not_set"),
+        "{message}"
+    );
 
     // boto3 with the app's own access key, outside any function.
     let key = client
