@@ -349,7 +349,11 @@ function = "h"
     // A variable whose secret is not set: the instance does not start, and says why.
     let failed = http.get(format!("{gateway}/h/env")).send().await.unwrap();
     let (status, code, message) = crate::support::error_code(failed).await;
-    assert_eq!((status, code.as_str()), (502, "function_init_failed"), "{message}");
+    assert_eq!(
+        (status, code.as_str()),
+        (502, "function_init_failed"),
+        "{message}"
+    );
     assert!(
         message.contains("MISSING") && message.contains("not_set"),
         "{message}"

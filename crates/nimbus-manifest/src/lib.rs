@@ -308,7 +308,7 @@ struct RawFunction {
     timeout: Option<Spanned<String>>,
     max_concurrency: Option<Spanned<i64>>,
     #[serde(default)]
-    env: BTreeMap<Spanned<String>, RawEnvValue>,
+    env: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
     instance: Option<Spanned<String>>,
@@ -324,21 +324,6 @@ struct RawFunction {
     tables: Vec<Spanned<String>>,
     #[serde(default)]
     secrets: Vec<Spanned<String>>,
-}
-
-/// An environment variable's value: text, or `{ secret = "NAME" }`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawEnvValue {
-    Text(String),
-    Secret(RawSecretRef),
-}
-
-/// Spans do not survive an untagged enum, so errors point at the variable.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSecretRef {
-    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -978,7 +963,7 @@ fn function(
     for (env_key, value) in &f.env {
         let valid = !env_key.get_ref().is_empty()
             && !env_key.get_ref().contains(['=', '\0'])
-            && !matches!(value, RawEnvValue::Text(text) if text.contains('\0'));
+            && !matches!(value.get_ref(), toml::Value::String(text) if text.contains('\0'));
         if !valid {
             return Err(ctx.at(
                 Some(env_key.span()),
@@ -986,22 +971,30 @@ fn function(
                 format!("invalid environment variable name {:?}", env_key.get_ref()),
             ));
         }
-        match value {
-            RawEnvValue::Text(text) => {
+        let secret = match value.get_ref() {
+            toml::Value::String(text) => {
                 spec.env.insert(env_key.get_ref().clone(), text.clone());
+                continue;
             }
-            RawEnvValue::Secret(reference) => {
-                // Naming a secret in `env` grants it: the manifest says so in one place.
-                let name = ctx.secret_name(
-                    &Spanned::new(env_key.span(), reference.secret.clone()),
-                    key("env"),
-                )?;
-                if !spec.grants.secrets.contains(&name) {
-                    spec.grants.secrets.push(name.clone());
-                }
-                spec.secret_env.insert(env_key.get_ref().clone(), name);
-            }
+            toml::Value::Table(table) if table.len() == 1 => table.get("secret"),
+            _ => None,
+        };
+        let Some(toml::Value::String(secret)) = secret else {
+            return Err(ctx.at(
+                Some(value.span()),
+                format!("{}.{}", key("env"), env_key.get_ref()),
+                "expected a string or { secret = \"NAME\" }".to_owned(),
+            ));
+        };
+        // Naming a secret in `env` grants it: the manifest says so in one place.
+        let name = ctx.secret_name(
+            &Spanned::new(value.span(), secret.clone()),
+            format!("{}.{}", key("env"), env_key.get_ref()),
+        )?;
+        if !spec.grants.secrets.contains(&name) {
+            spec.grants.secrets.push(name.clone());
         }
+        spec.secret_env.insert(env_key.get_ref().clone(), name);
     }
     for host in &f.allowed_outbound_hosts {
         let rule = OutboundRule::parse(host.get_ref()).map_err(|e| {
@@ -2745,6 +2738,76 @@ events = true
 component = "web.wasm"
 kv = ["sessions", "carts:read"]
 "#;
+
+    #[test]
+    fn secrets_are_granted_by_list_and_by_env() {
+        let manifest = parse(
+            "nimbus.toml",
+            r#"
+name = "shop"
+
+[function.web]
+component = "web.wasm"
+secrets = ["prod/db-password", "stripe_key"]
+env = { MODE = "live", STRIPE = { secret = "stripe_key" }, SIGNING = { secret = "jwt.signing@v2" } }
+"#,
+        )
+        .unwrap();
+        let web = &manifest.app.functions["web"];
+        assert_eq!(web.env.get("MODE").map(String::as_str), Some("live"));
+        assert_eq!(
+            web.secret_env.iter().collect::<Vec<_>>(),
+            [
+                (&"SIGNING".to_owned(), &"jwt.signing@v2".to_owned()),
+                (&"STRIPE".to_owned(), &"stripe_key".to_owned())
+            ]
+        );
+        assert_eq!(
+            web.grants.secrets,
+            ["prod/db-password", "stripe_key", "jwt.signing@v2"],
+            "naming a secret in env grants it, once"
+        );
+        assert!(
+            !web.env.contains_key("STRIPE"),
+            "a secret's value is never in the spec"
+        );
+        for (bad, key, says) in [
+            (
+                r#"secrets = ["has space"]"#,
+                "function.f.secrets",
+                "not a secret name",
+            ),
+            (
+                r#"env = { X = { secret = "" } }"#,
+                "function.f.env.X",
+                "not a secret name",
+            ),
+            (
+                r#"env = { X = 5 }"#,
+                "function.f.env.X",
+                "expected a string or",
+            ),
+            (
+                r#"env = { X = { secret = "a", other = 1 } }"#,
+                "function.f.env.X",
+                "expected a string or",
+            ),
+            (
+                r#"env = { X = { name = "a" } }"#,
+                "function.f.env.X",
+                "expected a string or",
+            ),
+        ] {
+            let text = format!("name = \"shop\"\n[function.f]\ncomponent = \"f.wasm\"\n{bad}\n");
+            let error = parse("nimbus.toml", &text).unwrap_err();
+            assert_eq!(error.key, key, "{bad}: {error}");
+            assert!(error.to_string().contains(says), "{bad}: {error}");
+            assert!(
+                error.to_string().contains("nimbus.toml:4:"),
+                "{bad}: placed at the line: {error}"
+            );
+        }
+    }
 
     #[test]
     fn tables_are_declared_and_granted() {

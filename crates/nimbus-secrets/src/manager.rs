@@ -31,7 +31,10 @@ fn suffix(app: &str, name: &str) -> String {
     digest
         .iter()
         .take(6)
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .map(|b| {
+            let at = usize::from(*b) % ALPHABET.len();
+            char::from(ALPHABET.get(at).copied().unwrap_or(b'A'))
+        })
         .collect()
 }
 
@@ -89,23 +92,23 @@ fn seconds(ms: u64) -> serde_json::Value {
 
 /// `GetSecretValue`'s answer for `secret` of `app`.
 pub fn secret_value(app: &str, secret: &Secret) -> serde_json::Value {
-    let mut answer = serde_json::json!({
-        "ARN": arn(app, &secret.name),
-        "Name": secret.name,
-        "VersionId": version_id(secret.version),
-        "VersionStages": stages(secret),
-        "CreatedDate": seconds(secret.created_ms),
-    });
+    let mut answer = serde_json::Map::new();
+    answer.insert("ARN".into(), arn(app, &secret.name).into());
+    answer.insert("Name".into(), secret.name.clone().into());
+    answer.insert("VersionId".into(), version_id(secret.version).into());
+    answer.insert("VersionStages".into(), stages(secret).into());
+    answer.insert("CreatedDate".into(), seconds(secret.created_ms));
     match std::str::from_utf8(&secret.value) {
-        Ok(text) => answer["SecretString"] = text.into(),
+        Ok(text) => {
+            answer.insert("SecretString".into(), text.into());
+        }
         Err(_) => {
             use base64::Engine;
-            answer["SecretBinary"] = base64::engine::general_purpose::STANDARD
-                .encode(&secret.value)
-                .into();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&secret.value);
+            answer.insert("SecretBinary".into(), encoded.into());
         }
     }
-    answer
+    serde_json::Value::Object(answer)
 }
 
 /// Which version `VersionId` and `VersionStage` ask for (neither: the current one).
@@ -282,11 +285,10 @@ impl SecretsManager {
                 if operation == "DescribeSecret" {
                     let mut described = self.describe(app, name).await.map_err(|e| as_json(&e))?;
                     // DescribeSecret names the map `VersionIdsToStages`; ListSecrets does not.
-                    if let Some(stages) = described
-                        .as_object_mut()
-                        .and_then(|o| o.remove("SecretVersionsToStages"))
+                    if let Some(object) = described.as_object_mut()
+                        && let Some(stages) = object.remove("SecretVersionsToStages")
                     {
-                        described["VersionIdsToStages"] = stages;
+                        object.insert("VersionIdsToStages".into(), stages);
                     }
                     return Ok(described);
                 }
