@@ -346,6 +346,17 @@ function = "h"
         .unwrap();
     assert!(!env.contains("sk_live"), "{env}");
 
+    // What the CLI says each may touch.
+    let shown = cli(dir.path(), &["functions", "shop/api", "--grants"], None);
+    let shown: Vec<nimbus_api::FunctionInfo> = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        serde_json::to_value(&shown[0].grants).unwrap(),
+        serde_json::json!([{"kind": "secret", "name": "stripe_key", "actions": ["read"]}])
+    );
+    let shown = cli(dir.path(), &["functions", "g", "--grants"], None);
+    let shown: Vec<nimbus_api::FunctionInfo> = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(shown[0].grants.is_empty(), "g is granted nothing");
+
     // A variable whose secret is not set: the instance does not start, and says why.
     let failed = http.get(format!("{gateway}/h/env")).send().await.unwrap();
     let (status, code, message) = crate::support::error_code(failed).await;

@@ -67,6 +67,9 @@ pub struct FunctionInfo {
     pub instance: String,
     pub idle_instances: usize,
     pub busy_instances: usize,
+    /// What it may touch beyond its own code (deny by default).
+    #[serde(default)]
+    pub grants: Vec<nimbus_core::Permission>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -27,6 +27,6 @@ pub use record::{InvocationRecord, Outcome};
 pub use spec::{
     AppSpec, AuthSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, FirewallSpec,
     FunctionKind, FunctionSpec, Grants, InstanceMode, JwtAuthorizerSpec, KvGrant, KvSpec,
-    MAX_SECRET_NAME_BYTES, Network, RateLimitKey, RateLimitSpec, RouteSpec, Runtime, TableGrant,
-    TableKey, TableSpec, valid_bucket_name, valid_secret_name,
+    MAX_SECRET_NAME_BYTES, Network, Permission, RateLimitKey, RateLimitSpec, RouteSpec, Runtime,
+    TableGrant, TableKey, TableSpec, valid_bucket_name, valid_secret_name,
 };

@@ -258,6 +258,72 @@ impl Grants {
     }
 }
 
+/// One thing a function may touch and what it may do to it, as `nimbus functions --grants`
+/// prints them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permission {
+    /// `queue`, `bus`, `bucket`, `kv`, `table`, `secret` or `outbound`.
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+impl FunctionSpec {
+    /// Everything this function may touch beyond its own code, from the one place every
+    /// service checks (its [`Grants`] and outbound rules); what is not listed is refused.
+    pub fn permissions(&self) -> Vec<Permission> {
+        let entry = |kind: &str, name: &str, actions: &[&str]| Permission {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        let read_write = |write: bool| {
+            if write {
+                &["read", "write"][..]
+            } else {
+                &["read"][..]
+            }
+        };
+        let grants = &self.grants;
+        let mut out = Vec::new();
+        out.extend(
+            grants
+                .queues
+                .iter()
+                .map(|q| entry("queue", q.as_str(), &["send"])),
+        );
+        if grants.publish {
+            out.push(entry("bus", "default", &["publish"]));
+        }
+        for bucket in &grants.buckets {
+            let actions: Vec<&str> = [("read", bucket.read), ("write", bucket.write)]
+                .into_iter()
+                .filter_map(|(action, granted)| granted.then_some(action))
+                .collect();
+            out.push(entry("bucket", &bucket.bucket, &actions));
+        }
+        out.extend(
+            grants
+                .kv
+                .iter()
+                .map(|g| entry("kv", g.store.as_str(), read_write(g.write))),
+        );
+        out.extend(
+            grants
+                .tables
+                .iter()
+                .map(|g| entry("table", &g.table, read_write(g.write))),
+        );
+        out.extend(grants.secrets.iter().map(|s| entry("secret", s, &["read"])));
+        out.extend(
+            self.allowed_outbound_hosts
+                .iter()
+                .map(|rule| entry("outbound", rule.as_str(), &["connect"])),
+        );
+        out
+    }
+}
+
 impl FunctionSpec {
     pub const DEFAULT_MEMORY_BYTES: u64 = 128 << 20;
     pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
@@ -563,5 +629,52 @@ pub(crate) mod duration_ms {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_list_every_grant_with_its_actions() {
+        let mut spec = FunctionSpec::with_defaults(Name::new("f").unwrap());
+        assert!(spec.permissions().is_empty(), "deny by default");
+        spec.grants = Grants {
+            queues: vec![Name::new("orders").unwrap()],
+            publish: true,
+            buckets: vec![BucketGrant {
+                bucket: "uploads".into(),
+                read: true,
+                write: false,
+            }],
+            kv: vec![KvGrant {
+                store: Name::new("sessions").unwrap(),
+                write: true,
+            }],
+            tables: vec![TableGrant {
+                table: "catalog".into(),
+                write: false,
+            }],
+            secrets: vec!["stripe_key".into()],
+        };
+        spec.allowed_outbound_hosts = vec![OutboundRule::parse("https://api.stripe.com").unwrap()];
+        let listed: Vec<String> = spec
+            .permissions()
+            .iter()
+            .map(|p| format!("{} {} {}", p.kind, p.name, p.actions.join(",")))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "queue orders send",
+                "bus default publish",
+                "bucket uploads read",
+                "kv sessions read,write",
+                "table catalog read",
+                "secret stripe_key read",
+                "outbound https://api.stripe.com connect",
+            ]
+        );
     }
 }

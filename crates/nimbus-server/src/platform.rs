@@ -479,6 +479,7 @@ impl Platform {
                         .cloned()
                         .unwrap_or_default(),
                     memory_bytes: spec.memory_bytes,
+                    grants: spec.permissions(),
                     timeout_ms: spec.timeout.as_millis() as u64,
                     max_concurrency: spec.max_concurrency,
                     runtime: match &spec.kind {

@@ -94,10 +94,29 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Functions => {
-            let functions = client::connect(&cli)?.functions().await?;
+        Command::Functions { function, grants } => {
+            let mut functions = client::connect(&cli)?.functions().await?;
+            if let Some(wanted) = function {
+                functions
+                    .retain(|f| f.name == *wanted || format!("{}/{}", f.app, f.name) == *wanted);
+                match functions.len() {
+                    0 => {
+                        return Err(Failure::Usage(format!(
+                            "no deployed function {wanted:?} (see `nimbus functions`)"
+                        )));
+                    }
+                    1 => {}
+                    _ => {
+                        return Err(Failure::Usage(format!(
+                            "{wanted:?} names functions of several apps: write APP/{wanted}"
+                        )));
+                    }
+                }
+            }
             if cli.json {
                 output::json(&functions)
+            } else if *grants {
+                output::grants(&functions)
             } else {
                 output::functions(&functions)
             }

@@ -93,8 +93,14 @@ enum Command {
     },
     /// List deployed apps.
     Apps,
-    /// List deployed functions with their limits and instances.
-    Functions,
+    /// List deployed functions with their limits and instances; with `--grants`, what each
+    /// may touch (queues, the bus, buckets, stores, tables, secrets, outbound hosts).
+    Functions {
+        /// Only this function (`name` if unique, or `app/name`).
+        function: Option<String>,
+        #[arg(long)]
+        grants: bool,
+    },
     /// List the gateway's routes.
     Routes,
     /// Invoke a function directly (bypassing routes) and print its response.

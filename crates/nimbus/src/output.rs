@@ -77,6 +77,32 @@ pub(crate) fn apps(apps: &[AppInfo]) {
     );
 }
 
+/// What each function may touch: one row per resource; a function granted nothing says so.
+pub(crate) fn grants(functions: &[FunctionInfo]) {
+    let mut rows = Vec::new();
+    for f in functions {
+        let function = format!("{}/{}", f.app, f.name);
+        if f.grants.is_empty() {
+            rows.push(vec![
+                function,
+                "-".into(),
+                "(nothing beyond its own code)".into(),
+                String::new(),
+            ]);
+            continue;
+        }
+        for grant in &f.grants {
+            rows.push(vec![
+                function.clone(),
+                grant.kind.clone(),
+                grant.name.clone(),
+                grant.actions.join(","),
+            ]);
+        }
+    }
+    table(&["FUNCTION", "KIND", "RESOURCE", "ACTIONS"], rows);
+}
+
 pub(crate) fn functions(functions: &[FunctionInfo]) {
     table(
         &[
