@@ -6,6 +6,7 @@
 
 mod support;
 
+mod apikeys;
 mod auth;
 mod browser;
 mod cli;

@@ -462,6 +462,37 @@ impl Client {
         .await
     }
 
+    /// Make an API key for `app`'s `api_key` authorizers; the key is in the answer, once.
+    pub async fn create_api_key(
+        &self,
+        app: &str,
+        request: &crate::CreateApiKeyRequest,
+    ) -> Result<crate::ApiKeyEntry, ApiError> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/v1/apps/{app}/apikeys")))
+                .json(request),
+        )
+        .await
+    }
+
+    /// The app's API keys (never the keys themselves).
+    pub async fn api_keys(&self, app: &str) -> Result<Vec<crate::ApiKeyEntry>, ApiError> {
+        self.send(self.http.get(self.url(&format!("/v1/apps/{app}/apikeys"))))
+            .await
+    }
+
+    /// Revoke an API key.
+    pub async fn remove_api_key(&self, app: &str, id: &str) -> Result<(), ApiError> {
+        let _: serde_json::Value = self
+            .send(
+                self.http
+                    .delete(self.url(&format!("/v1/apps/{app}/apikeys/{}", encode_segment(id)))),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Set secret `name` of `app` to `value` (a new version); `rotate` refuses a secret that
     /// does not exist yet.
     pub async fn set_secret(

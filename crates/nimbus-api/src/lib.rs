@@ -347,6 +347,37 @@ pub struct RotatedKey {
     pub kid: String,
 }
 
+/// An API key for an app's routes, as listed (`key` only in the answer that created it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyEntry {
+    pub id: String,
+    pub app: String,
+    pub name: Option<String>,
+    /// Its rate as requests per `rate_per_ms`, with `burst` at once.
+    pub rate: Option<u32>,
+    pub rate_per_ms: Option<u64>,
+    pub burst: Option<u32>,
+    pub quota_per_day: Option<u64>,
+    pub created_ms: u64,
+    /// The key itself: shown once, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `POST /v1/apps/{app}/apikeys`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateApiKeyRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `"10/s"`, `"600/min"`, …
+    #[serde(default)]
+    pub rate: Option<String>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub quota_per_day: Option<u64>,
+}
+
 /// A secret as the admin API lists it: its name and versions, never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretEntry {

@@ -411,6 +411,16 @@ pub enum AuthorizerSpec {
         #[serde(with = "duration_ms")]
         leeway: Duration,
     },
+    /// One of the app's API keys (`nimbus apikeys create`), within its usage plan.
+    ApiKey {
+        /// The header the key is sent in (lower-case; `x-api-key` by default).
+        header: String,
+    },
+}
+
+impl AuthorizerSpec {
+    /// API Gateway's header for API keys.
+    pub const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
 }
 
 /// A JWT authorizer, as API Gateway's: the token's `iss` must be `issuer`, its `aud` one of
@@ -463,6 +473,27 @@ pub enum RateLimitKey {
     /// Each authenticated caller (the verified token's `sub`) has its own bucket; the route
     /// needs an authorizer.
     Subject,
+}
+
+impl RateLimitSpec {
+    /// A rate as written: `"100/s"`, `"600/min"`, `"5000/h"`, `"10000/day"` (1 to 1,000,000
+    /// requests per second, minute, hour or day).
+    pub fn parse_rate(text: &str) -> Option<(u32, Duration)> {
+        let (count, unit) = text.split_once('/')?;
+        let rate: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            "d" | "day" => Duration::from_secs(86_400),
+            _ => return None,
+        };
+        Some((rate, per))
+    }
 }
 
 /// An app's cross-origin policy (`[cors]`), answered by the gateway for every route of the app.

@@ -46,6 +46,7 @@ impl GatewayError {
     pub fn refused(refusal: crate::auth::Refusal) -> GatewayError {
         let mut error = GatewayError::new(refusal.code(), refusal.message());
         error.challenge = refusal.challenge().map(Box::new);
+        error.retry_after = refusal.retry_after();
         if let crate::auth::Refusal::KeysUnavailable(why) = refusal {
             error.source = Some(std::sync::Arc::new(std::io::Error::other(why)));
         }

@@ -3,8 +3,9 @@
 //! rebuilding them with every routing table) means a deploy of one app leaves another's
 //! rate-limit buckets and fetched issuer keys as they were.
 
+use crate::auth::apikey::ApiKeySet;
 use crate::auth::jwks::KeyDocument;
-use crate::auth::{JwtAuthorizer, RouteAuth};
+use crate::auth::{Authorizer, JwtAuthorizer, RouteAuth};
 use crate::cors::Cors;
 use crate::firewall::Firewall;
 use crate::ratelimit::RateLimiter;
@@ -41,15 +42,26 @@ pub struct OwnIssuer {
 
 impl AppStages {
     /// Build `app`'s stages; issuer keys are fetched with `client` when first needed, and
-    /// read from `own` for the app's own auth.
-    pub fn new(app: &AppSpec, client: &reqwest::Client, own: Option<&OwnIssuer>) -> AppStages {
+    /// read from `own` for the app's own auth; API keys are looked up in `api_keys`.
+    pub fn new(
+        app: &AppSpec,
+        client: &reqwest::Client,
+        own: Option<&OwnIssuer>,
+        api_keys: Option<&Arc<ApiKeySet>>,
+    ) -> AppStages {
         let cors = app.cors.as_ref().map(|c| Arc::new(Cors::new(c)));
         let firewall = app.firewall.as_ref().map(|f| Arc::new(Firewall::new(f)));
         let authorizers: BTreeMap<_, _> = app
             .authorizers
             .iter()
             .map(|(name, spec)| {
-                let authorizer = match spec {
+                let jwt = match spec {
+                    AuthorizerSpec::ApiKey { header } => {
+                        let header = http::HeaderName::from_bytes(header.as_bytes())
+                            .unwrap_or(http::HeaderName::from_static("x-api-key"));
+                        let keys = api_keys.cloned().unwrap_or_default();
+                        return (name, Authorizer::ApiKey { keys, header });
+                    }
                     AuthorizerSpec::Jwt(jwt) => JwtAuthorizer::new(jwt, client.clone()),
                     AuthorizerSpec::Auth { leeway } => match own {
                         Some(own) => JwtAuthorizer::own(own, *leeway),
@@ -66,7 +78,7 @@ impl AppStages {
                         ),
                     },
                 };
-                (name, Arc::new(authorizer))
+                (name, Authorizer::Jwt(Arc::new(jwt)))
             })
             .collect();
         let routes = app

@@ -140,6 +140,7 @@ struct RawAuthorizer {
     jwks_url: Option<Spanned<String>>,
     algorithms: Option<Vec<Spanned<String>>>,
     leeway: Option<Spanned<String>>,
+    header: Option<Spanned<String>>,
 }
 
 /// A value written as one string or a list of them.
@@ -356,6 +357,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         kv_names: Vec::new(),
         table_names: Vec::new(),
         authorizer_names: Vec::new(),
+        api_key_authorizers: Vec::new(),
         auth_enabled: false,
     };
     let deserializer = toml::Deserializer::parse(text)
@@ -446,6 +448,11 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         authorizers.insert(name, spec);
     }
     ctx.authorizer_names = authorizers.keys().map(|n| n.to_string()).collect();
+    ctx.api_key_authorizers = authorizers
+        .iter()
+        .filter(|(_, spec)| matches!(spec, AuthorizerSpec::ApiKey { .. }))
+        .map(|(n, _)| n.to_string())
+        .collect();
     let firewall = raw
         .firewall
         .as_ref()
@@ -605,6 +612,8 @@ struct Ctx<'a> {
     kv_names: Vec<String>,
     table_names: Vec<String>,
     authorizer_names: Vec<String>,
+    /// The authorizers that take API keys (which carry no scopes).
+    api_key_authorizers: Vec<String>,
     /// Whether the manifest has an `[auth]` section.
     auth_enabled: bool,
 }
@@ -1388,6 +1397,19 @@ fn route(
                 .into(),
         ));
     }
+    if let (Some(auth), Some(raw)) = (&auth, &r.scopes)
+        && !scopes.is_empty()
+        && ctx.api_key_authorizers.iter().any(|n| n == auth.as_str())
+    {
+        return Err(ctx.at(
+            Some(raw.span()),
+            key("scopes"),
+            format!(
+                "authorizer {:?} takes API keys, which carry no scopes: remove `scopes`",
+                auth.as_str()
+            ),
+        ));
+    }
     let cors = r
         .cors
         .as_ref()
@@ -1507,8 +1529,69 @@ fn authorizer(
             d
         }
     };
+    if a.kind.get_ref() != "api_key"
+        && let Some(header) = &a.header
+    {
+        return Err(ctx.at(
+            Some(header.span()),
+            key("header"),
+            "`header` is where an \"api_key\" authorizer reads keys; tokens come in \
+             Authorization"
+                .into(),
+        ));
+    }
     match a.kind.get_ref().as_str() {
         "jwt" => {}
+        "api_key" => {
+            let given = [
+                ("issuer", a.issuer.as_ref().map(|v| v.span())),
+                ("audience", a.audience.as_ref().map(|v| v.span())),
+                ("jwks_url", a.jwks_url.as_ref().map(|v| v.span())),
+                ("leeway", a.leeway.as_ref().map(|v| v.span())),
+                (
+                    "algorithms",
+                    a.algorithms
+                        .as_ref()
+                        .and_then(|v| v.first())
+                        .map(|v| v.span()),
+                ),
+            ];
+            if let Some((field, span)) = given.into_iter().find(|(_, span)| span.is_some()) {
+                return Err(ctx.at(
+                    span,
+                    key(field),
+                    format!(
+                        "an \"api_key\" authorizer checks the app's API keys (`nimbus apikeys \
+                         create`); remove `{field}`"
+                    ),
+                ));
+            }
+            let header = match &a.header {
+                None => AuthorizerSpec::DEFAULT_API_KEY_HEADER.to_owned(),
+                Some(header) => {
+                    let lower = header.get_ref().to_ascii_lowercase();
+                    let valid = !lower.is_empty()
+                        && lower
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        && !lower.starts_with("x-nimbus-")
+                        && lower != "authorization";
+                    if !valid {
+                        return Err(ctx.at(
+                            Some(header.span()),
+                            key("header"),
+                            format!(
+                                "{:?} is not a header an API key can come in: letters, digits, \
+                                 `-` and `_`, not Authorization or x-nimbus-*",
+                                header.get_ref()
+                            ),
+                        ));
+                    }
+                    lower
+                }
+            };
+            return Ok((name, AuthorizerSpec::ApiKey { header }));
+        }
         "auth" => {
             if !ctx.auth_enabled {
                 return Err(ctx.at(
@@ -1548,8 +1631,9 @@ fn authorizer(
                 Some(a.kind.span()),
                 key("kind"),
                 format!(
-                    "expected \"jwt\" (a bearer token signed by an OpenID Connect issuer) or \
-                     \"auth\" (an access token of the app's own [auth]), got {other:?}"
+                    "expected \"jwt\" (a bearer token signed by an OpenID Connect issuer), \
+                     \"auth\" (an access token of the app's own [auth]) or \"api_key\" (one of \
+                     the app's API keys), got {other:?}"
                 ),
             ));
         }
@@ -1812,20 +1896,7 @@ fn rate_limit(
             ),
         )
     };
-    let (count, unit) = raw.rate.get_ref().split_once('/').ok_or_else(bad_rate)?;
-    let rate: u32 = count
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| (1..=1_000_000).contains(n))
-        .ok_or_else(bad_rate)?;
-    let per = match unit.trim() {
-        "s" | "sec" | "second" => std::time::Duration::from_secs(1),
-        "m" | "min" | "minute" => std::time::Duration::from_secs(60),
-        "h" | "hour" => std::time::Duration::from_secs(3600),
-        "d" | "day" => std::time::Duration::from_secs(86_400),
-        _ => return Err(bad_rate()),
-    };
+    let (rate, per) = RateLimitSpec::parse_rate(raw.rate.get_ref()).ok_or_else(bad_rate)?;
     let burst = match &raw.burst {
         None => rate,
         Some(burst) => u32::try_from(*burst.get_ref())
@@ -2738,6 +2809,55 @@ events = true
 component = "web.wasm"
 kv = ["sessions", "carts:read"]
 "#;
+
+    #[test]
+    fn api_key_authorizers_read_a_header_and_take_no_scopes() {
+        let base = "name = \"shop\"\n[function.f]\ncomponent = \"f.wasm\"\n";
+        let manifest = parse(
+            "nimbus.toml",
+            &format!(
+                "{base}[authorizer.keys]\nkind = \"api_key\"\n[authorizer.partner]\nkind = \"api_key\"\nheader = \"X-Partner-Key\"\n[[route]]\npath = \"/a\"\nfunction = \"f\"\nauth = \"keys\"\n"
+            ),
+        )
+        .unwrap();
+        let header = |name: &str| match &manifest.app.authorizers[&Name::new(name).unwrap()] {
+            AuthorizerSpec::ApiKey { header } => header.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(header("keys"), "x-api-key");
+        assert_eq!(header("partner"), "x-partner-key");
+        for (bad, key, says) in [
+            (
+                "[authorizer.k]\nkind = \"api_key\"\nheader = \"Authorization\"",
+                "authorizer.k.header",
+                "not a header",
+            ),
+            (
+                "[authorizer.k]\nkind = \"api_key\"\nheader = \"x-nimbus-claims\"",
+                "authorizer.k.header",
+                "not a header",
+            ),
+            (
+                "[authorizer.k]\nkind = \"api_key\"\nissuer = \"https://a.example\"",
+                "authorizer.k.issuer",
+                "remove `issuer`",
+            ),
+            (
+                "[authorizer.k]\nkind = \"jwt\"\nissuer = \"https://a.example\"\naudience = \"x\"\nheader = \"x-key\"",
+                "authorizer.k.header",
+                "`header`",
+            ),
+            (
+                "[authorizer.k]\nkind = \"api_key\"\n[[route]]\npath = \"/a\"\nfunction = \"f\"\nauth = \"k\"\nscopes = [\"read\"]",
+                "route[0].scopes",
+                "carry no scopes",
+            ),
+        ] {
+            let error = parse("nimbus.toml", &format!("{base}{bad}\n")).unwrap_err();
+            assert_eq!(error.key, key, "{bad}: {error}");
+            assert!(error.to_string().contains(says), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn secrets_are_granted_by_list_and_by_env() {

@@ -36,6 +36,7 @@ impl Mounter for Auth {
                 name: "auth",
                 service: app,
             }],
+            api_keys: None,
         })
     }
 }

@@ -110,6 +110,29 @@ pub(crate) trait Mounter: Send + Sync {
 pub(crate) struct Mounts {
     pub(crate) services: Vec<MountedService>,
     pub(crate) own_issuer: Option<nimbus_gateway::stages::OwnIssuer>,
+    /// The app's API keys, for its `api_key` authorizers.
+    pub(crate) api_keys: Option<Arc<nimbus_gateway::auth::apikey::ApiKeySet>>,
+}
+
+/// Several mounters as one: every one mounts, in order; what they mount is put together.
+pub(crate) struct Mounters(pub(crate) Vec<Arc<dyn Mounter>>);
+
+#[async_trait::async_trait]
+impl Mounter for Mounters {
+    async fn mount(
+        &self,
+        spec: &AppSpec,
+        gateway_url: &str,
+    ) -> Result<Mounts, nimbus_core::error::Error> {
+        let mut all = Mounts::default();
+        for mounter in &self.0 {
+            let mounts = mounter.mount(spec, gateway_url).await?;
+            all.services.extend(mounts.services);
+            all.own_issuer = all.own_issuer.or(mounts.own_issuer);
+            all.api_keys = all.api_keys.or(mounts.api_keys);
+        }
+        Ok(all)
+    }
 }
 
 #[derive(Clone)]

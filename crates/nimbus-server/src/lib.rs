@@ -7,6 +7,7 @@
 //! servers and the background tasks watch.
 
 mod admin;
+mod apikeys;
 mod auth;
 mod deployments;
 mod events;
@@ -200,6 +201,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let store = Arc::new(store);
     let master_key = Arc::new(master_key);
     let secrets = nimbus_secrets::Secrets::new(store.clone(), master_key.clone());
+    let api_keys = Arc::new(apikeys::AppApiKeys {
+        keys: nimbus_apikeys::ApiKeys::new(store.clone()),
+    });
     let keys = nimbus_aws::Keys::new(store.clone(), master_key.clone());
     let auth = Arc::new(auth::Auth {
         service: nimbus_auth::AuthService::new(
@@ -347,8 +351,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                     store: tables.clone(),
                 }),
                 auth.clone(),
+                api_keys.clone(),
             ])),
-            mounter: auth.clone(),
+            mounter: Arc::new(deployments::Mounters(vec![auth.clone(), api_keys.clone()])),
         },
         platform::Lifecycle {
             idle_timeout: config.idle_timeout,
@@ -433,6 +438,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             kv: kv_service,
             auth: auth.service.clone(),
             secrets: secrets.clone(),
+            api_keys: api_keys.keys.clone(),
         },
         token.clone(),
     );

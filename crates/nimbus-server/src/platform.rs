@@ -284,7 +284,12 @@ impl Platform {
         Ok((
             DeployedApp {
                 version,
-                stages: AppStages::new(&spec, self.gateway.outbound(), mounts.own_issuer.as_ref()),
+                stages: AppStages::new(
+                    &spec,
+                    self.gateway.outbound(),
+                    mounts.own_issuer.as_ref(),
+                    mounts.api_keys.as_ref(),
+                ),
                 mounts,
                 spec,
                 pools,

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod apikeys;
 mod auth;
 mod group;
 mod kv;
@@ -167,6 +168,7 @@ impl Inner {
             txn.open_table(SCHEDULES).map_err(backend)?;
             txn.open_table(CURSORS).map_err(backend)?;
             txn.open_table(ACCESS_KEYS).map_err(backend)?;
+            txn.open_table(apikeys::API_KEYS).map_err(backend)?;
             txn.open_table(auth::USERS).map_err(backend)?;
             txn.open_table(auth::EMAILS).map_err(backend)?;
             txn.open_table(auth::SESSIONS).map_err(backend)?;

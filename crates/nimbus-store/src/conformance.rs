@@ -33,6 +33,52 @@ pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     access_keys_are_unique_and_revocable(&make()).await;
 }
 
+/// The [`crate::ApiKeyStore`] suite.
+pub async fn api_keys_are_unique_per_app_and_revocable(store: &impl crate::ApiKeyStore) {
+    let key = |app: &str, id: &str| crate::ApiKeyRecord {
+        id: id.to_owned(),
+        app: app.to_owned(),
+        hash: format!("{id:0>64}"),
+        name: Some("mobile".into()),
+        rate: Some(10),
+        rate_per_ms: Some(1000),
+        burst: Some(20),
+        quota_per_day: Some(5000),
+        created_ms: 3,
+    };
+    assert!(store.api_keys("shop").await.unwrap().is_empty());
+    assert!(store.insert_api_key(key("shop", "ak_b")).await.unwrap());
+    assert!(store.insert_api_key(key("shop", "ak_a")).await.unwrap());
+    assert!(
+        store.insert_api_key(key("blog", "ak_a")).await.unwrap(),
+        "ids are per app"
+    );
+    assert!(
+        !store.insert_api_key(key("shop", "ak_a")).await.unwrap(),
+        "an id is never reused"
+    );
+    let ids: Vec<String> = store
+        .api_keys("shop")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["ak_a", "ak_b"]);
+    assert_eq!(
+        store.api_keys("shop").await.unwrap()[0],
+        key("shop", "ak_a")
+    );
+    assert!(store.remove_api_key("shop", "ak_a").await.unwrap());
+    assert!(!store.remove_api_key("shop", "ak_a").await.unwrap());
+    assert_eq!(store.api_keys("shop").await.unwrap().len(), 1);
+    assert_eq!(
+        store.api_keys("blog").await.unwrap().len(),
+        1,
+        "other apps keep theirs"
+    );
+}
+
 pub async fn access_keys_are_unique_and_revocable(store: &impl Store) {
     let key = |id: &str, app: Option<&str>| AccessKeyRecord {
         id: id.to_owned(),

@@ -28,3 +28,33 @@ pub trait KeyStore: Send + Sync {
     /// Revoke a key; false if there was none.
     async fn remove_key(&self, id: &str) -> Result<bool>;
 }
+
+/// An app's API key for its gateway routes (`kind = "api_key"` authorizers), as stored: only
+/// the SHA-256 of the key (256 random bits, so a fast hash is enough), never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Public, unique per app (`ak_…`): what listings and logs name.
+    pub id: String,
+    pub app: String,
+    /// Hex SHA-256 of the key.
+    pub hash: String,
+    /// What the key is for, as its creator named it.
+    pub name: Option<String>,
+    /// Its usage plan: requests per `rate_per_ms` with a burst, and a daily quota.
+    pub rate: Option<u32>,
+    pub rate_per_ms: Option<u64>,
+    pub burst: Option<u32>,
+    pub quota_per_day: Option<u64>,
+    pub created_ms: u64,
+}
+
+/// Stored API keys, per app.
+#[async_trait::async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Store a new key; false (and nothing written) if the app has a key with its id.
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<bool>;
+    /// The app's keys, by id.
+    async fn api_keys(&self, app: &str) -> Result<Vec<ApiKeyRecord>>;
+    /// Revoke a key; false if there was none.
+    async fn remove_api_key(&self, app: &str, id: &str) -> Result<bool>;
+}

@@ -30,7 +30,7 @@ pub mod secrets;
 pub mod tables;
 
 pub use auth::{AuthError, AuthResult, AuthStore};
-pub use keys::{AccessKeyRecord, KeyStore};
+pub use keys::{AccessKeyRecord, ApiKeyRecord, ApiKeyStore, KeyStore};
 pub use kv::{
     KeyPage, KvChange, KvCondition, KvEntry, KvError, KvEvent, KvResult, KvStore, KvStoreId,
 };

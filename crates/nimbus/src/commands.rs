@@ -193,6 +193,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Kv(command) => crate::kv::run(&cli, command).await,
         Command::Users(command) => crate::users::run(&cli, command).await,
         Command::Secrets(command) => crate::secrets::run(&cli, command).await,
+        Command::Apikeys(command) => crate::secrets::api_keys(&cli, command).await,
         Command::Rm { app, force } => {
             let removed = client::connect(&cli)?.remove(app, *force).await?;
             if cli.json {

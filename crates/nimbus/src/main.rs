@@ -163,6 +163,41 @@ enum Command {
     /// names and versions, remove, rotate.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// API keys for an app's `api_key` authorizers: create (with a usage plan), list, revoke.
+    #[command(subcommand)]
+    Apikeys(ApiKeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeysCommand {
+    /// Make a key; it is printed once and stored only as its hash.
+    Create {
+        #[arg(long)]
+        app: String,
+        /// What the key is for.
+        #[arg(long)]
+        name: Option<String>,
+        /// Requests per second, minute, hour or day (`10/s`, `600/min`).
+        #[arg(long)]
+        rate: Option<String>,
+        /// Requests at once (default: the rate's count).
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Requests per UTC day.
+        #[arg(long)]
+        quota: Option<u64>,
+    },
+    /// The app's keys and their plans (never the keys).
+    Ls {
+        #[arg(long)]
+        app: String,
+    },
+    /// Revoke a key: refused from the next request on.
+    Rm {
+        id: String,
+        #[arg(long)]
+        app: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

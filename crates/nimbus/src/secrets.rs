@@ -1,8 +1,9 @@
-//! App secrets' commands: `secrets set`, `rotate`, `ls`, `rm`. Values are read from standard
-//! input or a file, never from an argument another user could see in `ps`.
+//! Credentials' commands: app secrets (`secrets set`, `rotate`, `ls`, `rm`; values read from
+//! standard input or a file, never from an argument another user could see in `ps`) and API
+//! keys (`apikeys create`, `ls`, `rm`).
 
 use crate::commands::Failure;
-use crate::{Cli, SecretsCommand, client, output};
+use crate::{ApiKeysCommand, Cli, SecretsCommand, client, output};
 use nimbus_api::SecretEntry;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -44,6 +45,91 @@ fn print_entry(cli: &Cli, app: &str, entry: &SecretEntry) {
             entry.name, entry.current
         );
     }
+}
+
+fn plan(key: &nimbus_api::ApiKeyEntry) -> String {
+    let mut parts = Vec::new();
+    if let (Some(rate), Some(per_ms)) = (key.rate, key.rate_per_ms) {
+        let unit = match per_ms {
+            1_000 => "s".to_owned(),
+            60_000 => "min".to_owned(),
+            3_600_000 => "h".to_owned(),
+            86_400_000 => "day".to_owned(),
+            other => format!("{other}ms"),
+        };
+        parts.push(format!("{rate}/{unit} burst {}", key.burst.unwrap_or(rate)));
+    }
+    if let Some(quota) = key.quota_per_day {
+        parts.push(format!("{quota}/day quota"));
+    }
+    if parts.is_empty() {
+        "unlimited".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+pub(crate) async fn api_keys(cli: &Cli, command: &ApiKeysCommand) -> Result<(), Failure> {
+    let client = client::connect(cli)?;
+    match command {
+        ApiKeysCommand::Create {
+            app,
+            name,
+            rate,
+            burst,
+            quota,
+        } => {
+            let key = client
+                .create_api_key(
+                    app,
+                    &nimbus_api::CreateApiKeyRequest {
+                        name: name.clone(),
+                        rate: rate.clone(),
+                        burst: *burst,
+                        quota_per_day: *quota,
+                    },
+                )
+                .await?;
+            if cli.json {
+                output::json(&key);
+            } else {
+                eprintln!(
+                    "API key {} for app {app} ({}); it is shown only now:",
+                    key.id,
+                    plan(&key)
+                );
+                println!("{}", key.key.as_deref().unwrap_or_default());
+            }
+        }
+        ApiKeysCommand::Ls { app } => {
+            let keys = client.api_keys(app).await?;
+            if cli.json {
+                output::json(&keys);
+                return Ok(());
+            }
+            let rows = keys
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.id.clone(),
+                        k.name.clone().unwrap_or_default(),
+                        plan(k),
+                        when(k.created_ms),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "NAME", "PLAN", "CREATED"], rows);
+        }
+        ApiKeysCommand::Rm { id, app } => {
+            client.remove_api_key(app, id).await?;
+            if cli.json {
+                output::json(&serde_json::json!({ "revoked": id }));
+            } else {
+                println!("revoked API key {id} of app {app}");
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn run(cli: &Cli, command: &SecretsCommand) -> Result<(), Failure> {

@@ -10,6 +10,7 @@
 //! The decisions are pure functions ([`bearer_token`], [`check_scopes`], the JWT checks in
 //! [`jwt`]); only fetching an issuer's keys ([`jwks`]) does I/O.
 
+pub mod apikey;
 pub mod jwks;
 pub mod jwt;
 
@@ -22,9 +23,21 @@ pub use jwt::{JwtAuthorizer, Verified};
 /// Longest bearer token accepted; a longer one is refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// How a route's callers prove who they are.
+#[derive(Clone)]
+pub enum Authorizer {
+    /// A bearer JWT.
+    Jwt(Arc<JwtAuthorizer>),
+    /// An API key of the app, in `header`.
+    ApiKey {
+        keys: Arc<apikey::ApiKeySet>,
+        header: http::HeaderName,
+    },
+}
+
 /// What a route asks of its callers.
 pub struct RouteAuth {
-    pub authorizer: Arc<JwtAuthorizer>,
+    pub authorizer: Authorizer,
     /// At least one of these must be among the token's scopes; empty means any valid token.
     pub scopes: Box<[String]>,
 }
@@ -32,8 +45,10 @@ pub struct RouteAuth {
 impl RouteAuth {
     /// Check the request's credential; on success, what it proved.
     pub async fn check(&self, headers: &HeaderMap) -> Result<Arc<Verified>, Refusal> {
-        let token = bearer_token(headers)?;
-        let verified = self.authorizer.verify(token).await?;
+        let verified = match &self.authorizer {
+            Authorizer::Jwt(jwt) => jwt.verify(bearer_token(headers)?).await?,
+            Authorizer::ApiKey { keys, header } => keys.check(headers, header)?,
+        };
         check_scopes(&verified.scopes, &self.scopes)?;
         Ok(verified)
     }
@@ -50,14 +65,35 @@ pub enum Refusal {
     Scope { required: Box<[String]> },
     /// The issuer's keys could not be had: not the client's fault.
     KeysUnavailable(String),
+    /// No API key in the header the route reads it from.
+    KeyMissing { header: String },
+    /// An API key the app does not have (or revoked).
+    KeyInvalid { header: String },
+    /// A good API key over its usage plan (rate or daily quota).
+    Throttled {
+        retry_after: std::time::Duration,
+        why: String,
+    },
 }
 
 impl Refusal {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Refusal::Missing(_) | Refusal::Invalid(_) => ErrorCode::Unauthorized,
+            Refusal::Missing(_)
+            | Refusal::Invalid(_)
+            | Refusal::KeyMissing { .. }
+            | Refusal::KeyInvalid { .. } => ErrorCode::Unauthorized,
             Refusal::Scope { .. } => ErrorCode::Forbidden,
             Refusal::KeysUnavailable(_) => ErrorCode::Internal,
+            Refusal::Throttled { .. } => ErrorCode::RateLimited,
+        }
+    }
+
+    /// How long a throttled caller should wait.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Refusal::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -74,6 +110,13 @@ impl Refusal {
             Refusal::KeysUnavailable(why) => {
                 format!("the token cannot be checked now: {why}; try again later")
             }
+            Refusal::KeyMissing { header } => {
+                format!("this route needs an API key in the {header} header")
+            }
+            Refusal::KeyInvalid { header } => {
+                format!("the API key in {header} is not one of this app's keys (or was revoked)")
+            }
+            Refusal::Throttled { why, .. } => format!("{why}; retry after Retry-After seconds"),
         }
     }
 
@@ -89,7 +132,10 @@ impl Refusal {
                 "Bearer error=\"insufficient_scope\", scope=\"{}\"",
                 quotable(&required.join(" "))
             ),
-            Refusal::KeysUnavailable(_) => return None,
+            Refusal::KeysUnavailable(_) | Refusal::Throttled { .. } => return None,
+            Refusal::KeyMissing { header } | Refusal::KeyInvalid { header } => {
+                format!("ApiKey header=\"{}\"", quotable(header))
+            }
         };
         HeaderValue::from_str(&value).ok()
     }

@@ -34,6 +34,7 @@ const MAX_ARTIFACT_BYTES: usize = 256 << 20;
 /// Largest response body `invoke` returns (Lambda's synchronous payload limit).
 const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 
+mod apikeys;
 mod kv;
 mod objects;
 mod secrets;
@@ -49,6 +50,7 @@ pub(crate) struct AdminServices {
     pub kv: nimbus_kv::Kv,
     pub auth: Arc<nimbus_auth::AuthService>,
     pub secrets: Arc<nimbus_secrets::Secrets>,
+    pub api_keys: Arc<nimbus_apikeys::ApiKeys>,
 }
 
 #[derive(Clone)]
@@ -77,6 +79,7 @@ pub(crate) fn router(
         .merge(kv::routes())
         .merge(users::routes())
         .merge(secrets::routes())
+        .merge(apikeys::routes())
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
         .route("/v1/deploy", post(deploy))
