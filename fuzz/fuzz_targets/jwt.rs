@@ -1,5 +1,5 @@
-//! The JWT authorizer must never panic, whatever a client sends as its bearer token or an
-//! issuer serves as its key set: both come from outside.
+//! The JWT and API-key authorizers must never panic, whatever a client sends as its bearer
+//! token or key or an issuer serves as its key set: all come from outside.
 //!
 //! Input: an `Authorization` header value, then optionally a NUL byte and a JWKS document (the
 //! authorizer's key set; without one, a fixed set with an EC and an RSA key).
@@ -8,6 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nimbus_core::JwtAuthorizerSpec;
+use nimbus_gateway::auth::apikey::{ApiKey, ApiKeySet, hash_key};
 use nimbus_gateway::auth::{JwtAuthorizer, bearer_token, jwks::parse_key_set};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -45,6 +46,23 @@ fn fixed() -> &'static JwtAuthorizer {
     AUTHORIZER.get_or_init(|| JwtAuthorizer::with_key_set(&spec(), KEYS.as_bytes()))
 }
 
+const API_KEY: &str = "nk_fuzz";
+
+fn api_keys() -> &'static ApiKeySet {
+    static KEYS: OnceLock<ApiKeySet> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let set = ApiKeySet::default();
+        set.replace(vec![ApiKey {
+            id: "ak_1".into(),
+            name: None,
+            hash: hash_key(API_KEY),
+            rate: None,
+            quota_per_day: None,
+        }]);
+        set
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(2, |b| *b == 0);
     let header = parts.next().unwrap_or_default();
@@ -53,7 +71,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::AUTHORIZATION, value);
+    headers.insert(http::header::AUTHORIZATION, value.clone());
+    // The same bytes as an API key: admitted only if they are the one key the set has.
+    let mut with_key = http::HeaderMap::new();
+    with_key.insert("x-api-key", value);
+    let admitted = api_keys().check(&with_key, &http::HeaderName::from_static("x-api-key"));
+    let expected = header.len() <= nimbus_gateway::auth::apikey::MAX_KEY_BYTES
+        && header.trim_ascii() == API_KEY.as_bytes();
+    assert_eq!(admitted.is_ok(), expected, "{admitted:?}");
     let Ok(token) = bearer_token(&headers) else {
         return;
     };
