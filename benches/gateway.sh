@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cost of the gateway's stages on the invocation path: the hello component through a route
 # with no stage, with a rate limit that never trips, with a `jwt` authorizer (one ES256 and
-# one RS256 token, each verified once and then served from the verified-token cache) and with
-# an `auth` authorizer (a token of the app's own [auth]), side by side in one server and one
+# one RS256 token, each verified once and then served from the verified-token cache), with
+# an `auth` authorizer (a token of the app's own [auth]) and with an `api_key` authorizer (one
+# key, no usage plan, and one with a plan that never trips), side by side in one server and one
 # run, under wrk. Then the app's sign-in throughput (POST /auth/v1/token, Argon2id at 19 MiB,
 # 2 passes, 1 lane, one user). Tokens are signed with openssl from the test keys
 # in tests/fixtures/jwt; the key set is served by a local static HTTP server.
@@ -85,6 +86,9 @@ attempts_per_ip = { rate = "1000000/s" }
 [authorizer.own]
 kind = "auth"
 
+[authorizer.keys]
+kind = "api_key"
+
 [authorizer.users]
 kind = "jwt"
 issuer = "$ISSUER"
@@ -114,6 +118,11 @@ auth = "users"
 path = "/own"
 function = "hello"
 auth = "own"
+
+[[route]]
+path = "/key"
+function = "hello"
+auth = "keys"
 TOML
 NIMBUS_LOG=warn "$NIMBUS" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 --aws-listen 127.0.0.1:0 --data-dir "$dir/data" >"$dir/log" 2>&1 &
 PIDS+=($!)
@@ -124,6 +133,8 @@ wait_http "$BASE/plain"
 SIGN_IN='{"email": "bench@example.com", "password": "correct horse 1"}'
 OWN_TOKEN=$(curl -s -X POST -H 'Content-Type: application/json' -d "$SIGN_IN" "$BASE/auth/v1/signup" \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+API_KEY=$("$NIMBUS" --data-dir "$dir/data" apikeys create --app bench 2>/dev/null)
+PLAN_KEY=$("$NIMBUS" --data-dir "$dir/data" apikeys create --app bench --rate 1000000/s --quota 1000000000 2>/dev/null)
 cat > "$WORK/sign-in.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '$SIGN_IN'
@@ -131,7 +142,7 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 
 declare -A RESULTS
-CONFIGS=("no stage" "rate limit (never trips)" "jwt ES256" "jwt RS256" "auth (own tokens)")
+CONFIGS=("no stage" "rate limit (never trips)" "jwt ES256" "jwt RS256" "auth (own tokens)" "api_key" "api_key with a plan")
 measure() { # $1 = config
   local url args=()
   case $1 in
@@ -140,6 +151,8 @@ measure() { # $1 = config
     "jwt ES256") url=$BASE/jwt; args=(-H "Authorization: Bearer $ES_TOKEN") ;;
     "jwt RS256") url=$BASE/jwt; args=(-H "Authorization: Bearer $RS_TOKEN") ;;
     "auth (own tokens)") url=$BASE/own; args=(-H "Authorization: Bearer $OWN_TOKEN") ;;
+    "api_key") url=$BASE/key; args=(-H "x-api-key: $API_KEY") ;;
+    "api_key with a plan") url=$BASE/key; args=(-H "x-api-key: $PLAN_KEY") ;;
   esac
   [ "$(curl -s -o /dev/null -w '%{http_code}' "${args[@]}" "$url")" = 200 ] || { echo "$1: $url does not answer 200" >&2; exit 1; }
   DURATION=2s run_wrk "$url" "$CONNECTIONS" "${args[@]}" >/dev/null # warm-up
