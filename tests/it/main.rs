@@ -6,6 +6,7 @@
 
 mod support;
 
+mod access;
 mod apikeys;
 mod auth;
 mod browser;
@@ -24,5 +25,6 @@ mod scenarios;
 mod secrets;
 mod tables;
 mod tls;
+mod todo;
 mod uploads;
 mod users;

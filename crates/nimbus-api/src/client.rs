@@ -462,6 +462,45 @@ impl Client {
         .await
     }
 
+    /// Make a scoped admin token; the token is in the answer, once.
+    pub async fn create_token(
+        &self,
+        request: &crate::CreateTokenRequest,
+    ) -> Result<crate::AdminTokenEntry, ApiError> {
+        self.send(self.http.post(self.url("/v1/tokens")).json(request))
+            .await
+    }
+
+    /// The scoped admin tokens (never the tokens themselves).
+    pub async fn tokens(&self) -> Result<Vec<crate::AdminTokenEntry>, ApiError> {
+        self.send(self.http.get(self.url("/v1/tokens"))).await
+    }
+
+    /// Revoke a scoped admin token.
+    pub async fn remove_token(&self, id: &str) -> Result<(), ApiError> {
+        let _: serde_json::Value = self
+            .send(
+                self.http
+                    .delete(self.url(&format!("/v1/tokens/{}", encode_segment(id)))),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Admin writes after `after`, oldest first.
+    pub async fn audit(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::AuditRecord>, ApiError> {
+        self.send(
+            self.http
+                .get(self.url("/v1/audit"))
+                .query(&[("after", after.to_string()), ("limit", limit.to_string())]),
+        )
+        .await
+    }
+
     /// Make an API key for `app`'s `api_key` authorizers; the key is in the answer, once.
     pub async fn create_api_key(
         &self,

@@ -347,6 +347,38 @@ pub struct RotatedKey {
     pub kid: String,
 }
 
+/// A scoped admin API token, as listed (`token` only in the answer that created it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminTokenEntry {
+    pub id: String,
+    pub name: Option<String>,
+    /// `read`, `deploy` or `admin`.
+    pub scope: String,
+    pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateTokenRequest {
+    pub scope: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One admin write in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub time_ms: u64,
+    /// `root` or a token's id.
+    pub actor: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
 /// An API key for an app's routes, as listed (`key` only in the answer that created it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyEntry {

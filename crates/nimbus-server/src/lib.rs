@@ -201,6 +201,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let store = Arc::new(store);
     let master_key = Arc::new(master_key);
     let secrets = nimbus_secrets::Secrets::new(store.clone(), master_key.clone());
+    let store_for_admin: Arc<dyn nimbus_store::AdminStore> = store.clone();
     let api_keys = Arc::new(apikeys::AppApiKeys {
         keys: nimbus_apikeys::ApiKeys::new(store.clone()),
     });
@@ -440,7 +441,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             secrets: secrets.clone(),
             api_keys: api_keys.keys.clone(),
         },
-        token.clone(),
+        Arc::new(
+            admin::Access::load(&token, store_for_admin)
+                .await
+                .context("load the admin tokens")?,
+        ),
     );
     let admin_shutdown = shutdown.clone();
     tasks.spawn(async move {

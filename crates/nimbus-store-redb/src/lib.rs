@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod admin;
 mod apikeys;
 mod auth;
 mod group;
@@ -169,6 +170,8 @@ impl Inner {
             txn.open_table(CURSORS).map_err(backend)?;
             txn.open_table(ACCESS_KEYS).map_err(backend)?;
             txn.open_table(apikeys::API_KEYS).map_err(backend)?;
+            txn.open_table(admin::ADMIN_TOKENS).map_err(backend)?;
+            txn.open_table(admin::AUDIT).map_err(backend)?;
             txn.open_table(auth::USERS).map_err(backend)?;
             txn.open_table(auth::EMAILS).map_err(backend)?;
             txn.open_table(auth::SESSIONS).map_err(backend)?;

@@ -33,6 +33,69 @@ pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     access_keys_are_unique_and_revocable(&make()).await;
 }
 
+/// The [`crate::AdminStore`] suite.
+pub async fn admin_tokens_and_audit(store: &impl crate::AdminStore) {
+    let token = |id: &str, scope: &str| crate::AdminTokenRecord {
+        id: id.to_owned(),
+        name: Some("ci".into()),
+        scope: scope.to_owned(),
+        hash: format!("{id:0>64}"),
+        created_ms: 9,
+    };
+    assert!(store.admin_tokens().await.unwrap().is_empty());
+    assert!(
+        store
+            .insert_admin_token(token("at_b", "read"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_admin_token(token("at_a", "deploy"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_admin_token(token("at_a", "admin"))
+            .await
+            .unwrap(),
+        "ids are unique"
+    );
+    let listed = store.admin_tokens().await.unwrap();
+    assert_eq!(listed, vec![token("at_a", "deploy"), token("at_b", "read")]);
+    assert!(store.remove_admin_token("at_a").await.unwrap());
+    assert!(!store.remove_admin_token("at_a").await.unwrap());
+    assert_eq!(store.admin_tokens().await.unwrap().len(), 1);
+
+    let entry = |actor: &str, status: u16| crate::AuditEntry {
+        seq: 0,
+        time_ms: 5,
+        actor: actor.to_owned(),
+        method: "POST".into(),
+        path: "/v1/deploy".into(),
+        status,
+    };
+    assert!(store.audit(0, 10).await.unwrap().is_empty());
+    for (i, actor) in ["root", "at_b", "root"].iter().enumerate() {
+        let seq = store
+            .append_audit(entry(actor, 200 + i as u16))
+            .await
+            .unwrap();
+        assert_eq!(seq, i as u64 + 1, "numbered in order");
+    }
+    let all = store.audit(0, 10).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all[1].actor, "at_b");
+    assert_eq!(all[1].status, 201);
+    assert_eq!(
+        store.audit(1, 1).await.unwrap()[0].seq,
+        2,
+        "after and limit page"
+    );
+    assert!(store.audit(3, 10).await.unwrap().is_empty());
+}
+
 /// The [`crate::ApiKeyStore`] suite.
 pub async fn api_keys_are_unique_per_app_and_revocable(store: &impl crate::ApiKeyStore) {
     let key = |app: &str, id: &str| crate::ApiKeyRecord {

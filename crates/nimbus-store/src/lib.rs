@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod admin;
 pub mod auth;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -29,6 +30,7 @@ pub mod queue;
 pub mod secrets;
 pub mod tables;
 
+pub use admin::{AdminStore, AdminTokenRecord, AuditEntry};
 pub use auth::{AuthError, AuthResult, AuthStore};
 pub use keys::{AccessKeyRecord, ApiKeyRecord, ApiKeyStore, KeyStore};
 pub use kv::{

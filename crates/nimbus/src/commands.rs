@@ -194,6 +194,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Users(command) => crate::users::run(&cli, command).await,
         Command::Secrets(command) => crate::secrets::run(&cli, command).await,
         Command::Apikeys(command) => crate::secrets::api_keys(&cli, command).await,
+        Command::Tokens(command) => crate::secrets::tokens(&cli, command).await,
+        Command::Audit { after, limit } => crate::secrets::audit(&cli, *after, *limit).await,
         Command::Rm { app, force } => {
             let removed = client::connect(&cli)?.remove(app, *force).await?;
             if cli.json {

@@ -166,6 +166,35 @@ enum Command {
     /// API keys for an app's `api_key` authorizers: create (with a usage plan), list, revoke.
     #[command(subcommand)]
     Apikeys(ApiKeysCommand),
+    /// Scoped tokens for the admin API (`read`, `deploy`, `admin`): create, list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// The audit log: every admin write, who made it and what it was answered.
+    Audit {
+        /// Only entries after this number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many (the newest when more exist).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCommand {
+    /// Make a token; it is printed once and stored only as its hash.
+    Create {
+        /// `read` (listings, logs), `deploy` (also upload, deploy, roll back, invoke, send,
+        /// publish) or `admin` (everything).
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The scoped tokens (never the tokens).
+    Ls,
+    /// Revoke a token: refused from the next request on.
+    Rm { id: String },
 }
 
 #[derive(Subcommand, Debug)]

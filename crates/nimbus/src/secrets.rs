@@ -3,7 +3,7 @@
 //! keys (`apikeys create`, `ls`, `rm`).
 
 use crate::commands::Failure;
-use crate::{ApiKeysCommand, Cli, SecretsCommand, client, output};
+use crate::{ApiKeysCommand, Cli, SecretsCommand, TokensCommand, client, output};
 use nimbus_api::SecretEntry;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -129,6 +129,91 @@ pub(crate) async fn api_keys(cli: &Cli, command: &ApiKeysCommand) -> Result<(), 
             }
         }
     }
+    Ok(())
+}
+
+pub(crate) async fn tokens(cli: &Cli, command: &TokensCommand) -> Result<(), Failure> {
+    let client = client::connect(cli)?;
+    match command {
+        TokensCommand::Create { scope, name } => {
+            let created = client
+                .create_token(&nimbus_api::CreateTokenRequest {
+                    scope: scope.clone(),
+                    name: name.clone(),
+                })
+                .await?;
+            if cli.json {
+                output::json(&created);
+            } else {
+                eprintln!(
+                    "admin token {} with the {} scope; it is shown only now:",
+                    created.id, created.scope
+                );
+                println!("{}", created.token.as_deref().unwrap_or_default());
+            }
+        }
+        TokensCommand::Ls => {
+            let tokens = client.tokens().await?;
+            if cli.json {
+                output::json(&tokens);
+                return Ok(());
+            }
+            let rows = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.scope.clone(),
+                        t.name.clone().unwrap_or_default(),
+                        when(t.created_ms),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "SCOPE", "NAME", "CREATED"], rows);
+        }
+        TokensCommand::Rm { id } => {
+            client.remove_token(id).await?;
+            if cli.json {
+                output::json(&serde_json::json!({ "revoked": id }));
+            } else {
+                println!("revoked admin token {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn audit(cli: &Cli, after: u64, limit: usize) -> Result<(), Failure> {
+    let client = client::connect(cli)?;
+    // Page through to the end, keeping the newest `limit`.
+    let mut entries: Vec<nimbus_api::AuditRecord> = Vec::new();
+    let mut from = after;
+    loop {
+        let page = client.audit(from, 1000).await?;
+        let Some(last) = page.last() else { break };
+        from = last.seq;
+        entries.extend(page);
+        if entries.len() > limit {
+            entries.drain(..entries.len() - limit);
+        }
+    }
+    if cli.json {
+        output::json(&entries);
+        return Ok(());
+    }
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                when(e.time_ms),
+                e.actor.clone(),
+                format!("{} {}", e.method, e.path),
+                e.status.to_string(),
+            ]
+        })
+        .collect();
+    output::table(&["SEQ", "TIME", "WHO", "REQUEST", "STATUS"], rows);
     Ok(())
 }
 

@@ -34,11 +34,13 @@ const MAX_ARTIFACT_BYTES: usize = 256 << 20;
 /// Largest response body `invoke` returns (Lambda's synchronous payload limit).
 const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 
+mod access;
 mod apikeys;
 mod kv;
 mod objects;
 mod secrets;
 mod tables;
+mod tokens;
 mod users;
 
 /// The services the admin API manages beside the platform.
@@ -58,20 +60,22 @@ struct AdminState {
     platform: Arc<Platform>,
     events: Arc<Events>,
     services: AdminServices,
-    token: Arc<str>,
+    access: Arc<access::Access>,
 }
+
+pub(crate) use access::Access;
 
 pub(crate) fn router(
     platform: Arc<Platform>,
     events: Arc<Events>,
     services: AdminServices,
-    token: String,
+    access: Arc<Access>,
 ) -> Router {
     let state = AdminState {
         platform,
         events,
         services,
-        token: Arc::from(token),
+        access,
     };
     Router::new()
         .merge(objects::routes())
@@ -80,6 +84,7 @@ pub(crate) fn router(
         .merge(users::routes())
         .merge(secrets::routes())
         .merge(apikeys::routes())
+        .merge(tokens::routes())
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
         .route("/v1/deploy", post(deploy))
@@ -137,24 +142,46 @@ impl IntoResponse for ApiFailure {
 
 type ApiResult<T> = Result<Json<T>, ApiFailure>;
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
+/// Who is calling and whether their token's scope covers the route; every request that is
+/// not a read is recorded in the audit log with what it was answered.
 async fn authenticate(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    let presented = request
+    let actor = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if constant_time_eq(token.trim().as_bytes(), state.token.as_bytes()) => next.run(request).await,
-        _ => ApiFailure(Error::new(
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|token| state.access.actor(token.trim()));
+    let Some(actor) = actor else {
+        return ApiFailure(Error::new(
             ErrorCode::Unauthorized,
-            "missing or wrong bearer token; the token is in admin.token in the server's data directory",
+            "missing or wrong bearer token; the root token is in admin.token in the server's data directory, scoped ones come from `nimbus tokens create`",
         ))
-        .into_response(),
+        .into_response();
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let needed = access::required(&method, &path);
+    let response = if actor.scope >= needed {
+        next.run(request).await
+    } else {
+        ApiFailure(Error::new(
+            ErrorCode::Forbidden,
+            format!(
+                "token {} has the {} scope; {method} {path} needs {}",
+                actor.name,
+                actor.scope.as_str(),
+                needed.as_str()
+            ),
+        ))
+        .into_response()
+    };
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        state
+            .access
+            .record(&actor.name, &method, &path, response.status().as_u16())
+            .await;
     }
+    response
 }
 
 async fn not_found() -> ApiFailure {
