@@ -65,7 +65,7 @@ pub(crate) fn aws_url(p: &Platform) -> String {
 }
 
 /// Every file under `dir`.
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

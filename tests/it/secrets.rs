@@ -3,7 +3,7 @@
 //! extension's `localhost:2773` — and never at rest or in a log in the clear; a server started
 //! with the wrong master key refuses, changing nothing.
 
-use crate::objects::BOTO3;
+use crate::objects::{BOTO3, files};
 use crate::restart::Server;
 use crate::support::{component, data_dir, python_package, workspace_root};
 use sha2::Digest;
@@ -64,20 +64,6 @@ fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     }
     drop(input);
     child.wait_with_output().unwrap()
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

@@ -1504,6 +1504,31 @@ fn firewall(ctx: &Ctx<'_>, raw: &RawFirewall) -> Result<FirewallSpec, ManifestEr
     })
 }
 
+/// The first of a JWT authorizer's own fields (and `leeway` too, if `with_leeway`) that `a`
+/// sets: other kinds take their issuer and keys from elsewhere.
+fn jwt_fields(
+    a: &RawAuthorizer,
+    with_leeway: bool,
+) -> Option<(&'static str, Option<Range<usize>>)> {
+    let given = [
+        ("issuer", a.issuer.as_ref().map(|v| v.span())),
+        ("audience", a.audience.as_ref().map(|v| v.span())),
+        ("jwks_url", a.jwks_url.as_ref().map(|v| v.span())),
+        (
+            "leeway",
+            a.leeway.as_ref().filter(|_| with_leeway).map(|v| v.span()),
+        ),
+        (
+            "algorithms",
+            a.algorithms
+                .as_ref()
+                .and_then(|v| v.first())
+                .map(|v| v.span()),
+        ),
+    ];
+    given.into_iter().find(|(_, span)| span.is_some())
+}
+
 /// One `[authorizer.NAME]` table.
 fn authorizer(
     ctx: &Ctx<'_>,
@@ -1543,20 +1568,7 @@ fn authorizer(
     match a.kind.get_ref().as_str() {
         "jwt" => {}
         "api_key" => {
-            let given = [
-                ("issuer", a.issuer.as_ref().map(|v| v.span())),
-                ("audience", a.audience.as_ref().map(|v| v.span())),
-                ("jwks_url", a.jwks_url.as_ref().map(|v| v.span())),
-                ("leeway", a.leeway.as_ref().map(|v| v.span())),
-                (
-                    "algorithms",
-                    a.algorithms
-                        .as_ref()
-                        .and_then(|v| v.first())
-                        .map(|v| v.span()),
-                ),
-            ];
-            if let Some((field, span)) = given.into_iter().find(|(_, span)| span.is_some()) {
+            if let Some((field, span)) = jwt_fields(a, true) {
                 return Err(ctx.at(
                     span,
                     key(field),
@@ -1602,19 +1614,7 @@ fn authorizer(
                         .into(),
                 ));
             }
-            let given = [
-                ("issuer", a.issuer.as_ref().map(|v| v.span())),
-                ("audience", a.audience.as_ref().map(|v| v.span())),
-                ("jwks_url", a.jwks_url.as_ref().map(|v| v.span())),
-                (
-                    "algorithms",
-                    a.algorithms
-                        .as_ref()
-                        .and_then(|v| v.first())
-                        .map(|v| v.span()),
-                ),
-            ];
-            if let Some((field, span)) = given.into_iter().find(|(_, span)| span.is_some()) {
+            if let Some((field, span)) = jwt_fields(a, false) {
                 return Err(ctx.at(
                     span,
                     key(field),

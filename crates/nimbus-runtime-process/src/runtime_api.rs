@@ -328,6 +328,11 @@ async fn serve_local(
     let answer =
         nimbus_runtime::call_local(local.services.as_ref(), &local.caller, &parts, path, body)
             .await;
+    local_response(answer)
+}
+
+/// The local API's answer as the instance's listener sends it.
+fn local_response(answer: nimbus_runtime::ServiceResponse) -> ApiResponse {
     let mut response = http::Response::new(Full::new(answer.body));
     *response.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -396,14 +401,7 @@ async fn serve_extension(local: &LocalRoute, request: http::Request<Incoming>) -
             Bytes::new(),
         )
         .await;
-    let mut response = http::Response::new(Full::new(answer.body));
-    *response.status_mut() =
-        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    local_response(answer)
 }
 
 async fn next(shared: &Shared) -> ApiResponse {
