@@ -64,7 +64,7 @@ impl AppStages {
                     }
                     AuthorizerSpec::Jwt(jwt) => JwtAuthorizer::new(jwt, client.clone()),
                     AuthorizerSpec::Auth { leeway } => match own {
-                        Some(own) => JwtAuthorizer::own(own, *leeway),
+                        Some(own) => JwtAuthorizer::own(own, *leeway, client.clone()),
                         // The manifest refuses this; should it happen, nothing verifies.
                         None => JwtAuthorizer::with_key_set(
                             &JwtAuthorizerSpec {

@@ -66,8 +66,13 @@ impl JwtAuthorizer {
         JwtAuthorizer::with_source(spec, source, reqwest::Client::new())
     }
 
-    /// An authorizer for the tokens of an app's own auth, whose keys are read in-process.
-    pub fn own(issuer: &OwnIssuer, leeway: std::time::Duration) -> JwtAuthorizer {
+    /// An authorizer for the tokens of an app's own auth, whose keys are read in-process
+    /// (`client`, the gateway's shared one, is never used to fetch them).
+    pub fn own(
+        issuer: &OwnIssuer,
+        leeway: std::time::Duration,
+        client: reqwest::Client,
+    ) -> JwtAuthorizer {
         let spec = JwtAuthorizerSpec {
             issuer: issuer.issuer.clone(),
             audience: vec![nimbus_core::spec::AuthSpec::AUDIENCE.to_owned()],
@@ -76,7 +81,7 @@ impl JwtAuthorizer {
             leeway,
         };
         let source = Source::Provided(issuer.keys.clone());
-        JwtAuthorizer::with_source(&spec, source, reqwest::Client::new())
+        JwtAuthorizer::with_source(&spec, source, client)
     }
 
     fn with_source(

@@ -162,7 +162,7 @@ pub(crate) fn not_found(method: &http::Method, path: &str) -> Error {
     Error::new(
         ErrorCode::RouteNotFound,
         format!(
-            "no local API {method} {path}; see docs/events.md (POST /v1/queues/QUEUE/messages, POST /v1/events) and docs/kv.md (/v1/kv/STORE/keys)"
+            "no local API {method} {path}; see docs/events.md (POST /v1/queues/QUEUE/messages, POST /v1/events), docs/kv.md (/v1/kv/STORE/keys) and docs/secrets.md (GET /v1/secrets/NAME)"
         ),
     )
 }
