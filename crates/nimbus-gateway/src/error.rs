@@ -64,7 +64,8 @@ impl GatewayError {
         if let Some(retry) = self.retry_after {
             headers.insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(retry.as_secs().max(1)),
+                // Whole seconds, rounded up: waiting less than asked would be refused again.
+                HeaderValue::from((retry.as_secs() + u64::from(retry.subsec_nanos() > 0)).max(1)),
             );
         }
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {

@@ -386,9 +386,10 @@ async fn serve_extension(local: &LocalRoute, request: http::Request<Incoming>) -
         )
         .map(Full::new);
     };
+    // Percent-encoded, not form-encoded: a `+` in a name must stay a `+`.
     let path = format!(
         "/v1/secrets/{}",
-        form_urlencoded::byte_serialize(secret_id.as_bytes()).collect::<String>()
+        percent_encoding::utf8_percent_encode(&secret_id, percent_encoding::NON_ALPHANUMERIC)
     );
     let answer = local
         .services

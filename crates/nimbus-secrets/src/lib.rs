@@ -88,7 +88,8 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-type Cached = HashMap<(String, String), Arc<Secret>>;
+/// App → name → opened current version: nested so a lookup borrows its keys.
+type Cached = HashMap<String, HashMap<String, Arc<Secret>>>;
 
 /// The secret service over a store, sealing under one master key.
 pub struct Secrets {
@@ -186,7 +187,7 @@ impl Secrets {
     /// One version of `name`, opened.
     pub async fn get(&self, app: &str, name: &str, which: Which) -> Result<Arc<Secret>, Error> {
         if which == Which::Current
-            && let Some(secret) = self.current.load().get(&(app.to_owned(), name.to_owned()))
+            && let Some(secret) = self.current.load().get(app).and_then(|s| s.get(name))
         {
             return Ok(secret.clone());
         }
@@ -324,21 +325,23 @@ impl Secrets {
 
     fn invalidate(&self, app: &str, name: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let key = (app.to_owned(), name.to_owned());
         self.current.rcu(|map| {
             let mut map = Cached::clone(map);
-            map.remove(&key);
+            if let Some(secrets) = map.get_mut(app) {
+                secrets.remove(name);
+            }
             map
         });
     }
 
     fn remember(&self, app: &str, secret: &Arc<Secret>, generation: u64) {
-        let key = (app.to_owned(), secret.name.clone());
         self.current.rcu(|map| {
             let mut map = Cached::clone(map);
             // Only if no write happened since the read began.
             if self.generation.load(Ordering::Acquire) == generation {
-                map.insert(key.clone(), secret.clone());
+                map.entry(app.to_owned())
+                    .or_default()
+                    .insert(secret.name.clone(), secret.clone());
             }
             map
         });

@@ -29,12 +29,15 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
         ));
     }
     let name = path.strip_prefix(PREFIX).unwrap_or_default();
-    let name = percent_decode(name).ok_or_else(|| {
-        Error::new(
-            ErrorCode::BadRequest,
-            format!("{name:?} is not a percent-encoded secret name"),
-        )
-    })?;
+    let name = percent_encoding::percent_decode_str(name)
+        .decode_utf8()
+        .map_err(|_| {
+            Error::new(
+                ErrorCode::BadRequest,
+                format!("{name:?} is not a percent-encoded UTF-8 secret name"),
+            )
+        })?
+        .into_owned();
     // An ARN is resolved against the caller's app later.
     if !crate::valid_name(&name) && !name.starts_with("arn:") {
         return Err(Error::new(
@@ -60,23 +63,6 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
         }
     }
     Ok(read)
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The local API's secrets.
@@ -131,6 +117,13 @@ mod tests {
             parse(&get, "/v1/secrets/prod/db", None).unwrap().name,
             "prod/db"
         );
+        for path in ["/v1/secrets/a%2Bb", "/v1/secrets/a+b"] {
+            assert_eq!(
+                parse(&get, path, None).unwrap().name,
+                "a+b",
+                "not form-decoded: {path}"
+            );
+        }
         for (path, query) in [
             ("/v1/secrets/", None),
             ("/v1/secrets/bad%zz", None),
