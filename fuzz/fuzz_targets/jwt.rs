@@ -1,14 +1,18 @@
-//! The JWT and API-key authorizers must never panic, whatever a client sends as its bearer
-//! token or key or an issuer serves as its key set: all come from outside.
+//! The JWT, API-key and function authorizers must never panic, whatever a client sends as its
+//! bearer token or key, an issuer serves as its key set or an authorizer function answers: all
+//! come from outside.
 //!
 //! Input: an `Authorization` header value, then optionally a NUL byte and a JWKS document (the
-//! authorizer's key set; without one, a fixed set with an EC and an RSA key).
+//! authorizer's key set; without one, a fixed set with an EC and an RSA key). The whole input is
+//! also read as a function authorizer's answer, and its two parts as an IAM resource pattern
+//! and a route ARN.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use nimbus_core::JwtAuthorizerSpec;
 use nimbus_gateway::auth::apikey::{ApiKey, ApiKeySet, hash_key};
+use nimbus_gateway::auth::function::{Answer, matches};
 use nimbus_gateway::auth::{JwtAuthorizer, bearer_token, jwks::parse_key_set};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -64,9 +68,25 @@ fn api_keys() -> &'static ApiKeySet {
 }
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(answer) = Answer::parse(data, &[0; 32]) {
+        let _ = answer.allows(&http::Method::GET, "/todos/1");
+    }
     let mut parts = data.splitn(2, |b| *b == 0);
     let header = parts.next().unwrap_or_default();
     let document = parts.next();
+    if let (Ok(pattern), Some(Ok(text))) = (
+        std::str::from_utf8(header),
+        document.map(std::str::from_utf8),
+    ) {
+        let matched = matches(pattern, text);
+        if !pattern.contains(['*', '?']) {
+            assert_eq!(matched, pattern == text);
+        }
+        assert!(matches("*", text));
+        if !text.contains(['*', '?']) {
+            assert!(matches(text, text));
+        }
+    }
     let Ok(value) = http::HeaderValue::from_bytes(header) else {
         return;
     };

@@ -9,6 +9,7 @@ mod support;
 mod access;
 mod apikeys;
 mod auth;
+mod authorizers;
 mod browser;
 mod cli;
 mod deploy;

@@ -35,8 +35,7 @@ pub struct Endpoint {
     keys: Keys,
 }
 
-/// The region nimbus answers as, and hands to functions.
-pub const REGION: &str = "us-east-1";
+pub use nimbus_core::aws::REGION;
 
 /// A request's id, in the request's extensions for the services to quote in error bodies.
 #[derive(Debug, Clone)]

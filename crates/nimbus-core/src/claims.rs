@@ -1,11 +1,16 @@
 //! What an authorizer proved about a caller, as functions receive it: the verified token's
-//! claims, as JSON, in the trusted `x-nimbus-claims` header (clients cannot send it: the gateway
+//! claims (or a function authorizer's context), as JSON, in the trusted `x-nimbus-claims` header (clients cannot send it: the gateway
 //! strips every client `x-nimbus-*` header), and the scopes read from them.
 
 use serde_json::{Map, Value};
 
 /// The trusted header carrying a verified token's claims (a JSON object, UTF-8).
 pub const CLAIMS_HEADER: &str = "x-nimbus-claims";
+/// The trusted header naming the kind of authorizer when it is not a token's: for a function
+/// authorizer ([`FUNCTION_AUTHORIZER`]) the claims header holds the context it answered.
+pub const AUTHORIZER_HEADER: &str = "x-nimbus-authorizer";
+/// [`AUTHORIZER_HEADER`]'s value for a function authorizer.
+pub const FUNCTION_AUTHORIZER: &str = "function";
 
 /// A token's scopes: OAuth's space-separated `scope`, or `scp` (a list or a string), as API
 /// Gateway reads them.

@@ -5,6 +5,7 @@
 //! gateway maps codes to statuses). Everything here is plain data plus pure functions, so it can
 //! be tested exhaustively and depended on by every layer without dragging anything in.
 
+pub mod aws;
 pub mod claims;
 pub mod clock;
 pub mod error;
@@ -26,7 +27,8 @@ pub use outbound::OutboundRule;
 pub use record::{InvocationRecord, Outcome};
 pub use spec::{
     AppSpec, AuthSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, FirewallSpec,
-    FunctionKind, FunctionSpec, Grants, InstanceMode, JwtAuthorizerSpec, KvGrant, KvSpec,
-    MAX_SECRET_NAME_BYTES, Network, Permission, RateLimitKey, RateLimitSpec, RouteSpec, Runtime,
-    TableGrant, TableKey, TableSpec, valid_bucket_name, valid_secret_name,
+    FunctionAuthorizerSpec, FunctionKind, FunctionSpec, Grants, IdentitySource, InstanceMode,
+    JwtAuthorizerSpec, KvGrant, KvSpec, MAX_SECRET_NAME_BYTES, Network, Permission, RateLimitKey,
+    RateLimitSpec, RouteSpec, Runtime, TableGrant, TableKey, TableSpec, valid_bucket_name,
+    valid_secret_name,
 };

@@ -416,6 +416,8 @@ pub enum AuthorizerSpec {
         /// The header the key is sent in (lower-case; `x-api-key` by default).
         header: String,
     },
+    /// Another function of the app decides, as API Gateway's Lambda request authorizer.
+    Function(FunctionAuthorizerSpec),
 }
 
 impl AuthorizerSpec {
@@ -446,6 +448,69 @@ impl JwtAuthorizerSpec {
         "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
     ];
     pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+}
+
+/// A Lambda-style request authorizer: the app's `function` receives API Gateway's `REQUEST`
+/// authorizer event (payload 2.0) and answers allow or deny, in the simple shape
+/// (`{"isAuthorized": …, "context": {…}}`) or as an IAM policy; the answer is remembered for
+/// `ttl` per identity (the values of `identity_source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionAuthorizerSpec {
+    pub function: Name,
+    /// Where a request's identity is read; a request missing any of them is refused (401)
+    /// without invoking the function.
+    pub identity_source: Vec<IdentitySource>,
+    /// How long an answer is reused for the same identity; zero asks every time.
+    #[serde(with = "duration_ms")]
+    pub ttl: Duration,
+}
+
+impl FunctionAuthorizerSpec {
+    /// API Gateway's default identity source.
+    pub const DEFAULT_IDENTITY_SOURCE: &str = "$request.header.Authorization";
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+    /// API Gateway's longest result TTL.
+    pub const MAX_TTL: Duration = Duration::from_secs(3600);
+}
+
+/// One part of a request that identifies its caller to a function authorizer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// A header (lower-case name): `$request.header.NAME`.
+    Header(String),
+    /// A query-string parameter: `$request.querystring.NAME`.
+    Query(String),
+}
+
+impl IdentitySource {
+    /// Read API Gateway's selection expression; `None` for anything but a header or a
+    /// query-string parameter with a name.
+    pub fn parse(expression: &str) -> Option<IdentitySource> {
+        let valid = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        };
+        if let Some(name) = expression.strip_prefix("$request.header.") {
+            let lower = name.to_ascii_lowercase();
+            return (valid(name) && !lower.starts_with("x-nimbus-"))
+                .then_some(IdentitySource::Header(lower));
+        }
+        let name = expression.strip_prefix("$request.querystring.")?;
+        (!name.is_empty() && !name.contains(['&', '=', '#']))
+            .then(|| IdentitySource::Query(name.to_owned()))
+    }
+}
+
+impl std::fmt::Display for IdentitySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentitySource::Header(name) => write!(f, "$request.header.{name}"),
+            IdentitySource::Query(name) => write!(f, "$request.querystring.{name}"),
+        }
+    }
 }
 
 /// A route's rate limit: a token bucket of `burst` requests refilled at `rate` per `per`,

@@ -14,8 +14,7 @@ use serde_json::{Value, json};
 
 /// Every S3 CloudEvent type starts with this.
 pub const TYPE_PREFIX: &str = "com.amazonaws.s3.";
-/// The region of the AWS-compatible endpoint (what `GetBucketLocation` answers).
-pub const REGION: &str = "us-east-1";
+pub use nimbus_core::aws::REGION;
 
 /// One change of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -402,20 +402,26 @@ impl Gateway {
         drop(table);
         if let Some(auth) = &target.stages.auth {
             let verified = auth
-                .check(&parts.headers)
+                .check(&parts, &request_id)
                 .await
                 .map_err(GatewayError::refused)?;
             if let Some(limiter) = &target.stages.rate_limit
                 && limiter.by_subject()
             {
-                let subject = verified
-                    .claims
-                    .get("sub")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("");
-                admit(limiter.check_subject(subject), limiter, &route, outgoing)?;
+                admit(
+                    limiter.check_subject(&verified.subject),
+                    limiter,
+                    &route,
+                    outgoing,
+                )?;
             }
             parts.headers.insert(CLAIMS, verified.header.clone());
+            if verified.function {
+                parts.headers.insert(
+                    AUTHORIZER,
+                    HeaderValue::from_static(nimbus_core::claims::FUNCTION_AUTHORIZER),
+                );
+            }
         }
 
         let pool = match &target.handler {
@@ -570,6 +576,7 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_NIMBUS_ROUTE: HeaderName = HeaderName::from_static("x-nimbus-route");
 const X_NIMBUS_PATH_INFO: HeaderName = HeaderName::from_static("x-nimbus-path-info");
 const CLAIMS: HeaderName = HeaderName::from_static(nimbus_core::claims::CLAIMS_HEADER);
+const AUTHORIZER: HeaderName = HeaderName::from_static(nimbus_core::claims::AUTHORIZER_HEADER);
 
 fn strip_port(host: &str) -> String {
     if host.starts_with('[') {

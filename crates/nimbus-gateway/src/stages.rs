@@ -1,9 +1,10 @@
 //! An app's gateway stages, built once per deployed version: its firewall, CORS policy and
-//! authorizers, and each route's body limit, rate limit and authorizer. Keeping them with the version (rather than
+//! authorizers (a function authorizer holds the pool of the version's function), and each route's body limit, rate limit and authorizer. Keeping them with the version (rather than
 //! rebuilding them with every routing table) means a deploy of one app leaves another's
 //! rate-limit buckets and fetched issuer keys as they were.
 
 use crate::auth::apikey::ApiKeySet;
+use crate::auth::function::FunctionAuthorizer;
 use crate::auth::jwks::KeyDocument;
 use crate::auth::{Authorizer, JwtAuthorizer, RouteAuth};
 use crate::cors::Cors;
@@ -11,6 +12,7 @@ use crate::firewall::Firewall;
 use crate::ratelimit::RateLimiter;
 use nimbus_core::spec::JwtAuthorizerSpec;
 use nimbus_core::{AppSpec, AuthorizerSpec};
+use nimbus_dispatch::Pool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -33,6 +35,19 @@ pub struct AppStages {
     app: RouteStages,
 }
 
+/// What an app's stages draw on besides its manifest.
+#[derive(Clone, Copy)]
+pub struct StageSources<'a> {
+    /// Fetches issuers' keys when first needed.
+    pub client: &'a reqwest::Client,
+    /// The app's own auth, for `auth` authorizers.
+    pub own: Option<&'a OwnIssuer>,
+    /// The app's API keys, for `api_key` authorizers.
+    pub api_keys: Option<&'a Arc<ApiKeySet>>,
+    /// The app's functions, for `function` authorizers.
+    pub functions: &'a BTreeMap<String, Arc<Pool>>,
+}
+
 /// An app's own auth as an issuer: the `iss` of its tokens and its current key set.
 #[derive(Clone)]
 pub struct OwnIssuer {
@@ -41,14 +56,14 @@ pub struct OwnIssuer {
 }
 
 impl AppStages {
-    /// Build `app`'s stages; issuer keys are fetched with `client` when first needed, and
-    /// read from `own` for the app's own auth; API keys are looked up in `api_keys`.
-    pub fn new(
-        app: &AppSpec,
-        client: &reqwest::Client,
-        own: Option<&OwnIssuer>,
-        api_keys: Option<&Arc<ApiKeySet>>,
-    ) -> AppStages {
+    /// Build `app`'s stages from what they draw on.
+    pub fn new(app: &AppSpec, with: StageSources<'_>) -> AppStages {
+        let StageSources {
+            client,
+            own,
+            api_keys,
+            functions,
+        } = with;
         let cors = app.cors.as_ref().map(|c| Arc::new(Cors::new(c)));
         let firewall = app.firewall.as_ref().map(|f| Arc::new(Firewall::new(f)));
         let authorizers: BTreeMap<_, _> = app
@@ -61,6 +76,11 @@ impl AppStages {
                             .unwrap_or(http::HeaderName::from_static("x-api-key"));
                         let keys = api_keys.cloned().unwrap_or_default();
                         return (name, Authorizer::ApiKey { keys, header });
+                    }
+                    AuthorizerSpec::Function(spec) => {
+                        let pool = functions.get(spec.function.as_str()).cloned();
+                        let authorizer = FunctionAuthorizer::new(spec, pool);
+                        return (name, Authorizer::Function(Arc::new(authorizer)));
                     }
                     AuthorizerSpec::Jwt(jwt) => JwtAuthorizer::new(jwt, client.clone()),
                     AuthorizerSpec::Auth { leeway } => match own {

@@ -9,11 +9,11 @@
 
 use nimbus_core::{
     AppSpec, AuthSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, DeliveryPolicy,
-    Destination, EventsSpec, FirewallSpec, FunctionKind, FunctionSpec, InstanceMode,
-    JwtAuthorizerSpec, KvGrant, KvSpec, MAX_SECRET_NAME_BYTES, Missed, Name, Network, ObjectFilter,
-    OutboundRule, QueueSpec, QueueTriggerSpec, RateLimitKey, RateLimitSpec, RouteSpec, RuleSpec,
-    Runtime, ScheduleExpr, ScheduleSpec, StartingPosition, StorageTriggerSpec, TableGrant,
-    TableKey, TableSpec, TableTriggerSpec, valid_secret_name,
+    Destination, EventsSpec, FirewallSpec, FunctionAuthorizerSpec, FunctionKind, FunctionSpec,
+    IdentitySource, InstanceMode, JwtAuthorizerSpec, KvGrant, KvSpec, MAX_SECRET_NAME_BYTES,
+    Missed, Name, Network, ObjectFilter, OutboundRule, QueueSpec, QueueTriggerSpec, RateLimitKey,
+    RateLimitSpec, RouteSpec, RuleSpec, Runtime, ScheduleExpr, ScheduleSpec, StartingPosition,
+    StorageTriggerSpec, TableGrant, TableKey, TableSpec, TableTriggerSpec, valid_secret_name,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -141,6 +141,9 @@ struct RawAuthorizer {
     algorithms: Option<Vec<Spanned<String>>>,
     leeway: Option<Spanned<String>>,
     header: Option<Spanned<String>>,
+    function: Option<Spanned<String>>,
+    identity_source: Option<Spanned<RawStrings>>,
+    ttl: Option<Spanned<String>>,
 }
 
 /// A value written as one string or a list of them.
@@ -357,7 +360,7 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         kv_names: Vec::new(),
         table_names: Vec::new(),
         authorizer_names: Vec::new(),
-        api_key_authorizers: Vec::new(),
+        scopeless_authorizers: Vec::new(),
         auth_enabled: false,
     };
     let deserializer = toml::Deserializer::parse(text)
@@ -448,10 +451,13 @@ pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
         authorizers.insert(name, spec);
     }
     ctx.authorizer_names = authorizers.keys().map(|n| n.to_string()).collect();
-    ctx.api_key_authorizers = authorizers
+    ctx.scopeless_authorizers = authorizers
         .iter()
-        .filter(|(_, spec)| matches!(spec, AuthorizerSpec::ApiKey { .. }))
-        .map(|(n, _)| n.to_string())
+        .filter_map(|(n, spec)| match spec {
+            AuthorizerSpec::ApiKey { .. } => Some((n.to_string(), "takes API keys")),
+            AuthorizerSpec::Function(_) => Some((n.to_string(), "takes a function's answers")),
+            _ => None,
+        })
         .collect();
     let firewall = raw
         .firewall
@@ -612,8 +618,8 @@ struct Ctx<'a> {
     kv_names: Vec<String>,
     table_names: Vec<String>,
     authorizer_names: Vec<String>,
-    /// The authorizers that take API keys (which carry no scopes).
-    api_key_authorizers: Vec<String>,
+    /// The authorizers whose credentials carry no scopes, and what they take.
+    scopeless_authorizers: Vec<(String, &'static str)>,
     /// Whether the manifest has an `[auth]` section.
     auth_enabled: bool,
 }
@@ -1386,26 +1392,18 @@ fn route(
                 .into(),
         ));
     }
-    if let (Some(limit), None) = (&rate_limit, &auth)
-        && limit.by == RateLimitKey::Subject
-    {
-        return Err(ctx.at(
-            r.rate_limit.as_ref().map(|l| l.span()),
-            key("rate_limit.by"),
-            "a limit per caller needs an authorizer to say who the caller is: add \
-             `auth = \"NAME\"` to the route"
-                .into(),
-        ));
-    }
     if let (Some(auth), Some(raw)) = (&auth, &r.scopes)
         && !scopes.is_empty()
-        && ctx.api_key_authorizers.iter().any(|n| n == auth.as_str())
+        && let Some((_, what)) = ctx
+            .scopeless_authorizers
+            .iter()
+            .find(|(n, _)| n == auth.as_str())
     {
         return Err(ctx.at(
             Some(raw.span()),
             key("scopes"),
             format!(
-                "authorizer {:?} takes API keys, which carry no scopes: remove `scopes`",
+                "authorizer {:?} {what}, which carry no scopes: remove `scopes`",
                 auth.as_str()
             ),
         ));
@@ -1529,6 +1527,90 @@ fn jwt_fields(
     given.into_iter().find(|(_, span)| span.is_some())
 }
 
+/// The first of a function authorizer's own fields that `a` sets.
+fn function_fields(a: &RawAuthorizer) -> Option<(&'static str, Option<Range<usize>>)> {
+    [
+        ("function", a.function.as_ref().map(|v| v.span())),
+        (
+            "identity_source",
+            a.identity_source.as_ref().map(|v| v.span()),
+        ),
+        ("ttl", a.ttl.as_ref().map(|v| v.span())),
+    ]
+    .into_iter()
+    .find(|(_, span)| span.is_some())
+}
+
+/// The rest of an `[authorizer.NAME]` table of kind "function".
+fn function_authorizer(
+    ctx: &Ctx<'_>,
+    section: &str,
+    raw: &Spanned<RawAuthorizer>,
+) -> Result<AuthorizerSpec, ManifestError> {
+    let key = |field: &str| format!("{section}.{field}");
+    let a = raw.get_ref();
+    let Some(function) = &a.function else {
+        return Err(ctx.at(
+            Some(raw.span()),
+            section.to_owned(),
+            "a function authorizer needs `function`: the app's function that answers allow or \
+             deny"
+                .into(),
+        ));
+    };
+    let function = ctx.function_ref(function, key("function"))?;
+    let ttl = match &a.ttl {
+        None => FunctionAuthorizerSpec::DEFAULT_TTL,
+        Some(ttl) => {
+            let d = ctx.duration(ttl, key("ttl"))?;
+            if d > FunctionAuthorizerSpec::MAX_TTL {
+                return Err(ctx.at(
+                    Some(ttl.span()),
+                    key("ttl"),
+                    "at most 1h, as API Gateway allows".into(),
+                ));
+            }
+            d
+        }
+    };
+    let expressions = match a.identity_source.as_ref().map(|v| v.get_ref()) {
+        None => vec![FunctionAuthorizerSpec::DEFAULT_IDENTITY_SOURCE.to_owned()],
+        Some(RawStrings::One(one)) => vec![one.clone()],
+        Some(RawStrings::Many(many)) => many.clone(),
+    };
+    let span = a.identity_source.as_ref().map(|v| v.span());
+    let mut identity_source = Vec::new();
+    for expression in &expressions {
+        let Some(source) = IdentitySource::parse(expression) else {
+            return Err(ctx.at(
+                span.clone(),
+                key("identity_source"),
+                format!(
+                    "{expression:?} is not an identity source: expected \
+                     \"$request.header.NAME\" or \"$request.querystring.NAME\""
+                ),
+            ));
+        };
+        if !identity_source.contains(&source) {
+            identity_source.push(source);
+        }
+    }
+    if identity_source.is_empty() && !ttl.is_zero() {
+        return Err(ctx.at(
+            span,
+            key("identity_source"),
+            "answers are remembered per identity: name where it is read, or set `ttl = \"0s\"` \
+             to ask the function every time"
+                .into(),
+        ));
+    }
+    Ok(AuthorizerSpec::Function(FunctionAuthorizerSpec {
+        function,
+        identity_source,
+        ttl,
+    }))
+}
+
 /// One `[authorizer.NAME]` table.
 fn authorizer(
     ctx: &Ctx<'_>,
@@ -1565,8 +1647,27 @@ fn authorizer(
                 .into(),
         ));
     }
+    if a.kind.get_ref() != "function"
+        && let Some((field, span)) = function_fields(a)
+    {
+        return Err(ctx.at(
+            span,
+            key(field),
+            format!("`{field}` belongs to a \"function\" authorizer; remove it"),
+        ));
+    }
     match a.kind.get_ref().as_str() {
         "jwt" => {}
+        "function" => {
+            if let Some((field, span)) = jwt_fields(a, true) {
+                return Err(ctx.at(
+                    span,
+                    key(field),
+                    format!("a \"function\" authorizer lets its function decide; remove `{field}`"),
+                ));
+            }
+            return function_authorizer(ctx, &section, raw).map(|spec| (name, spec));
+        }
         "api_key" => {
             if let Some((field, span)) = jwt_fields(a, true) {
                 return Err(ctx.at(
@@ -1632,8 +1733,9 @@ fn authorizer(
                 key("kind"),
                 format!(
                     "expected \"jwt\" (a bearer token signed by an OpenID Connect issuer), \
-                     \"auth\" (an access token of the app's own [auth]) or \"api_key\" (one of \
-                     the app's API keys), got {other:?}"
+                     \"auth\" (an access token of the app's own [auth]), \"api_key\" (one of \
+                     the app's API keys) or \"function\" (a function of the app decides), got \
+                     {other:?}"
                 ),
             ));
         }
@@ -2857,6 +2959,98 @@ kv = ["sessions", "carts:read"]
             assert_eq!(error.key, key, "{bad}: {error}");
             assert!(error.to_string().contains(says), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn function_authorizers_name_a_function_and_where_identity_is_read() {
+        let base = "name = \"shop\"\n[function.f]\ncomponent = \"f.wasm\"\n[function.authz]\ncomponent = \"a.wasm\"\n";
+        let manifest = parse(
+            "nimbus.toml",
+            &format!(
+                "{base}[authorizer.plain]\nkind = \"function\"\nfunction = \"authz\"\n[authorizer.tenant]\nkind = \"function\"\nfunction = \"authz\"\nidentity_source = [\"$request.header.X-Token\", \"$request.querystring.tenant\"]\nttl = \"0s\"\n[[route]]\npath = \"/a\"\nfunction = \"f\"\nauth = \"plain\"\n"
+            ),
+        )
+        .unwrap();
+        let spec = |name: &str| match &manifest.app.authorizers[&Name::new(name).unwrap()] {
+            AuthorizerSpec::Function(spec) => spec.clone(),
+            other => panic!("{other:?}"),
+        };
+        let plain = spec("plain");
+        assert_eq!(plain.function.as_str(), "authz");
+        assert_eq!(
+            plain.identity_source,
+            [IdentitySource::Header("authorization".into())]
+        );
+        assert_eq!(plain.ttl, FunctionAuthorizerSpec::DEFAULT_TTL);
+        let tenant = spec("tenant");
+        assert_eq!(
+            tenant.identity_source,
+            [
+                IdentitySource::Header("x-token".into()),
+                IdentitySource::Query("tenant".into())
+            ]
+        );
+        assert!(tenant.ttl.is_zero());
+        let function = "[authorizer.k]\nkind = \"function\"\nfunction = \"authz\"";
+        for (bad, key, says) in [
+            (
+                "[authorizer.k]\nkind = \"function\"".to_owned(),
+                "authorizer.k",
+                "needs `function`",
+            ),
+            (
+                "[authorizer.k]\nkind = \"function\"\nfunction = \"nope\"".to_owned(),
+                "authorizer.k.function",
+                "no function \"nope\"",
+            ),
+            (
+                format!("{function}\nidentity_source = \"$context.identity.sourceIp\""),
+                "authorizer.k.identity_source",
+                "not an identity source",
+            ),
+            (
+                format!("{function}\nidentity_source = \"$request.header.x-nimbus-claims\""),
+                "authorizer.k.identity_source",
+                "not an identity source",
+            ),
+            (
+                format!("{function}\nidentity_source = []"),
+                "authorizer.k.identity_source",
+                "ttl = \"0s\"",
+            ),
+            (
+                format!("{function}\nttl = \"2h\""),
+                "authorizer.k.ttl",
+                "at most 1h",
+            ),
+            (
+                format!("{function}\nissuer = \"https://a.example\""),
+                "authorizer.k.issuer",
+                "remove `issuer`",
+            ),
+            (
+                "[authorizer.k]\nkind = \"api_key\"\nfunction = \"authz\"".to_owned(),
+                "authorizer.k.function",
+                "belongs to a \"function\" authorizer",
+            ),
+            (
+                format!(
+                    "{function}\n[[route]]\npath = \"/a\"\nfunction = \"f\"\nauth = \"k\"\nscopes = [\"read\"]"
+                ),
+                "route[0].scopes",
+                "carry no scopes",
+            ),
+        ] {
+            let error = parse("nimbus.toml", &format!("{base}{bad}\n")).unwrap_err();
+            assert_eq!(error.key, key, "{bad}: {error}");
+            assert!(error.to_string().contains(says), "{bad}: {error}");
+        }
+        // No identity, asked every time.
+        parse(
+            "nimbus.toml",
+            &format!("{base}{function}\nidentity_source = []\nttl = \"0s\"\n"),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! reused as Lambda does; a timeout or crash never is. Every invocation's logs are framed by
 //! Lambda's `START` / `END` / `REPORT` lines.
 
-use crate::event::{self, RequestFacts};
 use crate::logs::LogStream;
 use crate::runtime_api::{Invocation, PAYLOAD_LIMIT, Reply, RuntimeApi};
 use crate::sandbox::{self, Plan, Sandbox, Spawned};
@@ -18,6 +17,7 @@ use nimbus_runtime::{
     ClientAddr, Completion, Instance, InvocationContext, InvokeError, Invoked, LoadedFunction,
     RawEvent, Request,
 };
+use nimbus_wire::apigw::{self, RequestFacts};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -344,7 +344,7 @@ impl Instance for ProcessInstance {
                         source_ip,
                         received,
                     };
-                    let event = event::request_event(&parts, &body, &facts);
+                    let event = apigw::request_event(&parts, &body, &facts);
                     let bytes = Bytes::from(event.to_string());
                     if bytes.len() as u64 > PAYLOAD_LIMIT {
                         Err(InvokeError::EventTooLarge {
@@ -414,7 +414,7 @@ impl Instance for ProcessInstance {
                     );
                     Ok(response)
                 } else {
-                    event::map_result(&result)
+                    apigw::map_result(&result)
                         .map(|m| {
                             let mut response = http::Response::new(m.body);
                             *response.status_mut() = m.status;

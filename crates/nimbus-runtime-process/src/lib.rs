@@ -14,7 +14,6 @@
 //!
 //! This is the only crate that spawns function processes.
 
-pub mod event;
 mod instance;
 mod logs;
 pub mod ric;

@@ -15,7 +15,7 @@ use nimbus_core::error::Error;
 use nimbus_core::{ErrorCode, FunctionKind, InstanceMode, Name};
 use nimbus_dispatch::{Pool, PoolConfig};
 use nimbus_gateway::router::{RouteEntry, RouteTable};
-use nimbus_gateway::stages::AppStages;
+use nimbus_gateway::stages::{AppStages, StageSources};
 use nimbus_gateway::{Gateway, Handler, RouteTarget};
 use nimbus_runtime::{Artifact, Executor, FunctionIdentity, LoadSource};
 use nimbus_store::{NewVersion, RecordStore, Registry, StoreError, VersionRecord};
@@ -286,9 +286,12 @@ impl Platform {
                 version,
                 stages: AppStages::new(
                     &spec,
-                    self.gateway.outbound(),
-                    mounts.own_issuer.as_ref(),
-                    mounts.api_keys.as_ref(),
+                    StageSources {
+                        client: self.gateway.outbound(),
+                        own: mounts.own_issuer.as_ref(),
+                        api_keys: mounts.api_keys.as_ref(),
+                        functions: &pools,
+                    },
                 ),
                 mounts,
                 spec,

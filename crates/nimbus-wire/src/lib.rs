@@ -9,6 +9,7 @@
 //!
 //! [`serve`] is the accept loop every listener runs.
 
+pub mod apigw;
 pub mod redirect;
 pub mod serve;
 pub mod tls;

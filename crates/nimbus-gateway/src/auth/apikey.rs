@@ -91,7 +91,7 @@ impl ApiKeySet {
                     Some(entry) if entry.key == key => entry.clone(),
                     _ => Arc::new(Entry {
                         limit: key.rate.as_ref().map(Limit::new),
-                        verified: Arc::new(Verified::granted(claims(&key))),
+                        verified: Arc::new(Verified::granted(claims(&key), key.id.clone())),
                         tat: Mutex::new(None),
                         used: Mutex::new((0, 0)),
                         key,
@@ -305,7 +305,7 @@ mod tests {
     fn quotas_count_per_utc_day() {
         let entry = Entry {
             key: key("ak_q", "q", None, Some(2)),
-            verified: Arc::new(Verified::granted(Map::new())),
+            verified: Arc::new(Verified::granted(Map::new(), String::new())),
             limit: None,
             tat: Mutex::new(None),
             used: Mutex::new((0, 0)),
@@ -332,7 +332,7 @@ mod tests {
     fn a_rate_refusal_spends_no_quota() {
         let entry = Entry {
             key: key("ak_r", "r", Some((1, 3600, 1)), Some(2)),
-            verified: Arc::new(Verified::granted(Map::new())),
+            verified: Arc::new(Verified::granted(Map::new(), String::new())),
             limit: Some(Limit::new(&RateLimitSpec {
                 rate: 1,
                 per: Duration::from_secs(3600),

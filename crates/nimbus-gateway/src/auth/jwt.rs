@@ -35,6 +35,11 @@ pub struct Verified {
     pub scopes: Vec<String>,
     /// The claims as the `x-nimbus-claims` header value.
     pub header: HeaderValue,
+    /// Who the caller is, for limits per caller: the token's `sub`, the API key's id, a
+    /// function authorizer's `principalId`.
+    pub subject: String,
+    /// The claims are a function authorizer's context.
+    pub function: bool,
     expires: u64,
     not_before: Option<u64>,
     verified_at: Instant,
@@ -184,6 +189,12 @@ impl JwtAuthorizer {
         let verified = Arc::new(Verified {
             scopes: nimbus_core::claims::scopes_of(&claims),
             header: claims_header(&claims),
+            subject: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            function: false,
             claims,
             expires,
             not_before,
@@ -262,15 +273,25 @@ fn unix_now() -> u64 {
 /// The claims as a header value: compact JSON, UTF-8 as it is, DEL (the one byte JSON leaves
 /// raw that a header value cannot hold) escaped.
 impl Verified {
-    /// What a credential other than a token proved (an API key): claims that do not expire.
-    pub(crate) fn granted(claims: Map<String, Value>) -> Verified {
+    /// What an API key proved: claims that do not expire.
+    pub(crate) fn granted(claims: Map<String, Value>, subject: String) -> Verified {
         Verified {
             scopes: Vec::new(),
             header: claims_header(&claims),
+            subject,
+            function: false,
             claims,
             expires: u64::MAX,
             not_before: None,
             verified_at: Instant::now(),
+        }
+    }
+
+    /// What a function authorizer answered: its context, for as long as the answer is kept.
+    pub(crate) fn answered(context: Map<String, Value>, subject: String) -> Verified {
+        Verified {
+            function: true,
+            ..Verified::granted(context, subject)
         }
     }
 }

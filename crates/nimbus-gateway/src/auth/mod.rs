@@ -7,10 +7,17 @@
 //! header before adding its own. Lambda-style functions find the same claims in
 //! `requestContext.authorizer.jwt`, as API Gateway's JWT authorizer puts them.
 //!
+//! A `function` authorizer ([`function`]) asks another function of the app instead, as API
+//! Gateway's Lambda authorizer; its answer's context reaches the function in the same header,
+//! marked by `x-nimbus-authorizer: function`, and Lambda handlers in
+//! `requestContext.authorizer.lambda`.
+//!
 //! The decisions are pure functions ([`bearer_token`], [`check_scopes`], the JWT checks in
-//! [`jwt`]); only fetching an issuer's keys ([`jwks`]) does I/O.
+//! [`jwt`], the answer checks in [`function`]); only fetching an issuer's keys ([`jwks`]) and
+//! asking an authorizer function do I/O.
 
 pub mod apikey;
+pub mod function;
 pub mod jwks;
 pub mod jwt;
 
@@ -33,6 +40,8 @@ pub enum Authorizer {
         keys: Arc<apikey::ApiKeySet>,
         header: http::HeaderName,
     },
+    /// Another function of the app decides.
+    Function(Arc<function::FunctionAuthorizer>),
 }
 
 /// What a route asks of its callers.
@@ -44,10 +53,15 @@ pub struct RouteAuth {
 
 impl RouteAuth {
     /// Check the request's credential; on success, what it proved.
-    pub async fn check(&self, headers: &HeaderMap) -> Result<Arc<Verified>, Refusal> {
+    pub async fn check(
+        &self,
+        parts: &http::request::Parts,
+        request_id: &str,
+    ) -> Result<Arc<Verified>, Refusal> {
         let verified = match &self.authorizer {
-            Authorizer::Jwt(jwt) => jwt.verify(bearer_token(headers)?).await?,
-            Authorizer::ApiKey { keys, header } => keys.check(headers, header)?,
+            Authorizer::Jwt(jwt) => jwt.verify(bearer_token(&parts.headers)?).await?,
+            Authorizer::ApiKey { keys, header } => keys.check(&parts.headers, header)?,
+            Authorizer::Function(function) => function.check(parts, request_id).await?,
         };
         check_scopes(&verified.scopes, &self.scopes)?;
         Ok(verified)
@@ -69,11 +83,19 @@ pub enum Refusal {
     KeyMissing { header: String },
     /// An API key the app does not have (or revoked).
     KeyInvalid { header: String },
-    /// A good API key over its usage plan (rate or daily quota).
+    /// A good API key over its usage plan (rate or daily quota), or an authorizer function at
+    /// its concurrency limit.
     Throttled {
         retry_after: std::time::Duration,
         why: String,
     },
+    /// A function authorizer's identity source is not in the request.
+    IdentityMissing { source: String },
+    /// A function authorizer said no.
+    Denied,
+    /// A function authorizer failed or gave an answer that cannot be read: not the client's
+    /// fault.
+    AuthorizerFailed { function: String, why: String },
 }
 
 impl Refusal {
@@ -82,9 +104,10 @@ impl Refusal {
             Refusal::Missing(_)
             | Refusal::Invalid(_)
             | Refusal::KeyMissing { .. }
-            | Refusal::KeyInvalid { .. } => ErrorCode::Unauthorized,
-            Refusal::Scope { .. } => ErrorCode::Forbidden,
-            Refusal::KeysUnavailable(_) => ErrorCode::Internal,
+            | Refusal::KeyInvalid { .. }
+            | Refusal::IdentityMissing { .. } => ErrorCode::Unauthorized,
+            Refusal::Scope { .. } | Refusal::Denied => ErrorCode::Forbidden,
+            Refusal::KeysUnavailable(_) | Refusal::AuthorizerFailed { .. } => ErrorCode::Internal,
             Refusal::Throttled { .. } => ErrorCode::RateLimited,
         }
     }
@@ -117,6 +140,15 @@ impl Refusal {
                 format!("the API key in {header} is not one of this app's keys (or was revoked)")
             }
             Refusal::Throttled { why, .. } => format!("{why}; retry after Retry-After seconds"),
+            Refusal::IdentityMissing { source } => format!(
+                "this route's authorizer reads who the caller is from {source}, which the \
+                 request lacks"
+            ),
+            Refusal::Denied => "this route's authorizer denied the request".into(),
+            Refusal::AuthorizerFailed { function, why } => format!(
+                "this route's authorizer (function {function:?}) failed: {why}; see its \
+                 invocation records"
+            ),
         }
     }
 
@@ -132,7 +164,11 @@ impl Refusal {
                 "Bearer error=\"insufficient_scope\", scope=\"{}\"",
                 quotable(&required.join(" "))
             ),
-            Refusal::KeysUnavailable(_) | Refusal::Throttled { .. } => return None,
+            Refusal::KeysUnavailable(_)
+            | Refusal::Throttled { .. }
+            | Refusal::IdentityMissing { .. }
+            | Refusal::Denied
+            | Refusal::AuthorizerFailed { .. } => return None,
             Refusal::KeyMissing { header } | Refusal::KeyInvalid { header } => {
                 format!("ApiKey header=\"{}\"", quotable(header))
             }

@@ -17,6 +17,9 @@ pub struct RequestFacts<'a> {
 }
 
 const PARAM_PREFIX: &str = "x-nimbus-param-";
+/// The API id and stage in events and ARNs.
+const API_ID: &str = "nimbus";
+const STAGE: &str = "$default";
 
 /// Build the v2.0 event for `parts` + `body`.
 pub fn request_event(parts: &http::request::Parts, body: &[u8], facts: &RequestFacts<'_>) -> Value {
@@ -107,8 +110,8 @@ pub fn request_event(parts: &http::request::Parts, body: &[u8], facts: &RequestF
         "rawQueryString": query,
         "headers": headers,
         "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "nimbus",
+            "accountId": nimbus_core::aws::ACCOUNT,
+            "apiId": API_ID,
             "domainName": domain,
             "domainPrefix": domain.split('.').next().unwrap_or(domain),
             "http": {
@@ -120,7 +123,7 @@ pub fn request_event(parts: &http::request::Parts, body: &[u8], facts: &RequestF
             },
             "requestId": facts.request_id,
             "routeKey": route_key,
-            "stage": "$default",
+            "stage": STAGE,
             "time": clf_time(facts.received),
             "timeEpoch": epoch_ms,
         },
@@ -168,13 +171,49 @@ pub fn request_event(parts: &http::request::Parts, body: &[u8], facts: &RequestF
     event
 }
 
-/// `requestContext.authorizer` for a request a JWT authorizer let through (the gateway's
-/// trusted claims header): API Gateway's shape, claims as strings (numbers and booleans in
-/// their JSON form, lists as `[a b]`, objects as JSON) and the token's scopes (`null` when it
+/// The ARN of a request's route as an IAM policy names it: `arn:aws:execute-api:REGION:ACCOUNT:
+/// API/STAGE/METHOD/PATH`, the path as requested.
+pub fn route_arn(method: &http::Method, path: &str) -> String {
+    format!(
+        "arn:aws:execute-api:{}:{}:{API_ID}/{STAGE}/{method}{path}",
+        nimbus_core::aws::REGION,
+        nimbus_core::aws::ACCOUNT,
+    )
+}
+
+/// The `REQUEST` event a Lambda authorizer receives (payload 2.0) for `parts`: the request's
+/// event without a body, its route's ARN and the values of the identity sources.
+pub fn authorizer_event(
+    parts: &http::request::Parts,
+    facts: &RequestFacts<'_>,
+    identity: &[&str],
+) -> Value {
+    let mut event = request_event(parts, &[], facts);
+    if let Some(object) = event.as_object_mut() {
+        object.remove("isBase64Encoded");
+        object.insert("type".into(), Value::String("REQUEST".into()));
+        object.insert(
+            "routeArn".into(),
+            Value::String(route_arn(&parts.method, parts.uri.path())),
+        );
+        object.insert("identitySource".into(), json!(identity));
+    }
+    event
+}
+
+/// `requestContext.authorizer` for a request an authorizer let through (the gateway's trusted
+/// claims header). A function authorizer's context goes under `lambda` as it answered it. A
+/// JWT's claims go under `jwt` in API Gateway's shape: as strings (numbers and booleans in
+/// their JSON form, lists as `[a b]`, objects as JSON), with the token's scopes (`null` when it
 /// has none).
 fn authorizer(headers: &HeaderMap) -> Option<Value> {
     let claims: Map<String, Value> =
         serde_json::from_slice(headers.get(nimbus_core::claims::CLAIMS_HEADER)?.as_bytes()).ok()?;
+    if header(headers, nimbus_core::claims::AUTHORIZER_HEADER)
+        == Some(nimbus_core::claims::FUNCTION_AUTHORIZER)
+    {
+        return Some(json!({ "lambda": claims }));
+    }
     let scopes = nimbus_core::claims::scopes_of(&claims);
     let text = |value: &Value| match value {
         Value::String(s) => s.clone(),
@@ -446,6 +485,64 @@ mod tests {
             &facts,
         );
         assert!(plain["requestContext"].get("authorizer").is_none());
+    }
+
+    #[test]
+    fn authorizer_events_carry_the_route_arn_and_identity() {
+        let request = http::Request::get("/todos/7?token=abc")
+            .header("authorization", "Bearer t")
+            .header("x-nimbus-route", "/todos/{id}")
+            .header("x-nimbus-param-id", "7")
+            .body(())
+            .unwrap();
+        let facts = RequestFacts {
+            request_id: "req-2",
+            source_ip: "127.0.0.1".into(),
+            received: SystemTime::UNIX_EPOCH,
+        };
+        let event = authorizer_event(&parts(request), &facts, &["Bearer t", "abc"]);
+        assert_eq!(event["version"], "2.0");
+        assert_eq!(event["type"], "REQUEST");
+        assert_eq!(
+            event["routeArn"],
+            "arn:aws:execute-api:us-east-1:000000000000:nimbus/$default/GET/todos/7"
+        );
+        assert_eq!(event["identitySource"], json!(["Bearer t", "abc"]));
+        assert_eq!(event["routeKey"], "GET /todos/{id}");
+        assert_eq!(event["headers"]["authorization"], "Bearer t");
+        assert_eq!(event["pathParameters"]["id"], "7");
+        assert!(event.get("body").is_none());
+        assert!(event.get("isBase64Encoded").is_none());
+    }
+
+    #[test]
+    fn a_function_authorizers_context_is_under_lambda() {
+        let request = http::Request::get("/")
+            .header(
+                nimbus_core::claims::CLAIMS_HEADER,
+                r#"{"user":"ann","n":3}"#,
+            )
+            .header(
+                nimbus_core::claims::AUTHORIZER_HEADER,
+                nimbus_core::claims::FUNCTION_AUTHORIZER,
+            )
+            .body(())
+            .unwrap();
+        let facts = RequestFacts {
+            request_id: "r",
+            source_ip: "127.0.0.1".into(),
+            received: SystemTime::UNIX_EPOCH,
+        };
+        let event = request_event(&parts(request), b"", &facts);
+        assert_eq!(
+            event["requestContext"]["authorizer"],
+            json!({"lambda": {"user": "ann", "n": 3}})
+        );
+        assert!(
+            event["headers"]
+                .get(nimbus_core::claims::AUTHORIZER_HEADER)
+                .is_none()
+        );
     }
 
     #[test]
