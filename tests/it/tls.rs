@@ -169,3 +169,91 @@ async fn a_bad_certificate_refuses_to_start_with_a_clear_error() {
     assert!(error.contains("c.crt"), "{error}");
     assert!(error.contains("TLS"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_and_the_aws_endpoint_serve_https_when_asked() {
+    let ca = Ca::new();
+    let certs = tempfile::tempdir().unwrap();
+    let admin_cert = ca.issue("127.0.0.1", certs.path(), "admin");
+    ca.issue("127.0.0.1", certs.path(), "aws");
+    std::fs::write(certs.path().join("ca.pem"), &ca.pem).unwrap();
+    let files = |name: &str| CertFiles {
+        cert: certs.path().join(format!("{name}.crt")),
+        key: certs.path().join(format!("{name}.key")),
+    };
+    let dir = data_dir();
+    let mut config = crate::support::config(dir.path());
+    config.admin_tls = Some(files("admin"));
+    config.aws_tls = Some(files("aws"));
+    let server = nimbus_server::start(config).await.unwrap();
+    let admin = server.admin_url();
+    let aws = server.aws_url();
+    assert!(admin.starts_with("https://127.0.0.1:"), "{admin}");
+    assert!(aws.starts_with("https://127.0.0.1:"), "{aws}");
+    // What the CLI finds in the data directory says HTTPS too.
+    let published =
+        std::fs::read_to_string(dir.path().join(nimbus_server::ADMIN_URL_FILE)).unwrap();
+    assert_eq!(published.trim(), admin);
+    let published = std::fs::read_to_string(dir.path().join(nimbus_server::AWS_URL_FILE)).unwrap();
+    assert_eq!(published.trim(), aws);
+
+    // The admin API answers a client that trusts the CA, with the admin certificate.
+    let trusting = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let client = nimbus_api::Client::with_http(&admin, server.token.clone(), trusting.clone());
+    assert!(client.apps().await.unwrap().is_empty());
+    let (cert, _, status) = presented(&trusting, &format!("{admin}/v1/status")).await;
+    assert_eq!(status, 401, "no token, but answered over TLS");
+    assert_eq!(cert, admin_cert);
+    // Plain HTTP gets nowhere; a client that does not trust the CA neither.
+    let plain = reqwest::Client::new()
+        .get(admin.replace("https://", "http://") + "/v1/apps")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{admin}/v1/apps"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // The AWS-compatible endpoint: S3's own refusal of an unsigned request, over TLS.
+    let response = trusting.get(format!("{aws}/")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.headers().contains_key("x-amz-request-id"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("<Code>AccessDenied</Code>")
+    );
+
+    // The CLI reaches it with --ca-cert, reading the URL and token from the data directory.
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .arg("apps")
+            .output()
+            .unwrap()
+    };
+    let ca_pem = certs.path().join("ca.pem");
+    let trusted = cli(&["--ca-cert", ca_pem.to_str().unwrap()]);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let untrusted = cli(&[]);
+    assert!(!untrusted.status.success());
+    server.shutdown().await;
+}

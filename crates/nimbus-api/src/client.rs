@@ -38,11 +38,19 @@ pub struct Client {
 impl Client {
     /// `base` is the admin URL, e.g. `http://127.0.0.1:8089`.
     pub fn new(base: impl Into<String>, token: impl Into<String>) -> Client {
-        let base = base.into().trim_end_matches('/').to_owned();
+        Client::with_http(base, token, reqwest::Client::new())
+    }
+
+    /// [`Client::new`] over a configured HTTP client (one that trusts a private CA, say).
+    pub fn with_http(
+        base: impl Into<String>,
+        token: impl Into<String>,
+        http: reqwest::Client,
+    ) -> Client {
         Client {
-            base,
+            base: base.into().trim_end_matches('/').to_owned(),
             token: token.into(),
-            http: reqwest::Client::new(),
+            http,
         }
     }
 

@@ -247,7 +247,12 @@ fn internal_error(request_id: &str) -> http::Response<s3s::Body> {
 }
 
 /// Serve `service` on `listener` until `shutdown` is cancelled; then drain.
-pub async fn serve(listener: TcpListener, service: Endpoint, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    service: Endpoint,
+    tls: Option<Arc<nimbus_wire::tls::Tls>>,
+    shutdown: CancellationToken,
+) {
     let ids = Arc::new(RequestIds {
         prefix: rand::random(),
         counter: AtomicU64::new(0),
@@ -272,7 +277,7 @@ pub async fn serve(listener: TcpListener, service: Endpoint, shutdown: Cancellat
             }
         })
     };
-    nimbus_wire::serve(listener, Duration::from_secs(10), make, shutdown).await;
+    nimbus_wire::serve_with(listener, tls, Duration::from_secs(10), make, shutdown).await;
 }
 
 #[cfg(test)]

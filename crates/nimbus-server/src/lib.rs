@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// Certificate and key files the gateway serves HTTPS with (none: plain HTTP); the one
     /// valid for the client's SNI host is used, and changed files are read again.
     pub tls: Vec<nimbus_wire::tls::CertFiles>,
+    /// The certificate and key the admin API serves HTTPS with (none: plain HTTP).
+    pub admin_tls: Option<nimbus_wire::tls::CertFiles>,
+    /// The certificate and key the AWS-compatible endpoint serves HTTPS with (none: plain
+    /// HTTP). Functions reach the endpoint through their local API either way.
+    pub aws_tls: Option<nimbus_wire::tls::CertFiles>,
     /// The SMTP server apps' auth sends confirmation and recovery mail through
     /// (`smtp://host:port`, `smtps://user:pass@host`, `smtp://…?tls=required`); none: apps
     /// cannot require confirmed addresses.
@@ -106,6 +111,8 @@ impl ServerConfig {
             abort_incomplete_uploads_after: Some(objects::DEFAULT_UPLOAD_EXPIRY),
             table_sweep_interval: tables::DEFAULT_SWEEP_INTERVAL,
             tls: Vec::new(),
+            admin_tls: None,
+            aws_tls: None,
             smtp_url: None,
             http_redirect: None,
             master_key: nimbus_seal::KeySource::DataDir,
@@ -118,6 +125,8 @@ pub struct RunningServer {
     pub gateway_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub aws_addr: SocketAddr,
+    admin_scheme: &'static str,
+    aws_scheme: &'static str,
     /// Where the HTTP → HTTPS redirect listens, if it does.
     pub redirect_addr: Option<SocketAddr>,
     pub token: String,
@@ -134,12 +143,12 @@ impl RunningServer {
     }
 
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.admin_addr)
+        format!("{}://{}", self.admin_scheme, self.admin_addr)
     }
 
     /// The AWS-compatible endpoint (`AWS_ENDPOINT_URL`).
     pub fn aws_url(&self) -> String {
-        format!("http://{}", self.aws_addr)
+        format!("{}://{}", self.aws_scheme, self.aws_addr)
     }
 
     /// A token that, when cancelled, stops the server.
@@ -387,14 +396,28 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let gateway_addr = listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let aws_addr = aws_listener.local_addr()?;
-    tasks.spawn(nimbus_aws::serve(aws_listener, aws, shutdown.clone()));
-    let tls = if config.tls.is_empty() {
-        None
-    } else {
-        let tls = nimbus_wire::tls::Tls::load(config.tls.clone()).context("gateway TLS")?;
+    let load_tls = |files: Vec<nimbus_wire::tls::CertFiles>, what: &str| {
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let tls = nimbus_wire::tls::Tls::load(files).with_context(|| format!("{what} TLS"))?;
         tasks.spawn(tls.clone().watch(TLS_RELOAD_INTERVAL, shutdown.clone()));
-        Some(tls)
+        anyhow::Ok(Some(tls))
     };
+    let tls = load_tls(config.tls.clone(), "gateway")?;
+    let admin_tls = load_tls(config.admin_tls.iter().cloned().collect(), "admin API")?;
+    let aws_tls = load_tls(
+        config.aws_tls.iter().cloned().collect(),
+        "AWS-compatible endpoint",
+    )?;
+    let scheme_of = |tls: &Option<_>| if tls.is_some() { "https" } else { "http" };
+    let (admin_scheme, aws_scheme) = (scheme_of(&admin_tls), scheme_of(&aws_tls));
+    tasks.spawn(nimbus_aws::serve(
+        aws_listener,
+        aws,
+        aws_tls,
+        shutdown.clone(),
+    ));
     let redirect_addr = match config.http_redirect {
         None => None,
         Some(_) if tls.is_none() => {
@@ -418,8 +441,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             Some(bound)
         }
     };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    platform.set_gateway_url(format!("{scheme}://{gateway_addr}"));
+    platform.set_gateway_url(format!("{}://{gateway_addr}", scheme_of(&tls)));
     // After the gateway's URL is known: it is the default issuer of apps' auth.
     platform.restore().await.context("restore deployed apps")?;
 
@@ -447,15 +469,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
                 .context("load the admin tokens")?,
         ),
     );
-    let admin_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(admin_listener, router)
-            .with_graceful_shutdown(admin_shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(error = %error, "admin API stopped");
-        }
-    });
+    tasks.spawn(nimbus_wire::serve_with(
+        admin_listener,
+        admin_tls,
+        config.gateway.header_read_timeout,
+        move |_peer| hyper_util::service::TowerToHyperService::new(router.clone()),
+        shutdown.clone(),
+    ));
     tasks.spawn(platform.clone().reap_idle_forever());
     tasks.spawn(events.clone().sweep_forever(shutdown.clone()));
     tasks.spawn(
@@ -490,15 +510,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 
     write_file(
         &config.data_dir.join(ADMIN_URL_FILE),
-        &format!("http://{admin_addr}\n"),
+        &format!("{admin_scheme}://{admin_addr}\n"),
     )?;
     write_file(
         &config.data_dir.join(GATEWAY_URL_FILE),
-        &format!("http://{gateway_addr}\n"),
+        &format!("{}\n", platform.gateway_url()),
     )?;
     write_file(
         &config.data_dir.join(AWS_URL_FILE),
-        &format!("http://{aws_addr}\n"),
+        &format!("{aws_scheme}://{aws_addr}\n"),
     )?;
     tracing::info!(gateway = %gateway_addr, admin = %admin_addr, aws = %aws_addr, data_dir = %config.data_dir.display(), "nimbus serving");
 
@@ -506,6 +526,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         gateway_addr,
         admin_addr,
         aws_addr,
+        admin_scheme,
+        aws_scheme,
         redirect_addr,
         token,
         platform,

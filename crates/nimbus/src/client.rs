@@ -49,5 +49,18 @@ pub(crate) fn connect(cli: &Cli) -> Result<Client, Failure> {
                 ))
             })?,
     };
-    Ok(Client::new(url, token))
+    let mut http = reqwest::Client::builder();
+    if let Some(path) = &cli.ca_cert {
+        let pem = std::fs::read(path).map_err(|e| {
+            Failure::Usage(format!("read the CA certificate {}: {e}", path.display()))
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            Failure::Usage(format!("{} is not a PEM certificate: {e}", path.display()))
+        })?;
+        http = http.add_root_certificate(ca);
+    }
+    let http = http
+        .build()
+        .map_err(|e| Failure::Usage(format!("the HTTP client cannot be made: {e}")))?;
+    Ok(Client::with_http(url, token, http))
 }

@@ -252,6 +252,14 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
             args.tls_key.len()
         )));
     }
+    let pair = |cert: &Option<std::path::PathBuf>, key: &Option<std::path::PathBuf>| {
+        Some(nimbus_wire::tls::CertFiles {
+            cert: cert.clone()?,
+            key: key.clone()?,
+        })
+    };
+    config.admin_tls = pair(&args.admin_tls_cert, &args.admin_tls_key);
+    config.aws_tls = pair(&args.aws_tls_cert, &args.aws_tls_key);
     config.tls = args
         .tls_cert
         .iter()

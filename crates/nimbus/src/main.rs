@@ -51,6 +51,11 @@ struct Cli {
     #[arg(long, global = true, env = "NIMBUS_TOKEN", hide_env_values = true)]
     token: Option<String>,
 
+    /// Trust this PEM CA certificate (besides the system's) for an admin API served over
+    /// HTTPS with a private CA.
+    #[arg(long, global = true, env = "NIMBUS_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -71,7 +76,7 @@ Examples:
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server: the HTTP gateway and the admin API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Development loop: build the app in DIR, serve it with its data under DIR/.nimbus, deploy,
     /// print the URLs, and rebuild + redeploy when sources change.
     Up {
@@ -495,6 +500,20 @@ struct ServeArgs {
     /// The PEM private key of the `--tls-cert` in the same position.
     #[arg(long, requires = "tls_cert")]
     tls_key: Vec<std::path::PathBuf>,
+    /// Serve the admin API over HTTPS with this PEM certificate chain (and `--admin-tls-key`);
+    /// reloaded on change like the gateway's.
+    #[arg(long, requires = "admin_tls_key")]
+    admin_tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--admin-tls-cert`.
+    #[arg(long, requires = "admin_tls_cert")]
+    admin_tls_key: Option<std::path::PathBuf>,
+    /// Serve the AWS-compatible endpoint over HTTPS with this PEM certificate chain (and
+    /// `--aws-tls-key`).
+    #[arg(long, requires = "aws_tls_key")]
+    aws_tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--aws-tls-cert`.
+    #[arg(long, requires = "aws_tls_cert")]
+    aws_tls_key: Option<std::path::PathBuf>,
     /// The SMTP server apps' auth sends confirmation and password-recovery mail through:
     /// `smtp://host:25` (plain, or STARTTLS with `?tls=required`), `smtps://user:pass@host`.
     #[arg(long, env = "NIMBUS_SMTP_URL")]
