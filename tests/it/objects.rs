@@ -800,7 +800,7 @@ async fn the_rust_aws_sdk_works_unmodified() {
 }
 
 /// An `aws-sdk-s3` client for `endpoint` with a key, over plain HTTP.
-fn sdk(endpoint: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
+pub(crate) fn sdk(endpoint: &str, id: &str, secret: &str) -> aws_sdk_s3::Client {
     sdk_session(endpoint, id, secret, None)
 }
 

@@ -534,3 +534,131 @@ async fn a_wrong_master_key_refuses_to_start_and_changes_nothing() {
     let read: serde_json::Value = serde_json::from_str(&read).unwrap();
     assert_eq!(read["SecretString"], PLANTED);
 }
+
+/// `nimbus master-key rotate` on a stopped server's data directory: every secret version,
+/// access key and signing key is re-sealed under a new key, which replaces the old one; after
+/// a restart everything reads back as before — old secret versions, S3 with the same access
+/// key, tokens signed before the rotation — and the old key opens nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_master_key_reseals_everything_and_loses_nothing() {
+    use crate::support::Platform;
+    let manifest = "name = \"shop\"\n\n[auth]\nissuer = \"https://shop.test/auth/v1\"\n\n[function.f]\ncomponent = \"probe.wasm\"\nsecrets = [\"api_token\"]\n\n[[route]]\npath = \"/f/{*rest}\"\nfunction = \"f\"\n";
+    let p = Platform::start().await;
+    p.deploy(manifest, &[("f", "probe")]).await.unwrap();
+    p.client
+        .set_secret("shop", "api_token", b"v1".to_vec(), false)
+        .await
+        .unwrap();
+    p.client
+        .set_secret("shop", "api_token", PLANTED.as_bytes().to_vec(), true)
+        .await
+        .unwrap();
+    let key = p
+        .client
+        .create_key(&nimbus_api::CreateKeyRequest {
+            app: Some("shop".into()),
+            description: None,
+        })
+        .await
+        .unwrap();
+    let signed_up: serde_json::Value = p
+        .http
+        .post(p.url("/auth/v1/signup"))
+        .json(&serde_json::json!({"email": "ann@shop.test", "password": "correct horse 1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = signed_up["access_token"].as_str().unwrap().to_owned();
+    let jwks_before = p.get("/auth/v1/.well-known/jwks.json").await.1;
+    let dir = p.stop().await;
+    let old_key = std::fs::read(dir.path().join("master.key")).unwrap();
+
+    let rotate = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["master-key", "rotate"])
+        .env_remove("NIMBUS_MASTER_KEY")
+        .env_remove("NIMBUS_MASTER_KEY_FILE")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rotate.stdout);
+    assert!(
+        rotate.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    assert!(
+        said.contains("re-sealed 2 secret versions, 1 access keys and 1 signing keys"),
+        "{said}"
+    );
+    let new_key = std::fs::read(dir.path().join("master.key")).unwrap();
+    assert_eq!(new_key.len(), 32);
+    assert_ne!(new_key, old_key);
+    assert!(!dir.path().join("master.rotating").exists());
+    assert!(!dir.path().join("master.key.next").exists());
+    // Run again: everything is under the new key already (and that key rotates on).
+    let again = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--json", "master-key", "rotate"])
+        .env_remove("NIMBUS_MASTER_KEY")
+        .env_remove("NIMBUS_MASTER_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let counts: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(counts["secret_versions"], 2);
+    assert_eq!(counts["access_keys"], 1);
+
+    let p = Platform::start_in(dir, |_| {}).await;
+    let read = |query: &'static str| {
+        let url = p.url(&format!("/f/forward?to=/v1/secrets/api_token{query}"));
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["SecretString"].clone()
+        }
+    };
+    assert_eq!(read("").await, PLANTED);
+    assert_eq!(read("?versionStage=AWSPREVIOUS").await, "v1");
+    let s3 = crate::objects::sdk(
+        &p.server.as_ref().unwrap().aws_url(),
+        &key.id,
+        key.secret.as_deref().unwrap(),
+    );
+    s3.list_buckets().send().await.unwrap();
+    assert_eq!(p.get("/auth/v1/.well-known/jwks.json").await.1, jwks_before);
+    let user = p
+        .http
+        .get(p.url("/auth/v1/user"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        user.status(),
+        200,
+        "a token signed before the rotation still holds"
+    );
+    let signed_in = p
+        .http
+        .post(p.url("/auth/v1/token?grant_type=password"))
+        .json(&serde_json::json!({"email": "ann@shop.test", "password": "correct horse 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed_in.status(),
+        200,
+        "the signing key opens under the new key"
+    );
+    let dir = p.stop().await;
+
+    // The old key opens nothing any more.
+    std::fs::write(dir.path().join("master.key"), &old_key).unwrap();
+    let refused = nimbus_server::start(crate::support::config(dir.path())).await;
+    let error = format!("{:#}", refused.err().expect("the old key is refused"));
+    assert!(error.contains("not the one"), "{error}");
+}

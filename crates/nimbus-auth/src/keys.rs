@@ -141,9 +141,64 @@ pub fn rotated(
     Ok(next)
 }
 
+/// `records` with every private key re-sealed from `old` to `new` (a master-key rotation),
+/// and how many were moved; keys already under `new` are left as they are.
+pub fn resealed(
+    app: &str,
+    records: &[SigningKeyRecord],
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<(Vec<SigningKeyRecord>, usize), String> {
+    let mut moved = 0;
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let context = context(app, &record.kid);
+        let mut record = record.clone();
+        match old.open(&context, &record.sealed_private) {
+            Some(private) => {
+                record.sealed_private = new.seal(&context, &private);
+                moved += 1;
+            }
+            None if new.open(&context, &record.sealed_private).is_some() => {}
+            None => {
+                return Err(format!(
+                    "signing key {} of app {app:?} opens under neither key",
+                    record.kid
+                ));
+            }
+        }
+        out.push(record);
+    }
+    Ok((out, moved))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resealed_keys_open_under_the_new_key_only() {
+        let (old, new) = (
+            MasterKey::from_bytes(&[1; 32]),
+            MasterKey::from_bytes(&[2; 32]),
+        );
+        let records = vec![
+            generate("shop", &old, 1).unwrap(),
+            generate("shop", &old, 2).unwrap(),
+        ];
+        let (moved, count) = resealed("shop", &records, &old, &new).unwrap();
+        assert_eq!(count, 2);
+        KeyRing::open("shop", &moved, &new).unwrap();
+        assert!(KeyRing::open("shop", &moved, &old).is_err());
+        let (again, count) = resealed("shop", &moved, &old, &new).unwrap();
+        assert_eq!(
+            (again, count),
+            (moved.clone(), 0),
+            "already moved: left as they are"
+        );
+        let stranger = MasterKey::from_bytes(&[3; 32]);
+        assert!(resealed("shop", &moved, &stranger, &stranger).is_err());
+    }
 
     #[test]
     fn keys_sign_verify_and_rotate() {

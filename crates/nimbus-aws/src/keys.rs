@@ -169,6 +169,31 @@ impl Keys {
         }
     }
 
+    /// Re-seal every key's secret under `new` (a master-key rotation); how many were moved.
+    /// Secrets already under `new` are left as they are, so an interrupted rotation resumes.
+    pub async fn reseal_all(&self, new: &MasterKey) -> Result<usize, KeyError> {
+        let mut moved = 0;
+        for record in self.inner.store.keys().await? {
+            let context = record.id.as_bytes();
+            let Some(secret) = self.inner.master.open(context, &record.sealed_secret) else {
+                if new.open(context, &record.sealed_secret).is_some() {
+                    continue;
+                }
+                return Err(KeyError::Unsealable(record.id));
+            };
+            let sealed = new.seal(context, &secret);
+            if self
+                .inner
+                .store
+                .reseal_key(&record.id, &record.sealed_secret, sealed)
+                .await?
+            {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
     pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
         Ok(self.inner.store.keys().await?.iter().map(info).collect())
     }

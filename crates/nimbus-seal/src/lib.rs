@@ -14,6 +14,11 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 pub const CHECK_FILE: &str = "master.check";
 /// The environment variable an operator may put the master key in (64 hex digits).
 pub const MASTER_KEY_ENV: &str = "NIMBUS_MASTER_KEY";
+/// While a rotation is under way: the new key, staged beside `master.key`.
+pub const NEXT_KEY_FILE: &str = "master.key.next";
+/// Present while a rotation is under way: the data directory holds values under both keys,
+/// so nothing may start until the rotation is finished.
+pub const ROTATING_FILE: &str = "master.rotating";
 
 const CHECK_CONTEXT: &[u8] = b"nimbus master key check";
 const CHECK_PLAINTEXT: &[u8] = b"this data directory's master key";
@@ -60,12 +65,148 @@ fn invalid(message: String) -> io::Error {
 /// that is not the one the directory's data was sealed with, and a missing `master.key` when
 /// the data says there was one. Blocking.
 pub fn open_for_data_dir(dir: &Path, source: &KeySource) -> io::Result<MasterKey> {
+    let rotating = dir.join(ROTATING_FILE);
+    if rotating.exists() {
+        return Err(invalid(format!(
+            "a master-key rotation of this data directory was interrupted ({} exists): run \
+             `nimbus master-key rotate` again, with the same options, to finish it",
+            rotating.display()
+        )));
+    }
     let check_path = dir.join(CHECK_FILE);
-    let check = match std::fs::read(&check_path) {
-        Ok(bytes) => Some(bytes),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-        Err(error) => return Err(error),
+    let check = read_optional(&check_path)?;
+    let key = load(dir, source, check.is_some())?;
+    match check {
+        Some(sealed) => {
+            if !opens_check(&key, &sealed) {
+                return Err(invalid(format!(
+                    "the master key is not the one this data directory's secrets and keys were \
+                     sealed with ({} does not open with it); start with the right key — nothing \
+                     has been changed",
+                    check_path.display()
+                )));
+            }
+        }
+        None => write_new(&check_path, &key.seal(CHECK_CONTEXT, CHECK_PLAINTEXT))?,
+    }
+    Ok(key)
+}
+
+fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+fn opens_check(key: &MasterKey, sealed: &[u8]) -> bool {
+    key.open(CHECK_CONTEXT, sealed).as_deref() == Some(CHECK_PLAINTEXT)
+}
+
+/// A master-key rotation of a data directory, begun: the new key chosen (and, for a key kept
+/// in the data directory, staged in [`NEXT_KEY_FILE`]) and [`ROTATING_FILE`] written, so no
+/// server starts while values are sealed under both keys. The caller re-seals every value
+/// from `old` to `new` — idempotently, leaving values already under `new` — then calls
+/// [`Rotation::commit`]. Begun again after a crash, it resumes with the same new key.
+pub struct Rotation {
+    pub old: std::sync::Arc<MasterKey>,
+    pub new: std::sync::Arc<MasterKey>,
+    dir: std::path::PathBuf,
+    source: KeySource,
+}
+
+/// Begin (or resume) rotating `dir`'s master key from the one `source` gives to `new` — for a
+/// key in the data directory, a fresh random key when `None`; a key kept elsewhere needs the
+/// new one given. Blocking.
+pub fn begin_rotation(
+    dir: &Path,
+    source: &KeySource,
+    new: Option<[u8; 32]>,
+) -> io::Result<Rotation> {
+    let check_path = dir.join(CHECK_FILE);
+    let check = read_optional(&check_path)?;
+    let old = load(dir, source, check.is_some())?;
+    let new = match source {
+        KeySource::DataDir => {
+            let next = dir.join(NEXT_KEY_FILE);
+            match (read_optional(&next)?, new) {
+                (Some(staged), given) => {
+                    let staged = <[u8; 32]>::try_from(staged.as_slice())
+                        .map_err(|_| invalid(format!("{} is not a 32-byte key", next.display())))?;
+                    if given.is_some_and(|given| given != staged) {
+                        return Err(invalid(format!(
+                            "a rotation to another key is under way ({}): finish it first \
+                             (run again without a new key)",
+                            next.display()
+                        )));
+                    }
+                    staged
+                }
+                (None, given) => {
+                    let key = given.unwrap_or_else(rand::random);
+                    write_new(&next, &key)?;
+                    key
+                }
+            }
+        }
+        KeySource::File(_) | KeySource::Bytes(_) => new.ok_or_else(|| {
+            invalid(
+                "the master key is kept outside the data directory, so the new one is too: \
+                 give it with --new-key-file"
+                    .into(),
+            )
+        })?,
     };
+    let new = MasterKey::from_bytes(&new);
+    if let Some(sealed) = &check
+        && !opens_check(&old, sealed)
+        && !opens_check(&new, sealed)
+    {
+        return Err(invalid(format!(
+            "{} opens with neither the current key nor the new one: give the key this data \
+             directory was sealed with — nothing has been changed",
+            check_path.display()
+        )));
+    }
+    let rotating = dir.join(ROTATING_FILE);
+    if !rotating.exists() {
+        write_new(&rotating, b"")?;
+    }
+    Ok(Rotation {
+        old: old.into(),
+        new: new.into(),
+        dir: dir.to_owned(),
+        source: source.clone(),
+    })
+}
+
+impl Rotation {
+    /// Every value is under the new key: seal the check value with it, make it the data
+    /// directory's key (for a key kept there) and end the rotation. Blocking.
+    pub fn commit(self) -> io::Result<()> {
+        let check = self.dir.join(CHECK_FILE);
+        let staged = self.dir.join(format!("{CHECK_FILE}.next"));
+        let _ = std::fs::remove_file(&staged);
+        write_new(&staged, &self.new.seal(CHECK_CONTEXT, CHECK_PLAINTEXT))?;
+        std::fs::rename(&staged, &check)?;
+        if let KeySource::DataDir = self.source {
+            let next = self.dir.join(NEXT_KEY_FILE);
+            if next.exists() {
+                std::fs::rename(&next, self.dir.join(MASTER_KEY_FILE))?;
+            }
+        }
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        std::fs::remove_file(self.dir.join(ROTATING_FILE))?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+}
+
+/// The key `source` gives; `sealed_before` says the directory's data was sealed already (so a
+/// missing `master.key` is a loss, not a first start).
+fn load(dir: &Path, source: &KeySource, sealed_before: bool) -> io::Result<MasterKey> {
+    let check_path = dir.join(CHECK_FILE);
+    let check = sealed_before.then_some(());
     let key = match source {
         KeySource::DataDir => {
             let path = dir.join(MASTER_KEY_FILE);
@@ -97,19 +238,6 @@ pub fn open_for_data_dir(dir: &Path, source: &KeySource) -> io::Result<MasterKey
         }
         KeySource::Bytes(key) => MasterKey::from_bytes(key),
     };
-    match check {
-        Some(sealed) => {
-            if key.open(CHECK_CONTEXT, &sealed).as_deref() != Some(CHECK_PLAINTEXT) {
-                return Err(invalid(format!(
-                    "the master key is not the one this data directory's secrets and keys were \
-                     sealed with ({} does not open with it); start with the right key — nothing \
-                     has been changed",
-                    check_path.display()
-                )));
-            }
-        }
-        None => write_new(&check_path, &key.seal(CHECK_CONTEXT, CHECK_PLAINTEXT))?,
-    }
     Ok(key)
 }
 
@@ -219,6 +347,48 @@ mod tests {
             sealed,
             "a fresh nonce each time"
         );
+    }
+
+    #[test]
+    fn a_rotation_resumes_with_its_key_and_nothing_starts_until_it_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = open_for_data_dir(dir.path(), &KeySource::DataDir).unwrap();
+        let sealed = old.seal(b"c", b"v");
+
+        let begun = begin_rotation(dir.path(), &KeySource::DataDir, None).unwrap();
+        assert_eq!(begun.old.open(b"c", &sealed).as_deref(), Some(&b"v"[..]));
+        let moved = begun.new.seal(b"c", b"v");
+        drop(begun); // interrupted
+        let error = open_for_data_dir(dir.path(), &KeySource::DataDir).unwrap_err();
+        assert!(error.to_string().contains("interrupted"), "{error}");
+        // Resumed: the same new key; another one is refused while this one is under way.
+        assert!(begin_rotation(dir.path(), &KeySource::DataDir, Some([3; 32])).is_err());
+        let resumed = begin_rotation(dir.path(), &KeySource::DataDir, None).unwrap();
+        assert_eq!(resumed.new.open(b"c", &moved).as_deref(), Some(&b"v"[..]));
+        resumed.commit().unwrap();
+
+        let now = open_for_data_dir(dir.path(), &KeySource::DataDir).unwrap();
+        assert_eq!(now.open(b"c", &moved).as_deref(), Some(&b"v"[..]));
+        assert_eq!(now.open(b"c", &sealed), None, "the old key is gone");
+        assert!(!dir.path().join(ROTATING_FILE).exists());
+        assert!(!dir.path().join(NEXT_KEY_FILE).exists());
+
+        // A key kept elsewhere: the new one must be given, and the old one must be right.
+        let outside = tempfile::tempdir().unwrap();
+        let first = KeySource::Bytes([1; 32]);
+        open_for_data_dir(outside.path(), &first).unwrap();
+        assert!(begin_rotation(outside.path(), &first, None).is_err());
+        assert!(begin_rotation(outside.path(), &KeySource::Bytes([7; 32]), Some([2; 32])).is_err());
+        assert!(
+            !outside.path().join(ROTATING_FILE).exists(),
+            "a refused rotation changes nothing"
+        );
+        begin_rotation(outside.path(), &first, Some([2; 32]))
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert!(open_for_data_dir(outside.path(), &first).is_err());
+        open_for_data_dir(outside.path(), &KeySource::Bytes([2; 32])).unwrap();
     }
 
     #[test]

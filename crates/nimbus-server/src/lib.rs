@@ -17,13 +17,14 @@ mod local_api;
 mod objects;
 mod platform;
 mod records;
+mod rekey;
 mod tables;
 
 use anyhow::Context as _;
 use nimbus_gateway::{Gateway, GatewayConfig};
 use nimbus_runtime_process::{ProcessConfig, ProcessExecutor};
 use nimbus_runtime_wasm::{WasmConfig, WasmExecutor};
-pub use nimbus_seal::{KeySource, MASTER_KEY_ENV, parse_key};
+pub use nimbus_seal::{KeySource, MASTER_KEY_ENV, MASTER_KEY_FILE, parse_key};
 use nimbus_store_redb::RedbStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use platform::Platform;
+pub use rekey::{Rotated, rotate_master_key};
 
 pub(crate) use nimbus_wire::report;
 

@@ -736,6 +736,26 @@ impl Inner {
         txn.commit().map_err(backend)?;
         Ok(removed)
     }
+
+    fn reseal_key(&self, id: &str, expected: &[u8], sealed: Vec<u8>) -> Result<bool> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut keys = txn.open_table(ACCESS_KEYS).map_err(backend)?;
+            let current: Option<AccessKeyRecord> = keys
+                .get(id)
+                .map_err(backend)?
+                .map(|value| from_json(value.value()))
+                .transpose()?;
+            let Some(mut record) = current.filter(|r| r.sealed_secret == expected) else {
+                return Ok(false);
+            };
+            record.sealed_secret = sealed;
+            keys.insert(id, to_json(&record)?.as_slice())
+                .map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -756,6 +776,12 @@ impl KeyStore for RedbStore {
     async fn remove_key(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
         self.run(move |inner| inner.remove_key(&id)).await
+    }
+
+    async fn reseal_key(&self, id: &str, expected: &[u8], sealed: Vec<u8>) -> Result<bool> {
+        let (id, expected) = (id.to_owned(), expected.to_vec());
+        self.run(move |inner| inner.reseal_key(&id, &expected, sealed))
+            .await
     }
 }
 

@@ -169,6 +169,22 @@ pub async fn access_keys_are_unique_and_revocable(store: &impl Store) {
         .map(|k| k.id)
         .collect();
     assert_eq!(ids, ["NK1", "NK2"]);
+    // Resealing swaps the secret only from the expected one.
+    assert!(!store.reseal_key("NK1", &[9], vec![4]).await.unwrap());
+    assert!(
+        store
+            .reseal_key("NK1", &[1, 2, 3], vec![4, 5])
+            .await
+            .unwrap()
+    );
+    let resealed = store.key("NK1").await.unwrap().unwrap();
+    assert_eq!(resealed.sealed_secret, [4, 5]);
+    assert_eq!(
+        resealed.app.as_deref(),
+        Some("shop"),
+        "nothing else changes"
+    );
+    assert!(!store.reseal_key("NK9", &[1, 2, 3], vec![4]).await.unwrap());
     assert!(store.remove_key("NK1").await.unwrap());
     assert!(!store.remove_key("NK1").await.unwrap());
     assert_eq!(store.key("NK1").await.unwrap(), None);

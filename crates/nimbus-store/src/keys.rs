@@ -27,6 +27,9 @@ pub trait KeyStore: Send + Sync {
     async fn keys(&self) -> Result<Vec<AccessKeyRecord>>;
     /// Revoke a key; false if there was none.
     async fn remove_key(&self, id: &str) -> Result<bool>;
+    /// Replace the key's sealed secret if it is still `expected` (a master-key rotation);
+    /// false, changing nothing, if the key is gone or its secret differs.
+    async fn reseal_key(&self, id: &str, expected: &[u8], sealed: Vec<u8>) -> Result<bool>;
 }
 
 /// An app's API key for its gateway routes (`kind = "api_key"` authorizers), as stored: only

@@ -1,7 +1,9 @@
 //! One function per command. Each returns a [`Failure`] that knows its exit code and message.
 
 use crate::project::Project;
-use crate::{Cli, Command, DlqCommand, InvokeArgs, QueueCommand, ServeArgs, client, output};
+use crate::{
+    Cli, Command, DlqCommand, InvokeArgs, MasterKeyCommand, QueueCommand, ServeArgs, client, output,
+};
 use base64::Engine as _;
 use nimbus_api::{ApiError, Client, InvokeRequest, split_function_ref};
 use nimbus_server::ServerConfig;
@@ -196,6 +198,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Apikeys(command) => crate::secrets::api_keys(&cli, command).await,
         Command::Tokens(command) => crate::secrets::tokens(&cli, command).await,
         Command::Audit { after, limit } => crate::secrets::audit(&cli, *after, *limit).await,
+        Command::MasterKey(MasterKeyCommand::Rotate {
+            master_key_file,
+            new_key_file,
+        }) => rotate_master_key(&cli, master_key_file.as_deref(), new_key_file.as_deref()).await,
         Command::Rm { app, force } => {
             let removed = client::connect(&cli)?.remove(app, *force).await?;
             if cli.json {
@@ -226,6 +232,55 @@ fn master_key_source(file: Option<&std::path::Path>) -> Result<nimbus_server::Ke
             }),
         Err(_) => Ok(nimbus_server::KeySource::DataDir),
     }
+}
+
+async fn rotate_master_key(
+    cli: &Cli,
+    current: Option<&std::path::Path>,
+    new: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let dir = client::data_dir(cli);
+    let source = master_key_source(current)?;
+    let new = match new {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| Failure::Usage(format!("read {}: {e}", path.display())))?;
+            Some(nimbus_server::parse_key(&bytes).ok_or_else(|| {
+                Failure::Usage(format!(
+                    "{} is not a master key: it must hold 32 bytes or 64 hex digits",
+                    path.display()
+                ))
+            })?)
+        }
+    };
+    let external = !matches!(source, nimbus_server::KeySource::DataDir);
+    let rotated = nimbus_server::rotate_master_key(&dir, source, new)
+        .await
+        .map_err(|e| Failure::Local(format!("{e:#}")))?;
+    if cli.json {
+        output::json(&serde_json::json!({
+            "secret_versions": rotated.secret_versions,
+            "access_keys": rotated.access_keys,
+            "signing_keys": rotated.signing_keys,
+        }));
+        return Ok(());
+    }
+    println!(
+        "re-sealed {} secret versions, {} access keys and {} signing keys",
+        rotated.secret_versions, rotated.access_keys, rotated.signing_keys
+    );
+    if external {
+        println!(
+            "start the server with the new key from now on (--master-key-file or NIMBUS_MASTER_KEY)"
+        );
+    } else {
+        println!(
+            "the new key is in {}; back it up, and discard backups of the old one",
+            dir.join(nimbus_server::MASTER_KEY_FILE).display()
+        );
+    }
+    Ok(())
 }
 
 async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {

@@ -183,6 +183,25 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// The master key that seals secrets and keys at rest (the server must be stopped).
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum MasterKeyCommand {
+    /// Re-seal everything under a new master key, then make it the data directory's. Run it
+    /// again, with the same options, if it was interrupted.
+    Rotate {
+        /// The current key, when it is kept outside the data directory (else `master.key`, or
+        /// NIMBUS_MASTER_KEY).
+        #[arg(long, env = "NIMBUS_MASTER_KEY_FILE")]
+        master_key_file: Option<PathBuf>,
+        /// The new key (32 bytes or 64 hex digits); required when the current one is kept
+        /// outside the data directory, else a random key is made and kept in `master.key`.
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
