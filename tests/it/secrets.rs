@@ -576,14 +576,18 @@ async fn rotating_the_master_key_reseals_everything_and_loses_nothing() {
     let dir = p.stop().await;
     let old_key = std::fs::read(dir.path().join("master.key")).unwrap();
 
-    let rotate = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["master-key", "rotate"])
-        .env_remove("NIMBUS_MASTER_KEY")
-        .env_remove("NIMBUS_MASTER_KEY_FILE")
-        .output()
-        .unwrap();
+    let rotate_in = |dir: &Path, json: bool| {
+        Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(json.then_some("--json"))
+            .args(["master-key", "rotate"])
+            .env_remove("NIMBUS_MASTER_KEY")
+            .env_remove("NIMBUS_MASTER_KEY_FILE")
+            .output()
+            .unwrap()
+    };
+    let rotate = rotate_in(dir.path(), false);
     let said = String::from_utf8_lossy(&rotate.stdout);
     assert!(
         rotate.status.success(),
@@ -600,14 +604,7 @@ async fn rotating_the_master_key_reseals_everything_and_loses_nothing() {
     assert!(!dir.path().join("master.rotating").exists());
     assert!(!dir.path().join("master.key.next").exists());
     // Run again: everything is under the new key already (and that key rotates on).
-    let again = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--json", "master-key", "rotate"])
-        .env_remove("NIMBUS_MASTER_KEY")
-        .env_remove("NIMBUS_MASTER_KEY_FILE")
-        .output()
-        .unwrap();
+    let again = rotate_in(dir.path(), true);
     assert!(again.status.success());
     let counts: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(counts["secret_versions"], 2);

@@ -410,6 +410,15 @@ mod tests {
         request.into_parts().0
     }
 
+    /// A request from loopback at the epoch.
+    fn facts(request_id: &str) -> RequestFacts<'_> {
+        RequestFacts {
+            request_id,
+            source_ip: "127.0.0.1".into(),
+            received: SystemTime::UNIX_EPOCH,
+        }
+    }
+
     #[test]
     fn request_becomes_a_v2_event() {
         let request = http::Request::post("/items/42/a/b?x=1&x=2&name=J%C3%BCrgen+K")
@@ -465,11 +474,7 @@ mod tests {
             )
             .body(())
             .unwrap();
-        let facts = RequestFacts {
-            request_id: "r",
-            source_ip: "127.0.0.1".into(),
-            received: SystemTime::UNIX_EPOCH,
-        };
+        let facts = facts("r");
         let event = request_event(&parts(request), b"", &facts);
         let jwt = &event["requestContext"]["authorizer"]["jwt"];
         assert_eq!(jwt["claims"]["sub"], "u1");
@@ -495,11 +500,7 @@ mod tests {
             .header("x-nimbus-param-id", "7")
             .body(())
             .unwrap();
-        let facts = RequestFacts {
-            request_id: "req-2",
-            source_ip: "127.0.0.1".into(),
-            received: SystemTime::UNIX_EPOCH,
-        };
+        let facts = facts("req-2");
         let event = authorizer_event(&parts(request), &facts, &["Bearer t", "abc"]);
         assert_eq!(event["version"], "2.0");
         assert_eq!(event["type"], "REQUEST");
@@ -528,11 +529,7 @@ mod tests {
             )
             .body(())
             .unwrap();
-        let facts = RequestFacts {
-            request_id: "r",
-            source_ip: "127.0.0.1".into(),
-            received: SystemTime::UNIX_EPOCH,
-        };
+        let facts = facts("r");
         let event = request_event(&parts(request), b"", &facts);
         assert_eq!(
             event["requestContext"]["authorizer"],
