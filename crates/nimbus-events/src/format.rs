@@ -19,10 +19,7 @@ use bytes::Bytes;
 use nimbus_core::message::{EventShape, Leased, MessageKind};
 use serde_json::{Value, json};
 
-/// The account id in ARNs nimbus makes up for Lambda-shaped events.
-pub const ACCOUNT: &str = "000000000000";
-/// The region in ARNs and events.
-pub const REGION: &str = "nimbus";
+pub use nimbus_core::aws::{ACCOUNT, REGION};
 /// CloudEvent type of a queue message delivered to a Wasm function.
 pub const QUEUE_MESSAGE_TYPE: &str = "nimbus.queue.message";
 /// CloudEvent type of an asynchronous invocation's event delivered to a Wasm function.
@@ -384,7 +381,7 @@ mod tests {
         assert_eq!(first["eventSource"], "aws:sqs");
         assert_eq!(
             first["eventSourceARN"],
-            "arn:aws:sqs:nimbus:000000000000:shop-orders"
+            "arn:aws:sqs:us-east-1:000000000000:shop-orders"
         );
         assert_eq!(first["attributes"]["ApproximateReceiveCount"], "2");
         assert_eq!(first["attributes"]["SentTimestamp"], "1700000000000");

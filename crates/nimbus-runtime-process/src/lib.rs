@@ -220,8 +220,8 @@ impl Executor for ProcessExecutor {
                 format!("/aws/lambda/{}/{name}", identity.app),
             ),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
+            ("AWS_REGION", nimbus_core::aws::REGION.to_owned()),
+            ("AWS_DEFAULT_REGION", nimbus_core::aws::REGION.to_owned()),
             ("LAMBDA_TASK_ROOT", target.display().to_string()),
             ("LAMBDA_RUNTIME_DIR", self.runtime_dir.display().to_string()),
             ("TZ", ":UTC".to_owned()),
@@ -250,7 +250,9 @@ impl Executor for ProcessExecutor {
             runtime_name: runtime.as_str(),
             version: identity.version,
             function_arn: format!(
-                "arn:aws:lambda:nimbus:000000000000:function:{name}:{}",
+                "arn:aws:lambda:{}:{}:function:{name}:{}",
+                nimbus_core::aws::REGION,
+                nimbus_core::aws::ACCOUNT,
                 identity.version
             ),
             sandbox: self.sandbox.clone(),

@@ -100,7 +100,7 @@ impl RuntimeApi {
             current: Mutex::new(None),
             state: state_tx,
             function_arn: HeaderValue::from_str(function_arn)
-                .unwrap_or_else(|_| HeaderValue::from_static("arn:aws:lambda:nimbus")),
+                .unwrap_or_else(|_| HeaderValue::from_static("arn:aws:lambda:us-east-1")),
         });
         let server = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
