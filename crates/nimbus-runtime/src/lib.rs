@@ -29,6 +29,22 @@ pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 pub type Request = http::Request<Body>;
 pub type Response = http::Response<Body>;
 
+/// Read a whole body (a function's response, typically), refusing more than `limit` bytes.
+pub async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
+    use http_body_util::BodyExt as _;
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(format!("the response is larger than {limit} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
 /// Request extension: the body is a raw event for the function (from `nimbus invoke` or a
 /// trigger), not an HTTP request to translate. Wasm functions still receive it as an HTTP POST;
 /// Lambda-style functions receive the body verbatim as their event and answer with their raw

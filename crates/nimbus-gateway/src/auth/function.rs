@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full};
 use nimbus_core::IdentitySource;
 use nimbus_core::spec::FunctionAuthorizerSpec;
 use nimbus_dispatch::{DispatchError, Pool};
-use nimbus_runtime::{ClientAddr, RawEvent};
+use nimbus_runtime::{ClientAddr, RawEvent, read_limited};
 use nimbus_wire::apigw::{self, RequestFacts};
 use serde_json::{Map, Value};
 use sha2::Digest;
@@ -101,17 +101,19 @@ impl FunctionAuthorizer {
         request_id: &str,
     ) -> Result<Arc<Verified>, Refusal> {
         let identity = self.identity(parts)?;
-        let key = (!self.ttl.is_zero()).then(|| identity_key(&identity));
-        let remembered = key.as_ref().and_then(|key| {
-            let shard = self.shard(key)?.lock().ok()?;
-            let (answer, until) = shard.get(key)?;
-            (*until > Instant::now()).then(|| answer.clone())
-        });
+        let key = identity_key(&identity);
+        let remembered = (!self.ttl.is_zero())
+            .then(|| {
+                let shard = self.shard(&key)?.lock().ok()?;
+                let (answer, until) = shard.get(&key)?;
+                (*until > Instant::now()).then(|| answer.clone())
+            })
+            .flatten();
         let answer = match remembered {
             Some(answer) => answer,
             None => {
-                let answer = Arc::new(self.ask(parts, request_id, &identity).await?);
-                if let Some(key) = key {
+                let answer = Arc::new(self.ask(parts, request_id, &identity, &key).await?);
+                if !self.ttl.is_zero() {
                     self.remember(key, answer.clone());
                 }
                 answer
@@ -170,6 +172,7 @@ impl FunctionAuthorizer {
         parts: &http::request::Parts,
         request_id: &str,
         identity: &[String],
+        key: &[u8; 32],
     ) -> Result<Answer, Refusal> {
         let failed = |why: String| Refusal::AuthorizerFailed {
             function: self.name.clone(),
@@ -217,24 +220,13 @@ impl FunctionAuthorizer {
                 DispatchError::Invoke(error) => failed(error.to_string()),
             })?;
                 let status = response.status();
-                let mut stream = response.into_body();
-                let mut body = Vec::new();
-                while let Some(frame) = stream.frame().await {
-                    let frame =
-                        frame.map_err(|e| failed(format!("its answer could not be read ({e})")))?;
-                    if let Ok(data) = frame.into_data() {
-                        if body.len() + data.len() > MAX_ANSWER_BYTES {
-                            return Err(failed(format!(
-                                "its answer is larger than {MAX_ANSWER_BYTES} bytes"
-                            )));
-                        }
-                        body.extend_from_slice(&data);
-                    }
-                }
+                let body = read_limited(response.into_body(), MAX_ANSWER_BYTES)
+                    .await
+                    .map_err(|e| failed(format!("its answer could not be read ({e})")))?;
                 if !status.is_success() {
                     return Err(failed(format!("it answered HTTP {status}")));
                 }
-                Answer::parse(&body, &identity_key(identity)).map_err(failed)
+                Answer::parse(&body, key).map_err(failed)
             };
         tokio::time::timeout(TIMEOUT, asked)
             .await

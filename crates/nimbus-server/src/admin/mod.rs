@@ -380,7 +380,7 @@ async fn invoke(
         .await
         .map_err(|error| Error::new(error.code(), error.to_string()))?;
     let (parts, body) = response.into_parts();
-    let collected = crate::events::read_limited(body, MAX_INVOKE_RESPONSE_BYTES)
+    let collected = nimbus_runtime::read_limited(body, MAX_INVOKE_RESPONSE_BYTES)
         .await
         .map_err(|e| {
             Error::new(

@@ -3,9 +3,7 @@
 //! retry with backoff, or dead-letter with the `on_failure` record — as the delivery policy
 //! decides.
 
-use super::{
-    Events, MAX_RESPONSE_BYTES, MAX_RESULT_BYTES, destination_message, queue_key, read_limited,
-};
+use super::{Events, MAX_RESPONSE_BYTES, MAX_RESULT_BYTES, destination_message, queue_key};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use nimbus_api::{InvocationError, InvocationResult, InvocationStatus};
@@ -268,7 +266,7 @@ impl Consumer {
         match self.pool.invoke(request, request_id).await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                match read_limited(response.into_body(), MAX_RESPONSE_BYTES).await {
+                match nimbus_runtime::read_limited(response.into_body(), MAX_RESPONSE_BYTES).await {
                     Ok(body) if (200..300).contains(&status) => Attempt {
                         ok: true,
                         status,

@@ -23,14 +23,12 @@ pub(crate) mod triggers;
 
 use crate::deployments::{DeployedApp, DeploymentObserver};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use nimbus_api::InvocationStatus;
 use nimbus_core::clock::Clock;
 use nimbus_core::error::Error;
 use nimbus_core::{Destination, ErrorCode};
 use nimbus_events::message::async_queue_of;
 use nimbus_events::{CloudEvent, MessageKind, MessageMeta, NewMessage};
-use nimbus_runtime::Body;
 use nimbus_store::{
     Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, TableOp,
 };
@@ -566,21 +564,6 @@ fn destination_message(
         meta,
         body,
     }
-}
-
-/// Read a whole body, refusing more than `limit` bytes.
-pub(crate) async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, String> {
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > limit {
-                return Err(format!("the response is larger than {limit} bytes"));
-            }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out.freeze())
 }
 
 /// The name a queue is shown under, and whether it exists in `app`.
