@@ -13,6 +13,7 @@
 //! continuation tokens, and the mapping of store errors onto S3's codes.
 
 mod access;
+mod checksums;
 mod error;
 mod listing;
 mod meta;

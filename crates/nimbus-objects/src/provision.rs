@@ -164,7 +164,17 @@ mod tests {
             .await
             .unwrap();
         let body = Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b"p"))]));
-        store.put_part("b", "old", &old.id, 1, body).await.unwrap();
+        store
+            .put_part(
+                "b",
+                "old",
+                &old.id,
+                1,
+                nimbus_store::NewPart::default(),
+                body,
+            )
+            .await
+            .unwrap();
         let cutoff = old.initiated_ms + 1;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let fresh = store

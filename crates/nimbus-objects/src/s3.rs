@@ -2,12 +2,13 @@
 //! s3s with `NotImplemented` (docs/objects.md lists both).
 
 use crate::access::access_denied;
+use crate::checksums::{self, Algorithm, Listed, UploadChecksum};
 use crate::error::{precondition_failed, s3_error, with_request_id};
 use crate::listing::{self, MAX_KEYS};
 use crate::meta::{self, Described};
 use crate::verify::{self, Expect};
 use nimbus_aws::{Principal, RequestId};
-use nimbus_store::{ByteRange, ObjectInfo, ObjectStore, PartInfo, PutCondition};
+use nimbus_store::{ByteRange, NewPart, ObjectInfo, ObjectStore, PartInfo, PutCondition};
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3Request, S3Response, S3Result, s3_error};
@@ -238,8 +239,66 @@ fn expect(
         hasher,
         trailers,
         verified_trailer: None,
+        record: None,
         limit: crate::MAX_PUT_BYTES,
     })
+}
+
+/// The algorithms a part's put sends a checksum of: in a header, announced for the trailer,
+/// or named alone (`x-amz-sdk-checksum-algorithm`).
+fn sent_algorithms(
+    checksums: &Checksum,
+    algorithm: Option<&ChecksumAlgorithm>,
+    headers: &http::HeaderMap,
+) -> Vec<Algorithm> {
+    let mut sent = Algorithm::sent_in(checksums);
+    let trailer = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok());
+    let named = trailer
+        .into_iter()
+        .flat_map(|t| t.split(','))
+        .map(|name| name.trim().trim_start_matches("x-amz-checksum-"))
+        .chain(algorithm.map(ChecksumAlgorithm::as_str));
+    for algorithm in named.filter_map(Algorithm::parse) {
+        if !sent.contains(&algorithm) {
+            sent.push(algorithm);
+        }
+    }
+    sent
+}
+
+/// The part's checksum as a response gives it.
+fn part_checksum(chosen: Option<UploadChecksum>, part: &PartInfo) -> Checksum {
+    chosen
+        .and_then(|c| {
+            let value = part.headers.get(c.algorithm.header())?;
+            Some(c.into_checksum(value.clone()))
+        })
+        .unwrap_or_default()
+}
+
+/// How a returned checksum was made: from the parts' (as the upload chose), or of the whole
+/// object, as every single-part object's is.
+fn checksum_type(info: &ObjectInfo, checksum: &Checksum) -> Option<ChecksumType> {
+    if Algorithm::sent_in(checksum).is_empty() {
+        return None;
+    }
+    match UploadChecksum::read(&info.headers) {
+        Some(chosen) => Some(chosen.kind()),
+        None => Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+    }
+}
+
+/// The checksum a copy of `source` keeps: a copy is one part, so a checksum made of the
+/// source's parts' checksums (`COMPOSITE`) says nothing of it and goes.
+fn copied_checksum(source: &ObjectInfo) -> Checksum {
+    match UploadChecksum::read(&source.headers) {
+        Some(chosen) if !chosen.full_object => Checksum::default(),
+        _ => Described::of(source).checksum,
+    }
+}
+
+fn invalid_part() -> S3Error {
+    store_error(nimbus_store::ObjectError::InvalidPart(0))
 }
 
 impl Objects {
@@ -459,6 +518,7 @@ impl Objects {
         } else {
             Checksum::default()
         };
+        let checksum_type = checksum_type(&info, &checksum);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::new(Outgoing {
                 inner: sync_wrapper::SyncWrapper::new(body),
@@ -481,6 +541,7 @@ impl Objects {
             checksum_sha1: checksum.checksum_sha1,
             checksum_sha256: checksum.checksum_sha256,
             checksum_crc64nvme: checksum.checksum_crc64nvme,
+            checksum_type,
             ..Default::default()
         }))
     }
@@ -512,6 +573,7 @@ impl Objects {
         } else {
             Checksum::default()
         };
+        let checksum_type = checksum_type(&info, &checksum);
         Ok(S3Response::new(HeadObjectOutput {
             accept_ranges: Some("bytes".to_owned()),
             content_length: Some(length as i64),
@@ -530,6 +592,7 @@ impl Objects {
             checksum_sha1: checksum.checksum_sha1,
             checksum_sha256: checksum.checksum_sha256,
             checksum_crc64nvme: checksum.checksum_crc64nvme,
+            checksum_type,
             ..Default::default()
         }))
     }
@@ -658,10 +721,13 @@ impl Objects {
                 content_language: input.content_language,
                 expires: input.expires,
                 metadata: input.metadata,
-                checksum: Described::of(&source).checksum,
+                checksum: copied_checksum(&source),
             }
         } else {
-            Described::of(&source)
+            Described {
+                checksum: copied_checksum(&source),
+                ..Described::of(&source)
+            }
         };
         let object = nimbus_store::NewObject {
             origin: nimbus_store::Created::Copy,
@@ -910,16 +976,26 @@ impl Objects {
             metadata: input.metadata,
             checksum: Checksum::default(),
         };
+        let chosen = UploadChecksum::chosen(
+            input.checksum_algorithm.as_ref(),
+            input.checksum_type.as_ref(),
+        )?;
+        let mut object = described.into_new_object();
+        if let Some(chosen) = chosen {
+            chosen.write(&mut object.headers);
+        }
         let upload = self
             .store
-            .create_upload(&input.bucket, &input.key, described.into_new_object())
+            .create_upload(&input.bucket, &input.key, object)
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload.id),
-            checksum_algorithm: input.checksum_algorithm,
+            checksum_algorithm: chosen
+                .map(|c| ChecksumAlgorithm::from(c.algorithm.name().to_owned())),
+            checksum_type: chosen.map(UploadChecksum::kind),
             ..Default::default()
         }))
     }
@@ -939,19 +1015,52 @@ impl Objects {
             checksum_crc64nvme: input.checksum_crc64nvme,
             ..Default::default()
         };
-        let expect = expect(
+        let upload = self
+            .store
+            .upload_info(&input.bucket, &input.key, &input.upload_id)
+            .await
+            .map_err(store_error)?;
+        let chosen = UploadChecksum::read(&upload.object.headers);
+        if let Some(chosen) = chosen {
+            chosen.check_part(&sent_algorithms(
+                &checksums,
+                input.checksum_algorithm.as_ref(),
+                &req.headers,
+            ))?;
+        }
+        let mut expect = expect(
             input.content_md5.as_deref(),
             checksums.clone(),
             input.checksum_algorithm.as_ref(),
             &req.headers,
             req.trailing_headers,
         )?;
+        // The part keeps its checksum in the upload's algorithm (verified against what the
+        // client sent, header or trailer), to make the object's checksum when it completes.
+        let mut new = NewPart::default();
+        if let Some(chosen) = chosen {
+            let slot = Arc::new(std::sync::OnceLock::new());
+            expect.verified_trailer = Some(slot.clone());
+            expect.record = Some(chosen.algorithm.header());
+            new.trailing = Some(slot);
+        }
         let body = verify::verified(input.body.unwrap_or_else(empty_body), expect);
         let part = self
             .store
-            .put_part(&input.bucket, &input.key, &input.upload_id, number, body)
+            .put_part(
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                number,
+                new,
+                body,
+            )
             .await
             .map_err(store_error)?;
+        let checksums = match chosen {
+            Some(_) => part_checksum(chosen, &part),
+            None => checksums,
+        };
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(part.etag)),
             checksum_crc32: checksums.checksum_crc32,
@@ -981,6 +1090,12 @@ impl Objects {
             ));
         };
         let range = copy_range(input.copy_source_range.as_deref())?;
+        let upload = self
+            .store
+            .upload_info(&input.bucket, &input.key, &input.upload_id)
+            .await
+            .map_err(store_error)?;
+        let chosen = UploadChecksum::read(&upload.object.headers);
         let (source, body) = self
             .store
             .get_object(source_bucket, source_key, range)
@@ -1003,16 +1118,51 @@ impl Objects {
             s3s::S3ErrorCode::NotModified => precondition_failed(),
             _ => error,
         })?;
+        // A copied part's checksum in the upload's algorithm is computed as it is copied.
+        let mut new = NewPart::default();
+        let body = match chosen {
+            Some(chosen) => {
+                let slot = Arc::new(std::sync::OnceLock::new());
+                new.trailing = Some(slot.clone());
+                let mut hasher = ChecksumHasher::default();
+                verify::enable(&mut hasher, chosen.algorithm.name())?;
+                verify::verified(
+                    body,
+                    Expect {
+                        md5: None,
+                        checksums: Checksum::default(),
+                        hasher,
+                        trailers: None,
+                        verified_trailer: Some(slot),
+                        record: Some(chosen.algorithm.header()),
+                        limit: crate::MAX_PUT_BYTES,
+                    },
+                )
+            }
+            None => body,
+        };
         let part = self
             .store
-            .put_part(&input.bucket, &input.key, &input.upload_id, number, body)
+            .put_part(
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                number,
+                new,
+                body,
+            )
             .await
             .map_err(store_error)?;
+        let checksum = part_checksum(chosen, &part);
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(part.etag)),
                 last_modified: Some(meta::timestamp(part.last_modified_ms)),
-                ..Default::default()
+                checksum_crc32: checksum.checksum_crc32,
+                checksum_crc32c: checksum.checksum_crc32c,
+                checksum_sha1: checksum.checksum_sha1,
+                checksum_sha256: checksum.checksum_sha256,
+                checksum_crc64nvme: checksum.checksum_crc64nvme,
             }),
             ..Default::default()
         }))
@@ -1035,12 +1185,85 @@ impl Objects {
             .and_then(|m| m.parts)
             .filter(|p| !p.is_empty())
             .ok_or_else(malformed)?;
+        let (upload, stored) = self
+            .store
+            .upload(&input.bucket, &input.key, &input.upload_id)
+            .await
+            .map_err(store_error)?;
+        let chosen = UploadChecksum::read(&upload.object.headers);
+        if let Some(kind) = &input.checksum_type
+            && chosen.is_none_or(|c| !c.kind().as_str().eq_ignore_ascii_case(kind.as_str()))
+        {
+            return Err(S3Error::with_message(
+                s3s::S3ErrorCode::InvalidRequest,
+                format!(
+                    "The upload was created using the {} checksum mode. The complete request \
+                     must use the same checksum mode.",
+                    chosen.map_or("null".to_owned(), |c| c.kind().as_str().to_owned())
+                ),
+            ));
+        }
         let mut parts = Vec::with_capacity(listed.len());
-        for part in listed {
+        let mut sums: Vec<(&str, u64)> = Vec::new();
+        for part in &listed {
             let number = part.part_number.ok_or_else(malformed)?;
             let number = u32::try_from(number).map_err(|_| malformed())?;
-            let etag = part.e_tag.map(ETag::into_value).ok_or_else(malformed)?;
+            let etag = part
+                .e_tag
+                .clone()
+                .map(ETag::into_value)
+                .ok_or_else(malformed)?;
+            let listed_sum = Checksum {
+                checksum_crc32: part.checksum_crc32.clone(),
+                checksum_crc32c: part.checksum_crc32c.clone(),
+                checksum_sha1: part.checksum_sha1.clone(),
+                checksum_sha256: part.checksum_sha256.clone(),
+                checksum_crc64nvme: part.checksum_crc64nvme.clone(),
+                ..Default::default()
+            };
+            let found = stored.iter().find(|p| p.number == number);
+            let stored_sum = chosen.and_then(|c| found?.headers.get(c.algorithm.header()));
+            match checksums::check_listed(chosen, number, &listed_sum, stored_sum) {
+                Ok(()) => {}
+                Err(Listed::Missing(error)) => return Err(error),
+                Err(Listed::NotThePart) => return Err(invalid_part()),
+            }
+            if let (Some(sum), Some(found)) = (stored_sum, found) {
+                sums.push((sum.as_str(), found.size));
+            }
             parts.push((number, etag));
+        }
+        // The object's checksum, made of its parts' (and checked against the whole-object
+        // checksum the request may carry).
+        let mut headers = std::collections::BTreeMap::new();
+        let mut object_checksum = Checksum::default();
+        if let Some(chosen) = chosen {
+            let value = chosen.combine(&sums)?;
+            let requested = Checksum {
+                checksum_crc32: input.checksum_crc32.clone(),
+                checksum_crc32c: input.checksum_crc32c.clone(),
+                checksum_sha1: input.checksum_sha1.clone(),
+                checksum_sha256: input.checksum_sha256.clone(),
+                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+                ..Default::default()
+            };
+            if let Some(requested) = chosen.algorithm.value_in(&requested) {
+                let requested = match chosen.full_object || requested.contains('-') {
+                    true => requested.clone(),
+                    false => format!("{requested}-{}", sums.len()),
+                };
+                if requested != value {
+                    return Err(S3Error::with_message(
+                        s3s::S3ErrorCode::BadDigest,
+                        format!(
+                            "The {} you specified did not match the calculated checksum.",
+                            chosen.algorithm.name().to_ascii_lowercase()
+                        ),
+                    ));
+                }
+            }
+            headers.insert(chosen.algorithm.header().to_owned(), value.clone());
+            object_checksum = chosen.into_checksum(value);
         }
         let condition = match (&input.if_none_match, &input.if_match) {
             (Some(ETagCondition::Any), None) => PutCondition::IfAbsent,
@@ -1062,6 +1285,7 @@ impl Objects {
                 &input.key,
                 &input.upload_id,
                 &parts,
+                headers,
                 condition,
             )
             .await
@@ -1071,6 +1295,12 @@ impl Objects {
             bucket: Some(input.bucket),
             key: Some(input.key),
             e_tag: Some(meta::etag(&info)),
+            checksum_crc32: object_checksum.checksum_crc32,
+            checksum_crc32c: object_checksum.checksum_crc32c,
+            checksum_sha1: object_checksum.checksum_sha1,
+            checksum_sha256: object_checksum.checksum_sha256,
+            checksum_crc64nvme: object_checksum.checksum_crc64nvme,
+            checksum_type: chosen.map(UploadChecksum::kind),
             ..Default::default()
         }))
     }
@@ -1095,11 +1325,12 @@ impl Objects {
         let max = max_keys(input.max_parts)?;
         let marker = u32::try_from(input.part_number_marker.unwrap_or(0))
             .map_err(|_| s3_error!(InvalidArgument, "part-number-marker cannot be negative"))?;
-        let (_, parts) = self
+        let (upload, parts) = self
             .store
             .upload(&input.bucket, &input.key, &input.upload_id)
             .await
             .map_err(store_error)?;
+        let chosen = UploadChecksum::read(&upload.object.headers);
         let mut after: Vec<PartInfo> = parts.into_iter().filter(|p| p.number > marker).collect();
         let truncated = after.len() > max;
         after.truncate(max);
@@ -1118,15 +1349,25 @@ impl Objects {
             parts: Some(
                 after
                     .into_iter()
-                    .map(|p| Part {
-                        e_tag: Some(ETag::Strong(p.etag)),
-                        last_modified: Some(meta::timestamp(p.last_modified_ms)),
-                        part_number: Some(p.number as i32),
-                        size: Some(p.size as i64),
-                        ..Default::default()
+                    .map(|p| {
+                        let checksum = part_checksum(chosen, &p);
+                        Part {
+                            e_tag: Some(ETag::Strong(p.etag)),
+                            last_modified: Some(meta::timestamp(p.last_modified_ms)),
+                            part_number: Some(p.number as i32),
+                            size: Some(p.size as i64),
+                            checksum_crc32: checksum.checksum_crc32,
+                            checksum_crc32c: checksum.checksum_crc32c,
+                            checksum_sha1: checksum.checksum_sha1,
+                            checksum_sha256: checksum.checksum_sha256,
+                            checksum_crc64nvme: checksum.checksum_crc64nvme,
+                        }
                     })
                     .collect(),
             ),
+            checksum_algorithm: chosen
+                .map(|c| ChecksumAlgorithm::from(c.algorithm.name().to_owned())),
+            checksum_type: chosen.map(UploadChecksum::kind),
             ..Default::default()
         }))
     }

@@ -8,7 +8,7 @@ use futures::Stream;
 use md5::{Digest, Md5};
 use nimbus_store::{BoxError, ByteStream};
 use s3s::checksum::ChecksumHasher;
-use s3s::dto::{Checksum, StreamingBlob};
+use s3s::dto::Checksum;
 use s3s::{S3Error, s3_error};
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -57,6 +57,10 @@ pub(crate) struct Expect {
     pub trailers: Option<s3s::TrailingHeaders>,
     /// Where the trailer's checksums go once verified, to be stored with the object.
     pub verified_trailer: Option<Arc<OnceLock<BTreeMap<String, String>>>>,
+    /// The checksum (by header name, its hasher enabled) whose computed value joins the
+    /// trailer's in `verified_trailer`: a part's checksum in its upload's algorithm, however it
+    /// came — or computed here, for a part copied from an object.
+    pub record: Option<&'static str>,
     pub limit: u64,
 }
 
@@ -115,7 +119,11 @@ pub(crate) fn enable_expected(hasher: &mut ChecksumHasher, expected: &Checksum) 
 }
 
 /// `body`, checked against `expect` as it streams.
-pub(crate) fn verified(body: StreamingBlob, expect: Expect) -> ByteStream {
+pub(crate) fn verified<S, E>(body: S, expect: Expect) -> ByteStream
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
+    E: Into<BoxError>,
+{
     Box::pin(Verified {
         body,
         state: Some(State {
@@ -124,14 +132,15 @@ pub(crate) fn verified(body: StreamingBlob, expect: Expect) -> ByteStream {
             hasher: expect.hasher,
             trailers: expect.trailers,
             verified_trailer: expect.verified_trailer,
+            record: expect.record,
             limit: expect.limit,
             seen: 0,
         }),
     })
 }
 
-struct Verified {
-    body: StreamingBlob,
+struct Verified<S> {
+    body: S,
     /// `None` once the stream has ended.
     state: Option<State>,
 }
@@ -142,6 +151,7 @@ struct State {
     hasher: ChecksumHasher,
     trailers: Option<s3s::TrailingHeaders>,
     verified_trailer: Option<Arc<OnceLock<BTreeMap<String, String>>>>,
+    record: Option<&'static str>,
     limit: u64,
     seen: u64,
 }
@@ -192,6 +202,19 @@ impl State {
                 .or(value("x-amz-checksum-crc64nvme"));
         }
         let computed = self.hasher.finalize();
+        if let Some(name) = self.record {
+            let value = match name {
+                "x-amz-checksum-crc32" => computed.checksum_crc32.as_ref(),
+                "x-amz-checksum-crc32c" => computed.checksum_crc32c.as_ref(),
+                "x-amz-checksum-sha1" => computed.checksum_sha1.as_ref(),
+                "x-amz-checksum-sha256" => computed.checksum_sha256.as_ref(),
+                "x-amz-checksum-crc64nvme" => computed.checksum_crc64nvme.as_ref(),
+                _ => None,
+            };
+            if let Some(value) = value {
+                from_trailer.insert(name.to_owned(), value.clone());
+            }
+        }
         mismatch(
             expected.checksum_crc32.as_ref(),
             computed.checksum_crc32.as_ref(),
@@ -227,7 +250,11 @@ impl State {
     }
 }
 
-impl Stream for Verified {
+impl<S, E> Stream for Verified<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Into<BoxError>,
+{
     type Item = Result<Bytes, BoxError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -251,7 +278,7 @@ impl Stream for Verified {
             }
             Some(Err(error)) => {
                 this.state = None;
-                Poll::Ready(Some(Err(error)))
+                Poll::Ready(Some(Err(error.into())))
             }
             None => match this.state.take().map(State::finish) {
                 Some(Err(error)) => Poll::Ready(Some(Err(Box::new(error)))),
@@ -265,6 +292,7 @@ impl Stream for Verified {
 mod tests {
     use super::*;
     use futures::TryStreamExt;
+    use s3s::dto::StreamingBlob;
 
     fn blob(chunks: &[&'static [u8]]) -> StreamingBlob {
         let chunks: Vec<Result<Bytes, std::io::Error>> =
@@ -285,6 +313,7 @@ mod tests {
             hasher,
             trailers: None,
             verified_trailer: None,
+            record: None,
             limit,
         }
     }

@@ -31,13 +31,13 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use nimbus_store::objects::{MAX_PART_NUMBER, MIN_PART_BYTES, check_key, multipart_etag};
 use nimbus_store::{
-    BucketInfo, ByteRange, ByteStream, Change, Created, Listing, NewObject, NotificationRule,
-    ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo, PutCondition,
-    StoreError, UploadInfo,
+    BucketInfo, ByteRange, ByteStream, Change, Created, Listing, NewObject, NewPart,
+    NotificationRule, ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo,
+    PutCondition, StoreError, UploadInfo,
 };
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -666,6 +666,11 @@ impl Inner {
         Ok(())
     }
 
+    fn upload_info(&self, (bucket, key, upload): (&str, &str, &str)) -> ObjectResult<UploadInfo> {
+        let txn = self.db.begin_read().map_err(db)?;
+        Inner::read_upload(&txn.open_table(UPLOADS).map_err(db)?, bucket, key, upload)
+    }
+
     fn upload(
         &self,
         (bucket, key, upload): (&str, &str, &str),
@@ -702,6 +707,7 @@ impl Inner {
         &self,
         (bucket, key, upload): (&str, &str, &str),
         listed: &[(u32, String)],
+        headers: BTreeMap<String, String>,
         condition: &PutCondition,
     ) -> ObjectResult<ObjectInfo> {
         let txn = self.db.begin_write().map_err(db)?;
@@ -745,6 +751,8 @@ impl Inner {
             }
             let etag = multipart_etag(&etags)
                 .ok_or_else(|| ObjectError::backend("a stored part's ETag is not hex MD5"))?;
+            let mut object_headers = upload_info.object.headers.clone();
+            object_headers.extend(headers);
             let stored = Stored {
                 info: ObjectInfo {
                     key: upload_info.key.clone(),
@@ -752,7 +760,7 @@ impl Inner {
                     etag,
                     last_modified_ms: now_ms(),
                     content_type: upload_info.object.content_type.clone(),
-                    headers: upload_info.object.headers.clone(),
+                    headers: object_headers,
                 },
                 blob: String::new(),
                 inline: false,
@@ -1261,6 +1269,7 @@ impl ObjectStore for RedbStore {
         key: &str,
         upload: &str,
         number: u32,
+        new: NewPart,
         body: ByteStream,
     ) -> ObjectResult<PartInfo> {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
@@ -1274,12 +1283,17 @@ impl ObjectStore for RedbStore {
         })
         .await?;
         let (blob, size, etag) = self.write_blob(body, true).await?;
+        let mut headers = new.headers;
+        if let Some(trailing) = new.trailing.as_ref().and_then(|t| t.get()) {
+            headers.extend(trailing.clone());
+        }
         let part = StoredPart {
             info: PartInfo {
                 number,
                 size,
                 etag,
                 last_modified_ms: now_ms(),
+                headers,
             },
             blob: blob.clone(),
         };
@@ -1295,6 +1309,12 @@ impl ObjectStore for RedbStore {
                 Err(error)
             }
         }
+    }
+
+    async fn upload_info(&self, bucket: &str, key: &str, upload: &str) -> ObjectResult<UploadInfo> {
+        let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload.to_owned());
+        self.blocking(move |inner| inner.upload_info((&b, &k, &u)))
+            .await
     }
 
     async fn upload(
@@ -1318,11 +1338,12 @@ impl ObjectStore for RedbStore {
         key: &str,
         upload: &str,
         parts: &[(u32, String)],
+        headers: BTreeMap<String, String>,
         condition: PutCondition,
     ) -> ObjectResult<ObjectInfo> {
         let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload.to_owned());
         let parts = parts.to_vec();
-        self.blocking(move |inner| inner.complete_upload((&b, &k, &u), &parts, &condition))
+        self.blocking(move |inner| inner.complete_upload((&b, &k, &u), &parts, headers, &condition))
             .await
     }
 
@@ -1468,12 +1489,19 @@ mod tests {
                 .await
                 .unwrap();
             let e1 = store
-                .put_part("b", "done", &done.id, 1, body(&[&five]))
+                .put_part("b", "done", &done.id, 1, NewPart::default(), body(&[&five]))
                 .await
                 .unwrap()
                 .etag;
             let e2 = store
-                .put_part("b", "done", &done.id, 2, body(&[b"tail"]))
+                .put_part(
+                    "b",
+                    "done",
+                    &done.id,
+                    2,
+                    NewPart::default(),
+                    body(&[b"tail"]),
+                )
                 .await
                 .unwrap()
                 .etag;
@@ -1483,6 +1511,7 @@ mod tests {
                     "done",
                     &done.id,
                     &[(1, e1), (2, e2)],
+                    BTreeMap::new(),
                     PutCondition::Always,
                 )
                 .await
@@ -1492,7 +1521,14 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .put_part("b", "pending", &pending.id, 1, body(&[b"p"]))
+                .put_part(
+                    "b",
+                    "pending",
+                    &pending.id,
+                    1,
+                    NewPart::default(),
+                    body(&[b"p"]),
+                )
                 .await
                 .unwrap();
             (done, pending)

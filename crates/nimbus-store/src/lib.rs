@@ -37,9 +37,9 @@ pub use kv::{
     KeyPage, KvChange, KvCondition, KvEntry, KvError, KvEvent, KvResult, KvStore, KvStoreId,
 };
 pub use objects::{
-    BucketInfo, ByteRange, ByteStream, Change, Created, Listing, NewObject, NotificationRule,
-    ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo, PutCondition,
-    UploadInfo,
+    BucketInfo, ByteRange, ByteStream, Change, Created, Listing, NewObject, NewPart,
+    NotificationRule, ObjectError, ObjectEvent, ObjectInfo, ObjectResult, ObjectStore, PartInfo,
+    PutCondition, UploadInfo,
 };
 pub use queue::{
     BoxError, Committed, Condition, Durability, EventTable, Expect, Queue, QueueError, QueueResult,

@@ -268,6 +268,18 @@ pub struct PartInfo {
     /// Lower-case hex MD5 of the part's bytes, unquoted.
     pub etag: String,
     pub last_modified_ms: u64,
+    /// What the part's put stored beside it ([`NewPart::headers`] and its trailing ones).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What a part's put stores beside its bytes: headers (the S3 service keeps the part's
+/// checksum here), and those known only once the body has been read, as for
+/// [`NewObject::trailing`].
+#[derive(Debug, Clone, Default)]
+pub struct NewPart {
+    pub headers: BTreeMap<String, String>,
+    pub trailing: Option<Arc<std::sync::OnceLock<BTreeMap<String, String>>>>,
 }
 
 /// A multipart upload in progress.
@@ -337,6 +349,8 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         object: NewObject,
     ) -> ObjectResult<UploadInfo>;
+    /// The upload, without its parts.
+    async fn upload_info(&self, bucket: &str, key: &str, upload: &str) -> ObjectResult<UploadInfo>;
     /// Store part `number` (1 to [`MAX_PART_NUMBER`]) of an upload, replacing an earlier part
     /// of that number.
     async fn put_part(
@@ -345,6 +359,7 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         upload: &str,
         number: u32,
+        part: NewPart,
         body: ByteStream,
     ) -> ObjectResult<PartInfo>;
     /// The upload and its parts, by number.
@@ -359,13 +374,15 @@ pub trait ObjectStore: Send + Sync {
     /// Make the listed parts (number, ETag), in ascending order, one object — atomically, if
     /// `condition` holds — and end the upload; parts not listed are discarded. Every part but
     /// the last is at least [`MIN_PART_BYTES`]. The object's ETag is S3's multipart ETag: the
-    /// MD5 of the parts' binary MD5s, `-` and the part count.
+    /// MD5 of the parts' binary MD5s, `-` and the part count. `headers` join those the upload
+    /// was created with (the S3 service adds the object's checksum, made of the parts').
     async fn complete_upload(
         &self,
         bucket: &str,
         key: &str,
         upload: &str,
         parts: &[(u32, String)],
+        headers: BTreeMap<String, String>,
         condition: PutCondition,
     ) -> ObjectResult<ObjectInfo>;
     /// Discard an upload and its parts.

@@ -2,7 +2,7 @@
 
 use crate::BoxError;
 use crate::objects::{
-    ByteRange, ByteStream, Change, Created, MIN_PART_BYTES, NewObject, NotificationRule,
+    ByteRange, ByteStream, Change, Created, MIN_PART_BYTES, NewObject, NewPart, NotificationRule,
     ObjectError, ObjectStore, PutCondition, multipart_etag,
 };
 use bytes::Bytes;
@@ -25,6 +25,7 @@ pub async fn run_all<S: ObjectStore>(make: impl Fn() -> S) {
     multipart_readers_finish_the_version_they_began(&make()).await;
     changes_record_events_in_their_own_commit(&make()).await;
     headers_known_at_the_end_of_the_body_are_stored(&make()).await;
+    parts_keep_their_headers_and_completion_adds_the_objects(&make()).await;
     concurrent_puts_each_commit_once_and_conditions_see_each_other(&make()).await;
 }
 
@@ -473,7 +474,14 @@ async fn part(
 ) -> String {
     let chunks: Vec<&[u8]> = bytes.chunks(1 << 20).collect();
     store
-        .put_part(bucket, key, upload, number, body(&chunks))
+        .put_part(
+            bucket,
+            key,
+            upload,
+            number,
+            NewPart::default(),
+            body(&chunks),
+        )
         .await
         .expect("put part")
         .etag
@@ -518,6 +526,7 @@ pub async fn multipart_uploads_join_their_parts_in_order(store: &impl ObjectStor
             "movie.mp4",
             &upload.id,
             &[(1, e1.clone()), (2, format!("\"{e2}\"")), (3, e3.clone())],
+            BTreeMap::new(),
             PutCondition::Always,
         )
         .await
@@ -562,7 +571,14 @@ pub async fn multipart_uploads_join_their_parts_in_order(store: &impl ObjectStor
     assert!(store.uploads("m", "").await.unwrap().is_empty());
     assert!(matches!(
         store
-            .put_part("m", "movie.mp4", &upload.id, 4, body(&[b"late"]))
+            .put_part(
+                "m",
+                "movie.mp4",
+                &upload.id,
+                4,
+                NewPart::default(),
+                body(&[b"late"])
+            )
             .await,
         Err(ObjectError::NoSuchUpload(_))
     ));
@@ -592,7 +608,14 @@ pub async fn completing_checks_order_etags_and_sizes_and_changes_nothing_when_re
         ),
     ] {
         let result = store
-            .complete_upload("c", "k", &upload.id, &listed, PutCondition::Always)
+            .complete_upload(
+                "c",
+                "k",
+                &upload.id,
+                &listed,
+                BTreeMap::new(),
+                PutCondition::Always,
+            )
             .await;
         match (refused, result) {
             ("out of order" | "repeated", Err(ObjectError::InvalidPartOrder)) => {}
@@ -608,6 +631,7 @@ pub async fn completing_checks_order_etags_and_sizes_and_changes_nothing_when_re
                 "k",
                 &upload.id,
                 &[(1, e1.clone()), (3, e3.clone())],
+                BTreeMap::new(),
                 PutCondition::IfAbsent
             )
             .await,
@@ -629,7 +653,14 @@ pub async fn completing_checks_order_etags_and_sizes_and_changes_nothing_when_re
     );
     assert!(matches!(
         store
-            .put_part("c", "other-key", &upload.id, 1, body(&[b"x"]))
+            .put_part(
+                "c",
+                "other-key",
+                &upload.id,
+                1,
+                NewPart::default(),
+                body(&[b"x"])
+            )
             .await,
         Err(ObjectError::NoSuchUpload(_))
     ));
@@ -640,6 +671,7 @@ pub async fn completing_checks_order_etags_and_sizes_and_changes_nothing_when_re
             "k",
             &upload.id,
             &[(1, e1), (3, e3)],
+            BTreeMap::new(),
             PutCondition::Always,
         )
         .await
@@ -647,12 +679,21 @@ pub async fn completing_checks_order_etags_and_sizes_and_changes_nothing_when_re
     assert_eq!(info.size, min as u64 + 4);
     assert!(matches!(
         store
-            .put_part("c", "k", "no-such-upload", 1, body(&[b"x"]))
+            .put_part(
+                "c",
+                "k",
+                "no-such-upload",
+                1,
+                NewPart::default(),
+                body(&[b"x"])
+            )
             .await,
         Err(ObjectError::NoSuchUpload(_))
     ));
     assert!(matches!(
-        store.put_part("c", "k", &upload.id, 0, body(&[b"x"])).await,
+        store
+            .put_part("c", "k", &upload.id, 0, NewPart::default(), body(&[b"x"]))
+            .await,
         Err(ObjectError::InvalidPart(0))
     ));
 }
@@ -676,6 +717,7 @@ pub async fn aborted_uploads_and_deleted_buckets_take_their_parts(store: &impl O
                 "k",
                 &upload.id,
                 &[(1, "x".into())],
+                BTreeMap::new(),
                 PutCondition::Always
             )
             .await,
@@ -711,6 +753,7 @@ pub async fn multipart_readers_finish_the_version_they_began(store: &impl Object
             "k",
             &upload.id,
             &[(1, e1), (2, e2)],
+            BTreeMap::new(),
             PutCondition::Always,
         )
         .await
@@ -865,6 +908,7 @@ pub async fn changes_record_events_in_their_own_commit(store: &impl ObjectStore)
             "in/big.jpg",
             &upload.id,
             &[(1, e1)],
+            BTreeMap::new(),
             PutCondition::Always,
         )
         .await
@@ -911,6 +955,88 @@ pub async fn headers_known_at_the_end_of_the_body_are_stored(store: &impl Object
     assert_eq!(info.headers["x-amz-checksum-crc32"], "trailer");
     assert_eq!(info.headers["x-amz-meta-a"], "1");
     assert_eq!(info.size, 7);
+}
+
+/// A body of `bytes` that sets `slot` to `trailing` as it ends, as an `aws-chunked` trailer
+/// arrives after the last chunk.
+fn body_with_trailer(
+    bytes: &'static [u8],
+    slot: std::sync::Arc<std::sync::OnceLock<BTreeMap<String, String>>>,
+    trailing: BTreeMap<String, String>,
+) -> ByteStream {
+    Box::pin(
+        futures::stream::iter([Ok(Bytes::from_static(bytes))]).chain(futures::stream::once(
+            async move {
+                let _ = slot.set(trailing);
+                Ok(Bytes::new())
+            },
+        )),
+    )
+}
+
+pub async fn parts_keep_their_headers_and_completion_adds_the_objects(store: &impl ObjectStore) {
+    store.create_bucket("ph", None).await.unwrap();
+    let object = NewObject {
+        headers: BTreeMap::from([("x-amz-checksum-algorithm".into(), "CRC32".into())]),
+        ..NewObject::default()
+    };
+    let upload = store.create_upload("ph", "k", object).await.unwrap();
+    assert_eq!(
+        store.upload_info("ph", "k", &upload.id).await.unwrap(),
+        upload
+    );
+    assert!(matches!(
+        store.upload_info("ph", "other", &upload.id).await,
+        Err(ObjectError::NoSuchUpload(_))
+    ));
+    let first = pattern(7, MIN_PART_BYTES as usize);
+    let given = NewPart {
+        headers: BTreeMap::from([("x-amz-checksum-crc32".into(), "given".into())]),
+        trailing: None,
+    };
+    let chunks: Vec<&[u8]> = first.chunks(1 << 20).collect();
+    let one = store
+        .put_part("ph", "k", &upload.id, 1, given, body(&chunks))
+        .await
+        .unwrap();
+    assert_eq!(one.headers["x-amz-checksum-crc32"], "given");
+    let slot = std::sync::Arc::new(std::sync::OnceLock::new());
+    let late = NewPart {
+        headers: BTreeMap::new(),
+        trailing: Some(slot.clone()),
+    };
+    let trailer = BTreeMap::from([("x-amz-checksum-crc32".to_owned(), "trailer".to_owned())]);
+    let two = store
+        .put_part(
+            "ph",
+            "k",
+            &upload.id,
+            2,
+            late,
+            body_with_trailer(b"tail", slot, trailer),
+        )
+        .await
+        .unwrap();
+    assert_eq!(two.headers["x-amz-checksum-crc32"], "trailer");
+    let (_, parts) = store.upload("ph", "k", &upload.id).await.unwrap();
+    assert_eq!(parts, [one.clone(), two.clone()]);
+    let info = store
+        .complete_upload(
+            "ph",
+            "k",
+            &upload.id,
+            &[(1, one.etag), (2, two.etag)],
+            BTreeMap::from([("x-amz-checksum-crc32".into(), "whole-2".into())]),
+            PutCondition::Always,
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.headers["x-amz-checksum-crc32"], "whole-2");
+    assert_eq!(info.headers["x-amz-checksum-algorithm"], "CRC32");
+    assert_eq!(
+        store.head_object("ph", "k").await.unwrap().headers,
+        info.headers
+    );
 }
 
 pub async fn concurrent_puts_each_commit_once_and_conditions_see_each_other(
