@@ -129,6 +129,7 @@ mod tests {
             last_modified_ms: 0,
             content_type: object.content_type,
             headers: object.headers,
+            parts: Vec::new(),
         };
         let back = Described::of(&info);
         assert_eq!(back.content_type.as_deref(), Some("image/png"));

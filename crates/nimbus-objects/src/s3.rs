@@ -93,6 +93,35 @@ fn check_read(
 }
 
 /// S3's answer to a `partNumber` other than 1 on a single-part object.
+/// What a read asks for: a range or a part (`partNumber`), not both, as S3 says.
+fn read_range(range: Option<&Range>, part: Option<i32>) -> S3Result<Option<ByteRange>> {
+    match (range, part) {
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        )),
+        (Some(range), None) => Ok(Some(byte_range(range))),
+        (None, Some(n)) => match u32::try_from(n) {
+            Ok(n) if (1..=nimbus_store::objects::MAX_PART_NUMBER).contains(&n) => {
+                Ok(Some(ByteRange::Part(n)))
+            }
+            _ => Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+/// How many parts a read by part number reports (none for other reads, as S3).
+fn parts_count(range: Option<ByteRange>, info: &ObjectInfo) -> Option<i32> {
+    match range {
+        Some(ByteRange::Part(_)) if !info.parts.is_empty() => Some(info.parts.len() as i32),
+        _ => None,
+    }
+}
+
 fn invalid_part_number() -> S3Error {
     let mut error = S3Error::with_message(
         s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
@@ -132,13 +161,21 @@ impl s3s::stream::ByteStream for Outgoing {
 
 /// How many bytes a read of `range` in an object of `size` answers, and its `Content-Range`
 /// (none for the whole object).
-fn extent(range: Option<ByteRange>, size: u64) -> S3Result<(u64, Option<String>)> {
-    let Some(range) = range else {
-        return Ok((size, None));
+/// The length a read answers and its `Content-Range`, if it reads less than the whole object
+/// (a part of a single-part object is the whole object).
+fn extent(range: Option<ByteRange>, info: &ObjectInfo) -> S3Result<(u64, Option<String>)> {
+    let size = info.size;
+    let range = match range {
+        None => return Ok((size, None)),
+        Some(ByteRange::Part(_)) if info.parts.is_empty() => return Ok((size, None)),
+        Some(range) => range,
     };
     let bytes = range
-        .resolve(size)
-        .ok_or_else(|| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+        .resolve(size, &info.parts)
+        .ok_or_else(|| match range {
+            ByteRange::Part(_) => invalid_part_number(),
+            _ => s3_error!(InvalidRange, "The requested range is not satisfiable"),
+        })?;
     let content_range = format!(
         "bytes {}-{}/{size}",
         bytes.start,
@@ -493,15 +530,17 @@ impl Objects {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        if input.part_number.is_some_and(|n| n != 1) {
-            return Err(invalid_part_number());
-        }
-        let range = input.range.as_ref().map(byte_range);
+        let range = read_range(input.range.as_ref(), input.part_number)?;
         let (info, body) = self
             .store
             .get_object(&input.bucket, &input.key, range)
             .await
-            .map_err(store_error)?;
+            .map_err(|error| match (error, range) {
+                (nimbus_store::ObjectError::InvalidRange { .. }, Some(ByteRange::Part(_))) => {
+                    invalid_part_number()
+                }
+                (error, _) => store_error(error),
+            })?;
         check_read(
             &info,
             input.if_match.as_ref(),
@@ -510,7 +549,7 @@ impl Objects {
             input.if_unmodified_since.as_ref(),
         )?;
         // The store already refused a range outside the object.
-        let (length, content_range) = extent(range, info.size)?;
+        let (length, content_range) = extent(range, &info)?;
         let whole = content_range.is_none();
         let described = Described::of(&info);
         let checksum = if whole && input.checksum_mode.is_some() {
@@ -542,6 +581,7 @@ impl Objects {
             checksum_sha256: checksum.checksum_sha256,
             checksum_crc64nvme: checksum.checksum_crc64nvme,
             checksum_type,
+            parts_count: parts_count(range, &info),
             ..Default::default()
         }))
     }
@@ -551,9 +591,7 @@ impl Objects {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        if input.part_number.is_some_and(|n| n != 1) {
-            return Err(invalid_part_number());
-        }
+        let range = read_range(input.range.as_ref(), input.part_number)?;
         let info = self
             .store
             .head_object(&input.bucket, &input.key)
@@ -566,7 +604,7 @@ impl Objects {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (length, content_range) = extent(input.range.as_ref().map(byte_range), info.size)?;
+        let (length, content_range) = extent(range, &info)?;
         let described = Described::of(&info);
         let checksum = if content_range.is_none() && input.checksum_mode.is_some() {
             described.checksum
@@ -593,6 +631,7 @@ impl Objects {
             checksum_sha256: checksum.checksum_sha256,
             checksum_crc64nvme: checksum.checksum_crc64nvme,
             checksum_type,
+            parts_count: parts_count(range, &info),
             ..Default::default()
         }))
     }

@@ -303,12 +303,13 @@ impl Inner {
                     bucket: bucket.to_owned(),
                     key: key.to_owned(),
                 })?;
-        let stored: Stored = from_json(value.value()).map_err(store_error)?;
+        let mut stored: Stored = from_json(value.value()).map_err(store_error)?;
+        stored.info.parts = stored.segments.iter().map(|s| s.size).collect();
         if !stored.inline {
             return Ok((stored, None));
         }
         let size = stored.info.size;
-        let bytes = match range.map(|r| r.resolve(size)) {
+        let bytes = match range.map(|r| r.resolve(size, &[])) {
             None => 0..size,
             Some(Some(bytes)) => bytes,
             Some(None) => return Err(ObjectError::InvalidRange { size }),
@@ -761,6 +762,7 @@ impl Inner {
                     last_modified_ms: now_ms(),
                     content_type: upload_info.object.content_type.clone(),
                     headers: object_headers,
+                    parts: segments.iter().map(|s| s.size).collect(),
                 },
                 blob: String::new(),
                 inline: false,
@@ -1127,6 +1129,7 @@ impl ObjectStore for RedbStore {
                 last_modified_ms: now_ms(),
                 content_type: object.content_type,
                 headers,
+                parts: Vec::new(),
             },
             blob: blob.clone(),
             inline,
@@ -1175,7 +1178,7 @@ impl ObjectStore for RedbStore {
             let size = stored.info.size;
             let (start, end) = match range {
                 None => (0, size),
-                Some(range) => match range.resolve(size) {
+                Some(range) => match range.resolve(size, &stored.info.parts) {
                     Some(bytes) => (bytes.start, bytes.end),
                     None => return Err(ObjectError::InvalidRange { size }),
                 },

@@ -214,6 +214,10 @@ pub struct ObjectInfo {
     pub last_modified_ms: u64,
     pub content_type: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// A multipart object's part sizes, in order, as a read of it (head, get, a completion)
+    /// reports them; empty for a single-part object, and in listings.
+    #[serde(skip)]
+    pub parts: Vec<u64>,
 }
 
 /// The part of an object a read asks for (HTTP's byte ranges, resolved against the size of the
@@ -224,13 +228,23 @@ pub enum ByteRange {
     From { start: u64, end: Option<u64> },
     /// The last `n` bytes (all of them if the object is shorter).
     Suffix(u64),
+    /// Part `n` (from 1) of a multipart object, however few bytes it has; a single-part
+    /// object is its own part 1.
+    Part(u32),
 }
 
 impl ByteRange {
-    /// The bytes this range covers in an object of `size` bytes; `None` if it covers none
-    /// (S3's `InvalidRange`).
-    pub fn resolve(self, size: u64) -> Option<Range<u64>> {
+    /// The bytes this range covers in an object of `size` bytes made of `parts` (sizes, in
+    /// order; none for a single-part object); `None` if it covers none (S3's `InvalidRange`,
+    /// or for a part, `InvalidPartNumber`).
+    pub fn resolve(self, size: u64, parts: &[u64]) -> Option<Range<u64>> {
         match self {
+            ByteRange::Part(1) if parts.is_empty() => Some(0..size),
+            ByteRange::Part(n) => {
+                let index = usize::try_from(n).ok()?.checked_sub(1)?;
+                let start: u64 = parts.get(..index)?.iter().sum();
+                Some(start..start + parts.get(index)?)
+            }
             ByteRange::From { start, end } => {
                 let end = end.map_or(size, |end| end.min(size));
                 (start < end).then_some(start..end)

@@ -152,6 +152,19 @@ pub async fn objects_round_trip_in_chunks_with_md5_etags(store: &impl ObjectStor
     let (got, stream) = store.get_object("b", "dir/hello.txt", None).await.unwrap();
     assert_eq!(got, info);
     assert_eq!(read(stream).await, b"hello world");
+    // A single-part object is its own part 1, and has no other.
+    assert!(head.parts.is_empty());
+    let (_, stream) = store
+        .get_object("b", "dir/hello.txt", Some(ByteRange::Part(1)))
+        .await
+        .unwrap();
+    assert_eq!(read(stream).await, b"hello world");
+    assert!(matches!(
+        store
+            .get_object("b", "dir/hello.txt", Some(ByteRange::Part(2)))
+            .await,
+        Err(ObjectError::InvalidRange { .. })
+    ));
     // An empty object is an object.
     let empty = put_with(store, "b", "empty", PutCondition::Always, body(&[]))
         .await
@@ -537,6 +550,30 @@ pub async fn multipart_uploads_join_their_parts_in_order(store: &impl ObjectStor
     assert!(info.etag.ends_with("-3"));
     assert_eq!(info.content_type.as_deref(), Some("video/mp4"));
     assert_eq!(info.headers, object.headers);
+    // Reads report the parts, and read one by its number.
+    let sizes = vec![min as u64, min as u64 + 7, 1000];
+    assert_eq!(info.parts, sizes);
+    assert_eq!(
+        store.head_object("m", "movie.mp4").await.unwrap().parts,
+        sizes
+    );
+    let (part, stream) = store
+        .get_object("m", "movie.mp4", Some(ByteRange::Part(2)))
+        .await
+        .unwrap();
+    assert_eq!(part.parts, sizes);
+    assert!(
+        read(stream).await == two,
+        "part 2 is the second part's bytes"
+    );
+    for beyond in [0, 4] {
+        assert!(matches!(
+            store
+                .get_object("m", "movie.mp4", Some(ByteRange::Part(beyond)))
+                .await,
+            Err(ObjectError::InvalidRange { .. })
+        ));
+    }
     let (_, stream) = store.get_object("m", "movie.mp4", None).await.unwrap();
     assert!(read(stream).await == whole, "the parts, in order");
     // Ranges across part boundaries.
