@@ -20,6 +20,7 @@ mod invocation;
 mod kv;
 mod lambda;
 mod limits;
+mod metrics;
 mod objects;
 mod restart;
 mod scenarios;

@@ -310,6 +310,16 @@ pub fn echoed_claims(text: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// A loopback port nothing listens on now, for a server a test starts that cannot be
+/// handed a listener (it may, rarely, be taken again before that server binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A pinned PyPI package installed (once) into its own directory under `target/py`.
 pub fn python_package(name: &str, requirement: &str) -> PathBuf {
     install_once("py", name, requirement, |dir| {

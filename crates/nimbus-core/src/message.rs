@@ -89,6 +89,10 @@ pub struct MessageMeta {
     /// Set once the message is in a dead-letter queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead: Option<Dead>,
+    /// What the invocation it becomes is started by, when its kind does not say
+    /// (a schedule's tick, a bucket's or a table's change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<crate::Trigger>,
 }
 
 impl MessageMeta {
@@ -103,7 +107,17 @@ impl MessageMeta {
             attributes: BTreeMap::new(),
             invocation: None,
             dead: None,
+            trigger: None,
         }
+    }
+
+    /// What the invocation this message becomes was started by.
+    pub fn trigger(&self) -> crate::Trigger {
+        self.trigger.unwrap_or(match self.kind {
+            MessageKind::Http { .. } => crate::Trigger::Http,
+            MessageKind::Message | MessageKind::Event => crate::Trigger::Pubsub,
+            MessageKind::Raw | MessageKind::Record { .. } => crate::Trigger::Other,
+        })
     }
 }
 

@@ -47,6 +47,45 @@ impl Outcome {
     }
 }
 
+/// What started an invocation, in OpenTelemetry's `faas.trigger` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A request through the gateway (or an HTTP request made asynchronous).
+    Http,
+    /// A queue message or an event from the bus.
+    Pubsub,
+    /// A schedule's tick.
+    Timer,
+    /// A change to a bucket or a table.
+    Datasource,
+    /// Anything else: `nimbus invoke`, an asynchronous invoke, a destination's record, an
+    /// authorizer.
+    #[default]
+    Other,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 5] = [
+        Trigger::Http,
+        Trigger::Pubsub,
+        Trigger::Timer,
+        Trigger::Datasource,
+        Trigger::Other,
+    ];
+
+    /// The `faas.trigger` attribute's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+            Trigger::Pubsub => "pubsub",
+            Trigger::Timer => "timer",
+            Trigger::Datasource => "datasource",
+            Trigger::Other => "other",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvocationRecord {
     /// Position in the function's record log; assigned by the store.
@@ -67,6 +106,9 @@ pub struct InvocationRecord {
     pub duration_us: u64,
     /// Whether a new instance had to be created for this invocation.
     pub cold: bool,
+    /// What started it.
+    #[serde(default)]
+    pub trigger: Trigger,
     pub outcome: Outcome,
     /// HTTP status returned to the client (for platform failures, the status of the error
     /// response nimbus sent); 0 if the client went away before an answer.

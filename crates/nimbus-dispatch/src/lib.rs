@@ -26,9 +26,9 @@
 //!
 //! Decisions ([`admit`], [`is_expired`]) are pure functions; the async code only drives them.
 
-use nimbus_core::{ErrorCode, InvocationRecord, Outcome};
+use nimbus_core::{ErrorCode, InvocationRecord, Outcome, Trigger};
 use nimbus_runtime::{Instance, InvocationContext, InvokeError, LoadedFunction, Request, Response};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
@@ -116,6 +116,8 @@ pub struct Pool {
     idle: Mutex<Vec<IdleInstance>>,
     records: Arc<dyn RecordSink>,
     prewarming: std::sync::atomic::AtomicBool,
+    /// Invocations refused at the concurrency limit ([`DispatchError::Busy`]), ever.
+    throttles: AtomicU64,
 }
 
 impl Pool {
@@ -132,6 +134,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             records,
             prewarming: std::sync::atomic::AtomicBool::new(false),
+            throttles: AtomicU64::new(0),
         })
     }
 
@@ -154,15 +157,24 @@ impl Pool {
         self.config.max_concurrency as usize - self.permits.available_permits()
     }
 
-    /// Run one invocation; returns when the response head is ready.
+    /// Invocations refused at the concurrency limit since the pool started.
+    pub fn throttle_count(&self) -> u64 {
+        self.throttles.load(Ordering::Relaxed)
+    }
+
+    /// Run one invocation that `trigger` started; returns when the response head is ready.
     pub async fn invoke(
         self: &Arc<Self>,
         request: Request,
         request_id: Arc<str>,
+        trigger: Trigger,
     ) -> Result<Response, DispatchError> {
-        let busy = || DispatchError::Busy {
-            max_concurrency: self.config.max_concurrency,
-            retry_after: Duration::from_secs(1),
+        let busy = || {
+            self.throttles.fetch_add(1, Ordering::Relaxed);
+            DispatchError::Busy {
+                max_concurrency: self.config.max_concurrency,
+                retry_after: Duration::from_secs(1),
+            }
         };
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -200,7 +212,7 @@ impl Pool {
                         &request_id,
                         start,
                         start_wall,
-                        true,
+                        (true, trigger),
                         error.outcome(),
                         0,
                         String::new(),
@@ -247,7 +259,7 @@ impl Pool {
                 &request_id,
                 start,
                 start_wall,
-                cold,
+                (cold, trigger),
                 outcome,
                 status,
                 completion.logs,
@@ -335,7 +347,7 @@ impl Pool {
         request_id: &Arc<str>,
         start: Instant,
         start_wall: SystemTime,
-        cold: bool,
+        (cold, trigger): (bool, Trigger),
         outcome: Outcome,
         status: u16,
         logs: String,
@@ -356,6 +368,7 @@ impl Pool {
                 .unwrap_or(0),
             duration_us: start.elapsed().as_micros() as u64,
             cold,
+            trigger,
             outcome,
             status,
             logs,
@@ -450,7 +463,9 @@ mod tests {
         let records = Arc::new(Records::default());
         let pool = Arc::new(Pool::new(function.clone(), config(4, 0), records.clone()));
         for call in 0..4 {
-            let answer = pool.invoke(request(), format!("r{call}").into()).await;
+            let answer = pool
+                .invoke(request(), format!("r{call}").into(), Trigger::Http)
+                .await;
             assert_eq!(answer.is_ok(), call != 2, "call {call}");
             settle(|| records.0.lock().unwrap().len() == call + 1).await;
         }
@@ -463,6 +478,7 @@ mod tests {
         let records = records.0.lock().unwrap();
         let cold: Vec<bool> = records.iter().map(|r| r.cold).collect();
         assert_eq!(cold, [true, false, false, true]);
+        assert!(records.iter().all(|r| r.trigger == Trigger::Http));
         assert_eq!(records[2].outcome, Outcome::Trap);
         assert_eq!(pool.idle_count(), 1);
     }
@@ -476,13 +492,17 @@ mod tests {
             config(4, 0),
             Arc::new(Records::default()),
         ));
-        pool.invoke(request(), "r".into()).await.unwrap();
+        pool.invoke(request(), "r".into(), Trigger::Http)
+            .await
+            .unwrap();
         settle(|| pool.idle_count() == 1).await;
         let now = Instant::now();
         assert_eq!(pool.reap_idle(now), 0, "not idle long enough");
         assert_eq!(pool.reap_idle(now + Duration::from_secs(61)), 1);
         assert_eq!(pool.idle_count(), 0, "scaled to zero");
-        pool.invoke(request(), "r2".into()).await.unwrap();
+        pool.invoke(request(), "r2".into(), Trigger::Http)
+            .await
+            .unwrap();
         assert_eq!(function.instances(), 2, "the next call is a cold start");
     }
 }

@@ -459,7 +459,9 @@ impl Gateway {
         .boxed_unsync();
         let request = http::Request::from_parts(parts, body);
 
-        let result = pool.invoke(request, request_id).await;
+        let result = pool
+            .invoke(request, request_id, nimbus_core::Trigger::Http)
+            .await;
         if exceeded.load(Ordering::Relaxed) {
             return Err(too_large());
         }

@@ -96,6 +96,9 @@ pub struct ServerConfig {
     pub http_redirect: Option<SocketAddr>,
     /// Where the master key comes from (by default `master.key` in the data directory).
     pub master_key: nimbus_seal::KeySource,
+    /// A bearer token that may scrape `/metrics` on the admin listener and nothing else (any
+    /// admin token may scrape too).
+    pub metrics_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -118,6 +121,7 @@ impl ServerConfig {
             smtp_url: None,
             http_redirect: None,
             master_key: nimbus_seal::KeySource::DataDir,
+            metrics_token: None,
         }
     }
 }
@@ -466,7 +470,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             api_keys: api_keys.keys.clone(),
         },
         Arc::new(
-            admin::Access::load(&token, store_for_admin)
+            admin::Access::load(&token, config.metrics_token.as_deref(), store_for_admin)
                 .await
                 .context("load the admin tokens")?,
         ),

@@ -35,6 +35,7 @@ pub struct Platform {
     executor: Arc<dyn Executor>,
     gateway: Arc<Gateway>,
     records: Arc<RecordWriter>,
+    metrics: Arc<nimbus_telemetry::Metrics>,
     deployments: Deployments,
     observer: Arc<dyn DeploymentObserver>,
     provisioner: Arc<dyn Provisioner>,
@@ -104,12 +105,14 @@ impl Platform {
         let pooling = executors.wasm.is_pooling();
         let sandbox = executors.process.capabilities();
         let executor = Arc::new(executors);
-        let records = RecordWriter::start(store.clone(), shutdown.clone(), &tasks);
+        let metrics = Arc::new(nimbus_telemetry::Metrics::new());
+        let records = RecordWriter::start(store.clone(), metrics.clone(), shutdown.clone(), &tasks);
         Arc::new(Platform {
             store,
             executor,
             gateway,
             records,
+            metrics,
             deployments,
             observer,
             provisioner: services.provisioner,
@@ -152,6 +155,26 @@ impl Platform {
 
     fn snapshot(&self) -> Arc<Snapshot> {
         self.deployments.snapshot()
+    }
+
+    /// Every metric in Prometheus's text format: the invocation records' and the present
+    /// state of every deployed version's pool, and of `queues`.
+    pub(crate) fn metrics(&self, queues: &[nimbus_telemetry::QueueState<'_>]) -> String {
+        let snapshot = self.snapshot();
+        let pools = snapshot.iter().flat_map(|(app, deployed)| {
+            deployed
+                .pools
+                .iter()
+                .map(move |(function, pool)| nimbus_telemetry::PoolState {
+                    app,
+                    function,
+                    version: pool.config().version,
+                    busy: pool.busy_count(),
+                    idle: pool.idle_count(),
+                    throttles: pool.throttle_count(),
+                })
+        });
+        self.metrics.render(pools, queues.iter().copied())
     }
 
     /// The current snapshot plus `app`'s new version (or without `app`): what a deploy,

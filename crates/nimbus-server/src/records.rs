@@ -1,11 +1,14 @@
 //! Invocation records leave the hot path through a bounded channel and are written to the
 //! store in batches by one task: records gather for up to 100 ms, then one redb commit writes
 //! them all. If the channel
-//! is full the record is dropped and counted rather than slowing invocations down.
+//! is full the record is dropped and counted rather than slowing invocations down. The same
+//! task feeds each record to the metrics before writing it, so metrics cost the invocation
+//! path nothing.
 
 use nimbus_core::InvocationRecord;
 use nimbus_dispatch::RecordSink;
 use nimbus_store::RecordStore;
+use nimbus_telemetry::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -19,6 +22,7 @@ const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100
 pub(crate) struct RecordWriter {
     sender: mpsc::Sender<Message>,
     dropped: AtomicU64,
+    metrics: Arc<Metrics>,
     /// Closed when the writer task has exited (and released the store).
     done: tokio::sync::watch::Receiver<bool>,
 }
@@ -31,11 +35,13 @@ enum Message {
 impl RecordWriter {
     pub(crate) fn start(
         store: Arc<dyn RecordStore>,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
         tasks: &tokio_util::task::TaskTracker,
     ) -> Arc<RecordWriter> {
         let (sender, mut receiver) = mpsc::channel(CHANNEL);
         let (done_tx, done) = tokio::sync::watch::channel(false);
+        let observer = metrics.clone();
         tasks.spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             let mut waiters = Vec::new();
@@ -65,6 +71,9 @@ impl RecordWriter {
                     }
                 }
                 if !batch.is_empty() {
+                    for record in &batch {
+                        observer.observe(record);
+                    }
                     let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     if let Err(error) = store.append_records(records).await {
                         tracing::warn!(error = %crate::report(&error), "write invocation records");
@@ -80,6 +89,7 @@ impl RecordWriter {
         Arc::new(RecordWriter {
             sender,
             dropped: AtomicU64::new(0),
+            metrics,
             done,
         })
     }
@@ -113,6 +123,7 @@ impl RecordSink for RecordWriter {
             "invocation"
         );
         if self.sender.try_send(Message::Record(record)).is_err() {
+            self.metrics.record_dropped();
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "invocation record channel full; records dropped");

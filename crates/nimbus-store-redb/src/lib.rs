@@ -850,6 +850,7 @@ mod tests {
             start_us: 0,
             duration_us: 0,
             cold: false,
+            trigger: nimbus_core::Trigger::Http,
             outcome: nimbus_core::Outcome::Ok,
             status: 200,
             logs: String::new(),

@@ -344,6 +344,7 @@ fn record(app: &str, function: &str, id: &str) -> InvocationRecord {
         start_us: 0,
         duration_us: 10,
         cold: false,
+        trigger: nimbus_core::Trigger::Http,
         outcome: Outcome::Ok,
         status: 200,
         logs: String::new(),

@@ -299,6 +299,24 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), Failure> {
     config.smtp_url = args.smtp_url.clone();
     config.http_redirect = args.http_redirect;
     config.master_key = master_key_source(args.master_key_file.as_deref())?;
+    if let Some(path) = &args.metrics_token_file {
+        let token = std::fs::read_to_string(path).map_err(|error| {
+            Failure::Usage(format!(
+                "cannot read the metrics token from {}: {error}",
+                path.display()
+            ))
+        })?;
+        let token = token.trim();
+        if token.len() < 16 {
+            return Err(Failure::Usage(format!(
+                "the metrics token in {} is shorter than 16 characters; use a long random one \
+                 (`openssl rand -hex 32 > {}`)",
+                path.display(),
+                path.display()
+            )));
+        }
+        config.metrics_token = Some(token.to_owned());
+    }
     config.abort_incomplete_uploads_after = args.abort_incomplete_uploads_after.0;
     if args.tls_cert.len() != args.tls_key.len() {
         return Err(Failure::Usage(format!(

@@ -546,6 +546,10 @@ struct ServeArgs {
     /// instead.
     #[arg(long, env = "NIMBUS_MASTER_KEY_FILE")]
     master_key_file: Option<std::path::PathBuf>,
+    /// A file holding a bearer token that may scrape `/metrics` on the admin listener and
+    /// nothing else, for a Prometheus server (any admin token may scrape too).
+    #[arg(long, env = "NIMBUS_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<std::path::PathBuf>,
 }
 
 /// A duration, or never.

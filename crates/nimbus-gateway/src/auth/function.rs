@@ -207,27 +207,29 @@ impl FunctionAuthorizer {
             .insert(http::header::HOST, HeaderValue::from_static("localhost"));
         request.extensions_mut().insert(RawEvent);
         let id: Arc<str> = format!("{request_id}-authorizer").into();
-        let asked =
-            async {
-                let response = pool.invoke(request, id).await.map_err(|error| match error {
-                DispatchError::Busy { retry_after, .. } => Refusal::Throttled {
-                    retry_after,
-                    why: format!(
-                        "the route's authorizer (function {:?}) is at its concurrency limit",
-                        self.name
-                    ),
-                },
-                DispatchError::Invoke(error) => failed(error.to_string()),
-            })?;
-                let status = response.status();
-                let body = read_limited(response.into_body(), MAX_ANSWER_BYTES)
-                    .await
-                    .map_err(|e| failed(format!("its answer could not be read ({e})")))?;
-                if !status.is_success() {
-                    return Err(failed(format!("it answered HTTP {status}")));
-                }
-                Answer::parse(&body, key).map_err(failed)
-            };
+        let asked = async {
+            let response = pool
+                .invoke(request, id, nimbus_core::Trigger::Http)
+                .await
+                .map_err(|error| match error {
+                    DispatchError::Busy { retry_after, .. } => Refusal::Throttled {
+                        retry_after,
+                        why: format!(
+                            "the route's authorizer (function {:?}) is at its concurrency limit",
+                            self.name
+                        ),
+                    },
+                    DispatchError::Invoke(error) => failed(error.to_string()),
+                })?;
+            let status = response.status();
+            let body = read_limited(response.into_body(), MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| failed(format!("its answer could not be read ({e})")))?;
+            if !status.is_success() {
+                return Err(failed(format!("it answered HTTP {status}")));
+            }
+            Answer::parse(&body, key).map_err(failed)
+        };
         tokio::time::timeout(TIMEOUT, asked)
             .await
             .map_err(|_| failed(format!("it did not answer within {TIMEOUT:?}")))?

@@ -19,6 +19,9 @@ use std::sync::Arc;
 /// What a token may do; each scope includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Scope {
+    /// Scrape `/metrics` and nothing else: the metrics token's (`serve
+    /// --metrics-token-file`), for a Prometheus server that should read no app's data.
+    Metrics,
     Read,
     Deploy,
     Admin,
@@ -36,6 +39,7 @@ impl Scope {
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Scope::Metrics => "metrics",
             Scope::Read => "read",
             Scope::Deploy => "deploy",
             Scope::Admin => "admin",
@@ -47,6 +51,9 @@ impl Scope {
 /// sending, publishing and redriving need `deploy`; everything else (keys, secrets, users,
 /// tokens, buckets, objects, entries, removal) needs `admin`.
 pub(crate) fn required(method: &http::Method, path: &str) -> Scope {
+    if (method == http::Method::GET || method == http::Method::HEAD) && path == "/metrics" {
+        return Scope::Metrics;
+    }
     if method == http::Method::GET || method == http::Method::HEAD {
         // The audit log tells who did what: it is the administrators' to read.
         return if path.starts_with("/v1/audit") || path.starts_with("/v1/tokens") {
@@ -97,6 +104,8 @@ fn storage(error: nimbus_store::StoreError) -> Error {
 /// The admin API's tokens and audit log.
 pub(crate) struct Access {
     root: [u8; 32],
+    /// The metrics token's hash, if the server was given one.
+    metrics: Option<[u8; 32]>,
     store: Arc<dyn AdminStore>,
     /// Hash of each scoped token → its id and scope.
     tokens: ArcSwap<HashMap<[u8; 32], Actor>>,
@@ -104,10 +113,16 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    /// Load the scoped tokens from `store`; `root` is the data directory's token.
-    pub(crate) async fn load(root: &str, store: Arc<dyn AdminStore>) -> anyhow::Result<Access> {
+    /// Load the scoped tokens from `store`; `root` is the data directory's token, `metrics`
+    /// the one that may only scrape metrics.
+    pub(crate) async fn load(
+        root: &str,
+        metrics: Option<&str>,
+        store: Arc<dyn AdminStore>,
+    ) -> anyhow::Result<Access> {
         let access = Access {
             root: hash(root),
+            metrics: metrics.map(hash),
             store,
             tokens: ArcSwap::default(),
             changes: tokio::sync::Mutex::new(()),
@@ -145,6 +160,12 @@ impl Access {
             return Some(Actor {
                 name: "root".into(),
                 scope: Scope::Admin,
+            });
+        }
+        if self.metrics == Some(presented) {
+            return Some(Actor {
+                name: "metrics".into(),
+                scope: Scope::Metrics,
             });
         }
         self.tokens.load().get(&presented).cloned()
@@ -231,6 +252,9 @@ mod tests {
     #[test]
     fn each_route_needs_its_scope() {
         for (method, path, scope) in [
+            (Method::GET, "/metrics", Scope::Metrics),
+            (Method::POST, "/metrics", Scope::Admin),
+            (Method::GET, "/metrics/extra", Scope::Read),
             (Method::GET, "/v1/apps", Scope::Read),
             (Method::GET, "/v1/apps/shop/secrets", Scope::Read),
             (Method::GET, "/v1/audit", Scope::Admin),
@@ -271,5 +295,9 @@ mod tests {
             assert_eq!(required(&method, path), scope, "{method} {path}");
         }
         assert!(Scope::Admin > Scope::Deploy && Scope::Deploy > Scope::Read);
+        assert!(
+            Scope::Read > Scope::Metrics,
+            "the metrics token reads nothing else"
+        );
     }
 }

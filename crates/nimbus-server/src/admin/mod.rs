@@ -37,6 +37,7 @@ const MAX_INVOKE_RESPONSE_BYTES: usize = 6 << 20;
 mod access;
 mod apikeys;
 mod kv;
+mod metrics;
 mod objects;
 mod secrets;
 mod tables;
@@ -85,6 +86,7 @@ pub(crate) fn router(
         .merge(secrets::routes())
         .merge(apikeys::routes())
         .merge(tokens::routes())
+        .merge(metrics::routes())
         .route("/v1/status", get(status))
         .route("/v1/artifacts/{digest}", put(upload_artifact))
         .route("/v1/deploy", post(deploy))
@@ -376,7 +378,7 @@ async fn invoke(
     request.extensions_mut().insert(nimbus_runtime::RawEvent);
 
     let response = pool
-        .invoke(request, request_id.clone())
+        .invoke(request, request_id.clone(), nimbus_core::Trigger::Other)
         .await
         .map_err(|error| Error::new(error.code(), error.to_string()))?;
     let (parts, body) = response.into_parts();
@@ -423,6 +425,11 @@ async fn invocation(
 }
 
 async fn queues(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::QueueInfo>> {
+    Ok(Json(queue_infos(&state).await?))
+}
+
+/// Every app's queues, declared or not, with their depths.
+async fn queue_infos(state: &AdminState) -> Result<Vec<nimbus_api::QueueInfo>, ApiFailure> {
     let now = state.events.now_ms();
     let mut out = Vec::new();
     for app in state.platform.app_infos() {
@@ -464,7 +471,7 @@ async fn queues(State(state): State<AdminState>) -> ApiResult<Vec<nimbus_api::Qu
             });
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 #[derive(Deserialize)]

@@ -263,7 +263,11 @@ impl Consumer {
                 };
             }
         };
-        match self.pool.invoke(request, request_id).await {
+        match self
+            .pool
+            .invoke(request, request_id, first.meta.trigger())
+            .await
+        {
             Ok(response) => {
                 let status = response.status().as_u16();
                 match nimbus_runtime::read_limited(response.into_body(), MAX_RESPONSE_BYTES).await {

@@ -132,6 +132,7 @@ impl StorageRelay {
             // One bucket's changes in order.
             message.meta.group = Some(event.bucket.clone());
         }
+        message.meta.trigger = Some(nimbus_core::Trigger::Datasource);
         Some(message)
     }
 }

@@ -267,6 +267,7 @@ impl Relay {
             change.at_ms,
         );
         let mut meta = MessageMeta::new(MessageKind::Event, change.at_ms);
+        meta.trigger = Some(nimbus_core::Trigger::Datasource);
         meta.content_type = Some(nimbus_events::cloudevent::STRUCTURED_CONTENT_TYPE.to_owned());
         meta.group = Some(format!(
             "{}.{}",

@@ -180,6 +180,7 @@ impl Schedules {
         event.time = Some(format::millis_to_rfc3339(tick.max(0) as u64));
         let mut meta = MessageMeta::new(MessageKind::Event, events.now_ms());
         meta.invocation = Some(uuid::Uuid::now_v7().simple().to_string());
+        meta.trigger = Some(nimbus_core::Trigger::Timer);
         let message = NewMessage {
             queue: queue_key(app, &async_queue_of(spec.function.as_str())),
             meta,

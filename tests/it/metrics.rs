@@ -1,0 +1,277 @@
+//! `/metrics` on the admin listener: parsed by `prometheus_client`'s own parser, checked by
+//! `promtool check metrics`, and scraped by a real Prometheus server whose PromQL answers what
+//! the invocations were.
+
+use crate::support::{Platform, data_dir, free_port, probe_app, python_package};
+use serde_json::Value;
+use std::time::Duration;
+
+const PROMETHEUS_CLIENT: &str = "prometheus-client==0.21.1";
+
+/// Every sample of a scrape, as `prometheus_client` parses it: `[name, labels, value]`.
+fn parse(text: &str) -> Vec<(String, serde_json::Map<String, Value>, f64)> {
+    let package = python_package("prometheus_client", PROMETHEUS_CLIENT);
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.append([s.name, s.labels, s.value])
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", package)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "prometheus_client could not parse the scrape: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let samples: Vec<(String, serde_json::Map<String, Value>, f64)> =
+        serde_json::from_slice(&output.stdout).unwrap();
+    samples
+}
+
+/// The sum of `name`'s samples whose labels include all of `labels`.
+fn total(
+    samples: &[(String, serde_json::Map<String, Value>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).and_then(Value::as_str) == Some(*v))
+        })
+        .map(|(_, _, value)| value)
+        .sum()
+}
+
+async fn scrape(p: &Platform, token: &str) -> reqwest::Response {
+    p.http
+        .get(format!("{}/metrics", p.client.base_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_invocations_errors_throttles_and_cold_starts() {
+    let metrics_token = "metrics-token-".repeat(3);
+    let token = metrics_token.clone();
+    let p = Platform::start_in(data_dir(), move |c| c.metrics_token = Some(token)).await;
+    p.deploy(
+        &probe_app("app", "probe", "max_concurrency = 1\ntimeout = \"1s\""),
+        &[("probe", "probe")],
+    )
+    .await
+    .unwrap();
+
+    // Three answers (the first from a new instance), a panic (its instance is discarded), a
+    // timeout (its instance is killed), then one running, four waiting and more refused.
+    for _ in 0..3 {
+        assert_eq!(p.get("/probe/counter").await.0, 200);
+    }
+    assert_eq!(p.get("/probe/panic").await.0, 500);
+    assert_eq!(p.get("/probe/loop").await.0, 504);
+    let mut calls = Vec::new();
+    for i in 0..8 {
+        let request = p.http.get(p.url("/probe/sleep?ms=300"));
+        calls.push(tokio::spawn(async move {
+            request.send().await.unwrap().status().as_u16()
+        }));
+        if i == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut statuses = Vec::new();
+    for call in calls {
+        statuses.push(call.await.unwrap());
+    }
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    let slept = statuses.iter().filter(|s| **s == 200).count();
+    assert!(throttled >= 1, "the wait queue holds four: {statuses:?}");
+    assert_eq!(throttled + slept, 8, "{statuses:?}");
+    let invocations = (5 + slept) as f64;
+
+    // Records reach the metrics in batches: wait for all of them.
+    let http = [
+        ("app", "app"),
+        ("function", "probe"),
+        ("faas_trigger", "http"),
+    ];
+    let mut samples = Vec::new();
+    let counted = crate::support::eventually(Duration::from_secs(10), async || {
+        let text = scrape(&p, &metrics_token).await.text().await.unwrap();
+        samples = parse(&text);
+        total(&samples, "faas_invocations_total", &http) == invocations
+    })
+    .await;
+    assert!(
+        counted,
+        "faas_invocations_total reached {} of {invocations}",
+        total(&samples, "faas_invocations_total", &http)
+    );
+    assert_eq!(total(&samples, "faas_coldstarts_total", &http), 3.0);
+    assert_eq!(total(&samples, "faas_timeouts_total", &http), 1.0);
+    let errors = |code| {
+        total(
+            &samples,
+            "faas_errors_total",
+            &[("function", "probe"), ("error_type", code)],
+        )
+    };
+    assert_eq!(errors("function_trapped"), 1.0);
+    assert_eq!(errors("function_timeout"), 1.0);
+    assert_eq!(
+        total(&samples, "nimbus_throttles_total", &[("function", "probe")]),
+        throttled as f64
+    );
+    // The histogram counts every invocation; only the timeout took a second or more.
+    assert_eq!(
+        total(&samples, "faas_invoke_duration_seconds_count", &http),
+        invocations
+    );
+    let within = |le| {
+        total(
+            &samples,
+            "faas_invoke_duration_seconds_bucket",
+            &[("function", "probe"), ("le", le)],
+        )
+    };
+    assert_eq!(within("+Inf"), invocations);
+    assert_eq!(within("0.5"), invocations - 1.0, "all but the timeout");
+    assert_eq!(
+        total(
+            &samples,
+            "nimbus_instances",
+            &[("function", "probe"), ("state", "warm")]
+        ),
+        1.0,
+        "one warm instance is left"
+    );
+    assert_eq!(
+        total(
+            &samples,
+            "nimbus_concurrent_executions",
+            &[("function", "probe")]
+        ),
+        0.0
+    );
+    assert!(total(&samples, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(
+        !samples
+            .iter()
+            .any(|(_, labels, _)| labels.contains_key("request_id") || labels.contains_key("path")),
+        "no unbounded labels"
+    );
+
+    // promtool (Prometheus's own linter) finds nothing wrong with the exposition.
+    let text = scrape(&p, &metrics_token).await.text().await.unwrap();
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) is installed");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // The metrics token scrapes and reads nothing else; no token, no metrics.
+    let refused = p
+        .http
+        .get(format!("{}/v1/apps", p.client.base_url()))
+        .bearer_auth(&metrics_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let anonymous = p
+        .http
+        .get(format!("{}/metrics", p.client.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // Any admin token scrapes too.
+    let root = p.server.as_ref().unwrap().token.clone();
+    assert_eq!(scrape(&p, &root).await.status(), 200);
+
+    // A real Prometheus server scrapes the endpoint with the metrics token; PromQL sees the
+    // invocations by trigger.
+    let prometheus_dir = tempfile::tempdir().unwrap();
+    let token_file = prometheus_dir.path().join("token");
+    std::fs::write(&token_file, &metrics_token).unwrap();
+    let admin = p.client.base_url().trim_start_matches("http://").to_owned();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: nimbus\n    \
+         authorization:\n      credentials_file: {}\n    static_configs:\n      - targets: \
+         ['{admin}']\n",
+        token_file.display()
+    );
+    let config_file = prometheus_dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, config).unwrap();
+    let port = free_port();
+    let mut server = tokio::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config_file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            prometheus_dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus (Debian's package) is installed");
+    let query = format!(
+        "http://127.0.0.1:{port}/api/v1/query?query=sum%20by%20(faas_trigger)%20(faas_invocations_total%7Bapp%3D%22app%22%7D)"
+    );
+    let mut answer = Value::Null;
+    let scraped = crate::support::eventually(Duration::from_secs(30), async || {
+        let Ok(response) = p.http.get(&query).send().await else {
+            return false;
+        };
+        answer = response.json().await.unwrap_or(Value::Null);
+        answer["data"]["result"][0]["value"][1].as_str() == Some(&invocations.to_string())
+    })
+    .await;
+    assert!(scraped, "PromQL over the scraped series: {answer}");
+    assert_eq!(
+        answer["data"]["result"][0]["metric"]["faas_trigger"],
+        "http"
+    );
+    let _ = server.kill().await;
+    p.stop().await;
+}
