@@ -192,3 +192,30 @@ impl EventShape {
         matches!(self, EventShape::LambdaJson)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Trigger;
+
+    #[test]
+    fn a_message_says_what_triggers_its_invocation() {
+        let of = |kind| MessageMeta::new(kind, 0).trigger();
+        assert_eq!(of(MessageKind::Message), Trigger::Pubsub);
+        assert_eq!(of(MessageKind::Event), Trigger::Pubsub);
+        assert_eq!(of(MessageKind::Raw), Trigger::Other);
+        assert_eq!(of(MessageKind::Record { success: true }), Trigger::Other);
+        let http = MessageKind::Http {
+            method: "GET".into(),
+            uri: "/".into(),
+            headers: Vec::new(),
+        };
+        assert_eq!(of(http), Trigger::Http);
+        // A schedule's tick or a store's change says so itself, and it survives the store.
+        let mut tick = MessageMeta::new(MessageKind::Event, 0);
+        tick.trigger = Some(Trigger::Timer);
+        let stored: MessageMeta =
+            serde_json::from_str(&serde_json::to_string(&tick).unwrap()).unwrap();
+        assert_eq!(stored.trigger(), Trigger::Timer);
+    }
+}
