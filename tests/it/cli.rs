@@ -235,6 +235,33 @@ async fn queue_invocation_and_publish_commands() {
     let published = run(&["publish", "q", "--type", "nothing.listens", "--data", "{}"]);
     assert!(published.contains("matched 0"), "{published}");
 
+    // `usage` adds up what the function's invocations used: the failed delivery and its
+    // redrive.
+    let used = crate::support::eventually(Duration::from_secs(10), async || {
+        run(&["usage", "q"])
+            .lines()
+            .any(|l| l.split_whitespace().take(3).eq(["q", "f", "2"]))
+    })
+    .await;
+    assert!(used, "{}", run(&["usage", "q"]));
+    let by_day: serde_json::Value =
+        serde_json::from_str(&run(&["usage", "q", "--by", "day", "--json"])).unwrap();
+    let f = &by_day[0];
+    assert_eq!(
+        (f["app"].as_str(), f["function"].as_str()),
+        (Some("q"), Some("f"))
+    );
+    // The guest answered both times (an error status is the guest's answer, not a failed
+    // invocation, as in Lambda).
+    assert_eq!(f["invocations"].as_u64(), Some(2), "{by_day}");
+    assert_eq!(f["errors"].as_u64(), Some(0), "{by_day}");
+    assert_eq!(
+        f["start_ms"].as_u64().unwrap() % 86_400_000,
+        0,
+        "days start at midnight UTC"
+    );
+    assert!(f["gb_seconds"].as_f64() > Some(0.0), "{by_day}");
+
     // Usage errors exit 2; unknown queues are refused by the server (exit 1).
     let usage = nimbus()
         .args(["queue", "peek", "no-slash"])

@@ -275,3 +275,80 @@ async fn metrics_count_invocations_errors_throttles_and_cold_starts() {
     let _ = server.kill().await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_billed_by_the_millisecond_and_kept_per_hour() {
+    let p = Platform::start().await;
+    p.deploy(
+        &probe_app("app", "probe", "memory = \"256MiB\""),
+        &[("probe", "probe")],
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(p.get("/probe/sleep?ms=120").await.0, 200);
+    }
+    assert_eq!(p.get("/probe/panic").await.0, 500);
+    let mut rows = Vec::new();
+    let kept = crate::support::eventually(Duration::from_secs(10), async || {
+        rows = p.client.usage(Some("app"), 0).await.unwrap();
+        rows.iter().map(|r| r.usage.invocations).sum::<u64>() == 4
+    })
+    .await;
+    assert!(kept, "usage of 4 invocations: {rows:?}");
+    assert_eq!(rows.len(), 1, "one function, one hour: {rows:?}");
+    let usage = rows[0].usage;
+    assert_eq!((usage.errors, usage.cold_starts), (1, 1));
+    // Each invocation is billed its duration rounded up to the millisecond, and no less than
+    // the 120 ms it slept; GB-seconds are the configured 256 MiB times that.
+    let records = p
+        .client
+        .logs("app", "probe", 0, None)
+        .await
+        .unwrap()
+        .records;
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| r.memory_bytes == 256 << 20));
+    let billed: Vec<u64> = records
+        .iter()
+        .map(|r| r.duration_us.div_ceil(1000))
+        .collect();
+    assert!(billed[..3].iter().all(|ms| *ms >= 120), "{billed:?}");
+    assert_eq!(usage.billed_ms, billed.iter().sum::<u64>());
+    assert!((usage.gb_seconds() - 0.25 * usage.billed_ms as f64 / 1000.0).abs() < 1e-9);
+    // The same from Prometheus's side.
+    let text = scrape(&p, &p.server.as_ref().unwrap().token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let samples = parse(&text);
+    let gb_s = total(
+        &samples,
+        "nimbus_gibibyte_seconds_total",
+        &[("function", "probe")],
+    );
+    assert!(
+        (gb_s - usage.gb_seconds()).abs() < 1e-9,
+        "{gb_s} vs {}",
+        usage.gb_seconds()
+    );
+    assert!(
+        p.client
+            .usage(Some("app"), u64::MAX / 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        p.client.usage(Some("nope"), 0).await.is_err(),
+        "an unknown app is an error"
+    );
+
+    // Usage is kept across a restart (and beyond the records' bounded history).
+    let dir = p.stop().await;
+    let p = Platform::start_in(dir, |_| {}).await;
+    let after = p.client.usage(None, 0).await.unwrap();
+    assert_eq!(after, rows);
+    p.stop().await;
+}

@@ -177,6 +177,21 @@ impl Client {
         .await
     }
 
+    /// Usage per function per hour of `app` (or every app) for the hours ending after
+    /// `since_ms`.
+    pub async fn usage(
+        &self,
+        app: Option<&str>,
+        since_ms: u64,
+    ) -> Result<Vec<nimbus_core::UsageRow>, ApiError> {
+        let mut query = vec![("since_ms", since_ms.to_string())];
+        if let Some(app) = app {
+            query.push(("app", app.to_owned()));
+        }
+        self.send(self.http.get(self.url("/v1/usage")).query(&query))
+            .await
+    }
+
     /// Invoke asynchronously with `body` as the raw event: 202 with an invocation id.
     pub async fn invoke_async(
         &self,

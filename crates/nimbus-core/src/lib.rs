@@ -24,7 +24,7 @@ pub use events::{
 };
 pub use name::{Name, NameError};
 pub use outbound::OutboundRule;
-pub use record::{InvocationRecord, Outcome, Trigger};
+pub use record::{InvocationRecord, Outcome, Trigger, Usage, UsageRow};
 pub use spec::{
     AppSpec, AuthSpec, AuthorizerSpec, BucketGrant, BucketSpec, CorsSpec, FirewallSpec,
     FunctionAuthorizerSpec, FunctionKind, FunctionSpec, Grants, IdentitySource, InstanceMode,

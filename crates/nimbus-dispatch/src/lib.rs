@@ -54,6 +54,9 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// Instances kept warm even when idle ([`Pool::prewarm`] makes them).
     pub min_instances: u32,
+    /// The memory the function is configured with, recorded with each invocation (its
+    /// GB-seconds are counted against it).
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -369,6 +372,7 @@ impl Pool {
             duration_us: start.elapsed().as_micros() as u64,
             cold,
             trigger,
+            memory_bytes: self.config.memory_bytes,
             outcome,
             status,
             logs,
@@ -427,6 +431,7 @@ mod tests {
             wait_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(60),
             min_instances: 0,
+            memory_bytes: 128 << 20,
         }
     }
 

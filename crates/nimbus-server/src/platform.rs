@@ -297,6 +297,7 @@ impl Platform {
                 wait_timeout: function.timeout.min(Duration::from_secs(10)),
                 idle_timeout: self.idle_timeout,
                 min_instances: function.min_instances,
+                memory_bytes: function.memory_bytes,
             };
             pools.insert(
                 name.to_string(),

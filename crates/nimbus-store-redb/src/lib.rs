@@ -49,6 +49,8 @@ const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 const RECORDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("records");
 pub(crate) const SEQS: TableDefinition<&str, u64> = TableDefinition::new("seqs");
+/// Usage per (app, function, hour's start in ms): a JSON `Usage`.
+const USAGE: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("usage");
 const QUEUE_META: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_meta");
 const QUEUE_BODY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_body");
 const INVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations");
@@ -535,6 +537,14 @@ impl Inner {
     pub(crate) fn append_records(&self, batch: Vec<InvocationRecord>) -> Result<()> {
         // Group by function, keeping arrival order within each function.
         let mut groups: BTreeMap<String, Vec<InvocationRecord>> = BTreeMap::new();
+        let mut usage: BTreeMap<(Arc<str>, Arc<str>, u64), nimbus_core::Usage> = BTreeMap::new();
+        for record in &batch {
+            let hour = record.start_ms - record.start_ms % nimbus_core::record::USAGE_HOUR_MS;
+            usage
+                .entry((record.app.clone(), record.function.clone(), hour))
+                .or_default()
+                .add(record);
+        }
         for record in batch {
             groups
                 .entry(format!("{}/{}", record.app, record.function))
@@ -569,8 +579,55 @@ impl Inner {
                         .map_err(backend)?;
                 }
             }
+            let mut table = txn.open_table(USAGE).map_err(backend)?;
+            for ((app, function, hour), added) in usage {
+                let key = (&*app, &*function, hour);
+                let mut total: nimbus_core::Usage = match table.get(key).map_err(backend)? {
+                    Some(value) => from_json(value.value())?,
+                    None => nimbus_core::Usage::default(),
+                };
+                total.merge(&added);
+                table
+                    .insert(key, to_json(&total)?.as_slice())
+                    .map_err(backend)?;
+            }
         }
         txn.commit().map_err(backend)
+    }
+
+    pub(crate) fn usage(
+        &self,
+        app: Option<&str>,
+        since_ms: u64,
+    ) -> Result<Vec<nimbus_core::UsageRow>> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = match txn.open_table(USAGE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(backend(error)),
+        };
+        let mut out = Vec::new();
+        let rows = match app {
+            Some(app) => table.range((app, "", 0)..).map_err(backend)?,
+            None => table.iter().map_err(backend)?,
+        };
+        for row in rows {
+            let (key, value) = row.map_err(backend)?;
+            let (row_app, function, hour_ms) = key.value();
+            if app.is_some_and(|app| app != row_app) {
+                break;
+            }
+            if hour_ms + nimbus_core::record::USAGE_HOUR_MS <= since_ms {
+                continue;
+            }
+            out.push(nimbus_core::UsageRow {
+                app: row_app.to_owned(),
+                function: function.to_owned(),
+                hour_ms,
+                usage: from_json(value.value())?,
+            });
+        }
+        Ok(out)
     }
 
     pub(crate) fn records(
@@ -691,6 +748,12 @@ impl RecordStore for RedbStore {
     async fn last_seq(&self, app: &str, function: &str) -> Result<u64> {
         let (app, function) = (app.to_owned(), function.to_owned());
         self.run(move |inner| inner.last_seq(&app, &function)).await
+    }
+
+    async fn usage(&self, app: Option<&str>, since_ms: u64) -> Result<Vec<nimbus_core::UsageRow>> {
+        let app = app.map(str::to_owned);
+        self.run(move |inner| inner.usage(app.as_deref(), since_ms))
+            .await
     }
 }
 
@@ -851,6 +914,7 @@ mod tests {
             duration_us: 0,
             cold: false,
             trigger: nimbus_core::Trigger::Http,
+            memory_bytes: 128 << 20,
             outcome: nimbus_core::Outcome::Ok,
             status: 200,
             logs: String::new(),

@@ -30,6 +30,7 @@ pub async fn run_all<S: Store>(make: impl Fn() -> S) {
     deploy_activates_and_rollback_restores(&make()).await;
     remove_app_forgets_everything(&make()).await;
     records_are_sequenced_and_bounded(&make()).await;
+    usage_adds_up_per_function_per_hour(&make()).await;
     access_keys_are_unique_and_revocable(&make()).await;
 }
 
@@ -333,6 +334,66 @@ pub async fn records_are_sequenced_and_bounded(store: &impl Store) {
     assert_eq!(store.last_seq("a", "none").await.unwrap(), 0);
 }
 
+pub async fn usage_adds_up_per_function_per_hour(store: &impl Store) {
+    use nimbus_core::record::USAGE_HOUR_MS;
+    let hour = 400_000 * USAGE_HOUR_MS;
+    let at = |app: &str, function: &str, start_ms: u64, duration_us: u64| InvocationRecord {
+        start_ms,
+        duration_us,
+        ..record(app, function, "r")
+    };
+    store
+        .append_records(vec![
+            at("a", "f", hour + 1, 120_000),
+            at("a", "f", hour + USAGE_HOUR_MS - 1, 1_500),
+            at("a", "f", hour + USAGE_HOUR_MS, 10),
+            at("a", "g", hour + 5, 1_000),
+            at("b", "f", hour + 5, 1_000),
+        ])
+        .await
+        .unwrap();
+    // A later batch adds to the same hour.
+    store
+        .append_records(vec![InvocationRecord {
+            cold: true,
+            outcome: Outcome::Timeout,
+            ..at("a", "f", hour + 7, 2_000)
+        }])
+        .await
+        .unwrap();
+    let rows = store.usage(Some("a"), 0).await.unwrap();
+    let summary: Vec<(&str, u64, u64, u64, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            let u = &r.usage;
+            (
+                r.function.as_str(),
+                r.hour_ms,
+                u.invocations,
+                u.billed_ms,
+                u.errors,
+                u.cold_starts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("f", hour, 3, 120 + 2 + 2, 1, 1),
+            ("f", hour + USAGE_HOUR_MS, 1, 1, 0, 0),
+            ("g", hour, 1, 1, 0, 0),
+        ]
+    );
+    assert_eq!(rows[0].usage.mib_ms, 128 * 124);
+    assert!(rows.iter().all(|r| r.app == "a"));
+    // Every app; and only hours that end after `since`.
+    assert_eq!(store.usage(None, 0).await.unwrap().len(), 4);
+    let recent = store.usage(None, hour + USAGE_HOUR_MS).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].hour_ms, hour + USAGE_HOUR_MS);
+    assert!(store.usage(Some("none"), 0).await.unwrap().is_empty());
+}
+
 fn record(app: &str, function: &str, id: &str) -> InvocationRecord {
     InvocationRecord {
         seq: 0,
@@ -345,6 +406,7 @@ fn record(app: &str, function: &str, id: &str) -> InvocationRecord {
         duration_us: 10,
         cold: false,
         trigger: nimbus_core::Trigger::Http,
+        memory_bytes: 128 << 20,
         outcome: Outcome::Ok,
         status: 200,
         logs: String::new(),

@@ -154,8 +154,9 @@ pub trait Registry: Send + Sync {
 /// Invocation records, kept per function with a bounded history.
 #[async_trait::async_trait]
 pub trait RecordStore: Send + Sync {
-    /// Append records, assigning each a per-function sequence number. May trade durability for
-    /// speed: records are telemetry, not state.
+    /// Append records, assigning each a per-function sequence number, and add each to its
+    /// function's usage of the hour it started in, in the same commit. May trade durability
+    /// for speed: records are telemetry, not state.
     async fn append_records(&self, records: Vec<InvocationRecord>) -> Result<()>;
     /// Records of `app`/`function` with `seq > after`, oldest first, at most `limit`.
     async fn records(
@@ -167,4 +168,8 @@ pub trait RecordStore: Send + Sync {
     ) -> Result<Vec<InvocationRecord>>;
     /// The highest sequence number assigned for `app`/`function` (0 if none).
     async fn last_seq(&self, app: &str, function: &str) -> Result<u64>;
+    /// Usage per function per hour, of `app` (or of every app), for the hours ending after
+    /// `since_ms`; by app, function, then hour. Kept beyond the records' bounded history, and
+    /// beyond the app's removal (what was used was used).
+    async fn usage(&self, app: Option<&str>, since_ms: u64) -> Result<Vec<nimbus_core::UsageRow>>;
 }

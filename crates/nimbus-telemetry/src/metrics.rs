@@ -63,6 +63,7 @@ pub struct Metrics {
     timeouts: IntCounterVec,
     coldstarts: IntCounterVec,
     duration: HistogramVec,
+    gb_seconds: prometheus::CounterVec,
     records_dropped: IntCounter,
     throttles: IntCounterVec,
     concurrent: IntGaugeVec,
@@ -124,6 +125,17 @@ impl Metrics {
                 &FUNCTION,
             ),
         );
+        let gb_seconds = register(
+            &registry,
+            prometheus::CounterVec::new(
+                Opts::new(
+                    "nimbus_gibibyte_seconds_total",
+                    "Configured memory (GiB) times billed duration (seconds, each invocation \
+                     rounded up to the millisecond): Lambda's GB-seconds.",
+                ),
+                &VERSION,
+            ),
+        );
         let records_dropped = register(
             &registry,
             IntCounter::new(
@@ -169,6 +181,7 @@ impl Metrics {
                 &FUNCTION,
             ),
             duration,
+            gb_seconds,
             records_dropped,
             throttles: counter(
                 &registry,
@@ -231,6 +244,10 @@ impl Metrics {
         self.duration
             .with_label_values(&labels)
             .observe(record.duration_us as f64 / 1e6);
+        let [app, function, version, _] = labels;
+        self.gb_seconds
+            .with_label_values(&[app, function, version])
+            .inc_by(record.mib_ms() as f64 / 1024.0 / 1000.0);
     }
 
     /// Count a record that was dropped before it was observed.
@@ -308,6 +325,7 @@ mod tests {
             duration_us,
             cold,
             trigger: Trigger::Http,
+            memory_bytes: 128 << 20,
             outcome,
             status: 200,
             logs: String::new(),
@@ -344,6 +362,11 @@ mod tests {
         )));
         assert!(text.contains(&format!("faas_invoke_duration_seconds_count{{{labels}}} 4")));
         assert!(text.contains("# TYPE faas_invoke_duration_seconds histogram"));
+        // 128 MiB for 2 + 1 + 3000 + 1 billed milliseconds.
+        assert!(text.contains(&format!(
+            "nimbus_gibibyte_seconds_total{{app=\"shop\",function=\"api\",version=\"3\"}} {}",
+            0.125 * 3.004
+        )));
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             follow,
             tail,
         } => logs(&cli, function, *follow, *tail).await,
+        Command::Usage { app, since, by } => usage(&cli, app.as_deref(), *since, *by).await,
         Command::Rollback { app } => {
             let client = client::connect(&cli)?;
             let result = client.rollback(app).await?;
@@ -691,6 +692,57 @@ async fn resolve_function(client: &Client, reference: &str) -> Result<(String, S
                 .join(", ")
         ))),
     }
+}
+
+async fn usage(
+    cli: &Cli,
+    app: Option<&str>,
+    since: Duration,
+    by: crate::UsageBy,
+) -> Result<(), Failure> {
+    let client = client::connect(cli)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let rows = client
+        .usage(app, now_ms.saturating_sub(since.as_millis() as u64))
+        .await?;
+    // Hours folded into the grouping asked for, in order.
+    let span = match by {
+        crate::UsageBy::Function => None,
+        crate::UsageBy::Day => Some(24 * nimbus_core::record::USAGE_HOUR_MS),
+        crate::UsageBy::Hour => Some(nimbus_core::record::USAGE_HOUR_MS),
+    };
+    let mut grouped: std::collections::BTreeMap<(Option<u64>, String, String), nimbus_core::Usage> =
+        std::collections::BTreeMap::new();
+    for row in &rows {
+        let start = span.map(|span| row.hour_ms - row.hour_ms % span);
+        grouped
+            .entry((start, row.app.clone(), row.function.clone()))
+            .or_default()
+            .merge(&row.usage);
+    }
+    if cli.json {
+        let out: Vec<serde_json::Value> = grouped
+            .iter()
+            .map(|((start, app, function), usage)| {
+                serde_json::json!({
+                    "start_ms": start,
+                    "app": app,
+                    "function": function,
+                    "invocations": usage.invocations,
+                    "errors": usage.errors,
+                    "cold_starts": usage.cold_starts,
+                    "billed_ms": usage.billed_ms,
+                    "gb_seconds": usage.gb_seconds(),
+                })
+            })
+            .collect();
+        output::json(&out);
+        return Ok(());
+    }
+    output::usage(&grouped, by);
+    Ok(())
 }
 
 async fn logs(cli: &Cli, reference: &str, follow: bool, tail: usize) -> Result<(), Failure> {

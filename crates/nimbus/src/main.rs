@@ -121,6 +121,18 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         tail: usize,
     },
+    /// What functions used — invocations, errors, cold starts, billed time and GB-seconds —
+    /// kept per function per hour.
+    Usage {
+        /// Only this app.
+        app: Option<String>,
+        /// How far back (`24h`, `7d`, …).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// One line per function, per function and day, or per function and hour (UTC).
+        #[arg(long, value_enum, default_value_t = UsageBy::Function)]
+        by: UsageBy,
+    },
     /// Re-activate an app's previous version.
     Rollback { app: String },
     /// Remove an app: its routes stop answering at once; its buckets, key-value stores and
@@ -550,6 +562,14 @@ struct ServeArgs {
     /// nothing else, for a Prometheus server (any admin token may scrape too).
     #[arg(long, env = "NIMBUS_METRICS_TOKEN_FILE")]
     metrics_token_file: Option<std::path::PathBuf>,
+}
+
+/// How `nimbus usage` groups what it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum UsageBy {
+    Function,
+    Day,
+    Hour,
 }
 
 /// A duration, or never.

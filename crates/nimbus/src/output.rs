@@ -252,3 +252,60 @@ pub(crate) fn messages(messages: &[nimbus_api::PeekedMessage]) {
         }
     }
 }
+
+/// Usage grouped by (period start, app, function), as `nimbus usage` shows it.
+pub(crate) fn usage(
+    grouped: &std::collections::BTreeMap<(Option<u64>, String, String), nimbus_core::Usage>,
+    by: crate::UsageBy,
+) {
+    if grouped.is_empty() {
+        println!("no invocations in that time");
+        return;
+    }
+    let period = |start: Option<u64>| {
+        let Some(start) = start else {
+            return String::new();
+        };
+        let text = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(start),
+        )
+        .to_string();
+        match by {
+            crate::UsageBy::Day => text.get(..10).unwrap_or(&text).to_owned(),
+            _ => text.get(..16).unwrap_or(&text).replace('T', " "),
+        }
+    };
+    let mut headers = vec![
+        "APP",
+        "FUNCTION",
+        "INVOCATIONS",
+        "ERRORS",
+        "COLD",
+        "BILLED",
+        "GB-S",
+    ];
+    match by {
+        crate::UsageBy::Day => headers.insert(0, "DAY (UTC)"),
+        crate::UsageBy::Hour => headers.insert(0, "HOUR (UTC)"),
+        crate::UsageBy::Function => {}
+    }
+    let rows = grouped
+        .iter()
+        .map(|((start, app, function), usage)| {
+            let mut row = vec![
+                app.clone(),
+                function.clone(),
+                usage.invocations.to_string(),
+                usage.errors.to_string(),
+                usage.cold_starts.to_string(),
+                format!("{:.3}s", usage.billed_ms as f64 / 1000.0),
+                format!("{:.6}", usage.gb_seconds()),
+            ];
+            if start.is_some() {
+                row.insert(0, period(*start));
+            }
+            row
+        })
+        .collect();
+    table(&headers, rows);
+}

@@ -97,6 +97,7 @@ pub(crate) fn router(
         .route("/v1/routes", get(routes))
         .route("/v1/apps/{app}/functions/{function}/invoke", post(invoke))
         .route("/v1/apps/{app}/functions/{function}/logs", get(logs))
+        .route("/v1/usage", get(usage))
         .route("/v1/invocations/{id}", get(invocation))
         .route("/v1/queues", get(queues))
         .route(
@@ -650,6 +651,30 @@ struct LogsQuery {
     after: u64,
     tail: Option<usize>,
     limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    app: Option<String>,
+    #[serde(default)]
+    since_ms: u64,
+}
+
+/// Usage per function per hour (docs/observability.md, "Usage").
+async fn usage(
+    State(state): State<AdminState>,
+    Query(query): Query<UsageQuery>,
+) -> ApiResult<Vec<nimbus_core::UsageRow>> {
+    if let Some(app) = &query.app {
+        state.platform.app(app)?;
+    }
+    let rows = state
+        .platform
+        .record_store()
+        .usage(query.app.as_deref(), query.since_ms)
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, "usage could not be read").caused_by(e))?;
+    Ok(Json(rows))
 }
 
 async fn logs(

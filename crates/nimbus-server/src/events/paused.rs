@@ -55,6 +55,7 @@ fn deploy(manifest: &str, function: &Arc<ScriptedFunction>) -> Arc<DeployedApp> 
                 wait_timeout: Duration::from_secs(1),
                 idle_timeout: Duration::from_secs(300),
                 min_instances: 0,
+                memory_bytes: 128 << 20,
             };
             let loaded: Arc<dyn nimbus_runtime::LoadedFunction> = function.clone();
             (
