@@ -276,3 +276,90 @@ async fn queue_invocation_and_publish_commands() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("queue_not_found"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_json_lines_with_each_invocation_and_its_output() {
+    let data = crate::support::data_dir();
+    let mut child = nimbus()
+        .args(["serve", "--log-format", "json"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--aws-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env_remove("NIMBUS_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let _guard = Killed(child);
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let read = |name: &str| std::fs::read_to_string(data.path().join(name)).ok();
+    let started = crate::support::eventually(Duration::from_secs(30), async || {
+        read("admin.url").is_some() && read("gateway.url").is_some()
+    })
+    .await;
+    assert!(started, "the server publishes its URLs");
+    let client = nimbus_api::Client::new(
+        read("admin.url").unwrap().trim().to_owned(),
+        read("admin.token").unwrap().trim().to_owned(),
+    );
+    let digest = client
+        .upload_artifact(std::fs::read(component("probe")).unwrap())
+        .await
+        .unwrap();
+    client
+        .deploy(&nimbus_api::DeployRequest {
+            manifest: crate::support::probe_app("app", "probe", ""),
+            manifest_path: "nimbus.toml".into(),
+            artifacts: [("probe".to_owned(), digest)].into(),
+        })
+        .await
+        .unwrap();
+    let gateway = read("gateway.url").unwrap().trim().to_owned();
+    let response = reqwest::get(format!("{gateway}/probe/log")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    // Every line is a JSON object; the function's output and the invocation's report carry
+    // the request id, app, function and version.
+    let (mut output, mut report) = (None, None);
+    while output.is_none() || report.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.recv())
+            .await
+            .expect("the logs arrive")
+            .expect("the server is running");
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if event["request_id"] != id.as_str() {
+            continue;
+        }
+        match event["target"].as_str() {
+            Some("function") if event["message"] == "to stdout from the probe" => {
+                output = Some(event)
+            }
+            Some("invocation") => report = Some(event),
+            _ => {}
+        }
+    }
+    let (output, report) = (output.unwrap(), report.unwrap());
+    for event in [&output, &report] {
+        assert_eq!(event["app"], "app");
+        assert_eq!(event["function"], "probe");
+        assert_eq!(event["version"], 1);
+        assert_eq!(event["level"], "INFO");
+        assert!(event["timestamp"].is_string());
+    }
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["status"], 200);
+    assert_eq!(report["trigger"], "http");
+    assert_eq!(report["cold"], true);
+    assert!(report["billed_ms"].as_u64() >= Some(1));
+}

@@ -29,6 +29,24 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// As records spell it (`ok`, `timeout`, `memory_exceeded`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Timeout => "timeout",
+            Outcome::MemoryExceeded => "memory_exceeded",
+            Outcome::Trap => "trap",
+            Outcome::BadResponse => "bad_response",
+            Outcome::StartFailed => "start_failed",
+            Outcome::InitFailed => "init_failed",
+            Outcome::HandlerError => "handler_error",
+            Outcome::Crashed => "crashed",
+            Outcome::ResponseTooLarge => "response_too_large",
+            Outcome::BadEvent => "bad_event",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
     /// The error code clients saw for this outcome, if it was a failure.
     pub fn error_code(self) -> Option<ErrorCode> {
         match self {
@@ -208,6 +226,18 @@ mod tests {
             outcome,
             status: 200,
             logs: String::new(),
+        }
+    }
+
+    #[test]
+    fn outcomes_are_spelled_as_records_spell_them() {
+        for outcome in [
+            Outcome::Ok,
+            Outcome::MemoryExceeded,
+            Outcome::ResponseTooLarge,
+        ] {
+            let serialized = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(serialized, format!("\"{}\"", outcome.as_str()));
         }
     }
 

@@ -73,6 +73,7 @@ impl RecordWriter {
                 if !batch.is_empty() {
                     for record in &batch {
                         observer.observe(record);
+                        log(record);
                     }
                     let records = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                     if let Err(error) = store.append_records(records).await {
@@ -109,6 +110,32 @@ impl RecordWriter {
     }
 }
 
+/// An invocation's report and what its function printed, as log events (targets `invocation`
+/// and `function`), each with the request id, app, function and version.
+fn log(record: &InvocationRecord) {
+    if tracing::enabled!(target: "function", tracing::Level::INFO) {
+        for line in record.logs.lines() {
+            tracing::info!(
+                target: "function",
+                request_id = %record.request_id, app = %record.app, function = %record.function,
+                version = record.version,
+                "{line}"
+            );
+        }
+    }
+    if tracing::enabled!(target: "invocation", tracing::Level::INFO) {
+        tracing::info!(
+            target: "invocation",
+            request_id = %record.request_id, app = %record.app, function = %record.function,
+            version = record.version, trigger = record.trigger.as_str(),
+            outcome = record.outcome.as_str(), status = record.status,
+            duration_ms = record.duration_us as f64 / 1000.0, billed_ms = record.billed_ms(),
+            memory_mb = record.memory_bytes >> 20, cold = record.cold,
+            "invocation"
+        );
+    }
+}
+
 impl RecordSink for RecordWriter {
     fn record(&self, mut record: InvocationRecord) {
         // The dispatcher does not know HTTP statuses; failures get the status the gateway sent.
@@ -119,7 +146,7 @@ impl RecordSink for RecordWriter {
         }
         tracing::debug!(
             request_id = %record.request_id, app = %record.app, function = %record.function,
-            outcome = ?record.outcome, status = record.status, duration_us = record.duration_us, cold = record.cold,
+            outcome = record.outcome.as_str(), status = record.status, duration_us = record.duration_us, cold = record.cold,
             "invocation"
         );
         if self.sender.try_send(Message::Record(record)).is_err() {

@@ -56,6 +56,11 @@ struct Cli {
     #[arg(long, global = true, env = "NIMBUS_CA_CERT")]
     ca_cert: Option<PathBuf>,
 
+    /// How the server logs to standard error: `text` for people, `json` (one object per
+    /// line, with each invocation's report and its function's output) for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "NIMBUS_LOG_FORMAT")]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -564,6 +569,12 @@ struct ServeArgs {
     metrics_token_file: Option<std::path::PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 /// How `nimbus usage` groups what it shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum UsageBy {
@@ -613,15 +624,28 @@ struct InvokeArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = std::env::var("NIMBUS_LOG").unwrap_or_else(|_| match cli.command {
-        Command::Serve(_) | Command::Up { .. } => "info,notify=warn".into(),
-        _ => "warn".into(),
-    });
-    tracing_subscriber::fmt()
+    // Invocation reports and functions' output (targets `invocation` and `function`) are
+    // logged when shipping JSON; a person at a terminal reads them with `nimbus logs`.
+    let filter =
+        std::env::var("NIMBUS_LOG").unwrap_or_else(|_| match (&cli.command, cli.log_format) {
+            (Command::Serve(_) | Command::Up { .. }, LogFormat::Json) => "info,notify=warn".into(),
+            (Command::Serve(_) | Command::Up { .. }, LogFormat::Text) => {
+                "info,notify=warn,invocation=off,function=off".into()
+            }
+            _ => "warn".into(),
+        });
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_target(false).init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
     match commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
