@@ -321,6 +321,10 @@ async fn serve_logs_json_lines_with_each_invocation_and_its_output() {
         .await
         .unwrap();
     let gateway = read("gateway.url").unwrap().trim().to_owned();
+    let counted = reqwest::get(format!("{gateway}/probe/counter"))
+        .await
+        .unwrap();
+    assert_eq!(counted.status(), 200);
     let response = reqwest::get(format!("{gateway}/probe/log")).await.unwrap();
     assert_eq!(response.status(), 200);
     let id = response.headers()["x-request-id"]
@@ -360,6 +364,39 @@ async fn serve_logs_json_lines_with_each_invocation_and_its_output() {
     assert_eq!(report["outcome"], "ok");
     assert_eq!(report["status"], 200);
     assert_eq!(report["trigger"], "http");
-    assert_eq!(report["cold"], true);
+    assert_eq!(
+        report["cold"], false,
+        "the counter call started the instance"
+    );
     assert!(report["billed_ms"].as_u64() >= Some(1));
+
+    // `nimbus logs` narrows what it shows: by text, by time, to failures.
+    let admin = read("admin.url").unwrap().trim().to_owned();
+    let token = read("admin.token").unwrap().trim().to_owned();
+    let logs = |args: &[&str]| {
+        let output = nimbus()
+            .args(["logs", "app/probe", "--json"])
+            .args(args)
+            .args(["--admin-url", &admin, "--token", &token])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let both = crate::support::eventually(Duration::from_secs(10), async || {
+        logs(&["--since", "1h"]).len() == 2
+    })
+    .await;
+    assert!(both, "{:?}", logs(&["--since", "1h"]));
+    let found = logs(&["--grep", "to stdout from the probe"]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["request_id"], id.as_str());
+    assert!(logs(&["--failed"]).is_empty());
 }

@@ -138,7 +138,24 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             function,
             follow,
             tail,
-        } => logs(&cli, function, *follow, *tail).await,
+            since,
+            grep,
+            failed,
+        } => {
+            let filter = LogFilter {
+                since_ms: since.map(|since| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    now.saturating_sub(since.as_millis() as u64)
+                }),
+                grep: grep.clone(),
+                failed: *failed,
+            };
+            // A time window searches everything kept; the server keeps 1,000 per function.
+            let tail = if since.is_some() { 1000 } else { *tail };
+            logs(&cli, function, *follow, tail, &filter).await
+        }
         Command::Usage { app, since, by } => usage(&cli, app.as_deref(), *since, *by).await,
         Command::Rollback { app } => {
             let client = client::connect(&cli)?;
@@ -745,7 +762,32 @@ async fn usage(
     Ok(())
 }
 
-async fn logs(cli: &Cli, reference: &str, follow: bool, tail: usize) -> Result<(), Failure> {
+/// Which invocations `nimbus logs` shows.
+struct LogFilter {
+    since_ms: Option<u64>,
+    grep: Option<String>,
+    failed: bool,
+}
+
+impl LogFilter {
+    fn keeps(&self, record: &nimbus_core::InvocationRecord) -> bool {
+        self.since_ms.is_none_or(|since| record.start_ms >= since)
+            && (!self.failed || record.outcome.error_code().is_some())
+            && self.grep.as_deref().is_none_or(|text| {
+                record.logs.contains(text)
+                    || record.request_id.contains(text)
+                    || record.outcome.as_str().contains(text)
+            })
+    }
+}
+
+async fn logs(
+    cli: &Cli,
+    reference: &str,
+    follow: bool,
+    tail: usize,
+    filter: &LogFilter,
+) -> Result<(), Failure> {
     let client = client::connect(cli)?;
     let (app, function) = resolve_function(&client, reference).await?;
     let mut after = 0;
@@ -762,6 +804,9 @@ async fn logs(cli: &Cli, reference: &str, follow: bool, tail: usize) -> Result<(
         first = false;
         for record in &page.records {
             after = after.max(record.seq);
+            if !filter.keeps(record) {
+                continue;
+            }
             if cli.json {
                 match serde_json::to_string(record) {
                     Ok(line) => println!("{line}"),

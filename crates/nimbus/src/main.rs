@@ -125,6 +125,16 @@ enum Command {
         /// How many recent invocations to show first.
         #[arg(long, default_value_t = 20)]
         tail: usize,
+        /// Only invocations that started within this long (`10m`, `2h`); with it, up to the
+        /// last 1,000 kept are searched instead of `--tail`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only invocations whose output, request id or outcome contains this text.
+        #[arg(long)]
+        grep: Option<String>,
+        /// Only failed invocations (timeouts, traps, handler errors, …).
+        #[arg(long)]
+        failed: bool,
     },
     /// What functions used — invocations, errors, cold starts, billed time and GB-seconds —
     /// kept per function per hour.
