@@ -177,6 +177,21 @@ async fn metrics_count_invocations_errors_throttles_and_cold_starts() {
         0.0
     );
     assert!(total(&samples, "process_resident_memory_bytes", &[]) > 1e6);
+    // What the gateway answered on the route, by status class.
+    let answered = |code| {
+        total(
+            &samples,
+            "nimbus_gateway_requests_total",
+            &[("app", "app"), ("route", "/probe/{*rest}"), ("code", code)],
+        )
+    };
+    assert_eq!(answered("2xx"), (3 + slept) as f64);
+    assert_eq!(
+        answered("5xx"),
+        2.0,
+        "the panic's 500 and the timeout's 504"
+    );
+    assert_eq!(answered("4xx"), throttled as f64, "the 429s");
     assert!(
         !samples
             .iter()

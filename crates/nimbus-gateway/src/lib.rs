@@ -18,5 +18,6 @@ pub mod stages;
 pub use error::{GatewayError, status_for};
 pub use server::{
     AsyncAccepted, AsyncInvoke, DRAIN_TIMEOUT, Gateway, GatewayConfig, Handler,
-    IDEMPOTENCY_KEY_HEADER, INVOCATION_TYPE_HEADER, Refused, RouteTarget, async_request, serve,
+    IDEMPOTENCY_KEY_HEADER, INVOCATION_TYPE_HEADER, Refused, RouteStats, RouteTarget,
+    async_request, serve,
 };

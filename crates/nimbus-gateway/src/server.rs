@@ -98,6 +98,41 @@ pub struct RouteTarget {
     pub handler: Handler,
     /// The app's CORS policy, this route's rate limit and authorizer.
     pub stages: RouteStages,
+    /// What this route answered, counted as the gateway answers.
+    pub stats: Arc<RouteStats>,
+}
+
+/// A route's answers by status class (1xx … 5xx): one atomic add per request, read when
+/// metrics are scraped. Kept by the app's version, so a deploy of another app leaves it be.
+#[derive(Debug)]
+pub struct RouteStats {
+    /// The route as the manifest gives it (`/orders/{id}`), a bounded label.
+    pub route: String,
+    answered: [std::sync::atomic::AtomicU64; 5],
+}
+
+impl RouteStats {
+    pub fn new(route: impl Into<String>) -> RouteStats {
+        RouteStats {
+            route: route.into(),
+            answered: Default::default(),
+        }
+    }
+
+    fn count(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).saturating_sub(1);
+        if let Some(counter) = self.answered.get(class) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Answers so far by status class: `("2xx", n)`, …
+    pub fn answered(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .into_iter()
+            .zip(&self.answered)
+            .map(|(class, n)| (class, n.load(Ordering::Relaxed)))
+    }
 }
 
 /// Who answers a route's requests.
@@ -113,6 +148,8 @@ pub enum Handler {
 struct Outgoing {
     cors: Option<Arc<Cors>>,
     rate: Option<Verdict>,
+    /// The route's counters, once a route matched.
+    stats: Option<Arc<RouteStats>>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +295,9 @@ impl Gateway {
         if let Some(verdict) = &outgoing.rate {
             verdict.write(response.headers_mut());
         }
+        if let Some(stats) = &outgoing.stats {
+            stats.count(response.status());
+        }
         response
     }
 
@@ -280,6 +320,7 @@ impl Gateway {
             && let Match::Found { target, .. } = table.lookup(host.as_deref(), &method, &path)
             && let Some(policy) = &target.stages.cors
         {
+            outgoing.stats = Some(target.stats.clone());
             screen(&target.stages, &mut request)?;
             let headers = request.headers();
             let origin = headers
@@ -333,6 +374,7 @@ impl Gateway {
                 }
             };
         outgoing.cors = target.stages.cors.clone();
+        outgoing.stats = Some(target.stats.clone());
         let client = screen(&target.stages, &mut request)?;
         if let Some(limiter) = &target.stages.rate_limit
             && !limiter.by_subject()

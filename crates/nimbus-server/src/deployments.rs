@@ -25,6 +25,8 @@ pub(crate) struct DeployedApp {
     pub(crate) stages: nimbus_gateway::stages::AppStages,
     /// The platform services this version mounts on the gateway (its auth API).
     pub(crate) mounts: Mounts,
+    /// What each of `spec.routes`, then each of `mounts.services`, answered (in that order).
+    pub(crate) route_stats: Vec<Arc<nimbus_gateway::RouteStats>>,
     pub(crate) rules: Rules,
     /// The parsed `spec.events.schedules`, in the same order.
     pub(crate) schedules: Vec<nimbus_events::schedule::Schedule>,

@@ -174,7 +174,20 @@ impl Platform {
                     throttles: pool.throttle_count(),
                 })
         });
-        self.metrics.render(pools, queues.iter().copied())
+        let routes = snapshot.iter().flat_map(|(app, deployed)| {
+            deployed.route_stats.iter().flat_map(move |stats| {
+                stats.answered().filter(|(_, answered)| *answered > 0).map(
+                    move |(code, answered)| nimbus_telemetry::RouteState {
+                        app,
+                        version: deployed.version.number,
+                        route: &stats.route,
+                        code,
+                        answered,
+                    },
+                )
+            })
+        });
+        self.metrics.render(pools, routes, queues.iter().copied())
     }
 
     /// The current snapshot plus `app`'s new version (or without `app`): what a deploy,
@@ -305,9 +318,22 @@ impl Platform {
             );
         }
         let mounts = self.mounter.mount(&spec, self.gateway_url()).await?;
+        let route_stats = spec
+            .routes
+            .iter()
+            .map(|r| r.path.clone())
+            .chain(
+                mounts
+                    .services
+                    .iter()
+                    .map(|m| format!("{}/{{*rest}}", m.path)),
+            )
+            .map(|route| Arc::new(nimbus_gateway::RouteStats::new(route)))
+            .collect();
         Ok((
             DeployedApp {
                 version,
+                route_stats,
                 stages: AppStages::new(
                     &spec,
                     StageSources {
@@ -655,6 +681,12 @@ fn describe(app: &DeployedApp, functions: Vec<LoadedInfo>) -> DeployResponse {
 fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> {
     let mut entries = Vec::new();
     for (name, app) in apps {
+        let stats = |index: usize| {
+            app.route_stats
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(nimbus_gateway::RouteStats::new("")))
+        };
         for (index, route) in app.spec.routes.iter().enumerate() {
             let function = route.function.to_string();
             let Some(pool) = app.pools.get(&function) else {
@@ -670,10 +702,11 @@ fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> 
                     function,
                     handler: Handler::Function(pool.clone()),
                     stages: app.stages.route(index),
+                    stats: stats(index),
                 }),
             });
         }
-        for mounted in &app.mounts.services {
+        for (offset, mounted) in app.mounts.services.iter().enumerate() {
             entries.push(RouteEntry {
                 host: mounted.host.clone(),
                 path: format!("{}/{{*rest}}", mounted.path),
@@ -684,6 +717,7 @@ fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> 
                     function: mounted.name.to_owned(),
                     handler: Handler::Service(mounted.service.clone()),
                     stages: app.stages.service(),
+                    stats: stats(app.spec.routes.len() + offset),
                 }),
             });
         }

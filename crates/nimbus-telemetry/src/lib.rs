@@ -6,4 +6,4 @@
 
 pub mod metrics;
 
-pub use metrics::{Metrics, PoolState, QueueState};
+pub use metrics::{Metrics, PoolState, QueueState, RouteState};

@@ -43,6 +43,18 @@ pub struct PoolState<'a> {
     pub throttles: u64,
 }
 
+/// A route of a deployed version: what the gateway answered on it so far, by status class.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteState<'a> {
+    pub app: &'a str,
+    pub version: u64,
+    /// The route as the manifest gives it.
+    pub route: &'a str,
+    /// `"2xx"`, `"4xx"`, …
+    pub code: &'a str,
+    pub answered: u64,
+}
+
 /// A queue, as a scrape finds it.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueState<'a> {
@@ -66,6 +78,7 @@ pub struct Metrics {
     gb_seconds: prometheus::CounterVec,
     records_dropped: IntCounter,
     throttles: IntCounterVec,
+    requests: IntCounterVec,
     concurrent: IntGaugeVec,
     instances: IntGaugeVec,
     queue_messages: IntGaugeVec,
@@ -189,6 +202,12 @@ impl Metrics {
                 "Invocations refused with 429 because the function was at its concurrency limit.",
                 &VERSION,
             ),
+            requests: counter(
+                &registry,
+                "nimbus_gateway_requests_total",
+                "Requests the gateway answered on a route, by status class (code=\"2xx\", …).",
+                &["app", "version", "route", "code"],
+            ),
             concurrent: gauge(
                 &registry,
                 "nimbus_concurrent_executions",
@@ -259,6 +278,7 @@ impl Metrics {
     pub fn render<'a>(
         &self,
         pools: impl IntoIterator<Item = PoolState<'a>>,
+        routes: impl IntoIterator<Item = RouteState<'a>>,
         queues: impl IntoIterator<Item = QueueState<'a>>,
     ) -> String {
         let families = {
@@ -281,6 +301,18 @@ impl Metrics {
                 let throttles = self.throttles.with_label_values(&labels);
                 if pool.throttles > throttles.get() {
                     throttles.inc_by(pool.throttles - throttles.get());
+                }
+            }
+            for route in routes {
+                let version = route.version.to_string();
+                let counter = self.requests.with_label_values(&[
+                    route.app,
+                    version.as_str(),
+                    route.route,
+                    route.code,
+                ]);
+                if route.answered > counter.get() {
+                    counter.inc_by(route.answered - counter.get());
                 }
             }
             self.queue_messages.reset();
@@ -343,7 +375,7 @@ mod tests {
         metrics.observe(&record(Outcome::Ok, false, 700));
         metrics.observe(&record(Outcome::Timeout, false, 3_000_000));
         metrics.observe(&record(Outcome::Cancelled, false, 10));
-        let text = metrics.render([], []);
+        let text = metrics.render([], [], []);
         let labels = r#"app="shop",faas_trigger="http",function="api",version="3""#;
         assert_eq!(
             line(&text, &format!("faas_invocations_total{{{labels}}}")),
@@ -387,7 +419,17 @@ mod tests {
             oldest_age_seconds: 2.5,
             dead: 1,
         };
-        let text = metrics.render([pool(2, 1, 5)], [queue]);
+        let route = |answered| RouteState {
+            app: "shop",
+            version: 3,
+            route: "/orders/{id}",
+            code: "2xx",
+            answered,
+        };
+        let text = metrics.render([pool(2, 1, 5)], [route(4)], [queue]);
+        assert!(text.contains(
+            r#"nimbus_gateway_requests_total{app="shop",code="2xx",route="/orders/{id}",version="3"} 4"#
+        ), "{text}");
         let labels = r#"app="shop",function="api",version="3""#;
         assert!(text.contains(&format!("nimbus_concurrent_executions{{{labels}}} 2")));
         assert!(text.contains(&format!("nimbus_throttles_total{{{labels}}} 5")));
@@ -403,9 +445,9 @@ mod tests {
             )
         );
         // The throttle counter follows the pool's; a version that is gone loses its gauges.
-        let text = metrics.render([pool(0, 1, 9)], []);
+        let text = metrics.render([pool(0, 1, 9)], [], []);
         assert!(text.contains(&format!("nimbus_throttles_total{{{labels}}} 9")));
-        let text = metrics.render([], []);
+        let text = metrics.render([], [], []);
         assert!(!text.contains("nimbus_concurrent_executions{"));
         assert!(!text.contains("nimbus_queue_messages{"));
         assert!(text.contains("process_resident_memory_bytes"));

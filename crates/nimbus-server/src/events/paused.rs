@@ -65,6 +65,7 @@ fn deploy(manifest: &str, function: &Arc<ScriptedFunction>) -> Arc<DeployedApp> 
         })
         .collect();
     Arc::new(DeployedApp {
+        route_stats: Vec::new(),
         version: nimbus_store::VersionRecord {
             app: spec.name.to_string(),
             number: 1,
