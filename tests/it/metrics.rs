@@ -2,7 +2,7 @@
 //! `promtool check metrics`, and scraped by a real Prometheus server whose PromQL answers what
 //! the invocations were.
 
-use crate::support::{Platform, data_dir, free_port, probe_app, python_package};
+use crate::support::{Platform, data_dir, free_port, output_with_stdin, probe_app, python_package};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -20,22 +20,12 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         out.append([s.name, s.labels, s.value])
 print(json.dumps(out))
 "#;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .env("PYTHONPATH", package)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = output_with_stdin(
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .env("PYTHONPATH", package),
+        text.as_bytes(),
+    );
     assert!(
         output.status.success(),
         "prometheus_client could not parse the scrape: {}",
@@ -201,21 +191,11 @@ async fn metrics_count_invocations_errors_throttles_and_cold_starts() {
 
     // promtool (Prometheus's own linter) finds nothing wrong with the exposition.
     let text = scrape(&p, &metrics_token).await.text().await.unwrap();
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package) is installed");
-    use std::io::Write as _;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
+    // (promtool comes from Debian's prometheus package.)
+    let checked = output_with_stdin(
+        std::process::Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+    );
     assert!(
         checked.status.success(),
         "promtool check metrics: {}{}",

@@ -310,6 +310,22 @@ pub fn echoed_claims(text: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// Run `command` with `input` on its standard input; its output, captured.
+pub fn output_with_stdin(
+    command: &mut std::process::Command,
+    input: &[u8],
+) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// A loopback port nothing listens on now, for a server a test starts that cannot be
 /// handed a listener (it may, rarely, be taken again before that server binds it).
 pub fn free_port() -> u16 {

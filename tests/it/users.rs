@@ -552,26 +552,16 @@ async fn operators_import_ban_and_remove_users_and_rotate_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_creates_lists_bans_and_removes_users_with_the_password_from_stdin() {
-    use std::io::Write;
     let p = deployed().await;
     let server = p.server.as_ref().unwrap();
     let (admin, token) = (server.admin_url(), server.token.clone());
     let cli = move |args: &[&str], stdin: &str| -> std::process::Output {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args(["--admin-url", &admin, "--token", &token])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        crate::support::output_with_stdin(
+            std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+                .args(["--admin-url", &admin, "--token", &token])
+                .args(args),
+            stdin.as_bytes(),
+        )
     };
     let created = cli(
         &[
