@@ -106,6 +106,31 @@ impl Algorithm {
     }
 }
 
+/// Checksums a request sends must be base64 of their algorithm's size, or S3 answers
+/// `InvalidRequest` naming the header (before reading any of the body).
+pub(crate) fn check_values(sent: &Checksum) -> S3Result<()> {
+    for algorithm in Algorithm::sent_in(sent) {
+        let size = match algorithm {
+            Algorithm::Crc32 | Algorithm::Crc32c => 4,
+            Algorithm::Crc64Nvme => 8,
+            Algorithm::Sha1 => 20,
+            Algorithm::Sha256 => 32,
+        };
+        let value = algorithm
+            .value_in(sent)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(value);
+        if !decoded.is_ok_and(|bytes| bytes.len() == size) {
+            return Err(invalid_request(format!(
+                "Value for {} header is invalid.",
+                algorithm.header()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The checksum of `bytes` in `algorithm`, base64 as S3 sends it.
 fn digest(algorithm: Algorithm, bytes: &[u8]) -> String {
     let mut hasher = ChecksumHasher::default();
@@ -420,6 +445,28 @@ mod tests {
         );
         // CRC32 of "hello world", as S3 clients send it.
         assert_eq!(digest(Algorithm::Crc32, b"hello world"), "DUoRhQ==");
+    }
+
+    #[test]
+    fn sent_checksums_must_be_their_algorithms_size_in_base64() {
+        let sent = |crc32: &str, sha1: Option<&str>| Checksum {
+            checksum_crc32: Some(crc32.to_owned()),
+            checksum_sha1: sha1.map(str::to_owned),
+            ..Default::default()
+        };
+        assert!(check_values(&sent("DUoRhQ==", None)).is_ok());
+        for (bad, header) in [
+            (sent("wrongChecksum", None), "x-amz-checksum-crc32"),
+            (sent("AAAAAAAA", None), "x-amz-checksum-crc32"),
+            (sent("DUoRhQ==", Some("DUoRhQ==")), "x-amz-checksum-sha1"),
+        ] {
+            let error = check_values(&bad).unwrap_err();
+            assert_eq!(error.code(), &S3ErrorCode::InvalidRequest);
+            assert_eq!(
+                error.message(),
+                Some(format!("Value for {header} header is invalid.").as_str())
+            );
+        }
     }
 
     #[test]

@@ -260,6 +260,7 @@ fn expect(
     headers: &http::HeaderMap,
     trailers: Option<s3s::TrailingHeaders>,
 ) -> S3Result<Expect> {
+    checksums::check_values(&checksums)?;
     let mut hasher = ChecksumHasher::default();
     verify::enable_expected(&mut hasher, &checksums);
     if let Some(algorithm) = algorithm {
