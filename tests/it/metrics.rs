@@ -135,7 +135,7 @@ async fn metrics_count_invocations_errors_throttles_and_cold_starts() {
         total(&samples, "nimbus_throttles_total", &[("function", "probe")]),
         throttled as f64
     );
-    // The histogram counts every invocation; only the timeout took a second or more.
+    // The histogram counts every invocation.
     assert_eq!(
         total(&samples, "faas_invoke_duration_seconds_count", &http),
         invocations
@@ -148,7 +148,13 @@ async fn metrics_count_invocations_errors_throttles_and_cold_starts() {
         )
     };
     assert_eq!(within("+Inf"), invocations);
-    assert_eq!(within("0.5"), invocations - 1.0, "all but the timeout");
+    // Cumulative buckets; the timeout ran a second or more, so it is in none below 1 s (how
+    // long the others took is the machine's business).
+    assert!(within("0.001") <= within("0.5") && within("0.5") <= within("1"));
+    assert!(
+        within("0.5") <= invocations - 1.0,
+        "the timeout is not under 0.5 s"
+    );
     assert_eq!(
         total(
             &samples,
