@@ -147,6 +147,13 @@ pub(crate) struct MountedService {
     pub(crate) service: Arc<dyn nimbus_runtime::RouteService>,
 }
 
+impl MountedService {
+    /// The route pattern it is mounted on: everything under its path.
+    pub(crate) fn pattern(&self) -> String {
+        format!("{}/{{*rest}}", self.path)
+    }
+}
+
 /// What the platform asks of the services beside functions: to provision and release what an
 /// app declares, and to mount what it serves.
 pub(crate) struct AppServices {

@@ -7,7 +7,8 @@
 //! deploy therefore changes nothing, and the previous version keeps serving throughout.
 
 use crate::deployments::{
-    AppServices, DeployedApp, DeploymentObserver, Deployments, Mounter, Provisioner, Snapshot,
+    AppServices, DeployedApp, DeploymentObserver, Deployments, MountedService, Mounter,
+    Provisioner, Snapshot,
 };
 use crate::records::RecordWriter;
 use nimbus_api::{AppInfo, DeployRequest, DeployResponse, FunctionInfo, LoadedInfo, RouteInfo};
@@ -322,12 +323,7 @@ impl Platform {
             .routes
             .iter()
             .map(|r| r.path.clone())
-            .chain(
-                mounts
-                    .services
-                    .iter()
-                    .map(|m| format!("{}/{{*rest}}", m.path)),
-            )
+            .chain(mounts.services.iter().map(MountedService::pattern))
             .map(|route| Arc::new(nimbus_gateway::RouteStats::new(route)))
             .collect();
         Ok((
@@ -709,7 +705,7 @@ fn build_routes(apps: &Snapshot) -> Result<RouteTable<Arc<RouteTarget>>, Error> 
         for (offset, mounted) in app.mounts.services.iter().enumerate() {
             entries.push(RouteEntry {
                 host: mounted.host.clone(),
-                path: format!("{}/{{*rest}}", mounted.path),
+                path: mounted.pattern(),
                 methods: Vec::new(),
                 owner: format!("app {name:?} (its {} API)", mounted.name),
                 target: Arc::new(RouteTarget {

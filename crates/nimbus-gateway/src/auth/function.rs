@@ -209,7 +209,7 @@ impl FunctionAuthorizer {
         let id: Arc<str> = format!("{request_id}-authorizer").into();
         let asked = async {
             let response = pool
-                .invoke(request, id, nimbus_core::Trigger::Http)
+                .invoke(request, id, nimbus_core::Trigger::Other)
                 .await
                 .map_err(|error| match error {
                     DispatchError::Busy { retry_after, .. } => Refusal::Throttled {
