@@ -2,7 +2,9 @@
 //! `promtool check metrics`, and scraped by a real Prometheus server whose PromQL answers what
 //! the invocations were.
 
-use crate::support::{Platform, data_dir, free_port, output_with_stdin, probe_app, python_package};
+use crate::support::{
+    Platform, data_dir, debian_packages, free_port, output_with_stdin, probe_app, python_package,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -65,6 +67,8 @@ async fn scrape(p: &Platform, token: &str) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_invocations_errors_throttles_and_cold_starts() {
+    // promtool and the Prometheus server come from Debian's package.
+    debian_packages(&[("promtool", "prometheus")]);
     let metrics_token = "metrics-token-".repeat(3);
     let token = metrics_token.clone();
     let p = Platform::start_in(data_dir(), move |c| c.metrics_token = Some(token)).await;
